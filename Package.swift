@@ -1,0 +1,70 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// Hot loops are compiled for AVX2 + FMA (the machines we target: x86-64-v3 and later), so a plain
+/// `swift build -c release` reaches the SIMD ceilings without extra flags from the user.
+let vectorFlags: [SwiftSetting] = [
+  .unsafeFlags(["-target-cpu", "haswell"]),
+  .swiftLanguageMode(.v5),
+]
+let commonFlags: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+  name: "ACON",
+  platforms: [.macOS(.v14)],
+  products: [
+    .library(
+      name: "ACON",
+      targets: ["ACONKernels", "ACONTensor", "ACONNN", "ACONModels", "ACONData", "ACONTraining"]),
+    .executable(name: "acon", targets: ["ACONCLI"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: [
+    // System libraries (Debian: libopenblas-dev, zlib1g-dev, libpng-dev, libjpeg-dev).
+    .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+    .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+    // Layer 1: CPU kernels. The only code with unsafe pointers and SIMD.
+    .target(name: "ACONKernels", dependencies: ["CBLAS"], swiftSettings: vectorFlags),
+    // Layer 2: tensors, automatic differentiation, tensor files.
+    .target(name: "ACONTensor", dependencies: ["ACONKernels"], swiftSettings: vectorFlags),
+    // Layer 3: modules, layers, the ACON family, losses.
+    .target(name: "ACONNN", dependencies: ["ACONTensor"], swiftSettings: vectorFlags),
+    // Layer 4: the model zoo.
+    .target(name: "ACONModels", dependencies: ["ACONNN"], swiftSettings: commonFlags),
+    // Layer 5: data sets and loaders.
+    .target(name: "ACONData", dependencies: ["ACONTensor", "CZlib"], swiftSettings: vectorFlags),
+    // Layer 6: optimizers, schedules, the training loop, checkpoints, metrics.
+    .target(
+      name: "ACONTraining", dependencies: ["ACONModels", "ACONData"], swiftSettings: commonFlags),
+    // The `acon` command-line tool: no math of its own.
+    .executableTarget(
+      name: "ACONCLI",
+      dependencies: [
+        "ACONTraining",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: vectorFlags),
+    // Helpers shared by the test targets: finite-difference gradient checks, golden files.
+    .target(
+      name: "ACONTestSupport", dependencies: ["ACONTensor"], path: "Tests/ACONTestSupport",
+      swiftSettings: commonFlags),
+    .testTarget(
+      name: "ACONKernelsTests", dependencies: ["ACONKernels", "ACONTestSupport"], swiftSettings: commonFlags),
+    .testTarget(
+      name: "ACONTensorTests", dependencies: ["ACONTensor", "ACONTestSupport"],
+      resources: [.copy("Golden")], swiftSettings: commonFlags),
+    .testTarget(
+      name: "ACONNNTests", dependencies: ["ACONNN", "ACONTestSupport"],
+      resources: [.copy("Golden")], swiftSettings: commonFlags),
+    .testTarget(
+      name: "ACONModelsTests", dependencies: ["ACONModels", "ACONTestSupport"],
+      resources: [.copy("Golden")], swiftSettings: commonFlags),
+    .testTarget(
+      name: "ACONDataTests", dependencies: ["ACONData", "ACONTestSupport"], swiftSettings: commonFlags),
+    .testTarget(
+      name: "ACONTrainingTests", dependencies: ["ACONTraining", "ACONTestSupport"], swiftSettings: commonFlags),
+    .testTarget(name: "ACONCLITests", dependencies: ["ACONCLI"], swiftSettings: commonFlags),
+  ]
+)

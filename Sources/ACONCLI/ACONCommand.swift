@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// The `acon` command-line tool: train, evaluate, inspect and benchmark ACON networks.
+@main
+struct ACONCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "acon",
+    abstract: "Train, evaluate and benchmark networks with the ACON family of activations.",
+    subcommands: [Demo.self],
+    defaultSubcommand: Demo.self)
+}

@@ -1,0 +1,1 @@
+// The ACONData layer; see README.md for its place in the package.

@@ -1,0 +1,1 @@
+// The ACONModels layer; see README.md for its place in the package.

@@ -1,0 +1,161 @@
+import ACONTensor
+
+/// A non-trainable tensor a module keeps in its state (BN running statistics).
+public final class Buffer {
+  /// The value; modules update it in place during training.
+  public var value: Tensor
+  /// How the buffer is stored in a weights file (`num_batches_tracked` is I64 in PyTorch).
+  public let storedAsInteger: Bool
+
+  public init(_ value: Tensor, storedAsInteger: Bool = false) {
+    self.value = value.copy()
+    self.storedAsInteger = storedAsInteger
+  }
+}
+
+/// The base of every layer and network, like PyTorch's `nn.Module`.
+///
+/// A module registers its parameters, buffers and children by name, in the order PyTorch's
+/// reference registers them, so that `namedParameters()` and `stateDict()` give the reference's
+/// checkpoint keys (`features.3.branch_main.0.weight`) in the reference's order.
+open class Module {
+  /// Whether the module is in training mode (batch statistics, dropout) or evaluation mode.
+  public private(set) var isTraining = true
+  private var ownParameters: [(String, Parameter)] = []
+  private var ownBuffers: [(String, Buffer)] = []
+  private var ownChildren: [(String, Module)] = []
+
+  public init() {}
+
+  /// The computation. Subclasses override it.
+  open func forward(_ x: Tensor) throws -> Tensor {
+    throw TensorError.invalidArgument(
+      operation: String(describing: type(of: self)), detail: "forward is not implemented")
+  }
+
+  /// Runs `forward`.
+  public func callAsFunction(_ x: Tensor) throws -> Tensor { try forward(x) }
+
+  /// Registers a parameter under `name` and returns it.
+  @discardableResult
+  public func register(parameter: Parameter, as name: String) -> Parameter {
+    ownParameters.append((name, parameter))
+    return parameter
+  }
+
+  /// Registers a buffer under `name` and returns it.
+  @discardableResult
+  public func register(buffer: Buffer, as name: String) -> Buffer {
+    ownBuffers.append((name, buffer))
+    return buffer
+  }
+
+  /// Registers a child module under `name` and returns it.
+  @discardableResult
+  public func register<M: Module>(_ child: M, as name: String) -> M {
+    ownChildren.append((name, child))
+    return child
+  }
+
+  /// Direct children with their names.
+  public var namedChildren: [(String, Module)] { ownChildren }
+
+  /// Every parameter of this module and its descendants with its dotted name, in PyTorch order.
+  public func namedParameters(prefix: String = "") -> [(String, Parameter)] {
+    var result = ownParameters.map { (prefix + $0.0, $0.1) }
+    for (name, child) in ownChildren {
+      result += child.namedParameters(prefix: prefix + name + ".")
+    }
+    return result
+  }
+
+  /// Every parameter, in order.
+  public var parameters: [Parameter] { namedParameters().map(\.1) }
+
+  /// Every buffer with its dotted name.
+  public func namedBuffers(prefix: String = "") -> [(String, Buffer)] {
+    var result = ownBuffers.map { (prefix + $0.0, $0.1) }
+    for (name, child) in ownChildren {
+      result += child.namedBuffers(prefix: prefix + name + ".")
+    }
+    return result
+  }
+
+  /// Every module of the tree with its dotted name (the root has the name "").
+  public func namedModules(prefix: String = "") -> [(String, Module)] {
+    var result: [(String, Module)] = [(prefix, self)]
+    for (name, child) in ownChildren {
+      let p = prefix.isEmpty ? name : prefix + "." + name
+      result += child.namedModules(prefix: p)
+    }
+    return result
+  }
+
+  /// The state in PyTorch's `state_dict()` order: per module, its parameters, its buffers,
+  /// then its children.
+  public func stateEntries(prefix: String = "") -> [StateEntry] {
+    var result: [StateEntry] = ownParameters.map { .parameter(prefix + $0.0, $0.1) }
+    result += ownBuffers.map { .buffer(prefix + $0.0, $0.1) }
+    for (name, child) in ownChildren {
+      result += child.stateEntries(prefix: prefix + name + ".")
+    }
+    return result
+  }
+
+  /// Switches this module and its descendants to training mode.
+  public func train() { setTraining(true) }
+  /// Switches this module and its descendants to evaluation mode.
+  public func eval() { setTraining(false) }
+
+  /// Sets the mode of the whole tree.
+  public func setTraining(_ training: Bool) {
+    isTraining = training
+    for (_, child) in ownChildren { child.setTraining(training) }
+  }
+
+  /// Forgets every accumulated gradient.
+  public func zeroGrad() {
+    for p in parameters { p.zeroGrad() }
+  }
+
+  /// Total number of parameter elements.
+  public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+}
+
+/// One entry of a module's state: a parameter or a buffer with its dotted name.
+public enum StateEntry {
+  case parameter(String, Parameter)
+  case buffer(String, Buffer)
+
+  /// The dotted name.
+  public var name: String {
+    switch self {
+    case .parameter(let n, _), .buffer(let n, _): return n
+    }
+  }
+
+  /// The current value.
+  public var value: Tensor {
+    switch self {
+    case .parameter(_, let p): return p.value
+    case .buffer(_, let b): return b.value
+    }
+  }
+}
+
+/// Children applied in order; their names are "0", "1", ..., as in `nn.Sequential`.
+public final class Sequential: Module {
+  public let layers: [Module]
+
+  public init(_ layers: [Module]) {
+    self.layers = layers
+    super.init()
+    for (i, layer) in layers.enumerated() { register(layer, as: String(i)) }
+  }
+
+  public override func forward(_ x: Tensor) throws -> Tensor {
+    var y = x
+    for layer in layers { y = try layer(y) }
+    return y
+  }
+}

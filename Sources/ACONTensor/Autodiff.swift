@@ -1,0 +1,195 @@
+import ACONKernels
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// One recorded operation of the gradient tape: the nodes of its inputs and a pullback that
+/// maps the gradient of its output to the gradients of its inputs.
+///
+/// Each pullback keeps only what it needs (often just the input), and the tape drops every
+/// pullback as soon as `backward` has used it, so saved tensors return to the pool at once.
+public final class GradNode {
+  /// The nodes of the inputs, in the order the pullback returns their gradients.
+  let inputs: [GradNode?]
+  /// Maps the output gradient to one gradient per input (nil where an input needs none).
+  var pullback: ((Tensor) -> [Tensor?])?
+  /// The gradient accumulated so far during a backward pass.
+  var grad: Tensor?
+  /// For a leaf: where its gradient goes.
+  weak var parameter: Parameter?
+  /// The name of the operation, for error messages and debugging.
+  public let operation: String
+
+  init(operation: String, inputs: [GradNode?], pullback: @escaping (Tensor) -> [Tensor?]) {
+    self.operation = operation
+    self.inputs = inputs
+    self.pullback = pullback
+  }
+
+  init(leaf parameter: Parameter) {
+    self.operation = "leaf"
+    self.inputs = []
+    self.pullback = nil
+    self.parameter = parameter
+  }
+}
+
+/// A trainable tensor with a stable identity: layers own parameters, optimizers update them
+/// in place, and `backward` accumulates into `grad`.
+public final class Parameter {
+  /// The current value; it carries a leaf node, so every use of it records gradients.
+  public var value: Tensor {
+    didSet { attachLeaf() }
+  }
+  /// The gradient accumulated by `backward` calls since the last `zeroGrad`.
+  public var grad: Tensor?
+  /// Whether weight decay applies (true for conv and linear weights only in the reference recipe).
+  public var decays: Bool
+  /// Whether the parameter is trained at all.
+  public var isTrainable: Bool = true {
+    didSet { attachLeaf() }
+  }
+
+  /// A parameter holding `value`.
+  public init(_ value: Tensor, decays: Bool = false) {
+    self.value = value.copy()
+    self.decays = decays
+    attachLeaf()
+  }
+
+  private func attachLeaf() {
+    if isTrainable {
+      if value.node?.parameter !== self { value.node = GradNode(leaf: self) }
+    } else if value.node != nil {
+      value.node = nil
+    }
+  }
+
+  /// Forgets the accumulated gradient.
+  public func zeroGrad() { grad = nil }
+
+  /// Updates the value in place. The parameter owns its storage (it copies what it is given).
+  public func update(_ body: (UnsafeMutablePointer<Float>, Int) -> Void) {
+    body(value.mutableData, value.count)
+  }
+
+  fileprivate func accumulate(_ g: Tensor) {
+    if let existing = grad {
+      grad = Tensor.addRaw(existing, g)
+    } else {
+      grad = g.detached
+    }
+  }
+}
+
+/// Whether operations record gradients; off inside `withoutGradients`.
+///
+/// The switch is per thread, so that an evaluation on one thread (a data loader, a test running
+/// beside another) does not stop recording on another.
+public enum GradientMode {
+  private static let key: pthread_key_t = {
+    var k = pthread_key_t()
+    pthread_key_create(&k, nil)
+    return k
+  }()
+
+  /// How many `withoutGradients` scopes enclose the calling thread.
+  static var depthDisabled: Int {
+    get { Int(bitPattern: pthread_getspecific(key)) }
+    set { pthread_setspecific(key, UnsafeRawPointer(bitPattern: newValue)) }
+  }
+
+  /// True when operations on the calling thread record the tape.
+  public static var isEnabled: Bool { depthDisabled == 0 }
+}
+
+/// Runs `body` without recording gradients (evaluation, metrics, optimizer updates).
+public func withoutGradients<T>(_ body: () throws -> T) rethrows -> T {
+  GradientMode.depthDisabled += 1
+  defer { GradientMode.depthDisabled -= 1 }
+  return try body()
+}
+
+extension Tensor {
+  /// Attaches a tape entry to `output` if any input records gradients; `pullback` returns
+  /// one gradient per input, in order.
+  @inlinable
+  public static func record(
+    _ operation: String, output: Tensor, inputs: [Tensor],
+    pullback: @escaping (Tensor) -> [Tensor?]
+  ) -> Tensor {
+    recordEntry(operation, output: output, inputs: inputs, pullback: pullback)
+  }
+
+  @usableFromInline
+  static func recordEntry(
+    _ operation: String, output: Tensor, inputs: [Tensor],
+    pullback: @escaping (Tensor) -> [Tensor?]
+  ) -> Tensor {
+    guard GradientMode.isEnabled, inputs.contains(where: { $0.node != nil }) else {
+      return output
+    }
+    var out = output
+    out.node = GradNode(
+      operation: operation, inputs: inputs.map { $0.node }, pullback: pullback)
+    return out
+  }
+
+  /// Back-propagates from this tensor, seeding it with `seed` (ones by default: the gradient of
+  /// a sum), and accumulates into the `grad` of every parameter it depends on.
+  public func backward(seed: Tensor? = nil) throws {
+    guard let root = node else {
+      throw TensorError.invalidArgument(
+        operation: "backward", detail: "the tensor does not depend on any trainable parameter")
+    }
+    let g = seed ?? Tensor(shape: shape, repeating: 1)
+    guard g.shape == shape else {
+      throw TensorError.shapeMismatch(
+        operation: "backward", shapes: [shape, g.shape], detail: "seed must match the output")
+    }
+    // Reverse topological order by an iterative depth-first search.
+    var order: [GradNode] = []
+    var visited = Set<ObjectIdentifier>()
+    var stack: [(GradNode, Int)] = [(root, 0)]
+    visited.insert(ObjectIdentifier(root))
+    while let (n, i) = stack.popLast() {
+      if i < n.inputs.count {
+        stack.append((n, i + 1))
+        if let child = n.inputs[i], !visited.contains(ObjectIdentifier(child)) {
+          visited.insert(ObjectIdentifier(child))
+          stack.append((child, 0))
+        }
+      } else {
+        order.append(n)
+      }
+    }
+    root.grad = g
+    for n in order.reversed() {
+      guard let upstream = n.grad else { continue }
+      n.grad = nil
+      if let parameter = n.parameter {
+        parameter.accumulate(upstream)
+        continue
+      }
+      guard let pullback = n.pullback else { continue }
+      n.pullback = nil
+      let grads = pullback(upstream)
+      for (input, grad) in zip(n.inputs, grads) {
+        guard let input, let grad else { continue }
+        if let existing = input.grad {
+          input.grad = Tensor.addRaw(existing, grad)
+        } else {
+          input.grad = grad.detached
+        }
+      }
+    }
+  }
+
+  /// Elementwise sum without recording, for gradient accumulation.
+  static func addRaw(_ a: Tensor, _ b: Tensor) -> Tensor {
+    let out = Tensor(uninitializedShape: a.shape)
+    Elementwise.add(a.data, b.data, out.mutableData, count: a.count)
+    return out
+  }
+}

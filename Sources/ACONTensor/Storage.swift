@@ -1,0 +1,80 @@
+import ACONKernels
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A pool of float buffers keyed by element count, so that a steady training loop, which asks
+/// for the same sizes every step, allocates nothing after its first step.
+public final class BufferPool: @unchecked Sendable {
+  /// The pool every tensor uses.
+  public static let shared = BufferPool()
+
+  private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
+  private var cachedBytes = 0
+  private var lock = pthread_mutex_t()
+  /// Buffers beyond this many cached bytes are returned to the system.
+  public var capacityBytes = 4 << 30
+  /// Number of buffers obtained from the system (a test of steady-state allocation reads it).
+  public private(set) var systemAllocations = 0
+
+  init() { pthread_mutex_init(&lock, nil) }
+
+  /// A buffer of `count` floats, 64-byte aligned, contents undefined.
+  public func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+    let n = max(count, 1)
+    pthread_mutex_lock(&lock)
+    if var list = free[n], let p = list.popLast() {
+      free[n] = list
+      cachedBytes -= n * 4
+      pthread_mutex_unlock(&lock)
+      return p
+    }
+    systemAllocations += 1
+    pthread_mutex_unlock(&lock)
+    var raw: UnsafeMutableRawPointer? = nil
+    let status = posix_memalign(&raw, 64, n * MemoryLayout<Float>.stride)
+    guard status == 0, let raw else { fatalError("out of memory allocating \(n) floats") }
+    return raw.bindMemory(to: Float.self, capacity: n)
+  }
+
+  /// Returns a buffer obtained from `take` to the pool.
+  public func give(_ p: UnsafeMutablePointer<Float>, count: Int) {
+    let n = max(count, 1)
+    pthread_mutex_lock(&lock)
+    if cachedBytes + n * 4 <= capacityBytes {
+      free[n, default: []].append(p)
+      cachedBytes += n * 4
+      pthread_mutex_unlock(&lock)
+      return
+    }
+    pthread_mutex_unlock(&lock)
+    Glibc.free(p)
+  }
+
+  /// Releases every cached buffer to the system.
+  public func trim() {
+    pthread_mutex_lock(&lock)
+    let lists = free
+    free = [:]
+    cachedBytes = 0
+    pthread_mutex_unlock(&lock)
+    for (_, list) in lists { for p in list { Glibc.free(p) } }
+  }
+}
+
+/// The contiguous float memory behind one or more tensors.
+public final class TensorStorage: @unchecked Sendable {
+  /// The first element.
+  public let pointer: UnsafeMutablePointer<Float>
+  /// Number of floats.
+  public let count: Int
+
+  /// Fresh storage from the pool; contents undefined.
+  public init(count: Int) {
+    self.count = count
+    self.pointer = BufferPool.shared.take(count)
+  }
+
+  deinit { BufferPool.shared.give(pointer, count: count) }
+}

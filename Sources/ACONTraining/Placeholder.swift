@@ -1,0 +1,1 @@
+// The ACONTraining layer; see README.md for its place in the package.

@@ -1,0 +1,2 @@
+// zlib, for gzip-compressed data files (Debian: zlib1g-dev).
+#include <zlib.h>
