@@ -59,37 +59,6 @@ public enum ACONKernels {
     public var count: Int { batch * channels * plane }
   }
 
-  // MARK: Gates
-
-  /// `h(u)`.
-  @inlinable @inline(__always)
-  static func gateValue(_ u: Float8, _ gate: Gate) -> Float8 {
-    switch gate {
-    case .sigmoid:
-      return fastSigmoid(u)
-    case .hardSigmoid:
-      let z = u * Float8(repeating: 1.0 / 6.0)
-        + Float8(repeating: 0.5)
-      let low = z.replacing(with: 0, where: z .< 0)
-      return low.replacing(with: 1, where: low .> 1)
-    }
-  }
-
-  /// `(h(u), h'(u))`.
-  @inlinable @inline(__always)
-  static func gateValueAndSlope(_ u: Float8, _ gate: Gate) -> (Float8, Float8) {
-    switch gate {
-    case .sigmoid:
-      let s = fastSigmoid(u)
-      return (s, s - s * s)
-    case .hardSigmoid:
-      let h = gateValue(u, gate)
-      let inside = (u .> Float8(repeating: -3)) .& (u .< Float8(repeating: 3))
-      let slope = Float8(repeating: 0).replacing(with: 1.0 / 6.0, where: inside)
-      return (h, slope)
-    }
-  }
-
   // MARK: Forward
 
   /// `y = d x h(beta d x) + p2 x` for `x` of geometry `geometry`; `p1`, `p2` hold one value per
@@ -101,35 +70,86 @@ public enum ACONKernels {
   ) {
     // One specialised copy of the loop per gate: the switch stays out of the hot loop.
     switch gate {
-    case .sigmoid: forwardLoop(x, y, geometry, p1, p2, beta, layout, .sigmoid)
-    case .hardSigmoid: forwardLoop(x, y, geometry, p1, p2, beta, layout, .hardSigmoid)
+    case .sigmoid: forwardLoop(x, y, geometry, p1, p2, beta, layout, SigmoidGate.self)
+    case .hardSigmoid: forwardLoop(x, y, geometry, p1, p2, beta, layout, HardSigmoidGate.self)
     }
   }
 
-  @inline(__always)
-  static func forwardLoop(
+  /// One vector of the forward: `x (p2 + d h(beta d x))`.
+  @_transparent
+  static func forwardVector<G: GateFunction>(
+    _ x: Float8, _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
+  ) -> Float8 {
+    x * p2.addingProduct(d, G.value(beta * d * x))
+  }
+
+  // Each loop below holds exactly one copy of the vector body and handles the tail in the
+  // same loop (`load8` with fewer lanes): with several copies the optimizer stops inlining the
+  // sigmoid, and a SIMD8 crossing a call is passed as two halves, which costs more than the math.
+
+  /// One plane with a broadcast beta and broadcast p1, p2.
+  @inline(never)
+  static func forwardPlane<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int,
+    _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
+  ) {
+    var i = 0
+    while i + 8 <= count {
+      store8(forwardVector(load8(x + i), d, p2, beta, G.self), y + i)
+      i += 8
+    }
+    if i < count {
+      // The tail runs through the same loop on a zero-padded copy.
+      let rest = count - i
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { t in
+        let base = t.baseAddress!
+        base.update(repeating: 0, count: 8)
+        base.update(from: x + i, count: rest)
+        forwardPlane(base, base + 8, 8, d, p2, beta, G.self)
+        (y + i).update(from: base + 8, count: rest)
+      }
+    }
+  }
+
+  /// One plane with beta per element, or one row of an `[N, C]` input (p1, p2, beta per lane;
+  /// `betaStride` 0 broadcasts `beta[0]`).
+  @inline(never)
+  static func forwardStrided<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int,
+    _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>, _ p1Stride: Int,
+    _ beta: UnsafePointer<Float>, _ betaStride: Int, _: G.Type
+  ) {
+    var i = 0
+    while i < count {
+      let lanes = min(8, count - i)
+      let a: Float8
+      let b: Float8
+      if p1Stride == 0 {
+        a = Float8(repeating: p1[0])
+        b = Float8(repeating: p2[0])
+      } else {
+        a = load8(p1 + i, lanes: lanes)
+        b = load8(p2 + i, lanes: lanes)
+      }
+      let bv = betaStride == 0 ? Float8(repeating: beta[0]) : load8(beta + i, lanes: lanes)
+      store8(forwardVector(load8(x + i, lanes: lanes), a - b, b, bv, G.self), y + i, lanes: lanes)
+      i += 8
+    }
+  }
+
+  static func forwardLoop<G: GateFunction>(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ geo: Geometry,
     _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>, _ beta: UnsafePointer<Float>,
-    _ layout: BetaLayout, _ gate: Gate
+    _ layout: BetaLayout, _ gate: G.Type
   ) {
     let (channels, plane) = (geo.channels, geo.plane)
     if plane == 1 {
       // [N, C]: vectorise along the channels of one row.
       Parallel.forRanges(geo.batch, minimumChunk: max(1, 16384 / max(channels, 1))) { rows in
         for n in rows {
-          let xr = x + n * channels
-          let yr = y + n * channels
-          let br = beta + n * layout.sampleStride
-          let bs = layout.channelStride
-          forEachVector(channels) { c, lanes in
-            let xv = load8(xr + c, lanes: lanes)
-            let a = load8(p1 + c, lanes: lanes)
-            let b = load8(p2 + c, lanes: lanes)
-            let bv = bs == 0 ? Float8(repeating: br[0]) : load8(br + c * bs, lanes: lanes)
-            let d = a - b
-            let h = gateValue(bv * d * xv, gate)
-            store8(xv * b.addingProduct(d, h), yr + c, lanes: lanes)
-          }
+          forwardStrided(
+            x + n * channels, y + n * channels, channels, p1, p2, 1,
+            beta + n * layout.sampleStride, layout.channelStride, G.self)
         }
       }
       return
@@ -138,24 +158,13 @@ public enum ACONKernels {
       for q in planes {
         let c = q % channels
         let n = q / channels
-        let xp = x + q * plane
-        let yp = y + q * plane
-        let d = Float8(repeating: p1[c] - p2[c])
-        let b = Float8(repeating: p2[c])
         let bp = beta + n * layout.sampleStride + c * layout.channelStride
         if layout.elementStride == 0 {
-          let bd = Float8(repeating: bp[0]) * d
-          forEachVector(plane) { i, lanes in
-            let xv = load8(xp + i, lanes: lanes)
-            let h = gateValue(bd * xv, gate)
-            store8(xv * b.addingProduct(d, h), yp + i, lanes: lanes)
-          }
+          forwardPlane(
+            x + q * plane, y + q * plane, plane, Float8(repeating: p1[c] - p2[c]),
+            Float8(repeating: p2[c]), Float8(repeating: bp[0]), G.self)
         } else {
-          forEachVector(plane) { i, lanes in
-            let xv = load8(xp + i, lanes: lanes)
-            let h = gateValue(load8(bp + i, lanes: lanes) * d * xv, gate)
-            store8(xv * b.addingProduct(d, h), yp + i, lanes: lanes)
-          }
+          forwardStrided(x + q * plane, y + q * plane, plane, p1 + c, p2 + c, 0, bp, 1, G.self)
         }
       }
     }
@@ -177,50 +186,118 @@ public enum ACONKernels {
   ) {
     switch gate {
     case .sigmoid:
-      backwardLoop(x, g, dx, geometry, p1, p2, beta, layout, .sigmoid, planeSums, dbetaElements)
+      backwardLoop(
+        x, g, dx, geometry, p1, p2, beta, layout, SigmoidGate.self, planeSums, dbetaElements)
     case .hardSigmoid:
       backwardLoop(
-        x, g, dx, geometry, p1, p2, beta, layout, .hardSigmoid, planeSums, dbetaElements)
+        x, g, dx, geometry, p1, p2, beta, layout, HardSigmoidGate.self, planeSums, dbetaElements)
     }
   }
 
-  @inline(__always)
-  static func backwardLoop(
+  /// One vector of the backward: `(dx, g x t, g x, g (d x)^2 h')`.
+  @_transparent
+  static func backwardVector<G: GateFunction>(
+    _ x: Float8, _ g: Float8, _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
+  ) -> (Float8, Float8, Float8, Float8) {
+    let dxv = d * x
+    let u = beta * dxv
+    let (h, slope) = G.valueAndSlope(u)
+    let t = h.addingProduct(u, slope)
+    let gx = g * x
+    return (g * p2.addingProduct(d, t), gx * t, gx, (g * dxv) * (dxv * slope))
+  }
+
+  /// One plane with a broadcast beta; returns the plane's three sums.
+  @inline(never)
+  static func backwardPlane<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+    _ count: Int, _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
+  ) -> (Float, Float, Float) {
+    var acc1 = Float8(repeating: 0)
+    var acc2 = Float8(repeating: 0)
+    var acc3 = Float8(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+      let (v, s1, s2, s3) = backwardVector(load8(x + i), load8(g + i), d, p2, beta, G.self)
+      store8(v, dx + i)
+      acc1 += s1
+      acc2 += s2
+      acc3 += s3
+      i += 8
+    }
+    var sums = (horizontalSum(acc1), horizontalSum(acc2), horizontalSum(acc3))
+    if i < count {
+      // The tail runs through the same loop on a zero-padded copy (g = 0 adds nothing).
+      let rest = count - i
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: 24) { t in
+        let base = t.baseAddress!
+        base.update(repeating: 0, count: 16)
+        base.update(from: x + i, count: rest)
+        (base + 8).update(from: g + i, count: rest)
+        let tail = backwardPlane(base, base + 8, base + 16, 8, d, p2, beta, G.self)
+        (dx + i).update(from: base + 16, count: rest)
+        sums = (sums.0 + tail.0, sums.1 + tail.1, sums.2 + tail.2)
+      }
+    }
+    return sums
+  }
+
+  /// One plane with beta per element (its dbeta written to `dbeta`), or one row of an `[N, C]`
+  /// input (p1, p2, beta per lane, `betaStride` 0 broadcasting; the sums written per lane).
+  @inline(never)
+  static func backwardStrided<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+    _ count: Int, _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>, _ p1Stride: Int,
+    _ beta: UnsafePointer<Float>, _ betaStride: Int, _ dbeta: UnsafeMutablePointer<Float>?,
+    _ laneSums: UnsafeMutablePointer<Float>?, _: G.Type
+  ) -> (Float, Float) {
+    var acc1 = Float8(repeating: 0)
+    var acc2 = Float8(repeating: 0)
+    var i = 0
+    while i < count {
+      let lanes = min(8, count - i)
+      let a: Float8
+      let b: Float8
+      if p1Stride == 0 {
+        a = Float8(repeating: p1[0])
+        b = Float8(repeating: p2[0])
+      } else {
+        a = load8(p1 + i, lanes: lanes)
+        b = load8(p2 + i, lanes: lanes)
+      }
+      let bv = betaStride == 0 ? Float8(repeating: beta[0]) : load8(beta + i, lanes: lanes)
+      let (v, s1, s2, s3) = backwardVector(
+        load8(x + i, lanes: lanes), load8(g + i, lanes: lanes), a - b, b, bv, G.self)
+      store8(v, dx + i, lanes: lanes)
+      if let dbeta { store8(s3, dbeta + i, lanes: lanes) }
+      if let laneSums {
+        for l in 0..<lanes {
+          laneSums[3 * (i + l)] = s1[l]
+          laneSums[3 * (i + l) + 1] = s2[l]
+          laneSums[3 * (i + l) + 2] = s3[l]
+        }
+      }
+      acc1 += s1
+      acc2 += s2
+      i += 8
+    }
+    return (horizontalSum(acc1), horizontalSum(acc2))
+  }
+
+  static func backwardLoop<G: GateFunction>(
     _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
     _ geo: Geometry, _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>,
-    _ beta: UnsafePointer<Float>, _ layout: BetaLayout, _ gate: Gate,
+    _ beta: UnsafePointer<Float>, _ layout: BetaLayout, _ gate: G.Type,
     _ sums: UnsafeMutablePointer<Float>, _ dbetaElements: UnsafeMutablePointer<Float>?
   ) {
     let (channels, plane) = (geo.channels, geo.plane)
-    let zero = Float8(repeating: 0)
     if plane == 1 {
       Parallel.forRanges(geo.batch, minimumChunk: max(1, 8192 / max(channels, 1))) { rows in
         for n in rows {
           let o = n * channels
-          let br = beta + n * layout.sampleStride
-          let bs = layout.channelStride
-          forEachVector(channels) { c, lanes in
-            let xv = load8(x + o + c, lanes: lanes)
-            let gv = load8(g + o + c, lanes: lanes)
-            let a = load8(p1 + c, lanes: lanes)
-            let b = load8(p2 + c, lanes: lanes)
-            let bv = bs == 0 ? Float8(repeating: br[0]) : load8(br + c * bs, lanes: lanes)
-            let d = a - b
-            let dxv = d * xv
-            let u = bv * dxv
-            let (h, slope) = gateValueAndSlope(u, gate)
-            let t = h.addingProduct(u, slope)
-            store8(gv * b.addingProduct(d, t), dx + o + c, lanes: lanes)
-            let gx = gv * xv
-            let s1 = gx * t
-            let s3 = gv * dxv * dxv * slope
-            for l in 0..<lanes {
-              let k = 3 * (o + c + l)
-              sums[k] = s1[l]
-              sums[k + 1] = gx[l]
-              sums[k + 2] = s3[l]
-            }
-          }
+          _ = backwardStrided(
+            x + o, g + o, dx + o, channels, p1, p2, 1, beta + n * layout.sampleStride,
+            layout.channelStride, nil, sums + 3 * o, G.self)
         }
       }
       return
@@ -229,49 +306,23 @@ public enum ACONKernels {
       for q in planes {
         let c = q % channels
         let n = q / channels
-        let xp = x + q * plane
-        let gp = g + q * plane
-        let dp = dx + q * plane
-        let d = Float8(repeating: p1[c] - p2[c])
-        let b = Float8(repeating: p2[c])
+        let o = q * plane
         let bp = beta + n * layout.sampleStride + c * layout.channelStride
-        var acc1 = zero
-        var acc2 = zero
-        var acc3 = zero
         if layout.elementStride == 0 {
-          let bv = Float8(repeating: bp[0])
-          forEachVector(plane) { i, lanes in
-            let xv = load8(xp + i, lanes: lanes)
-            let gv = load8(gp + i, lanes: lanes)
-            let dxv = d * xv
-            let u = bv * dxv
-            let (h, slope) = gateValueAndSlope(u, gate)
-            let t = h.addingProduct(u, slope)
-            store8(gv * b.addingProduct(d, t), dp + i, lanes: lanes)
-            let gx = gv * xv
-            acc1 = acc1.addingProduct(gx, t)
-            acc2 += gx
-            acc3 = acc3.addingProduct(gv * dxv, dxv * slope)
-          }
+          let (s1, s2, s3) = backwardPlane(
+            x + o, g + o, dx + o, plane, Float8(repeating: p1[c] - p2[c]),
+            Float8(repeating: p2[c]), Float8(repeating: bp[0]), G.self)
+          sums[3 * q] = s1
+          sums[3 * q + 1] = s2
+          sums[3 * q + 2] = s3
         } else {
-          let db = dbetaElements! + q * plane
-          forEachVector(plane) { i, lanes in
-            let xv = load8(xp + i, lanes: lanes)
-            let gv = load8(gp + i, lanes: lanes)
-            let dxv = d * xv
-            let u = load8(bp + i, lanes: lanes) * dxv
-            let (h, slope) = gateValueAndSlope(u, gate)
-            let t = h.addingProduct(u, slope)
-            store8(gv * b.addingProduct(d, t), dp + i, lanes: lanes)
-            let gx = gv * xv
-            acc1 = acc1.addingProduct(gx, t)
-            acc2 += gx
-            store8(gv * dxv * dxv * slope, db + i, lanes: lanes)
-          }
+          let (s1, s2) = backwardStrided(
+            x + o, g + o, dx + o, plane, p1 + c, p2 + c, 0, bp, 1, dbetaElements! + o, nil,
+            G.self)
+          sums[3 * q] = s1
+          sums[3 * q + 1] = s2
+          sums[3 * q + 2] = 0
         }
-        sums[3 * q] = horizontalSum(acc1)
-        sums[3 * q + 1] = horizontalSum(acc2)
-        sums[3 * q + 2] = horizontalSum(acc3)
       }
     }
   }
@@ -338,5 +389,44 @@ public enum ACONKernels {
         store8(gv - dav, db + o + i, lanes: lanes)
       }
     }
+  }
+}
+
+/// A gate `h` of the smooth maximum, as a type so that each kernel loop is specialised for it.
+@usableFromInline
+protocol GateFunction {
+  /// `h(u)`.
+  static func value(_ u: Float8) -> Float8
+  /// `(h(u), h'(u))`.
+  static func valueAndSlope(_ u: Float8) -> (Float8, Float8)
+}
+
+/// The logistic sigmoid: `h' = h (1 - h)`.
+@usableFromInline
+enum SigmoidGate: GateFunction {
+  @_transparent @usableFromInline
+  static func value(_ u: Float8) -> Float8 { fastSigmoid(u) }
+
+  @_transparent @usableFromInline
+  static func valueAndSlope(_ u: Float8) -> (Float8, Float8) {
+    let s = fastSigmoid(u)
+    return (s, s - s * s)
+  }
+}
+
+/// PyTorch's hard sigmoid `clamp(u / 6 + 1/2, 0, 1)`; its backward passes 1/6 on (-3, 3).
+@usableFromInline
+enum HardSigmoidGate: GateFunction {
+  @_transparent @usableFromInline
+  static func value(_ u: Float8) -> Float8 {
+    let z = u * Float8(repeating: 1.0 / 6.0) + Float8(repeating: 0.5)
+    let low = z.replacing(with: 0, where: z .< 0)
+    return low.replacing(with: 1, where: low .> 1)
+  }
+
+  @_transparent @usableFromInline
+  static func valueAndSlope(_ u: Float8) -> (Float8, Float8) {
+    let inside = (u .> Float8(repeating: -3)) .& (u .< Float8(repeating: 3))
+    return (value(u), Float8(repeating: 0).replacing(with: 1.0 / 6.0, where: inside))
   }
 }

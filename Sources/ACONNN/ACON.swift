@@ -216,3 +216,193 @@ public final class AconC: Module {
       beta: channelView(beta.value, rank: x.rank), gate: gate)
   }
 }
+
+// MARK: - meta-ACON
+
+/// A 1x1 convolution applied to a pooled `[N, C_in, 1, 1]` map: with one pixel it is a matrix
+/// product, done as one GEMM. Stored as PyTorch's `nn.Conv2d(kernel_size=1, bias=True)`:
+/// `weight` `[C_out, C_in, 1, 1]` (decays), `bias` `[C_out]`; initialised like PyTorch,
+/// `U(-1/sqrt(C_in), 1/sqrt(C_in))` for both.
+public final class PooledConv1x1: Module {
+  public let inputChannels: Int
+  public let outputChannels: Int
+  public let weight: Parameter
+  public let bias: Parameter
+
+  public init(inputChannels: Int, outputChannels: Int, using rng: inout RandomGenerator) {
+    self.inputChannels = inputChannels
+    self.outputChannels = outputChannels
+    let bound = 1 / Float(inputChannels).squareRoot()
+    weight = Parameter(
+      Tensor.randomUniform(
+        [outputChannels, inputChannels, 1, 1], low: -bound, high: bound, using: &rng),
+      decays: true)
+    bias = Parameter(Tensor.randomUniform([outputChannels], low: -bound, high: bound, using: &rng))
+    super.init()
+    register(parameter: weight, as: "weight")
+    register(parameter: bias, as: "bias")
+  }
+
+  /// `x` is `[N, C_in, 1, 1]`; the result is `[N, C_out, 1, 1]`.
+  public override func forward(_ x: Tensor) throws -> Tensor {
+    guard x.rank == 4, x.shape[1] == inputChannels, x.shape[2] == 1, x.shape[3] == 1 else {
+      throw TensorError.shapeMismatch(
+        operation: "PooledConv1x1", shapes: [x.shape],
+        detail: "expects a pooled map [N, \(inputChannels), 1, 1]")
+    }
+    let n = x.shape[0]
+    let w = try weight.value.reshaped([outputChannels, inputChannels])
+    let y = try Tensor.linear(x.reshaped([n, inputChannels]), weight: w, bias: bias.value)
+    return try y.reshaped([n, outputChannels, 1, 1])
+  }
+}
+
+/// Per-channel affine map `w_c x + b_c` (`weight`, `bias` `[1, C, 1, 1]`, init 1 and 0).
+public final class ChannelAffine: Module {
+  public let weight: Parameter
+  public let bias: Parameter
+
+  public init(channels: Int) {
+    weight = Parameter(constantChannels(channels, 1))
+    bias = Parameter(constantChannels(channels, 0))
+    super.init()
+    register(parameter: weight, as: "weight")
+    register(parameter: bias, as: "bias")
+  }
+
+  public override func forward(_ x: Tensor) throws -> Tensor {
+    try x * channelView(weight.value, rank: x.rank) + channelView(bias.value, rank: x.rank)
+  }
+}
+
+/// meta-ACON: ACON-C whose switching factor is generated from the input, `beta = G(x)`.
+/// Source: paper section 4 ("Meta-ACON") and the reference `MetaAconC`.
+///
+/// Generators (paper section 4.2 compares the first three):
+/// - `.channel` (default; the reference, exactly): `h = max(r, C / r)`,
+///   `beta = sigmoid(bn2(fc2(bn1(fc1(mean_hw(x))))))` with `fc1` a 1x1 conv `C -> h` and `fc2`
+///   `h -> C`, both with bias; no ReLU between them. One beta per (sample, channel). Its batch
+///   norms cannot train on one sample (one value per channel), so training at batch size 1 throws.
+/// - `.channelWithoutBatchNorm` (`meta-acon-bs1`): `beta = sigmoid(fc2(fc1(mean_hw(x))))`, the
+///   reference with both BNs dropped (the reference authors' advice for batch size 1); the
+///   biases of `fc1`, `fc2` remain. Works at any batch size, train or eval.
+/// - `.layer`: one beta per sample, `beta = sigmoid(fc(mean_chw(x)))` with `fc` a 1x1 conv
+///   `1 -> 1` initialised to the identity (weight 1, bias 0).
+/// - `.pixel`: one beta per element, `beta = sigmoid(w_c x + b_c)` (`fc`, a per-channel affine
+///   initialised to the identity, so it starts as the paper's `sigma(x_{c,h,w})`).
+///
+/// Parameters `p1`, `p2` are `[1, C, 1, 1]`, N(0, 1), as in the reference. With
+/// `gate: .hardSigmoid` the switch (not the generator) uses the hard sigmoid (`meta-acon-hard`).
+public final class MetaAconC: Module {
+  /// How beta is generated from the input.
+  public enum Generator: String, CaseIterable, Sendable {
+    case channel, channelWithoutBatchNorm, layer, pixel
+  }
+
+  public let channels: Int
+  public let generator: Generator
+  public let gate: ACONKernels.Gate
+  /// Hidden width of the channel-wise generator, `max(r, C / r)`.
+  public let hiddenChannels: Int
+  public let p1: Parameter
+  public let p2: Parameter
+  /// `fc1` of the channel-wise generators, `fc` of the layer-wise one.
+  public let fc1: PooledConv1x1?
+  public let bn1: BatchNorm2d?
+  public let fc2: PooledConv1x1?
+  public let bn2: BatchNorm2d?
+  /// The pixel-wise generator's affine map.
+  public let affine: ChannelAffine?
+
+  /// A meta-ACON layer for `channels` channels with reduction `r` (16 in the reference, 8 for
+  /// ShuffleNetV2 0.5x).
+  public init(
+    channels: Int, reduction r: Int = 16, generator: Generator = .channel,
+    gate: ACONKernels.Gate = .sigmoid, using rng: inout RandomGenerator
+  ) {
+    precondition(channels > 0 && r > 0, "MetaAconC needs positive channels and reduction")
+    self.channels = channels
+    self.generator = generator
+    self.gate = gate
+    hiddenChannels = max(r, channels / r)
+    // Reference order: the generator's layers are built first, then p1 and p2.
+    switch generator {
+    case .channel, .channelWithoutBatchNorm:
+      fc1 = PooledConv1x1(inputChannels: channels, outputChannels: hiddenChannels, using: &rng)
+      bn1 = generator == .channel ? BatchNorm2d(hiddenChannels) : nil
+      fc2 = PooledConv1x1(inputChannels: hiddenChannels, outputChannels: channels, using: &rng)
+      bn2 = generator == .channel ? BatchNorm2d(channels) : nil
+      affine = nil
+    case .layer:
+      let fc = PooledConv1x1(inputChannels: 1, outputChannels: 1, using: &rng)
+      fc.weight.value.mutableData[0] = 1
+      fc.bias.value.mutableData[0] = 0
+      fc1 = fc
+      bn1 = nil
+      fc2 = nil
+      bn2 = nil
+      affine = nil
+    case .pixel:
+      fc1 = nil
+      bn1 = nil
+      fc2 = nil
+      bn2 = nil
+      affine = ChannelAffine(channels: channels)
+    }
+    p1 = Parameter(Tensor.randomNormal([1, channels, 1, 1], using: &rng))
+    p2 = Parameter(Tensor.randomNormal([1, channels, 1, 1], using: &rng))
+    super.init()
+    register(parameter: p1, as: "p1")
+    register(parameter: p2, as: "p2")
+    switch generator {
+    case .channel, .channelWithoutBatchNorm:
+      register(fc1!, as: "fc1")
+      if let bn1 { register(bn1, as: "bn1") }
+      register(fc2!, as: "fc2")
+      if let bn2 { register(bn2, as: "bn2") }
+    case .layer:
+      register(fc1!, as: "fc")
+    case .pixel:
+      register(affine!, as: "fc")
+    }
+  }
+
+  /// The switching factor `beta = G(x)`: `[N, C, 1, 1]` (channel-wise), `[N, 1, 1, 1]`
+  /// (layer-wise) or `x`'s shape (pixel-wise); rank 2 (`[N, C]`, `[N, 1]`) for rank-2 input.
+  public func generateBeta(_ x: Tensor) throws -> Tensor {
+    try checkActivationInput("MetaAconC", x, channels: channels)
+    let n = x.shape[0]
+    let image = x.rank == 4 ? x : try x.reshaped([n, channels, 1, 1])
+    let beta: Tensor
+    switch generator {
+    case .channel:
+      guard !(isTraining && n == 1) else {
+        throw TensorError.invalidArgument(
+          operation: "MetaAconC",
+          detail: "the channel-wise generator's BatchNorm layers cannot train on a batch of 1 "
+            + "(one value per channel); use a batch of 2 or more, eval(), or the "
+            + "'meta-acon-bs1' generator (no BatchNorm)")
+      }
+      let pooled = try image.spatialMean()
+      let z = try bn2!(fc2!(bn1!(fc1!(pooled))))
+      beta = z.sigmoid()
+    case .channelWithoutBatchNorm:
+      beta = try fc2!(fc1!(image.spatialMean())).sigmoid()
+    case .layer:
+      // mean over C, H, W: the mean over the one-row "image" [N, 1, C, HW].
+      let plane = image.shape[2] * image.shape[3]
+      let pooled = try image.reshaped([n, 1, channels, plane]).spatialMean()
+      beta = try fc1!(pooled).sigmoid()
+    case .pixel:
+      return try affine!(x).sigmoid()
+    }
+    return x.rank == 4 ? beta : try beta.reshaped([n, beta.shape[1]])
+  }
+
+  public override func forward(_ x: Tensor) throws -> Tensor {
+    let beta = try generateBeta(x)
+    return try Tensor.acon(
+      x, p1: channelView(p1.value, rank: x.rank), p2: channelView(p2.value, rank: x.rank),
+      beta: beta, gate: gate)
+  }
+}
