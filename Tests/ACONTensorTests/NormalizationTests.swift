@@ -185,3 +185,64 @@ struct NormalizationTests {
     #expect(failures.isEmpty, "\(failures.prefix(5))")
   }
 }
+
+/// The golden values written by scripts/golden/normalization.py (PyTorch).
+enum NormalizationGolden {
+  static func load() throws -> SafeTensorsFile {
+    let url = try #require(
+      Bundle.module.url(
+        forResource: "normalization", withExtension: "safetensors", subdirectory: "Golden"))
+    return try SafeTensors.read(url)
+  }
+}
+
+@Suite("Batch norm against PyTorch")
+struct NormalizationGoldenTests {
+  @Test(arguments: ["bn4_", "bn2_"])
+  func matchesPyTorch(prefix: String) throws {
+    let file = try NormalizationGolden.load()
+    func t(_ name: String) throws -> Tensor { try file.tensor(prefix + name) }
+    let x1 = try t("x1")
+    let c = x1.shape[1]
+    let weight = Parameter(try t("weight"))
+    let bias = Parameter(try t("bias"))
+    let runningMean = Tensor.zeros([c])
+    let runningVariance = Tensor.ones([c])
+    let input = Parameter(x1)
+    let r = try t("r")
+
+    // Step 1 in training mode: output, gradients, running statistics.
+    let y = try Tensor.batchNorm(
+      input.value, weight: weight.value, bias: bias.value, runningMean: runningMean,
+      runningVariance: runningVariance, training: true)
+    try (y * r).sum().backward()
+    #expect(relativeError(y, try t("train_y")) < 1e-5)
+    #expect(relativeError(input.grad!, try t("train_dx")) < 1e-4)
+    #expect(relativeError(weight.grad!, try t("train_dweight")) < 1e-5)
+    #expect(relativeError(bias.grad!, try t("train_dbias")) < 1e-5)
+    #expect(relativeError(runningMean, try t("running_mean_1")) < 1e-5)
+    #expect(relativeError(runningVariance, try t("running_var_1")) < 1e-5)
+
+    // Step 2 updates the statistics again.
+    _ = try withoutGradients {
+      try Tensor.batchNorm(
+        try t("x2"), weight: weight.value, bias: bias.value, runningMean: runningMean,
+        runningVariance: runningVariance, training: true)
+    }
+    #expect(relativeError(runningMean, try t("running_mean_2")) < 1e-5)
+    #expect(relativeError(runningVariance, try t("running_var_2")) < 1e-5)
+
+    // Evaluation mode with the running statistics.
+    input.zeroGrad()
+    weight.zeroGrad()
+    bias.zeroGrad()
+    let ye = try Tensor.batchNorm(
+      input.value, weight: weight.value, bias: bias.value, runningMean: runningMean,
+      runningVariance: runningVariance, training: false)
+    try (ye * r).sum().backward()
+    #expect(relativeError(ye, try t("eval_y")) < 1e-5)
+    #expect(relativeError(input.grad!, try t("eval_dx")) < 1e-5)
+    #expect(relativeError(weight.grad!, try t("eval_dweight")) < 1e-5)
+    #expect(relativeError(bias.grad!, try t("eval_dbias")) < 1e-5)
+  }
+}

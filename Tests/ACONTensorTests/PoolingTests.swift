@@ -116,3 +116,21 @@ struct PoolingTests {
     }
   }
 }
+
+@Suite("Pooling against PyTorch")
+struct PoolingGoldenTests {
+  @Test(arguments: ["pool9_", "pool8_"])
+  func matchesPyTorch(prefix: String) throws {
+    let file = try NormalizationGolden.load()
+    let x = try file.tensor(prefix + "x")
+    for (kind, pool) in [("max", Tensor.maxPool2d), ("avg", Tensor.avgPool2d)] {
+      let input = Parameter(x)
+      let y = try pool(input.value, 3, 2, 1)
+      try (y * file.tensor(prefix + kind + "_r")).sum().backward()
+      let expected = try file.tensor(prefix + kind + "_y")
+      #expect(y.shape == expected.shape)
+      #expect(relativeError(y, expected) < 1e-6, "\(kind)")
+      #expect(relativeError(input.grad!, try file.tensor(prefix + kind + "_dx")) < 1e-6, "\(kind)")
+    }
+  }
+}
