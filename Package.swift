@@ -64,7 +64,7 @@ let package = Package(
       name: "ACONNNTests", dependencies: ["ACONNN", "ACONTestSupport"],
       resources: [.copy("Golden")], swiftSettings: commonFlags),
     .testTarget(
-      name: "ACONModelsTests", dependencies: ["ACONModels", "ACONTestSupport"],
+      name: "ACONModelsTests", dependencies: ["ACONModels", "ACONTraining", "ACONTestSupport"],
       resources: [.copy("Golden")], swiftSettings: commonFlags),
     .testTarget(
       name: "ACONDataTests", dependencies: ["ACONData", "ACONTestSupport"], swiftSettings: commonFlags),

@@ -1,7 +1,7 @@
 import ACONTensor
 
 /// Running classification metrics over batches: mean loss, top-1 and top-5 accuracy.
-public struct ClassificationMetrics: Sendable {
+public struct ClassificationMetrics: Codable, Equatable, Sendable {
   public private(set) var samples = 0
   private var lossSum = 0.0
   private var top1Hits = 0
