@@ -367,6 +367,25 @@ public final class MetaAconC: Module {
     }
   }
 
+  /// The channel-wise generators from the pooled means `[N, C, 1, 1]` to beta `[N, C, 1, 1]`.
+  func channelGenerator(_ pooled: Tensor) throws -> Tensor {
+    if let bn1, let bn2 {
+      return try bn2(fc2!(bn1(fc1!(pooled)))).sigmoid()
+    }
+    return try fc2!(fc1!(pooled)).sigmoid()
+  }
+
+  /// The reference generator's BNs see one value per channel at batch size 1: refuse to train.
+  func checkBatch(_ x: Tensor) throws {
+    guard !(generator == .channel && isTraining && x.shape[0] == 1) else {
+      throw TensorError.invalidArgument(
+        operation: "MetaAconC",
+        detail: "the channel-wise generator's BatchNorm layers cannot train on a batch of 1 "
+          + "(one value per channel); use a batch of 2 or more, eval(), or the "
+          + "'meta-acon-bs1' generator (no BatchNorm)")
+    }
+  }
+
   /// The switching factor `beta = G(x)`: `[N, C, 1, 1]` (channel-wise), `[N, 1, 1, 1]`
   /// (layer-wise) or `x`'s shape (pixel-wise); rank 2 (`[N, C]`, `[N, 1]`) for rank-2 input.
   public func generateBeta(_ x: Tensor) throws -> Tensor {
@@ -375,19 +394,9 @@ public final class MetaAconC: Module {
     let image = x.rank == 4 ? x : try x.reshaped([n, channels, 1, 1])
     let beta: Tensor
     switch generator {
-    case .channel:
-      guard !(isTraining && n == 1) else {
-        throw TensorError.invalidArgument(
-          operation: "MetaAconC",
-          detail: "the channel-wise generator's BatchNorm layers cannot train on a batch of 1 "
-            + "(one value per channel); use a batch of 2 or more, eval(), or the "
-            + "'meta-acon-bs1' generator (no BatchNorm)")
-      }
-      let pooled = try image.spatialMean()
-      let z = try bn2!(fc2!(bn1!(fc1!(pooled))))
-      beta = z.sigmoid()
-    case .channelWithoutBatchNorm:
-      beta = try fc2!(fc1!(image.spatialMean())).sigmoid()
+    case .channel, .channelWithoutBatchNorm:
+      try checkBatch(x)
+      beta = try channelGenerator(image.spatialMean())
     case .layer:
       // mean over C, H, W: the mean over the one-row "image" [N, 1, C, HW].
       let plane = image.shape[2] * image.shape[3]
@@ -400,6 +409,15 @@ public final class MetaAconC: Module {
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {
+    if generator == .channel || generator == .channelWithoutBatchNorm {
+      try checkActivationInput("MetaAconC", x, channels: channels)
+      try checkBatch(x)
+      // Fused: the pooled means feed the generator, whose gradient joins dx in one pass.
+      return try Tensor.metaAcon(
+        x, p1: channelView(p1.value, rank: x.rank), p2: channelView(p2.value, rank: x.rank),
+        gate: gate
+      ) { pooled in try channelGenerator(pooled) }
+    }
     let beta = try generateBeta(x)
     return try Tensor.acon(
       x, p1: channelView(p1.value, rank: x.rank), p2: channelView(p2.value, rank: x.rank),
