@@ -225,27 +225,6 @@ public enum ACONKernels {
     var acc2 = Float8(repeating: 0)
     var acc3 = Float8(repeating: 0)
     var i = 0
-    // Two independent vectors per step, each with its own accumulators (fixed order).
-    var bcc1 = Float8(repeating: 0)
-    var bcc2 = Float8(repeating: 0)
-    var bcc3 = Float8(repeating: 0)
-    while i + 16 <= count {
-      let (v, s1, s2, s3) = backwardVector(load8(x + i), load8(g + i), d, p2, beta, G.self)
-      let (w, t1, t2, t3) = backwardVector(
-        load8(x + i + 8), load8(g + i + 8), d, p2, beta, G.self)
-      store8(v, dx + i)
-      store8(w, dx + i + 8)
-      acc1 += s1
-      acc2 += s2
-      acc3 += s3
-      bcc1 += t1
-      bcc2 += t2
-      bcc3 += t3
-      i += 16
-    }
-    acc1 += bcc1
-    acc2 += bcc2
-    acc3 += bcc3
     while i + 8 <= count {
       let (v, s1, s2, s3) = backwardVector(load8(x + i), load8(g + i), d, p2, beta, G.self)
       store8(v, dx + i)
