@@ -227,6 +227,37 @@ struct ACONTests {
     #expect(rank2.isEmpty, "\(kind.rawValue) rank 2: \(rank2.prefix(5))")
   }
 
+  /// The op itself through the shared checker: x, p1, p2 and beta in every layout it accepts.
+  @Test(arguments: [ACONKernels.Gate.sigmoid, .hardSigmoid])
+  func aconOpGradientsForEveryBetaLayout(gate: ACONKernels.Gate) throws {
+    var rng = RandomGenerator(seed: 13)
+    let check = GradientCheck(
+      step: gate == .sigmoid ? 1e-2 : 1e-3, relative: gate == .sigmoid ? 1e-2 : 3e-2,
+      absolute: 2e-3)
+    let layouts: [([Int], [Int], [Int])] = [
+      ([2, 3, 4, 5], [1, 3, 1, 1], [1, 3, 1, 1]),  // ACON-C
+      ([2, 3, 4, 5], [1, 3, 1, 1], [2, 3, 1, 1]),  // meta-ACON channel-wise
+      ([2, 3, 4, 5], [1, 3, 1, 1], [2, 1, 1, 1]),  // layer-wise
+      ([2, 3, 4, 5], [1, 3, 1, 1], [2, 3, 4, 5]),  // pixel-wise
+      ([4, 9], [1, 9], [1, 9]),  // after a linear layer
+      ([4, 9], [9], [4, 9]),
+      ([4, 9], [1, 9], [4, 1]),
+    ]
+    for (xs, ps, bs) in layouts {
+      let x = Tensor.randomNormal(xs, std: 1.5, using: &rng)
+      let p1 = Tensor.randomNormal(ps, using: &rng)
+      let p2 = Tensor.randomNormal(ps, using: &rng)
+      let beta = Tensor.randomUniform(bs, low: 0.2, high: 2, using: &rng)
+      let failures = try check.failures([x, p1, p2, beta]) { t in
+        try Tensor.acon(t[0], p1: t[1], p2: t[2], beta: t[3], gate: gate)
+      }
+      #expect(failures.isEmpty, "x \(xs) beta \(bs): \(failures.prefix(4))")
+    }
+    let a = Tensor.randomNormal([2, 3, 4, 4], std: 2, using: &rng)
+    let b = Tensor.randomNormal([2, 3, 4, 4], std: 2, using: &rng)
+    #expect(try GradientCheck().failures([a, b]) { try Tensor.smoothMaximum($0[0], $0[1]) }.isEmpty)
+  }
+
   @Test func frelUStrideTwoGradients() throws {
     var rng = RandomGenerator(seed: 7)
     let layer = AconFReLU(channels: 3, stride: 2, using: &rng)
