@@ -95,12 +95,12 @@ public enum ACONKernels {
   ) {
     var i = 0
     // Two independent vectors per step: the sigmoid is a long dependency chain.
-    while i + 16 <= count {
+    while i &+ 16 <= count {
       let a = forwardVector(load8(x + i), d, p2, beta, G.self)
       let b = forwardVector(load8(x + i + 8), d, p2, beta, G.self)
       store8(a, y + i)
       store8(b, y + i + 8)
-      i += 16
+      i = i &+ 16
     }
     while i + 8 <= count {
       store8(forwardVector(load8(x + i), d, p2, beta, G.self), y + i)
@@ -224,14 +224,22 @@ public enum ACONKernels {
     var acc1 = Float8(repeating: 0)
     var acc2 = Float8(repeating: 0)
     var acc3 = Float8(repeating: 0)
+    let bd = beta * d
     var i = 0
-    while i + 8 <= count {
-      let (v, s1, s2, s3) = backwardVector(load8(x + i), load8(g + i), d, p2, beta, G.self)
-      store8(v, dx + i)
-      acc1 += s1
-      acc2 += s2
-      acc3 += s3
-      i += 8
+    while i &+ 8 <= count {
+      // backwardVector, written with fused accumulations (one instruction per sum).
+      let xv = load8(x + i)
+      let gv = load8(g + i)
+      let dxv = d * xv
+      let u = bd * xv
+      let (h, slope) = G.valueAndSlope(u)
+      let t = h.addingProduct(u, slope)
+      store8(gv * p2.addingProduct(d, t), dx + i)
+      let gx = gv * xv
+      acc1 = acc1.addingProduct(gx, t)
+      acc2 += gx
+      acc3 = acc3.addingProduct(gv * dxv, dxv * slope)
+      i = i &+ 8
     }
     var sums = (horizontalSum(acc1), horizontalSum(acc2), horizontalSum(acc3))
     if i < count {
