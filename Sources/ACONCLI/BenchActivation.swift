@@ -75,6 +75,11 @@ struct BenchActivation: ParsableCommand {
           + "on 2 threads)", 2 * bytes / copyRate / 1e9 * 1e3, copyRate))
     print(
       String(
+        format: "best of %d: forward %.3f ms (%.1f GB/s), backward %.3f ms (%.1f GB/s)", repeats,
+        forwardTimes.min()! * 1e3, 2 * bytes / forwardTimes.min()! / 1e9,
+        backwardTimes.min()! * 1e3, 3 * bytes / backwardTimes.min()! / 1e9))
+    print(
+      String(
         format: "kept for backward: %d bytes (%.2fx the input)", saved, Double(saved) / bytes))
     if json {
       print(

@@ -367,6 +367,25 @@ public final class MetaAconC: Module {
     }
   }
 
+  /// The channel-wise generators from the pooled means `[N, C, 1, 1]` to beta `[N, C, 1, 1]`.
+  func channelGenerator(_ pooled: Tensor) throws -> Tensor {
+    if let bn1, let bn2 {
+      return try bn2(fc2!(bn1(fc1!(pooled)))).sigmoid()
+    }
+    return try fc2!(fc1!(pooled)).sigmoid()
+  }
+
+  /// The reference generator's BNs see one value per channel at batch size 1: refuse to train.
+  func checkBatch(_ x: Tensor) throws {
+    guard !(generator == .channel && isTraining && x.shape[0] == 1) else {
+      throw TensorError.invalidArgument(
+        operation: "MetaAconC",
+        detail: "the channel-wise generator's BatchNorm layers cannot train on a batch of 1 "
+          + "(one value per channel); use a batch of 2 or more, eval(), or the "
+          + "'meta-acon-bs1' generator (no BatchNorm)")
+    }
+  }
+
   /// The switching factor `beta = G(x)`: `[N, C, 1, 1]` (channel-wise), `[N, 1, 1, 1]`
   /// (layer-wise) or `x`'s shape (pixel-wise); rank 2 (`[N, C]`, `[N, 1]`) for rank-2 input.
   public func generateBeta(_ x: Tensor) throws -> Tensor {
@@ -375,19 +394,9 @@ public final class MetaAconC: Module {
     let image = x.rank == 4 ? x : try x.reshaped([n, channels, 1, 1])
     let beta: Tensor
     switch generator {
-    case .channel:
-      guard !(isTraining && n == 1) else {
-        throw TensorError.invalidArgument(
-          operation: "MetaAconC",
-          detail: "the channel-wise generator's BatchNorm layers cannot train on a batch of 1 "
-            + "(one value per channel); use a batch of 2 or more, eval(), or the "
-            + "'meta-acon-bs1' generator (no BatchNorm)")
-      }
-      let pooled = try image.spatialMean()
-      let z = try bn2!(fc2!(bn1!(fc1!(pooled))))
-      beta = z.sigmoid()
-    case .channelWithoutBatchNorm:
-      beta = try fc2!(fc1!(image.spatialMean())).sigmoid()
+    case .channel, .channelWithoutBatchNorm:
+      try checkBatch(x)
+      beta = try channelGenerator(image.spatialMean())
     case .layer:
       // mean over C, H, W: the mean over the one-row "image" [N, 1, C, HW].
       let plane = image.shape[2] * image.shape[3]
@@ -400,9 +409,87 @@ public final class MetaAconC: Module {
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {
+    if generator == .channel || generator == .channelWithoutBatchNorm {
+      try checkActivationInput("MetaAconC", x, channels: channels)
+      try checkBatch(x)
+      // Fused: the pooled means feed the generator, whose gradient joins dx in one pass.
+      return try Tensor.metaAcon(
+        x, p1: channelView(p1.value, rank: x.rank), p2: channelView(p2.value, rank: x.rank),
+        gate: gate
+      ) { pooled in try channelGenerator(pooled) }
+    }
     let beta = try generateBeta(x)
     return try Tensor.acon(
       x, p1: channelView(p1.value, rank: x.rank), p2: channelView(p2.value, rank: x.rank),
       beta: beta, gate: gate)
+  }
+}
+
+// MARK: - ACON-FReLU (TFNet)
+
+/// The depthwise 3x3 convolution of ACON-FReLU's funnel condition, stored as PyTorch's
+/// `nn.Conv2d(C, C, 3, stride, padding=1, groups=C, bias=True)`: `weight` `[C, 1, 3, 3]`
+/// (decays), `bias` `[C]`. Initialised as the reference TFNet: weight N(0, 0.01), bias 0.
+public final class FunnelConv: Module {
+  public let channels: Int
+  public let stride: Int
+  public let weight: Parameter
+  public let bias: Parameter
+
+  public init(channels: Int, stride: Int = 1, using rng: inout RandomGenerator) {
+    self.channels = channels
+    self.stride = stride
+    weight = Parameter(
+      Tensor.randomNormal([channels, 1, 3, 3], std: 0.01, using: &rng), decays: true)
+    bias = Parameter(Tensor.zeros([channels]))
+    super.init()
+    register(parameter: weight, as: "weight")
+    register(parameter: bias, as: "bias")
+  }
+
+  public override func forward(_ x: Tensor) throws -> Tensor {
+    try Tensor.conv2d(
+      x, weight: weight.value, bias: bias.value, stride: stride, padding: 1, groups: channels)
+  }
+}
+
+/// ACON-FReLU, exactly as the reference TFNet's `Acon_FReLU`:
+/// `eta_a = x` (stride 1) or `maxpool3x3/2(x)` (stride 2), `eta_b = T(x) = bn1(conv_frelu(x))`
+/// with a depthwise 3x3 conv of the same stride, and
+/// `y = bn2((eta_a - eta_b) sigmoid(eta_a - eta_b) + eta_b)`: beta fixed at 1, one more BN on
+/// the output. Source: paper section 3 (ACON-FReLU) and TFNet/network.py of the reference.
+///
+/// State names follow the reference: `conv_frelu.weight`, `conv_frelu.bias`, `bn1.*`, `bn2.*`
+/// (`maxpool` has no state). An `[N, C]` input is treated as `[N, C, 1, 1]`.
+public final class AconFReLU: Module {
+  public let channels: Int
+  public let stride: Int
+  public let convFReLU: FunnelConv
+  public let bn1: BatchNorm2d
+  public let maxpool: MaxPool2d
+  public let bn2: BatchNorm2d
+
+  public init(channels: Int, stride: Int = 1, using rng: inout RandomGenerator) {
+    precondition(stride == 1 || stride == 2, "AconFReLU has stride 1 or 2, got \(stride)")
+    self.channels = channels
+    self.stride = stride
+    convFReLU = FunnelConv(channels: channels, stride: stride, using: &rng)
+    bn1 = BatchNorm2d(channels)
+    maxpool = MaxPool2d(kernelSize: 3, stride: 2, padding: 1)
+    bn2 = BatchNorm2d(channels)
+    super.init()
+    register(convFReLU, as: "conv_frelu")
+    register(bn1, as: "bn1")
+    register(maxpool, as: "maxpool")
+    register(bn2, as: "bn2")
+  }
+
+  public override func forward(_ x: Tensor) throws -> Tensor {
+    try checkActivationInput("AconFReLU", x, channels: channels)
+    let image = x.rank == 4 ? x : try x.reshaped([x.shape[0], channels, 1, 1])
+    let etaA = stride == 2 ? try maxpool(image) : image
+    let etaB = try bn1(convFReLU(image))
+    let y = try bn2(Tensor.smoothMaximum(etaA, etaB))
+    return x.rank == 4 ? y : try y.reshaped([x.shape[0], channels])
   }
 }

@@ -105,3 +105,71 @@ extension Tensor {
     }
   }
 }
+
+extension Tensor {
+  /// meta-ACON with a channel-wise generator, fused: `beta = generator(mean_hw(x))`, then
+  /// ACON-C with that beta, with no full-size tensor made besides the output.
+  ///
+  /// `generator` maps the pooled `[N, C, 1, 1]` tensor to beta `[N, C, 1, 1]` with recorded
+  /// ops (1x1 convs, BN, sigmoid). The pullback keeps only `x` (plus the generator's small
+  /// tape): it runs the ACON backward kernel, back-propagates dbeta through the generator's tape
+  /// to the pooled tensor, and adds that gradient, divided by H W, to dx in one more pass. The
+  /// unfused form (`spatialMean`, then `acon`) makes a broadcast `[N, C, H, W]` gradient and adds
+  /// it, two more full passes.
+  public static func metaAcon(
+    _ x: Tensor, p1: Tensor, p2: Tensor, gate: ACONKernels.Gate = .sigmoid,
+    generator: (Tensor) throws -> Tensor
+  ) throws -> Tensor {
+    guard x.rank == 4 || x.rank == 2 else {
+      throw TensorError.shapeMismatch(
+        operation: "meta_acon", shapes: [x.shape], detail: "expects x as [N, C, H, W] or [N, C]")
+    }
+    let (n, c) = (x.shape[0], x.shape[1])
+    let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
+    let means = Tensor(uninitializedShape: [n, c, 1, 1])
+    ACONKernels.planeMeans(x.data, planes: n * c, plane: plane, into: means.mutableData)
+    // The generator's own tape starts at this leaf; its gradient is read back in the pullback.
+    let pooled = Parameter(means)
+    let recording = GradientMode.isEnabled
+    let beta = try generator(recording ? pooled.value : pooled.value.detached)
+    guard beta.shape == [n, c, 1, 1] else {
+      throw TensorError.shapeMismatch(
+        operation: "meta_acon", shapes: [x.shape, beta.shape],
+        detail: "the generator must return beta as [N, C, 1, 1]")
+    }
+    let betaView = Tensor(
+      shape: x.rank == 4 ? [n, c, 1, 1] : [n, c], storage: beta.storage, offset: beta.offset)
+    let (geometry, layout) = try aconPlan("meta_acon", x, p1, p2, betaView)
+    let out = Tensor(uninitializedShape: x.shape)
+    ACONKernels.forward(
+      x.data, out.mutableData, geometry: geometry, p1: p1.data, p2: p2.data, beta: beta.data,
+      layout: layout, gate: gate)
+    let (sx, s1, s2, sb) = (x.detached, p1.detached, p2.detached, beta.detached)
+    let needsX = x.node != nil
+    return record("meta_acon", output: out, inputs: [x, p1, p2, beta]) { g in
+      let dx = Tensor(uninitializedShape: sx.shape)
+      let sums = Tensor(uninitializedShape: [3 * n * c])
+      ACONKernels.backward(
+        sx.data, g.data, dx.mutableData, geometry: geometry, p1: s1.data, p2: s2.data,
+        beta: sb.data, layout: layout, gate: gate, planeSums: sums.mutableData,
+        dbetaElements: nil)
+      let dp1 = Tensor(uninitializedShape: s1.shape)
+      let dp2 = Tensor(uninitializedShape: s2.shape)
+      let dbeta = Tensor(uninitializedShape: [n, c, 1, 1])
+      ACONKernels.reduceParameterGradients(
+        planeSums: sums.data, geometry: geometry, dp1: dp1.mutableData, dp2: dp2.mutableData,
+        dbeta: dbeta.mutableData, dbetaCount: n * c, layout: layout)
+      if beta.node != nil {
+        // Through the generator (its parameters accumulate here) down to the pooled means.
+        // The generator's tape is separate, so the outer backward finds it already spent.
+        try? beta.backward(seed: dbeta)
+        if needsX, let dpooled = pooled.grad {
+          ACONKernels.addPlaneConstants(
+            dx.mutableData, planes: n * c, plane: plane, values: dpooled.data,
+            scale: 1 / Float(plane))
+        }
+      }
+      return [dx, dp1, dp2, nil]
+    }
+  }
+}

@@ -76,7 +76,7 @@ public enum ActivationKind: String, CaseIterable, Sendable {
         channels: channels, reduction: reduction, generator: .channel, gate: .hardSigmoid,
         using: &rng)
     case .aconFReLU:
-      fatalError("ACON-FReLU waits for Conv2d from branch kernels")  // TEMP
+      return AconFReLU(channels: channels, using: &rng)
     }
   }
 }
