@@ -1,0 +1,156 @@
+/// The geometry of a square 2-D pooling window over `[planes, height, width]` buffers, with
+/// PyTorch's semantics (`ceil_mode = false`): the output side is
+/// `(side + 2 * padding - kernel) / stride + 1`.
+public struct PoolGeometry: Sendable, Equatable {
+  public var height: Int
+  public var width: Int
+  public var kernel: Int
+  public var stride: Int
+  public var padding: Int
+
+  public init(height: Int, width: Int, kernel: Int, stride: Int, padding: Int) {
+    self.height = height
+    self.width = width
+    self.kernel = kernel
+    self.stride = stride
+    self.padding = padding
+  }
+
+  /// Output height (may be <= 0 when the window does not fit; callers check).
+  public var outputHeight: Int { (height + 2 * padding - kernel) / stride + 1 }
+  /// Output width.
+  public var outputWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
+
+  /// The input rows (or columns) window `o` covers, clipped to the input.
+  @inlinable @inline(__always)
+  func window(_ o: Int, side: Int) -> Range<Int> {
+    let start = o * stride - padding
+    return max(start, 0)..<min(start + kernel, side)
+  }
+}
+
+/// Max and average pooling kernels, split across the cores by plane (one image channel).
+public enum PoolingKernel {
+  @inlinable
+  static func planeChunk(_ g: PoolGeometry) -> Int {
+    max(1, 16_384 / max(1, g.height * g.width))
+  }
+
+  /// Max pooling of `planes` planes. Padding counts as -infinity, so only input positions take
+  /// part; ties keep the first position in row-major order and NaN propagates, as in PyTorch.
+  /// `indices` receives, per output, the flat position of its maximum inside its plane.
+  public static func maxForward(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+    indices: UnsafeMutablePointer<Int32>, planes: Int, geometry g: PoolGeometry
+  ) {
+    let (oh, ow) = (g.outputHeight, g.outputWidth)
+    let inPlane = g.height * g.width
+    let outPlane = oh * ow
+    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
+      for p in range {
+        let src = x + p * inPlane
+        let dst = y + p * outPlane
+        let idx = indices + p * outPlane
+        for i in 0..<oh {
+          let rows = g.window(i, side: g.height)
+          for j in 0..<ow {
+            let cols = g.window(j, side: g.width)
+            var best = rows.lowerBound * g.width + cols.lowerBound
+            var value = src[best]
+            for r in rows {
+              let row = src + r * g.width
+              for c in cols {
+                let v = row[c]
+                if v > value || v.isNaN {
+                  value = v
+                  best = r * g.width + c
+                }
+              }
+            }
+            dst[i * ow + j] = value
+            idx[i * ow + j] = Int32(best)
+          }
+        }
+      }
+    }
+  }
+
+  /// Backward of max pooling: each output gradient goes to the input position that won.
+  /// `dx` is overwritten.
+  public static func maxBackward(
+    _ dy: UnsafePointer<Float>, indices: UnsafePointer<Int32>, _ dx: UnsafeMutablePointer<Float>,
+    planes: Int, geometry g: PoolGeometry
+  ) {
+    let inPlane = g.height * g.width
+    let outPlane = g.outputHeight * g.outputWidth
+    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
+      for p in range {
+        let d = dx + p * inPlane
+        d.update(repeating: 0, count: inPlane)
+        let g = dy + p * outPlane
+        let idx = indices + p * outPlane
+        for o in 0..<outPlane { d[Int(idx[o])] += g[o] }
+      }
+    }
+  }
+
+  /// Average pooling with `count_include_pad = true`: every window divides by `kernel^2`
+  /// (with `ceil_mode = false` no window reaches past the padding, so that is the window size).
+  public static func averageForward(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int,
+    geometry g: PoolGeometry
+  ) {
+    let (oh, ow) = (g.outputHeight, g.outputWidth)
+    let inPlane = g.height * g.width
+    let outPlane = oh * ow
+    let scale = 1 / Float(g.kernel * g.kernel)
+    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
+      for p in range {
+        let src = x + p * inPlane
+        let dst = y + p * outPlane
+        for i in 0..<oh {
+          let rows = g.window(i, side: g.height)
+          for j in 0..<ow {
+            let cols = g.window(j, side: g.width)
+            var s: Float = 0
+            for r in rows {
+              let row = src + r * g.width
+              for c in cols { s += row[c] }
+            }
+            dst[i * ow + j] = s * scale
+          }
+        }
+      }
+    }
+  }
+
+  /// Backward of average pooling: each output gradient, divided by `kernel^2`, spreads over the
+  /// input positions of its window. `dx` is overwritten.
+  public static func averageBackward(
+    _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, planes: Int,
+    geometry g: PoolGeometry
+  ) {
+    let (oh, ow) = (g.outputHeight, g.outputWidth)
+    let inPlane = g.height * g.width
+    let outPlane = oh * ow
+    let scale = 1 / Float(g.kernel * g.kernel)
+    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
+      for p in range {
+        let d = dx + p * inPlane
+        d.update(repeating: 0, count: inPlane)
+        let src = dy + p * outPlane
+        for i in 0..<oh {
+          let rows = g.window(i, side: g.height)
+          for j in 0..<ow {
+            let cols = g.window(j, side: g.width)
+            let v = src[i * ow + j] * scale
+            for r in rows {
+              let row = d + r * g.width
+              for c in cols { row[c] += v }
+            }
+          }
+        }
+      }
+    }
+  }
+}
