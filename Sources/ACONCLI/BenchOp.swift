@@ -47,12 +47,25 @@ struct BenchOp: ParsableCommand {
     print(
       "bench-op: BLAS threads \(BLAS.threads), Swift workers \(Parallel.workers), "
         + "\(best ? "fastest" : "median") of \(runs) runs after \(warmup) warm-up")
+    let result = try measure { row, sgemm, copy in printRow(row, sgemm: sgemm, copy: copy) }
+    if json {
+      let data = try JSONSerialization.data(
+        withJSONObject: jsonObject(result), options: [.sortedKeys])
+      print(String(decoding: data, as: UTF8.self))
+    }
+  }
+
+  /// Every measurement, with the fastest sgemm and the copy rate of this run; `report` sees
+  /// each row as soon as it is measured.
+  func measure(report: (Row, Double, Double) -> Void = { _, _, _ in }) throws -> (
+    rows: [Row], sgemm: Double, copy: Double
+  ) {
     var rows: [Row] = []
     for n in [512, 1024, 2048] { rows.append(try benchSgemm(n)) }
     rows.append(try benchCopy())
     let measuredSgemm = rows.compactMap(\.gflops).max() ?? Self.sgemmCeiling
     let measuredCopy = rows.last?.gigabytes ?? Self.copyCeiling
-    for row in rows { printRow(row, sgemm: measuredSgemm, copy: measuredCopy) }
+    for row in rows { report(row, measuredSgemm, measuredCopy) }
     let cases: [(name: String, weight: [Int], padding: Int, groups: Int, forwardPT: Double?, bothPT: Double?)] = [
       ("conv3x3 64->64 pad 1", [64, 64, 3, 3], 1, 1, 85, nil),
       ("conv1x1 64->64", [64, 64, 1, 1], 0, 1, 18, nil),
@@ -65,25 +78,27 @@ struct BenchOp: ParsableCommand {
       results[2].pytorch = c.bothPT
       for row in results {
         rows.append(row)
-        printRow(row, sgemm: measuredSgemm, copy: measuredCopy)
+        report(row, measuredSgemm, measuredCopy)
       }
     }
-    if json {
-      var object: [String: Any] = [
-        "runs": runs, "batch": batch, "statistic": best ? "fastest" : "median",
-        "sgemm_ceiling_gflops": Self.sgemmCeiling, "copy_ceiling_gbs": Self.copyCeiling,
-        "measured_sgemm_gflops": measuredSgemm, "measured_copy_gbs": measuredCopy,
-      ]
-      for row in rows {
-        var entry: [String: Any] = ["ms": row.milliseconds]
-        if let f = row.gflops { entry["gflops"] = f }
-        if let gb = row.gigabytes { entry["gbs"] = gb }
-        if let pt = row.pytorch { entry["pytorch_gflops"] = pt }
-        object[Self.key(row.name)] = entry
-      }
-      let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-      print(String(decoding: data, as: UTF8.self))
+    return (rows, measuredSgemm, measuredCopy)
+  }
+
+  /// The figures as one JSON object, keyed by ``key(_:)``.
+  func jsonObject(_ result: (rows: [Row], sgemm: Double, copy: Double)) -> [String: Any] {
+    var object: [String: Any] = [
+      "runs": runs, "batch": batch, "statistic": best ? "fastest" : "median",
+      "sgemm_ceiling_gflops": Self.sgemmCeiling, "copy_ceiling_gbs": Self.copyCeiling,
+      "measured_sgemm_gflops": result.sgemm, "measured_copy_gbs": result.copy,
+    ]
+    for row in result.rows {
+      var entry: [String: Any] = ["ms": row.milliseconds]
+      if let f = row.gflops { entry["gflops"] = f }
+      if let gb = row.gigabytes { entry["gbs"] = gb }
+      if let pt = row.pytorch { entry["pytorch_gflops"] = pt }
+      object[Self.key(row.name)] = entry
     }
+    return object
   }
 
   /// A JSON key for a row: `conv3x3 64->64 pad 1 forward` becomes `conv3x3_64_64_pad_1_forward`.
