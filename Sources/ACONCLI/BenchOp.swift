@@ -9,8 +9,8 @@ import Foundation
 ///
 /// The machines are shared and noisy, so besides the fixed ceilings each figure is also given
 /// as a fraction of the sgemm and copy rates measured in the same run.
-struct BenchOp: ParsableCommand {
-  static let configuration = CommandConfiguration(
+public struct BenchOp: ParsableCommand {
+  public static let configuration = CommandConfiguration(
     commandName: "bench-op",
     abstract: "Measure GFLOP/s of sgemm and of convolution forward and backward.",
     discussion: """
@@ -32,15 +32,19 @@ struct BenchOp: ParsableCommand {
   static let sgemmCeiling = 160.0
   static let copyCeiling = 30.0
 
-  struct Row {
-    var name: String
-    var milliseconds: Double
-    var gflops: Double?
-    var gigabytes: Double?
-    var pytorch: Double?
+  /// One measured figure.
+  public struct Row {
+    public var name: String
+    public var milliseconds: Double
+    public var gflops: Double?
+    public var gigabytes: Double?
+    /// PyTorch's figure for the same operation (GFLOP/s), where notes/performance.md has one.
+    public var pytorch: Double?
   }
 
-  func run() throws {
+  public init() {}
+
+  public func run() throws {
     guard runs >= 1, warmup >= 0, batch >= 1 else {
       throw ValidationError("--runs and --batch must be at least 1, --warmup at least 0")
     }
@@ -57,7 +61,7 @@ struct BenchOp: ParsableCommand {
 
   /// Every measurement, with the fastest sgemm and the copy rate of this run; `report` sees
   /// each row as soon as it is measured.
-  func measure(report: (Row, Double, Double) -> Void = { _, _, _ in }) throws -> (
+  public func measure(report: (Row, Double, Double) -> Void = { _, _, _ in }) throws -> (
     rows: [Row], sgemm: Double, copy: Double
   ) {
     var rows: [Row] = []
@@ -85,7 +89,7 @@ struct BenchOp: ParsableCommand {
   }
 
   /// The figures as one JSON object, keyed by ``key(_:)``.
-  func jsonObject(_ result: (rows: [Row], sgemm: Double, copy: Double)) -> [String: Any] {
+  public func jsonObject(_ result: (rows: [Row], sgemm: Double, copy: Double)) -> [String: Any] {
     var object: [String: Any] = [
       "runs": runs, "batch": batch, "statistic": best ? "fastest" : "median",
       "sgemm_ceiling_gflops": Self.sgemmCeiling, "copy_ceiling_gbs": Self.copyCeiling,

@@ -1,7 +1,6 @@
+import ACONCLI
 import Foundation
 import Testing
-
-@testable import ACONCLI
 
 @Suite("bench-op")
 struct BenchOpTests {
