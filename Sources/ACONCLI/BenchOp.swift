@@ -24,6 +24,7 @@ public struct BenchOp: ParsableCommand {
   @Option(help: "Timed runs per measurement.") var runs = 5
   @Option(help: "Untimed runs before timing.") var warmup = 1
   @Option(help: "Batch size of the convolution input.") var batch = 32
+  @Option(help: "Threads of the Swift kernels (default: one per core).") var workers: Int?
   @Flag(help: "Report the fastest run instead of the median (for a busy machine).") var best = false
   @Flag(help: "Also time the input gradient alone and the weight gradient alone.") var split = false
   @Flag(help: "Also print one JSON object with every figure as the last line.") var json = false
@@ -47,6 +48,10 @@ public struct BenchOp: ParsableCommand {
   public func run() throws {
     guard runs >= 1, warmup >= 0, batch >= 1 else {
       throw ValidationError("--runs and --batch must be at least 1, --warmup at least 0")
+    }
+    if let workers {
+      guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+      Parallel.workers = workers
     }
     print(
       "bench-op: BLAS threads \(BLAS.threads), Swift workers \(Parallel.workers), "
