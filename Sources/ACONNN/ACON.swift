@@ -219,44 +219,6 @@ public final class AconC: Module {
 
 // MARK: - meta-ACON
 
-/// A 1x1 convolution applied to a pooled `[N, C_in, 1, 1]` map: with one pixel it is a matrix
-/// product, done as one GEMM. Stored as PyTorch's `nn.Conv2d(kernel_size=1, bias=True)`:
-/// `weight` `[C_out, C_in, 1, 1]` (decays), `bias` `[C_out]`; initialised like PyTorch,
-/// `U(-1/sqrt(C_in), 1/sqrt(C_in))` for both.
-public final class PooledConv1x1: Module {
-  public let inputChannels: Int
-  public let outputChannels: Int
-  public let weight: Parameter
-  public let bias: Parameter
-
-  public init(inputChannels: Int, outputChannels: Int, using rng: inout RandomGenerator) {
-    self.inputChannels = inputChannels
-    self.outputChannels = outputChannels
-    let bound = 1 / Float(inputChannels).squareRoot()
-    weight = Parameter(
-      Tensor.randomUniform(
-        [outputChannels, inputChannels, 1, 1], low: -bound, high: bound, using: &rng),
-      decays: true)
-    bias = Parameter(Tensor.randomUniform([outputChannels], low: -bound, high: bound, using: &rng))
-    super.init()
-    register(parameter: weight, as: "weight")
-    register(parameter: bias, as: "bias")
-  }
-
-  /// `x` is `[N, C_in, 1, 1]`; the result is `[N, C_out, 1, 1]`.
-  public override func forward(_ x: Tensor) throws -> Tensor {
-    guard x.rank == 4, x.shape[1] == inputChannels, x.shape[2] == 1, x.shape[3] == 1 else {
-      throw TensorError.shapeMismatch(
-        operation: "PooledConv1x1", shapes: [x.shape],
-        detail: "expects a pooled map [N, \(inputChannels), 1, 1]")
-    }
-    let n = x.shape[0]
-    let w = try weight.value.reshaped([outputChannels, inputChannels])
-    let y = try Tensor.linear(x.reshaped([n, inputChannels]), weight: w, bias: bias.value)
-    return try y.reshaped([n, outputChannels, 1, 1])
-  }
-}
-
 /// Per-channel affine map `w_c x + b_c` (`weight`, `bias` `[1, C, 1, 1]`, init 1 and 0).
 public final class ChannelAffine: Module {
   public let weight: Parameter
@@ -307,9 +269,9 @@ public final class MetaAconC: Module {
   public let p1: Parameter
   public let p2: Parameter
   /// `fc1` of the channel-wise generators, `fc` of the layer-wise one.
-  public let fc1: PooledConv1x1?
+  public let fc1: Conv2d?
   public let bn1: BatchNorm2d?
-  public let fc2: PooledConv1x1?
+  public let fc2: Conv2d?
   public let bn2: BatchNorm2d?
   /// The pixel-wise generator's affine map.
   public let affine: ChannelAffine?
@@ -328,15 +290,15 @@ public final class MetaAconC: Module {
     // Reference order: the generator's layers are built first, then p1 and p2.
     switch generator {
     case .channel, .channelWithoutBatchNorm:
-      fc1 = PooledConv1x1(inputChannels: channels, outputChannels: hiddenChannels, using: &rng)
+      fc1 = Conv2d(inputChannels: channels, outputChannels: hiddenChannels, kernelSize: 1, using: &rng)
       bn1 = generator == .channel ? BatchNorm2d(hiddenChannels) : nil
-      fc2 = PooledConv1x1(inputChannels: hiddenChannels, outputChannels: channels, using: &rng)
+      fc2 = Conv2d(inputChannels: hiddenChannels, outputChannels: channels, kernelSize: 1, using: &rng)
       bn2 = generator == .channel ? BatchNorm2d(channels) : nil
       affine = nil
     case .layer:
-      let fc = PooledConv1x1(inputChannels: 1, outputChannels: 1, using: &rng)
+      let fc = Conv2d(inputChannels: 1, outputChannels: 1, kernelSize: 1, using: &rng)
       fc.weight.value.mutableData[0] = 1
-      fc.bias.value.mutableData[0] = 0
+      fc.bias!.value.mutableData[0] = 0
       fc1 = fc
       bn1 = nil
       fc2 = nil
@@ -427,32 +389,6 @@ public final class MetaAconC: Module {
 
 // MARK: - ACON-FReLU (TFNet)
 
-/// The depthwise 3x3 convolution of ACON-FReLU's funnel condition, stored as PyTorch's
-/// `nn.Conv2d(C, C, 3, stride, padding=1, groups=C, bias=True)`: `weight` `[C, 1, 3, 3]`
-/// (decays), `bias` `[C]`. Initialised as the reference TFNet: weight N(0, 0.01), bias 0.
-public final class FunnelConv: Module {
-  public let channels: Int
-  public let stride: Int
-  public let weight: Parameter
-  public let bias: Parameter
-
-  public init(channels: Int, stride: Int = 1, using rng: inout RandomGenerator) {
-    self.channels = channels
-    self.stride = stride
-    weight = Parameter(
-      Tensor.randomNormal([channels, 1, 3, 3], std: 0.01, using: &rng), decays: true)
-    bias = Parameter(Tensor.zeros([channels]))
-    super.init()
-    register(parameter: weight, as: "weight")
-    register(parameter: bias, as: "bias")
-  }
-
-  public override func forward(_ x: Tensor) throws -> Tensor {
-    try Tensor.conv2d(
-      x, weight: weight.value, bias: bias.value, stride: stride, padding: 1, groups: channels)
-  }
-}
-
 /// ACON-FReLU, exactly as the reference TFNet's `Acon_FReLU`:
 /// `eta_a = x` (stride 1) or `maxpool3x3/2(x)` (stride 2), `eta_b = T(x) = bn1(conv_frelu(x))`
 /// with a depthwise 3x3 conv of the same stride, and
@@ -464,7 +400,7 @@ public final class FunnelConv: Module {
 public final class AconFReLU: Module {
   public let channels: Int
   public let stride: Int
-  public let convFReLU: FunnelConv
+  public let convFReLU: Conv2d
   public let bn1: BatchNorm2d
   public let maxpool: MaxPool2d
   public let bn2: BatchNorm2d
@@ -473,7 +409,13 @@ public final class AconFReLU: Module {
     precondition(stride == 1 || stride == 2, "AconFReLU has stride 1 or 2, got \(stride)")
     self.channels = channels
     self.stride = stride
-    convFReLU = FunnelConv(channels: channels, stride: stride, using: &rng)
+    // The funnel condition's depthwise 3x3 conv with bias, initialised as the reference TFNet:
+    // weight N(0, 0.01), bias 0.
+    convFReLU = Conv2d(
+      inputChannels: channels, outputChannels: channels, kernelSize: 3, stride: stride,
+      padding: 1, groups: channels, using: &rng)
+    convFReLU.weight.value = Tensor.randomNormal([channels, 1, 3, 3], std: 0.01, using: &rng)
+    convFReLU.bias!.value = Tensor.zeros([channels])
     bn1 = BatchNorm2d(channels)
     maxpool = MaxPool2d(kernelSize: 3, stride: 2, padding: 1)
     bn2 = BatchNorm2d(channels)
