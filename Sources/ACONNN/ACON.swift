@@ -275,6 +275,11 @@ public final class MetaAconC: Module {
   public let bn2: BatchNorm2d?
   /// The pixel-wise generator's affine map.
   public let affine: ChannelAffine?
+  /// Called with the beta each forward pass generates (`[N, C, 1, 1]`, `[N, 1, 1, 1]` or the
+  /// input's shape, as `generateBeta(_:)` returns it), to inspect the learned switching without
+  /// a second generator pass (`acon plot beta`). Nil by default; it must not keep `beta`'s
+  /// storage beyond the call without copying (`scalars`), since buffers are pooled.
+  public var betaObserver: ((Tensor) -> Void)?
 
   /// A meta-ACON layer for `channels` channels with reduction `r` (16 in the reference, 8 for
   /// ShuffleNetV2 0.5x).
@@ -378,9 +383,14 @@ public final class MetaAconC: Module {
       return try Tensor.metaAcon(
         x, p1: channelView(p1.value, rank: x.rank), p2: channelView(p2.value, rank: x.rank),
         gate: gate
-      ) { pooled in try channelGenerator(pooled) }
+      ) { pooled in
+        let beta = try channelGenerator(pooled)
+        betaObserver?(beta)
+        return beta
+      }
     }
     let beta = try generateBeta(x)
+    betaObserver?(beta)
     return try Tensor.acon(
       x, p1: channelView(p1.value, rank: x.rank), p2: channelView(p2.value, rank: x.rank),
       beta: beta, gate: gate)
