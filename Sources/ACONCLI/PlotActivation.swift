@@ -4,8 +4,8 @@ import Foundation
 
 /// Draws ACON-C beside Swish and ReLU, and their first derivatives with ACON-C's learnable
 /// bounds as dashed lines (the paper's figure 7), to an SVG file.
-struct PlotActivation: ParsableCommand {
-  static let configuration = CommandConfiguration(
+public struct PlotActivation: ParsableCommand {
+  public static let configuration = CommandConfiguration(
     commandName: "plot-activation",
     abstract: "Plot ACON-C, Swish and ReLU and their derivatives (with ACON-C's bounds) to SVG.")
 
@@ -15,7 +15,9 @@ struct PlotActivation: ParsableCommand {
   @Option(help: "Half-width of the x range.") var range: Double = 6
   @Option(help: "Output file (.svg).") var output: String
 
-  func validate() throws {
+  public init() {}
+
+  public func validate() throws {
     guard output.lowercased().hasSuffix(".svg") else {
       throw ValidationError("--output must name an .svg file")
     }
@@ -24,7 +26,7 @@ struct PlotActivation: ParsableCommand {
     }
   }
 
-  func run() throws {
+  public func run() throws {
     let svg = PlotActivation.render(p1: p1, p2: p2, beta: beta, range: range)
     try svg.write(toFile: output, atomically: true, encoding: .utf8)
     let (lower, upper) = ACONMath.derivativeBounds(p1: p1, p2: p2)
@@ -43,7 +45,7 @@ struct PlotActivation: ParsableCommand {
   }
 
   /// The SVG document: two panels (functions, derivatives), axes, ticks, legends.
-  static func render(p1: Double, p2: Double, beta: Double, range: Double) -> String {
+  public static func render(p1: Double, p2: Double, beta: Double, range: Double) -> String {
     let acon = Curve(name: "ACON-C (p1=\(fmt(p1)), p2=\(fmt(p2)), β=\(fmt(beta)))", color: "#d62728", dash: nil) {
       ACONMath.aconC($0, p1: p1, p2: p2, beta: beta)
     }

@@ -342,12 +342,17 @@ public struct ChartFigure {
     guard lo.isFinite, hi.isFinite, hi > lo else { return [] }
     let raw = max((hi - lo) / 6, minimumStep)
     let magnitude = pow(10, floor(log10(raw)))
-    let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
+    let multiple = [1.0, 2, 5, 10].first { $0 * magnitude >= raw } ?? raw / magnitude
+    let step = multiple * magnitude
+    // Whole multiples of the step, divided by a whole power of ten when the step is below 1
+    // (0.6, not 3 x 0.2 = 0.6000000000000001), and never running sums: no drift.
+    func tick(_ k: Double) -> Double {
+      magnitude < 1 ? k * multiple / (1 / magnitude).rounded() : k * step
+    }
     var result: [Double] = []
     var k = ceil(lo / step)
-    // Multiples of the step, not running sums: no drift over many ticks.
-    while k * step <= hi + step * 1e-9 {
-      let t = k * step
+    while tick(k) <= hi + step * 1e-9 {
+      let t = tick(k)
       result.append(abs(t) < step * 1e-9 ? 0 : t)
       k += 1
     }
