@@ -197,7 +197,7 @@ public struct ChartFigure {
 
     var s = "<g class=\"panel\">\n"
     s += text(left + plotW / 2, origin.y + 18, panel.title, anchor: "middle", size: 14)
-    s += "<rect class=\"frame\" x=\"\(f1(left))\" y=\"\(f1(top))\" width=\"\(f1(plotW))\" height=\"\(f1(plotH))\" fill=\"none\" stroke=\"black\"/>\n"
+    s += rect(left, top, plotW, plotH, fill: "none", stroke: "black", class: "frame")
     // Y ticks and grid.
     for t in ChartFigure.ticks(yd.lowerBound, yd.upperBound) {
       s += line(left - 5, py(t), left, py(t), color: "black")
@@ -217,7 +217,7 @@ public struct ChartFigure {
         let x = px(Double(i))
         s += line(x, top + plotH, x, top + plotH + 5, color: "black")
         let y = top + plotH + 10
-        s += "<text x=\"\(f1(x + 3))\" y=\"\(f1(y))\" text-anchor=\"end\" font-size=\"\(size)\" transform=\"rotate(-90 \(f1(x + 3)) \(f1(y)))\">\(ChartFigure.escape(d.label))</text>\n"
+        s += text(x + 3, y, d.label, anchor: "end", size: size, upwards: true)
       }
     }
     if panel.zeroAxes {
@@ -233,7 +233,7 @@ public struct ChartFigure {
     }
     if !panel.yLabel.isEmpty {
       let (x, y) = (origin.x + 14, top + plotH / 2)
-      s += "<text x=\"\(f1(x))\" y=\"\(f1(y))\" text-anchor=\"middle\" transform=\"rotate(-90 \(f1(x)) \(f1(y)))\">\(ChartFigure.escape(panel.yLabel))</text>\n"
+      s += text(x, y, panel.yLabel, anchor: "middle", upwards: true)
     }
     // Boxes and strips.
     let halfBox = min(0.3 * plotW / Double(max(panel.distributions.count, 1)), 20)
@@ -243,13 +243,14 @@ public struct ChartFigure {
       s += "<g class=\"distribution\">\n"
       s += line(x, cy(q.min), x, cy(q.q1), color: d.color)
       s += line(x, cy(q.q3), x, cy(q.max), color: d.color)
-      s += "<rect x=\"\(f1(x - halfBox))\" y=\"\(f1(cy(q.q3)))\" width=\"\(f1(2 * halfBox))\" height=\"\(f1(max(cy(q.q1) - cy(q.q3), 0.5)))\" fill=\"\(d.color)\" fill-opacity=\"0.15\" stroke=\"\(d.color)\"/>\n"
+      let boxHeight = max(cy(q.q1) - cy(q.q3), 0.5)
+      s += rect(x - halfBox, cy(q.q3), 2 * halfBox, boxHeight, fill: d.color, opacity: 0.15, stroke: d.color)
       s += line(x - halfBox, cy(q.median), x + halfBox, cy(q.median), color: d.color, width: 2)
       // Deterministic jitter (golden-ratio sequence): the same data give the same picture.
       let step = max(1, (d.values.count + ChartStyle.maximumStripPoints - 1) / ChartStyle.maximumStripPoints)
       for k in stride(from: 0, to: d.values.count, by: step) where d.values[k].isFinite {
         let jitter = (Double(k) * 0.618033988749895).truncatingRemainder(dividingBy: 1) - 0.5
-        s += "<circle cx=\"\(f1(x + jitter * 1.4 * halfBox))\" cy=\"\(f1(cy(d.values[k])))\" r=\"1.6\" fill=\"\(d.color)\" fill-opacity=\"0.5\"/>\n"
+        s += circle(x + jitter * 1.4 * halfBox, cy(d.values[k]), radius: 1.6, fill: d.color, opacity: 0.5)
       }
       s += "</g>\n"
     }
@@ -265,11 +266,15 @@ public struct ChartFigure {
         d += (pen ? "L" : "M") + "\(f1(cx(p.x))),\(f1(cy(p.y)))"
         pen = true
       }
-      let dash = series.dash.map { " stroke-dasharray=\"\($0)\"" } ?? ""
-      s += "<path class=\"series\" d=\"\(d)\" fill=\"none\" stroke=\"\(series.color)\" stroke-width=\"2\"\(dash)/>\n"
+      s += element(
+        "path",
+        [
+          ("class", "series"), ("d", d), ("fill", "none"), ("stroke", series.color),
+          ("stroke-width", "2"), ("stroke-dasharray", series.dash),
+        ])
       if series.markers {
         for p in series.points where p.x.isFinite && p.y.isFinite {
-          s += "<circle cx=\"\(f1(cx(p.x)))\" cy=\"\(f1(cy(p.y)))\" r=\"3\" fill=\"\(series.color)\"/>\n"
+          s += circle(cx(p.x), cy(p.y), radius: 3, fill: series.color)
         }
       }
     }
@@ -307,7 +312,7 @@ public struct ChartFigure {
         (bx, by) = corner
         fewest = covered(corner)
       }
-      s += "<rect class=\"legend\" x=\"\(f1(bx))\" y=\"\(f1(by))\" width=\"\(f1(boxW))\" height=\"\(f1(boxH))\" fill=\"white\" fill-opacity=\"0.8\"/>\n"
+      s += rect(bx, by, boxW, boxH, fill: "white", opacity: 0.8, class: "legend")
       for (row, series) in entries.enumerated() {
         let y = by + 12 + 16 * Double(row)
         let x = bx + 6
@@ -318,20 +323,63 @@ public struct ChartFigure {
     return s + "</g>\n"
   }
 
+  /// One SVG element with its attributes in order (nil ones left out), values escaped.
+  private func element(_ name: String, _ attributes: [(String, String?)], content: String? = nil) -> String {
+    var s = "<" + name
+    for (key, value) in attributes {
+      if let value { s += " \(key)=\"\(ChartFigure.escape(value))\"" }
+    }
+    guard let content else { return s + "/>\n" }
+    return s + ">" + ChartFigure.escape(content) + "</\(name)>\n"
+  }
+
   private func line(
     _ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, color: String, width: Double = 1,
     dash: String? = nil
   ) -> String {
-    let w = width == 1 ? "" : " stroke-width=\"\(ChartFigure.format(width))\""
-    let d = dash.map { " stroke-dasharray=\"\($0)\"" } ?? ""
-    return "<line x1=\"\(f1(x1))\" y1=\"\(f1(y1))\" x2=\"\(f1(x2))\" y2=\"\(f1(y2))\" stroke=\"\(color)\"\(w)\(d)/>\n"
+    element(
+      "line",
+      [
+        ("x1", f1(x1)), ("y1", f1(y1)), ("x2", f1(x2)), ("y2", f1(y2)), ("stroke", color),
+        ("stroke-width", width == 1 ? nil : ChartFigure.format(width)), ("stroke-dasharray", dash),
+      ])
   }
 
-  private func text(
-    _ x: Double, _ y: Double, _ content: String, anchor: String = "start", size: Int? = nil
+  private func rect(
+    _ x: Double, _ y: Double, _ width: Double, _ height: Double, fill: String,
+    opacity: Double? = nil, stroke: String? = nil, class className: String? = nil
   ) -> String {
-    let fontSize = size.map { " font-size=\"\($0)\"" } ?? ""
-    return "<text x=\"\(f1(x))\" y=\"\(f1(y))\" text-anchor=\"\(anchor)\"\(fontSize)>\(ChartFigure.escape(content))</text>\n"
+    element(
+      "rect",
+      [
+        ("class", className), ("x", f1(x)), ("y", f1(y)), ("width", f1(width)),
+        ("height", f1(height)), ("fill", fill), ("fill-opacity", opacity.map(ChartFigure.format)),
+        ("stroke", stroke),
+      ])
+  }
+
+  private func circle(
+    _ x: Double, _ y: Double, radius: Double, fill: String, opacity: Double? = nil
+  ) -> String {
+    element(
+      "circle",
+      [
+        ("cx", f1(x)), ("cy", f1(y)), ("r", ChartFigure.format(radius)), ("fill", fill),
+        ("fill-opacity", opacity.map(ChartFigure.format)),
+      ])
+  }
+
+  /// Text anchored at (x, y); `upwards` turns it to read bottom to top about that point.
+  private func text(
+    _ x: Double, _ y: Double, _ content: String, anchor: String = "start", size: Int? = nil,
+    upwards: Bool = false
+  ) -> String {
+    element(
+      "text",
+      [
+        ("x", f1(x)), ("y", f1(y)), ("text-anchor", anchor), ("font-size", size.map(String.init)),
+        ("transform", upwards ? "rotate(-90 \(f1(x)) \(f1(y)))" : nil),
+      ], content: content)
   }
 
   private func f1(_ v: Double) -> String { String(format: "%.1f", v) }
