@@ -3,32 +3,29 @@ import ArgumentParser
 import Foundation
 
 /// Draws ACON-C beside Swish and ReLU, and their first derivatives with ACON-C's learnable
-/// bounds as dashed lines (the paper's figure 7), to an SVG file.
+/// bounds as dashed lines (the paper's figure 7), to an SVG or PNG file.
 public struct PlotActivation: ParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "plot-activation",
-    abstract: "Plot ACON-C, Swish and ReLU and their derivatives (with ACON-C's bounds) to SVG.")
+    abstract: "Plot ACON-C, Swish and ReLU and their derivatives (with ACON-C's bounds) to SVG or PNG.")
 
   @Option(help: "ACON-C's p1.") var p1: Double = 1.2
   @Option(help: "ACON-C's p2.") var p2: Double = -0.4
   @Option(help: "ACON-C's switching factor beta.") var beta: Double = 1
   @Option(help: "Half-width of the x range.") var range: Double = 6
-  @Option(help: "Output file (.svg).") var output: String
+  @Option(help: "Output file (.svg or .png).") var output: String
 
   public init() {}
 
   public func validate() throws {
-    guard output.lowercased().hasSuffix(".svg") else {
-      throw ValidationError("--output must name an .svg file")
-    }
+    try checkChartOutput(output)
     guard range > 0, range.isFinite, p1.isFinite, p2.isFinite, beta.isFinite else {
       throw ValidationError("--range must be positive; p1, p2, beta finite")
     }
   }
 
   public func run() throws {
-    let svg = PlotActivation.render(p1: p1, p2: p2, beta: beta, range: range)
-    try svg.write(toFile: output, atomically: true, encoding: .utf8)
+    try PlotActivation.figure(p1: p1, p2: p2, beta: beta, range: range).write(to: output)
     let (lower, upper) = ACONMath.derivativeBounds(p1: p1, p2: p2)
     print(
       String(
@@ -44,8 +41,13 @@ public struct PlotActivation: ParsableCommand {
     var f: (Double) -> Double
   }
 
-  /// The SVG document: two panels (functions, derivatives), axes, ticks, legends.
+  /// The SVG document of `figure(p1:p2:beta:range:)`.
   public static func render(p1: Double, p2: Double, beta: Double, range: Double) -> String {
+    figure(p1: p1, p2: p2, beta: beta, range: range).svg()
+  }
+
+  /// Two panels (functions, derivatives) with axes, ticks and legends.
+  public static func figure(p1: Double, p2: Double, beta: Double, range: Double) -> ChartFigure {
     let acon = Curve(name: "ACON-C (p1=\(fmt(p1)), p2=\(fmt(p2)), β=\(fmt(beta)))", color: "#d62728", dash: nil) {
       ACONMath.aconC($0, p1: p1, p2: p2, beta: beta)
     }
@@ -61,13 +63,12 @@ public struct PlotActivation: ParsableCommand {
       Curve(name: "bounds of ACON-C′: \(fmt(lower)), \(fmt(upper))", color: "#d62728", dash: "6,4") { _ in upper },
       Curve(name: "", color: "#d62728", dash: "6,4") { _ in lower },
     ]
-    let figure = ChartFigure(
+    return ChartFigure(
       panels: [
         panel(title: "activation f(x)", curves: [acon, swish, relu], range: range),
         panel(title: "first derivative f′(x)", curves: derivatives, range: range),
       ],
       columns: 2, panelWidth: 500, panelHeight: 440)
-    return figure.svg()
   }
 
   /// One panel: every curve sampled at 401 points over `[-range, range]`, the data's y range

@@ -15,7 +15,7 @@ public struct PlotBeta: ParsableCommand {
     abstract: "Plot per-channel beta of ACON-A/B/C layers and per-sample beta of meta-ACON layers.")
 
   @Option(help: "Weights file (safetensors).") public var weights: String
-  @Option(help: "Output file (.svg).") public var output: String
+  @Option(help: "Output file (.svg or .png).") public var output: String
   @Option(help: "Data set whose test images feed the meta-ACON layers (e.g. fashion-mnist).")
   public var dataset: String?
   @Option(help: "Data directory (default: the data set's standard location).") public var data: String?
@@ -45,7 +45,7 @@ public struct PlotBeta: ParsableCommand {
   }
 
   public func validate() throws {
-    try checkSVGOutput(output)
+    try checkChartOutput(output)
     guard images >= 1, batchSize >= 1 else {
       throw ValidationError("--images and --batch-size must be at least 1")
     }

@@ -4,16 +4,17 @@ import Foundation
 /// `acon plot`: figures from training runs and weights files.
 public struct Plot: ParsableCommand {
   public static let configuration = CommandConfiguration(
-    abstract: "Plot training curves or the learned beta of ACON layers to SVG.",
+    abstract: "Plot training curves or the learned beta of ACON layers to SVG or PNG.",
     subcommands: [PlotCurves.self, PlotBeta.self])
 
   public init() {}
 }
 
-/// Checks that `path` names an SVG file (the only output format).
-func checkSVGOutput(_ path: String) throws {
-  guard path.lowercased().hasSuffix(".svg") else {
-    throw ValidationError("--output must name an .svg file (SVG is the only format written)")
+/// Checks that `path` names an SVG or PNG file (the formats `ChartFigure.write` knows).
+func checkChartOutput(_ path: String) throws {
+  let name = path.lowercased()
+  guard name.hasSuffix(".svg") || name.hasSuffix(".png") else {
+    throw ValidationError("--output must name an .svg or .png file")
   }
 }
 
@@ -28,7 +29,7 @@ public struct PlotCurves: ParsableCommand {
   public var metrics: [String] = []
   @Option(help: "Comma-separated legend labels, one per run (default: each run's directory name).")
   public var labels: String?
-  @Option(help: "Output file (.svg).") public var output: String
+  @Option(help: "Output file (.svg or .png).") public var output: String
 
   public init() {}
 
@@ -48,7 +49,7 @@ public struct PlotCurves: ParsableCommand {
   }
 
   public func validate() throws {
-    try checkSVGOutput(output)
+    try checkChartOutput(output)
     guard !metrics.isEmpty else { throw ValidationError("pass at least one --metrics FILE") }
     if let labels, labels.split(separator: ",", omittingEmptySubsequences: false).count != metrics.count {
       throw ValidationError("--labels has to give one label per --metrics file (\(metrics.count))")

@@ -1,4 +1,5 @@
 import ACONCLI
+import ACONData
 import ACONModels
 import ACONNN
 import ACONTensor
@@ -160,6 +161,66 @@ struct SVGChartTests {
   }
 }
 
+@Suite("plot: PNG rasteriser")
+struct ChartRasterTests {
+  @Test func drawsLinesBoxesAndTextWhereTheSVGPutsThem() throws {
+    let panel = ChartPanel(
+      title: "T", lines: [LineSeries(name: "", color: "#ff0000", points: [(0, 0.5), (1, 0.5)])])
+    var boxes = ChartPanel(
+      title: "", distributions: [Distribution(label: "x", values: [1, 2, 3], color: "#0000ff")])
+    boxes.yDomain = 0...4
+    let figure = ChartFigure(panels: [panel, boxes], columns: 2, panelWidth: 200, panelHeight: 150)
+    let raster = ChartRaster(figure: figure, scale: 2)
+    #expect(raster.width == 800 && raster.height == 300)
+    #expect(raster.rgbBytes().count == 800 * 300 * 3)
+    // Corners stay white; the horizontal red line crosses the middle of the first frame.
+    #expect(raster.pixel(1, 1) == (1, 1, 1))
+    let shapes = figure.shapes()
+    var frames: [(Double, Double, Double, Double)] = []
+    for shape in shapes {
+      if case .rect(let x, let y, let w, let h, _, _, _, "frame") = shape { frames.append((x, y, w, h)) }
+    }
+    #expect(frames.count == 2)
+    let (fx, fy, fw, fh) = frames[0]
+    let middle = raster.pixel(Int((fx + fw / 2) * 2), Int((fy + fh / 2) * 2))
+    #expect(middle.0 > 0.9 && middle.1 < 0.1 && middle.2 < 0.1, "\(middle)")
+    // The blue box of the second panel: its median (2) at the middle of the y range.
+    let (bx, by, bw, bh) = frames[1]
+    let median = raster.pixel(Int((bx + bw / 2) * 2), Int((by + bh / 2) * 2))
+    #expect(median.2 > 0.9 && median.0 < 0.1, "\(median)")
+    // The title "T" is drawn in black somewhere above the first frame.
+    var dark = 0
+    for y in 0..<Int(fy * 2) {
+      for x in 0..<Int((fx + fw) * 2) where raster.pixel(x, y).0 < 0.2 { dark += 1 }
+    }
+    #expect(dark > 10)
+  }
+
+  @Test func writesAPNGThatDecodes() throws {
+    let dir = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let path = dir.appendingPathComponent("acon.png").path
+    try PlotActivation.parse(["--output", path, "--range", "4"]).run()
+    let image = try ImageCodec.decode(file: path)
+    #expect(image.width == 2000 && image.height == 880 && image.channels == 3)
+    #expect(image.pixels.contains { $0 < 50 })
+    #expect(image.pixels.filter { $0 == 255 }.count > image.pixels.count / 2)
+  }
+
+  @Test func everyGlyphIsFiveColumnsWide() {
+    #expect(BitmapFont.characters.count > 90)
+    for c in BitmapFont.characters {
+      let glyph = BitmapFont.glyph(c)
+      #expect(glyph.count == 7 || glyph.count == 8, "\(c)")
+      #expect(glyph.allSatisfy { $0 < 32 }, "\(c)")
+    }
+    #expect(BitmapFont.glyph("β").count == 8)
+    // Unknown characters fall back to "?".
+    #expect(BitmapFont.glyph("€") == BitmapFont.glyph("?"))
+    #expect(BitmapFont.glyph(" ").allSatisfy { $0 == 0 })
+  }
+}
+
 @Suite("plot curves")
 struct PlotCurvesTests {
   func writeMetrics(_ rows: [(Int, Double, Double, Double)], to url: URL) throws {
@@ -203,6 +264,11 @@ struct PlotCurvesTests {
       "--metrics", a.path, "--metrics", b.path, "--labels", "ReLU,ACON-C", "--output", output,
     ])
     #expect(try labelled.loadRuns().map(\.label) == ["ReLU", "ACON-C"])
+    // The same figure as PNG: three 420 x 360 panels drawn at twice the SVG's size.
+    let png = dir.appendingPathComponent("curves.png").path
+    try PlotCurves.parse(["--metrics", a.path, "--metrics", b.path, "--output", png]).run()
+    let image = try ImageCodec.decode(file: png)
+    #expect(image.width == 2 * 3 * 420 && image.height == 2 * 360)
   }
 
   @Test func badMetricsFilesNameTheFileAndLine() throws {
@@ -227,7 +293,7 @@ struct PlotCurvesTests {
     #expect(throws: (any Error).self) {
       try PlotCurves.parse(["--metrics", bad.path, "--labels", "a,b", "--output", "x.svg"])
     }
-    #expect(throws: (any Error).self) { try PlotCurves.parse(["--metrics", bad.path, "--output", "x.png"]) }
+    #expect(throws: (any Error).self) { try PlotCurves.parse(["--metrics", bad.path, "--output", "x.pdf"]) }
     #expect(throws: (any Error).self) { try PlotCurves.parse(["--output", "x.svg"]) }
   }
 }
@@ -351,7 +417,7 @@ struct PlotBetaTests {
       })
     #expect(badLayer.contains("no meta-ACON layer 'nope'") && badLayer.contains("0 features.0.2"), "\(badLayer)")
     #expect(!FileManager.default.fileExists(atPath: out))
-    #expect(throws: (any Error).self) { try PlotBeta.parse(["--weights", meta, "--output", "x.png"]) }
+    #expect(throws: (any Error).self) { try PlotBeta.parse(["--weights", meta, "--output", "x.jpg"]) }
     #expect(throws: (any Error).self) { try PlotBeta.parse(["--weights", meta, "--output", out, "--images", "0"]) }
   }
 }

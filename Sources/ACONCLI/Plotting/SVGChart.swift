@@ -1,3 +1,4 @@
+import ACONData
 import Foundation
 
 /// One line of a chart: points joined in order, optionally marked, drawn as one SVG `<path>`.
@@ -64,6 +65,38 @@ public enum ChartStyle {
   ]
   /// Most strip points drawn per column: the box still summarises every value.
   public static let maximumStripPoints = 256
+}
+
+/// A point in pixels, y pointing down.
+public struct ChartPoint: Equatable {
+  public var x: Double
+  public var y: Double
+  public init(x: Double, y: Double) {
+    self.x = x
+    self.y = y
+  }
+}
+
+/// A drawing primitive in pixels: a figure is laid out once into these, then written as SVG
+/// elements or rasterised for PNG.
+public enum ChartShape {
+  /// Where a text's anchor point sits along it.
+  public enum Anchor: String { case start, middle, end }
+
+  /// Opens a named group (SVG `<g class=...>`); groups nest and only structure the SVG.
+  case group(String)
+  case endGroup
+  /// A segment; `dash` is an SVG dash pattern ("6,4").
+  case line(ChartPoint, ChartPoint, color: String, width: Double, dash: String?)
+  /// A rectangle filled (nil: not) with `opacity`, outlined in `stroke` (nil: not).
+  case rect(
+    x: Double, y: Double, width: Double, height: Double, fill: String?, opacity: Double,
+    stroke: String?, className: String?)
+  case circle(ChartPoint, radius: Double, fill: String, opacity: Double)
+  /// One series: runs of joined points (a gap between runs).
+  case path([[ChartPoint]], color: String, width: Double, dash: String?, className: String?)
+  /// Text with its baseline through the point; `upwards` turns it to read bottom to top.
+  case text(ChartPoint, String, anchor: Anchor, size: Double, upwards: Bool)
 }
 
 /// One panel: either line series against a numeric x axis, or distributions over categories.
@@ -150,6 +183,23 @@ public struct ChartFigure {
     (panelWidth * Double(min(columns, max(panels.count, 1))), titleHeight + panelHeight * Double(rows))
   }
 
+  /// Every shape of the figure in drawing order, in pixels (y down): what both the SVG and
+  /// the PNG writers draw.
+  public func shapes() -> [ChartShape] {
+    let (width, _) = size
+    var s: [ChartShape] = []
+    if let title {
+      s += text(width / 2, 20, title, anchor: .middle, size: 16)
+    }
+    for (i, panel) in panels.enumerated() {
+      let origin = (
+        x: panelWidth * Double(i % columns), y: titleHeight + panelHeight * Double(i / columns)
+      )
+      s += draw(panel, origin: origin)
+    }
+    return s
+  }
+
   /// The SVG document.
   public func svg() -> String {
     let (width, height) = size
@@ -160,24 +210,23 @@ public struct ChartFigure {
       <rect width="100%" height="100%" fill="white"/>
 
       """
-    if let title {
-      s += text(width / 2, 20, title, anchor: "middle", size: 16)
-    }
-    for (i, panel) in panels.enumerated() {
-      let origin = (
-        x: panelWidth * Double(i % columns), y: titleHeight + panelHeight * Double(i / columns)
-      )
-      s += draw(panel, origin: origin)
-    }
+    for shape in shapes() { s += ChartFigure.svgElement(shape) }
     return s + "</svg>\n"
   }
 
-  /// Writes the SVG document to `path`.
-  public func write(to path: String) throws {
-    try svg().write(toFile: path, atomically: true, encoding: .utf8)
+  /// Writes the figure to `path`: PNG when the name ends in `.png` (drawn `pngScale` times the
+  /// SVG's pixel size), SVG otherwise.
+  public func write(to path: String, pngScale: Double = 2) throws {
+    if path.lowercased().hasSuffix(".png") {
+      let raster = ChartRaster(figure: self, scale: pngScale)
+      try ImageCodec.writePNG(
+        pixels: raster.rgbBytes(), width: raster.width, height: raster.height, channels: 3, to: path)
+    } else {
+      try svg().write(toFile: path, atomically: true, encoding: .utf8)
+    }
   }
 
-  private func draw(_ panel: ChartPanel, origin: (x: Double, y: Double)) -> String {
+  private func draw(_ panel: ChartPanel, origin: (x: Double, y: Double)) -> [ChartShape] {
     let (xd, yd) = panel.domains()
     // Rotated category labels need room below the axis, in proportion to the longest one.
     let longest = panel.distributions.map(\.label.count).max() ?? 0
@@ -195,29 +244,28 @@ public struct ChartFigure {
     func cx(_ x: Double) -> Double { min(max(px(x), left), left + plotW) }
     func cy(_ y: Double) -> Double { min(max(py(y), top), top + plotH) }
 
-    var s = "<g class=\"panel\">\n"
-    s += text(left + plotW / 2, origin.y + 18, panel.title, anchor: "middle", size: 14)
-    s += rect(left, top, plotW, plotH, fill: "none", stroke: "black", class: "frame")
+    var s: [ChartShape] = [.group("panel")]
+    s += text(left + plotW / 2, origin.y + 18, panel.title, anchor: .middle, size: 14)
     // Y ticks and grid.
     for t in ChartFigure.ticks(yd.lowerBound, yd.upperBound) {
       s += line(left - 5, py(t), left, py(t), color: "black")
       s += line(left, py(t), left + plotW, py(t), color: "#eeeeee")
-      s += text(left - 8, py(t) + 4, ChartFigure.format(t), anchor: "end")
+      s += text(left - 8, py(t) + 4, ChartFigure.format(t), anchor: .end)
     }
     // X ticks: numbers, or the category labels rotated to read upwards.
     if panel.distributions.isEmpty {
       for t in ChartFigure.ticks(xd.lowerBound, xd.upperBound, minimumStep: panel.integerXTicks ? 1 : 0) {
         s += line(px(t), top + plotH, px(t), top + plotH + 5, color: "black")
         s += line(px(t), top, px(t), top + plotH, color: "#eeeeee")
-        s += text(px(t), top + plotH + 18, ChartFigure.format(t), anchor: "middle")
+        s += text(px(t), top + plotH + 18, ChartFigure.format(t), anchor: .middle)
       }
     } else {
-      let size = panel.distributions.count > 40 ? 9 : 11
+      let size = panel.distributions.count > 40 ? 9.0 : 11
       for (i, d) in panel.distributions.enumerated() {
         let x = px(Double(i))
         s += line(x, top + plotH, x, top + plotH + 5, color: "black")
         let y = top + plotH + 10
-        s += text(x + 3, y, d.label, anchor: "end", size: size, upwards: true)
+        s += text(x + 3, y, d.label, anchor: .end, size: size, upwards: true)
       }
     }
     if panel.zeroAxes {
@@ -227,20 +275,22 @@ public struct ChartFigure {
     for r in panel.referenceLines where yd.contains(r) {
       s += line(left, py(r), left + plotW, py(r), color: "#999999", dash: "4,3")
     }
+    // The frame after the grid, so that grid lines on the range's ends do not hide it.
+    s += rect(left, top, plotW, plotH, fill: "none", stroke: "black", class: "frame")
     // Axis labels.
     if !panel.xLabel.isEmpty {
-      s += text(left + plotW, origin.y + panelHeight - 6, panel.xLabel, anchor: "end")
+      s += text(left + plotW, origin.y + panelHeight - 6, panel.xLabel, anchor: .end)
     }
     if !panel.yLabel.isEmpty {
       let (x, y) = (origin.x + 14, top + plotH / 2)
-      s += text(x, y, panel.yLabel, anchor: "middle", upwards: true)
+      s += text(x, y, panel.yLabel, anchor: .middle, upwards: true)
     }
     // Boxes and strips.
     let halfBox = min(0.3 * plotW / Double(max(panel.distributions.count, 1)), 20)
     for (i, d) in panel.distributions.enumerated() {
       guard let q = d.summary else { continue }
       let x = px(Double(i))
-      s += "<g class=\"distribution\">\n"
+      s.append(.group("distribution"))
       s += line(x, cy(q.min), x, cy(q.q1), color: d.color)
       s += line(x, cy(q.q3), x, cy(q.max), color: d.color)
       let boxHeight = max(cy(q.q1) - cy(q.q3), 0.5)
@@ -252,26 +302,22 @@ public struct ChartFigure {
         let jitter = (Double(k) * 0.618033988749895).truncatingRemainder(dividingBy: 1) - 0.5
         s += circle(x + jitter * 1.4 * halfBox, cy(d.values[k]), radius: 1.6, fill: d.color, opacity: 0.5)
       }
-      s += "</g>\n"
+      s.append(.endGroup)
     }
     // Lines: one path each, non-finite values break the line.
     for series in panel.lines {
-      var d = ""
-      var pen = false
+      var runs: [[ChartPoint]] = [[]]
       for p in series.points {
         guard p.x.isFinite, p.y.isFinite else {
-          pen = false
+          if !runs[runs.count - 1].isEmpty { runs.append([]) }
           continue
         }
-        d += (pen ? "L" : "M") + "\(f1(cx(p.x))),\(f1(cy(p.y)))"
-        pen = true
+        runs[runs.count - 1].append(ChartPoint(x: cx(p.x), y: cy(p.y)))
       }
-      s += element(
-        "path",
-        [
-          ("class", "series"), ("d", d), ("fill", "none"), ("stroke", series.color),
-          ("stroke-width", "2"), ("stroke-dasharray", series.dash),
-        ])
+      s.append(
+        .path(
+          runs.filter { !$0.isEmpty }, color: series.color, width: 2, dash: series.dash,
+          className: "series"))
       if series.markers {
         for p in series.points where p.x.isFinite && p.y.isFinite {
           s += circle(cx(p.x), cy(p.y), radius: 3, fill: series.color)
@@ -320,66 +366,99 @@ public struct ChartFigure {
         s += text(x + 30, y, series.name)
       }
     }
-    return s + "</g>\n"
-  }
-
-  /// One SVG element with its attributes in order (nil ones left out), values escaped.
-  private func element(_ name: String, _ attributes: [(String, String?)], content: String? = nil) -> String {
-    var s = "<" + name
-    for (key, value) in attributes {
-      if let value { s += " \(key)=\"\(ChartFigure.escape(value))\"" }
-    }
-    guard let content else { return s + "/>\n" }
-    return s + ">" + ChartFigure.escape(content) + "</\(name)>\n"
+    return s + [.endGroup]
   }
 
   private func line(
     _ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, color: String, width: Double = 1,
     dash: String? = nil
-  ) -> String {
-    element(
-      "line",
-      [
-        ("x1", f1(x1)), ("y1", f1(y1)), ("x2", f1(x2)), ("y2", f1(y2)), ("stroke", color),
-        ("stroke-width", width == 1 ? nil : ChartFigure.format(width)), ("stroke-dasharray", dash),
-      ])
+  ) -> [ChartShape] {
+    [.line(ChartPoint(x: x1, y: y1), ChartPoint(x: x2, y: y2), color: color, width: width, dash: dash)]
   }
 
   private func rect(
     _ x: Double, _ y: Double, _ width: Double, _ height: Double, fill: String,
-    opacity: Double? = nil, stroke: String? = nil, class className: String? = nil
-  ) -> String {
-    element(
-      "rect",
-      [
-        ("class", className), ("x", f1(x)), ("y", f1(y)), ("width", f1(width)),
-        ("height", f1(height)), ("fill", fill), ("fill-opacity", opacity.map(ChartFigure.format)),
-        ("stroke", stroke),
-      ])
+    opacity: Double = 1, stroke: String? = nil, class className: String? = nil
+  ) -> [ChartShape] {
+    [
+      .rect(
+        x: x, y: y, width: width, height: height, fill: fill == "none" ? nil : fill,
+        opacity: opacity, stroke: stroke, className: className)
+    ]
   }
 
   private func circle(
-    _ x: Double, _ y: Double, radius: Double, fill: String, opacity: Double? = nil
-  ) -> String {
-    element(
-      "circle",
-      [
-        ("cx", f1(x)), ("cy", f1(y)), ("r", ChartFigure.format(radius)), ("fill", fill),
-        ("fill-opacity", opacity.map(ChartFigure.format)),
-      ])
+    _ x: Double, _ y: Double, radius: Double, fill: String, opacity: Double = 1
+  ) -> [ChartShape] {
+    [.circle(ChartPoint(x: x, y: y), radius: radius, fill: fill, opacity: opacity)]
   }
 
-  /// Text anchored at (x, y); `upwards` turns it to read bottom to top about that point.
   private func text(
-    _ x: Double, _ y: Double, _ content: String, anchor: String = "start", size: Int? = nil,
-    upwards: Bool = false
-  ) -> String {
-    element(
-      "text",
-      [
-        ("x", f1(x)), ("y", f1(y)), ("text-anchor", anchor), ("font-size", size.map(String.init)),
-        ("transform", upwards ? "rotate(-90 \(f1(x)) \(f1(y)))" : nil),
-      ], content: content)
+    _ x: Double, _ y: Double, _ content: String, anchor: ChartShape.Anchor = .start,
+    size: Double = 12, upwards: Bool = false
+  ) -> [ChartShape] {
+    [.text(ChartPoint(x: x, y: y), content, anchor: anchor, size: size, upwards: upwards)]
+  }
+
+  /// One shape as an SVG element.
+  static func svgElement(_ shape: ChartShape) -> String {
+    func f1(_ v: Double) -> String { String(format: "%.1f", v) }
+    switch shape {
+    case .group(let className):
+      return "<g class=\"\(escape(className))\">\n"
+    case .endGroup:
+      return "</g>\n"
+    case .line(let a, let b, let color, let width, let dash):
+      return element(
+        "line",
+        [
+          ("x1", f1(a.x)), ("y1", f1(a.y)), ("x2", f1(b.x)), ("y2", f1(b.y)), ("stroke", color),
+          ("stroke-width", width == 1 ? nil : format(width)), ("stroke-dasharray", dash),
+        ])
+    case .rect(let x, let y, let width, let height, let fill, let opacity, let stroke, let className):
+      return element(
+        "rect",
+        [
+          ("class", className), ("x", f1(x)), ("y", f1(y)), ("width", f1(width)),
+          ("height", f1(height)), ("fill", fill ?? "none"),
+          ("fill-opacity", opacity == 1 ? nil : format(opacity)), ("stroke", stroke),
+        ])
+    case .circle(let c, let radius, let fill, let opacity):
+      return element(
+        "circle",
+        [
+          ("cx", f1(c.x)), ("cy", f1(c.y)), ("r", format(radius)), ("fill", fill),
+          ("fill-opacity", opacity == 1 ? nil : format(opacity)),
+        ])
+    case .path(let runs, let color, let width, let dash, let className):
+      let d = runs.map { run in
+        run.enumerated().map { ($0 == 0 ? "M" : "L") + "\(f1($1.x)),\(f1($1.y))" }.joined()
+      }.joined()
+      return element(
+        "path",
+        [
+          ("class", className), ("d", d), ("fill", "none"), ("stroke", color),
+          ("stroke-width", format(width)), ("stroke-dasharray", dash),
+        ])
+    case .text(let p, let content, let anchor, let size, let upwards):
+      return element(
+        "text",
+        [
+          ("x", f1(p.x)), ("y", f1(p.y)), ("text-anchor", anchor.rawValue),
+          ("font-size", size == 12 ? nil : format(size)),
+          ("transform", upwards ? "rotate(-90 \(f1(p.x)) \(f1(p.y)))" : nil),
+        ], content: content)
+    }
+  }
+
+  /// One SVG element with its attributes in order (nil ones left out), values escaped.
+  static func element(_ name: String, _ attributes: [(String, String?)], content: String? = nil) -> String {
+    var s = "<" + name
+    for (key, value) in attributes {
+      if let value { s += " \(key)=\"\(escape(value))\"" }
+    }
+    guard let content else { return s + "/>\n" }
+    return s + ">" + escape(content) + "</\(name)>\n"
   }
 
   private func f1(_ v: Double) -> String { String(format: "%.1f", v) }
