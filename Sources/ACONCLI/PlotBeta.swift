@@ -63,8 +63,9 @@ public struct PlotBeta: ParsableCommand {
         ? ": it has meta-ACON layers, whose beta depends on the input: pass --dataset to plot it" : ""
       throw CLIError("\(weights) has no ACON-A/B/C beta parameters (names ending in .beta)\(hint)")
     }
-    try PlotBeta.figure(channels: channels, samples: samples, title: (weights as NSString).lastPathComponent)
-      .write(to: output)
+    // The run's directory and the file name: "runs/acon/model.safetensors" -> "acon/model.safetensors".
+    let title = URL(fileURLWithPath: weights).pathComponents.suffix(2).joined(separator: "/")
+    try PlotBeta.figure(channels: channels, samples: samples, title: title).write(to: output)
     print("wrote \(output)")
     print(PlotBeta.summary(channels: channels, samples: samples))
   }
