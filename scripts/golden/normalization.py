@@ -75,6 +75,7 @@ batch_norm_case("bn4_", (4, 3, 5, 5), 3.0)
 batch_norm_case("bn2_", (6, 4), -1.0)
 pool_case("pool9_", (2, 3, 9, 9))
 pool_case("pool8_", (1, 2, 8, 8))
+pool_case("poolwide_", (1, 2, 6, 37))  # wide enough for the eight-lane paths
 
 path = "Tests/ACONTensorTests/Golden/normalization.safetensors"
 save_file({k: v.contiguous() for k, v in out.items()}, path, metadata={"torch": torch.__version__})
