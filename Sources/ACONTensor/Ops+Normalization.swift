@@ -124,8 +124,8 @@ extension Tensor {
   /// probability `probability` and the rest are scaled by `1 / (1 - probability)`; otherwise
   /// (or with probability 0) the input is returned unchanged.
   ///
-  /// The mask comes from `rng`, so a seeded generator reproduces it; the pullback keeps only the
-  /// mask, one bit per element.
+  /// The mask is seeded by one draw from `rng`, so a seeded generator reproduces it (whatever
+  /// the number of cores); the pullback keeps only the mask, one bit per element.
   ///
   /// - Throws: `TensorError.invalidArgument` when `probability` is outside `[0, 1]`.
   public func dropout(
@@ -139,7 +139,8 @@ extension Tensor {
     let words = DropoutKernel.maskWords(count)
     let mask = MaskStorage(words: words)
     if probability < 1 {
-      DropoutKernel.makeMask(mask.bits, count: count, probability: probability, using: &rng)
+      // One draw from `rng` seeds the whole mask, which the kernel builds in parallel.
+      DropoutKernel.makeMask(mask.bits, count: count, probability: probability, seed: rng.next())
     } else {
       mask.bits.update(repeating: 0, count: words)
     }

@@ -150,23 +150,25 @@ struct NormalizationKernelTests {
   }
 
   @Test func dropoutMaskIsDeterministicAndHasTheRightRate() {
-    struct Counter: RandomNumberGenerator {
-      var state: UInt64
-      mutating func next() -> UInt64 {
-        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-        return state ^ (state >> 29)
-      }
-    }
     let count = 64 * 600 + 13
     let words = DropoutKernel.maskWords(count)
     #expect(words == 601)
     var a = [UInt64](repeating: 0, count: words)
     var b = [UInt64](repeating: 0, count: words)
-    var r1 = Counter(state: 42)
-    var r2 = Counter(state: 42)
-    DropoutKernel.makeMask(&a, count: count, probability: 0.2, using: &r1)
-    DropoutKernel.makeMask(&b, count: count, probability: 0.2, using: &r2)
+    DropoutKernel.makeMask(&a, count: count, probability: 0.2, seed: 42)
+    DropoutKernel.makeMask(&b, count: count, probability: 0.2, seed: 42)
     #expect(a == b)
+    // A mask over a prefix agrees with the start of the long one (nothing depends on the split).
+    var prefix = [UInt64](repeating: 0, count: 3)
+    DropoutKernel.makeMask(&prefix, count: 150, probability: 0.2, seed: 42)
+    #expect(prefix[0] == a[0] && prefix[1] == a[1] && prefix[2] == a[2] & ((1 << 22) - 1))
+    var other = [UInt64](repeating: 0, count: words)
+    DropoutKernel.makeMask(&other, count: count, probability: 0.2, seed: 43)
+    #expect(other != a)
+    // Neighbouring bits are independent: both kept about 0.64 of the time.
+    var pairs = 0
+    for word in a { pairs += (word & (word >> 1) & 0x5555_5555_5555_5555).nonzeroBitCount }
+    #expect(abs(Double(pairs) / Double(count / 2) - 0.64) < 0.015)
     // No bit beyond the last element.
     #expect(a[words - 1] >> 13 == 0)
     let kept = a.map { $0.nonzeroBitCount }.reduce(0, +)
