@@ -51,7 +51,7 @@ struct NormalizationKernelTests {
     var db = [Float](repeating: 0, count: c)
     BatchNormKernel.backwardTraining(
       x, dy, dx: &dx, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd,
-      weight: weight, dweight: &dw, dbias: &db)
+      weight: weight, bias: bias, relu: false, dweight: &dw, dbias: &db)
     let m = Double(n * plane)
     for ch in 0..<c {
       var sumDy = 0.0
@@ -81,7 +81,7 @@ struct NormalizationKernelTests {
     // Evaluation-mode backward: dx = dy * weight * invStd; outputs may be skipped.
     BatchNormKernel.backwardEval(
       x, dy, dx: &dx, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd,
-      weight: weight, dweight: nil, dbias: nil)
+      weight: weight, bias: bias, relu: false, dweight: nil, dbias: nil)
     for k in 0..<count {
       let ch = (k / plane) % c
       #expect(abs(dx[k] - dy[k] * weight[ch] * invStd[ch]) < 1e-6)

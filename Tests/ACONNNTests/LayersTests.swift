@@ -98,6 +98,20 @@ struct LayersTests {
     }
   }
 
+  @Test func batchNormWithFusedReLU() throws {
+    var rng = RandomGenerator(seed: 13)
+    let x = Tensor.randomNormal([3, 2, 4, 4], using: &rng)
+    let (fused, plain) = (BatchNorm2d(2), BatchNorm2d(2))
+    let a = try fused.forwardWithReLU(x)
+    let b = try ReLU()(plain(x))
+    #expect(a.scalars == b.scalars)
+    #expect(fused.batchesTracked.value.item == 1)
+    #expect(fused.runningMean.value.scalars == plain.runningMean.value.scalars)
+    fused.eval()
+    plain.eval()
+    #expect(try fused.forwardWithReLU(x).scalars == ReLU()(plain(x)).scalars)
+  }
+
   @Test func linearStateInitAndForward() throws {
     var rng = RandomGenerator(seed: 4)
     let fc = Linear(inputFeatures: 50, outputFeatures: 20, using: &rng)
