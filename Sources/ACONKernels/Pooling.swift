@@ -28,28 +28,29 @@ public struct PoolGeometry: Sendable, Equatable {
     return max(start, 0)..<min(start + kernel, side)
   }
 
-  /// The output columns the eight-lane paths serve: `blocks` runs of eight from `start`, each
-  /// with its whole window, and every float its loads touch, inside the row. Strides other
-  /// than 1 and 2 get no vector columns.
+  /// The output columns `start..<end` the eight-lane paths serve: every window of them lies
+  /// inside the row, and so does every float their loads touch. The range holds at least eight
+  /// columns, or is empty; a last partial block is run overlapping the one before it, which
+  /// only recomputes a few outputs. Strides other than 1 and 2 get no vector columns.
   @inlinable
-  func vectorColumns() -> (start: Int, blocks: Int) {
+  func vectorColumns() -> (start: Int, end: Int) {
     guard stride == 1 || stride == 2 else { return (0, 0) }
-    let first = (padding + stride - 1) / stride
-    // The last block start j must keep its furthest load inside the row:
-    // stride 1 loads 8 floats at j - padding + kernel - 1, stride 2 loads 16 at 2j - padding + kernel - 1.
-    let span = stride == 1 ? 8 : 16
-    let limit = width - kernel + padding - span + 1
-    guard limit >= 0 else { return (first, 0) }
-    let last = limit / stride
-    guard last >= first else { return (first, 0) }
-    return (first, (last - first) / 8 + 1)
+    var first = (padding + stride - 1) / stride
+    // Stride 2 reads the odd lanes of sixteen floats starting one before the window, so the
+    // window must not start at column 0.
+    if stride == 2 && first * stride - padding == 0 { first += 1 }
+    // The last output whose window ends inside the row.
+    let last = (width - kernel + padding) / stride
+    guard width - kernel + padding >= 0, last - first + 1 >= 8 else { return (0, 0) }
+    return (first, last + 1)
   }
 }
 
-/// The floats at `p[0], p[2], ..., p[14]`: one sixteen-float load, even lanes kept.
+/// The floats at `p[0], p[2], ..., p[14]`: one sixteen-float load from `p - 1`, odd lanes
+/// kept, so that nothing past `p[14]` is touched (`p - 1` must be readable).
 @inlinable @inline(__always)
-func loadEven8(_ p: UnsafePointer<Float>) -> Float8 {
-  UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+func loadStrided8(_ p: UnsafePointer<Float>) -> Float8 {
+  UnsafeRawPointer(p - 1).loadUnaligned(as: SIMD16<Float>.self).oddHalf
 }
 
 /// Max and average pooling kernels, split across the cores by plane (one image channel).
@@ -75,9 +76,7 @@ public enum PoolingKernel {
     let inPlane = g.height * w
     let outPlane = oh * ow
     // Columns 0..<vectorStart and vectorEnd..<ow one at a time, the rest eight at a time.
-    let (start, blocks) = g.vectorColumns()
-    let vectorStart = min(start, ow)
-    let vectorEnd = blocks > 0 ? start + 8 * blocks : vectorStart
+    let (vectorStart, vectorEnd) = g.vectorColumns()
     let laneOffsets = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) &* Int32(s)
     Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
       for p in range {
@@ -103,25 +102,34 @@ public enum PoolingKernel {
             idx[i * ow + j] = Int32(best)
           }
           for j in 0..<vectorStart { scalar(j) }
-          var j = vectorStart
-          while j < vectorEnd {
+          var block = vectorStart
+          while block < vectorEnd {
+            let j = min(block, vectorEnd - 8)
             let first = j * s - g.padding
             var value = Float8(repeating: -.infinity)
             var best = SIMD8<Int32>(repeating: Int32(rows.lowerBound * w + first)) &+ laneOffsets
             for r in rows {
-              let row = src + r * w
-              for kc in 0..<k {
-                let column = first + kc
-                let v = s == 1 ? load8(row + column) : loadEven8(row + column)
+              let row = src + (r &* w &+ first)
+              let rowPosition =
+                SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: r &* w &+ first)) &+ laneOffsets
+              @inline(__always) func step(_ kc: Int) {
+                let v = s == 1 ? load8(row + kc, lanes: 8) : loadStrided8(row + kc)
                 let better = (v .> value) .| (v .!= v)
                 value.replace(with: v, where: better)
-                let position = SIMD8<Int32>(repeating: Int32(r * w + column)) &+ laneOffsets
-                best.replace(with: position, where: better)
+                best.replace(with: rowPosition &+ Int32(truncatingIfNeeded: kc), where: better)
+              }
+              if k == 3 {
+                // The common window (ShuffleNetV2 and ResNet stems), unrolled.
+                step(0)
+                step(1)
+                step(2)
+              } else {
+                for kc in 0..<k { step(kc) }
               }
             }
             store8(value, dst + i * ow + j)
             UnsafeMutableRawPointer(idx + i * ow + j).storeBytes(of: best, as: SIMD8<Int32>.self)
-            j += 8
+            block += 8
           }
           for j in vectorEnd..<ow { scalar(j) }
         }
@@ -161,9 +169,7 @@ public enum PoolingKernel {
     let outPlane = oh * ow
     let scale = 1 / Float(k * k)
     // Columns 0..<vectorStart and vectorEnd..<ow one at a time, the rest eight at a time.
-    let (start, blocks) = g.vectorColumns()
-    let vectorStart = min(start, ow)
-    let vectorEnd = blocks > 0 ? start + 8 * blocks : vectorStart
+    let (vectorStart, vectorEnd) = g.vectorColumns()
     Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
       for p in range {
         let src = x + p * inPlane
@@ -180,18 +186,19 @@ public enum PoolingKernel {
             dst[i * ow + j] = sum * scale
           }
           for j in 0..<vectorStart { scalar(j) }
-          var j = vectorStart
-          while j < vectorEnd {
+          var block = vectorStart
+          while block < vectorEnd {
+            let j = min(block, vectorEnd - 8)
             let first = j * s - g.padding
             var sum = Float8(repeating: 0)
             for r in rows {
               let row = src + r * w
               for kc in 0..<k {
-                sum += s == 1 ? load8(row + first + kc) : loadEven8(row + first + kc)
+                sum += s == 1 ? load8(row + first + kc) : loadStrided8(row + first + kc)
               }
             }
             store8(sum * Float8(repeating: scale), dst + i * ow + j)
-            j += 8
+            block += 8
           }
           for j in vectorEnd..<ow { scalar(j) }
         }
