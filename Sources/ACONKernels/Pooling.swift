@@ -2,10 +2,16 @@
 /// PyTorch's semantics (`ceil_mode = false`): the output side is
 /// `(side + 2 * padding - kernel) / stride + 1`.
 public struct PoolGeometry: Sendable, Equatable {
+  /// Input height `H`.
   public var height: Int
+  /// Input width `W`.
   public var width: Int
+  /// Window side.
   public var kernel: Int
+  /// Step between windows, along both axes.
   public var stride: Int
+  /// Implicit rows and columns added on every side; they never win a max and count as zeros
+  /// in an average.
   public var padding: Int
 
   public init(height: Int, width: Int, kernel: Int, stride: Int, padding: Int) {
