@@ -25,6 +25,10 @@ let package = Package(
     // System libraries (Debian: libopenblas-dev, zlib1g-dev, libpng-dev, libjpeg-dev).
     .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
     .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+    .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+    .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+    // The setjmp/longjmp error shim libjpeg needs (Swift cannot express a non-returning hook).
+    .target(name: "CImageDecode", dependencies: ["CJPEG"]),
     // Layer 1: CPU kernels. The only code with unsafe pointers and SIMD.
     .target(name: "ACONKernels", dependencies: ["CBLAS"], swiftSettings: vectorFlags),
     // Layer 2: tensors, automatic differentiation, tensor files.
@@ -34,7 +38,8 @@ let package = Package(
     // Layer 4: the model zoo.
     .target(name: "ACONModels", dependencies: ["ACONNN"], swiftSettings: commonFlags),
     // Layer 5: data sets and loaders.
-    .target(name: "ACONData", dependencies: ["ACONTensor", "CZlib"], swiftSettings: vectorFlags),
+    .target(
+      name: "ACONData", dependencies: ["ACONTensor", "CZlib", "CJPEG", "CPNG", "CImageDecode"], swiftSettings: vectorFlags),
     // Layer 6: optimizers, schedules, the training loop, checkpoints, metrics.
     .target(
       name: "ACONTraining", dependencies: ["ACONModels", "ACONData"], swiftSettings: commonFlags),
@@ -59,7 +64,7 @@ let package = Package(
       name: "ACONNNTests", dependencies: ["ACONNN", "ACONTestSupport"],
       resources: [.copy("Golden")], swiftSettings: commonFlags),
     .testTarget(
-      name: "ACONModelsTests", dependencies: ["ACONModels", "ACONTestSupport"],
+      name: "ACONModelsTests", dependencies: ["ACONModels", "ACONTraining", "ACONTestSupport"],
       resources: [.copy("Golden")], swiftSettings: commonFlags),
     .testTarget(
       name: "ACONDataTests", dependencies: ["ACONData", "ACONTestSupport"], swiftSettings: commonFlags),

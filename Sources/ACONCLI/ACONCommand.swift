@@ -6,6 +6,9 @@ struct ACONCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "acon",
     abstract: "Train, evaluate and benchmark networks with the ACON family of activations.",
-    subcommands: [Demo.self, BenchOp.self],
-    defaultSubcommand: Demo.self)
+    subcommands: [
+      Train.self, Eval.self, Info.self, Forward.self, Compare.self, Bench.self,
+      BenchActivation.self, PlotActivation.self, BenchOp.self, Demo.self,
+    ],
+    defaultSubcommand: Train.self)
 }

@@ -4,102 +4,139 @@ import ArgumentParser
 import Dispatch
 import Foundation
 
-/// Times single operations (matrix product, convolutions) and prints their throughput beside the
-/// machine's ceilings and PyTorch's figures from `notes/performance.md`.
-struct BenchOp: ParsableCommand {
-  static let configuration = CommandConfiguration(
+/// Times single operations (matrix product, memory copy, convolutions) and prints their
+/// throughput beside the machine's ceilings and PyTorch's figures from `notes/performance.md`.
+///
+/// The machines are shared and noisy, so besides the fixed ceilings each figure is also given
+/// as a fraction of the sgemm and copy rates measured in the same run.
+public struct BenchOp: ParsableCommand {
+  public static let configuration = CommandConfiguration(
     commandName: "bench-op",
     abstract: "Measure GFLOP/s of sgemm and of convolution forward and backward.",
     discussion: """
-      Each figure is the median of --runs timed runs after --warmup untimed ones. FLOPs count \
-      two per multiply-add; a backward pass computes both the input and the weight gradient \
-      (twice the forward's FLOPs). Ceilings: sgemm ~150-170 GFLOP/s on two Zen 3 cores, \
-      two-thread copy ~28-31 GB/s.
+      Each figure is the median of --runs timed runs after --warmup untimed ones (--best: the \
+      fastest run). FLOPs count two per multiply-add; a backward pass computes both the input \
+      and the weight gradient (twice the forward's FLOPs). Convolutions run on a \
+      [batch, 64, 56, 56] input. Ceilings (notes/performance.md): sgemm 150-170 GFLOP/s on two \
+      Zen 3 cores, two-thread copy 28-31 GB/s counting read + write.
       """)
 
-  @Option(help: "Timed runs per measurement (the median is reported).") var runs = 5
+  @Option(help: "Timed runs per measurement.") var runs = 5
   @Option(help: "Untimed runs before timing.") var warmup = 1
-  @Option(help: "Batch size of the convolution input (N of N x 64 x 56 x 56).") var batch = 32
+  @Option(help: "Batch size of the convolution input.") var batch = 32
+  @Option(help: "Threads of the Swift kernels (default: one per core).") var workers: Int?
+  @Flag(help: "Report the fastest run instead of the median (for a busy machine).") var best = false
+  @Flag(help: "Also time the input gradient alone and the weight gradient alone.") var split = false
   @Flag(help: "Also print one JSON object with every figure as the last line.") var json = false
 
-  /// The ceilings and PyTorch figures measured on the target machine (notes/performance.md).
+  /// Ceilings measured on the target machine (notes/performance.md).
   static let sgemmCeiling = 160.0
   static let copyCeiling = 30.0
 
-  struct Row {
-    var name: String
-    var milliseconds: Double
-    var gflops: Double
-    var gigabytes: Double?
-    var pytorch: Double?
+  /// One measured figure.
+  public struct Row {
+    public var name: String
+    public var milliseconds: Double
+    public var gflops: Double?
+    public var gigabytes: Double?
+    /// PyTorch's figure for the same operation (GFLOP/s), where notes/performance.md has one.
+    public var pytorch: Double?
   }
 
-  func run() throws {
+  public init() {}
+
+  public func run() throws {
     guard runs >= 1, warmup >= 0, batch >= 1 else {
       throw ValidationError("--runs and --batch must be at least 1, --warmup at least 0")
     }
-    var rows: [Row] = []
-    print("bench-op: BLAS threads \(BLAS.threads), Swift workers \(Parallel.workers), "
-      + "median of \(runs) runs after \(warmup) warm-up")
-    for n in [512, 1024, 2048] {
-      rows.append(try benchSgemm(n))
-      printRow(rows.last!)
+    if let workers {
+      guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+      Parallel.workers = workers
     }
+    print(
+      "bench-op: BLAS threads \(BLAS.threads), Swift workers \(Parallel.workers), "
+        + "\(best ? "fastest" : "median") of \(runs) runs after \(warmup) warm-up")
+    let result = try measure { row, sgemm, copy in printRow(row, sgemm: sgemm, copy: copy) }
+    if json {
+      let data = try JSONSerialization.data(
+        withJSONObject: jsonObject(result), options: [.sortedKeys])
+      print(String(decoding: data, as: UTF8.self))
+    }
+  }
+
+  /// Every measurement, with the fastest sgemm and the copy rate of this run; `report` sees
+  /// each row as soon as it is measured.
+  public func measure(report: (Row, Double, Double) -> Void = { _, _, _ in }) throws -> (
+    rows: [Row], sgemm: Double, copy: Double
+  ) {
+    var rows: [Row] = []
+    for n in [512, 1024, 2048] { rows.append(try benchSgemm(n)) }
+    rows.append(try benchCopy())
+    let measuredSgemm = rows.compactMap(\.gflops).max() ?? Self.sgemmCeiling
+    let measuredCopy = rows.last?.gigabytes ?? Self.copyCeiling
+    for row in rows { report(row, measuredSgemm, measuredCopy) }
     let cases: [(name: String, weight: [Int], padding: Int, groups: Int, forwardPT: Double?, bothPT: Double?)] = [
       ("conv3x3 64->64 pad 1", [64, 64, 3, 3], 1, 1, 85, nil),
       ("conv1x1 64->64", [64, 64, 1, 1], 0, 1, 18, nil),
       ("depthwise3x3 64 pad 1", [64, 1, 3, 3], 1, 64, 18, 5),
     ]
     for c in cases {
-      let results = try benchConvolution(
+      var results = try benchConvolution(
         name: c.name, weight: c.weight, padding: c.padding, groups: c.groups)
-      var (forward, backward, both) = results
-      forward.pytorch = c.forwardPT
-      both.pytorch = c.bothPT
-      for row in [forward, backward, both] {
+      results[0].pytorch = c.forwardPT
+      results[2].pytorch = c.bothPT
+      for row in results {
         rows.append(row)
-        printRow(row)
+        report(row, measuredSgemm, measuredCopy)
       }
     }
-    if json {
-      var object: [String: Any] = [
-        "runs": runs, "batch": batch, "sgemm_ceiling_gflops": Self.sgemmCeiling,
-        "copy_ceiling_gbs": Self.copyCeiling,
-      ]
-      for row in rows {
-        var entry: [String: Any] = ["ms": row.milliseconds, "gflops": row.gflops]
-        if let gb = row.gigabytes { entry["gbs"] = gb }
-        if let pt = row.pytorch { entry["pytorch_gflops"] = pt }
-        object[Self.key(row.name)] = entry
-      }
-      let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-      print(String(decoding: data, as: UTF8.self))
+    return (rows, measuredSgemm, measuredCopy)
+  }
+
+  /// The figures as one JSON object, keyed by ``key(_:)``.
+  public func jsonObject(_ result: (rows: [Row], sgemm: Double, copy: Double)) -> [String: Any] {
+    var object: [String: Any] = [
+      "runs": runs, "batch": batch, "statistic": best ? "fastest" : "median",
+      "sgemm_ceiling_gflops": Self.sgemmCeiling, "copy_ceiling_gbs": Self.copyCeiling,
+      "measured_sgemm_gflops": result.sgemm, "measured_copy_gbs": result.copy,
+    ]
+    for row in result.rows {
+      var entry: [String: Any] = ["ms": row.milliseconds]
+      if let f = row.gflops { entry["gflops"] = f }
+      if let gb = row.gigabytes { entry["gbs"] = gb }
+      if let pt = row.pytorch { entry["pytorch_gflops"] = pt }
+      object[Self.key(row.name)] = entry
     }
+    return object
   }
 
   /// A JSON key for a row: `conv3x3 64->64 pad 1 forward` becomes `conv3x3_64_64_pad_1_forward`.
   static func key(_ name: String) -> String {
-    let parts = name.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber })
-    return parts.joined(separator: "_")
+    name.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).joined(separator: "_")
   }
 
-  func printRow(_ r: Row) {
+  func printRow(_ r: Row, sgemm: Double, copy: Double) {
     var line =
-      r.name.padding(toLength: 38, withPad: " ", startingAt: 0)
-      + String(
-        format: " %9.2f ms %7.1f GFLOP/s (%3.0f%% of sgemm ceiling)", r.milliseconds, r.gflops,
-        100 * r.gflops / Self.sgemmCeiling)
-    if let gb = r.gigabytes {
-      line += String(format: "  %5.1f GB/s (%3.0f%% of copy ceiling)", gb, 100 * gb / Self.copyCeiling)
+      r.name.padding(toLength: 40, withPad: " ", startingAt: 0)
+      + String(format: " %8.2f ms", r.milliseconds)
+    if let f = r.gflops {
+      line += String(
+        format: " %6.1f GFLOP/s (%3.0f%% of ceiling, %3.0f%% of this run's sgemm)", f,
+        100 * f / Self.sgemmCeiling, 100 * f / sgemm)
     }
-    if let pt = r.pytorch {
-      line += String(format: "  PyTorch %.0f GFLOP/s: %.1fx", pt, r.gflops / pt)
+    if let gb = r.gigabytes {
+      line += String(
+        format: " %5.1f GB/s (%3.0f%% of ceiling, %3.0f%% of this run's copy)", gb,
+        100 * gb / Self.copyCeiling, 100 * gb / copy)
+    }
+    if let pt = r.pytorch, let f = r.gflops {
+      line += String(format: "  PyTorch %.0f GFLOP/s: %.1fx", pt, f / pt)
     }
     print(line)
   }
 
-  /// Median seconds of `body` over the timed runs; `prepare` runs untimed before each.
-  func median(prepare: () throws -> Void = {}, _ body: () throws -> Void) rethrows -> Double {
+  /// Seconds of `body` (median or fastest of the timed runs); `prepare` runs untimed first.
+  func time(prepare: () throws -> Void, _ body: () throws -> Void) throws -> Double {
     for _ in 0..<warmup {
       try prepare()
       try body()
@@ -112,8 +149,9 @@ struct BenchOp: ParsableCommand {
       times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
     }
     times.sort()
-    return times.count % 2 == 1
-      ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+    if best { return times[0] }
+    let m = times.count / 2
+    return times.count % 2 == 1 ? times[m] : (times[m - 1] + times[m]) / 2
   }
 
   func benchSgemm(_ n: Int) throws -> Row {
@@ -121,7 +159,7 @@ struct BenchOp: ParsableCommand {
     let a = Tensor.randomNormal([n, n], using: &rng)
     let b = Tensor.randomNormal([n, n], using: &rng)
     let c = Tensor(uninitializedShape: [n, n])
-    let seconds = try median {
+    let seconds = try time(prepare: {}) {
       BLAS.sgemm(
         transposeA: false, transposeB: false, m: n, n: n, k: n, a: a.data, lda: n, b: b.data,
         ldb: n, c: c.mutableData, ldc: n)
@@ -130,64 +168,71 @@ struct BenchOp: ParsableCommand {
     return Row(name: "sgemm \(n)", milliseconds: seconds * 1e3, gflops: flops / seconds * 1e-9)
   }
 
-  /// Forward, backward (input and weight gradients) and both, on `[batch, 64, 56, 56]`.
-  func benchConvolution(name: String, weight: [Int], padding: Int, groups: Int) throws -> (
-    Row, Row, Row
-  ) {
-    var rng = RandomGenerator(seed: 2)
-    let xShape = [batch, weight[1] * groups, 56, 56]
-    let x = Parameter(Tensor.randomNormal(xShape, using: &rng))
-    let w = Parameter(Tensor.randomNormal(weight, std: 0.1, using: &rng))
-    let y0 = try withoutGradients {
-      try Tensor.conv2d(x.value, weight: w.value, bias: nil, padding: padding, groups: groups)
-    }
-    let dy = Tensor.randomNormal(y0.shape, using: &rng)
-    let forward = try median {
-      _ = try withoutGradients {
-        try Tensor.conv2d(x.value, weight: w.value, bias: nil, padding: padding, groups: groups)
+  /// Copies one convolution input (`[batch, 64, 56, 56]` floats) on the Swift workers.
+  func benchCopy() throws -> Row {
+    let count = batch * 64 * 56 * 56
+    let a = Tensor(shape: [count], repeating: 1)
+    let b = Tensor(shape: [count], repeating: 0)
+    let seconds = try time(prepare: {}) {
+      Parallel.forRanges(count, minimumChunk: 1 << 18) { r in
+        (b.mutableData + r.lowerBound).update(from: a.data + r.lowerBound, count: r.count)
       }
     }
-    var y = y0
-    let backward = try median(prepare: {
-      x.zeroGrad()
-      w.zeroGrad()
-      y = try Tensor.conv2d(x.value, weight: w.value, bias: nil, padding: padding, groups: groups)
-    }) {
-      try y.backward(seed: dy)
+    return Row(
+      name: "copy \((count * 4) >> 20) MB, 2 threads", milliseconds: seconds * 1e3,
+      gigabytes: Double(2 * 4 * count) / seconds * 1e-9)
+  }
+
+  /// Forward, backward (input and weight gradients) and both; with --split also each gradient
+  /// alone.
+  func benchConvolution(name: String, weight: [Int], padding: Int, groups: Int) throws -> [Row] {
+    var rng = RandomGenerator(seed: 2)
+    let x = Parameter(Tensor.randomNormal([batch, weight[1] * groups, 56, 56], using: &rng))
+    let w = Parameter(Tensor.randomNormal(weight, std: 0.1, using: &rng))
+    func conv(_ x: Tensor, _ w: Tensor) throws -> Tensor {
+      try Tensor.conv2d(x, weight: w, bias: nil, padding: padding, groups: groups)
     }
-    if ProcessInfo.processInfo.environment["ACON_BENCH_SPLIT"] != nil {
-      let xOnly = try median(prepare: {
+    let y0 = try withoutGradients { try conv(x.value, w.value) }
+    let dy = Tensor.randomNormal(y0.shape, using: &rng)
+    let forward = try time(prepare: {}) { _ = try withoutGradients { try conv(x.value, w.value) } }
+    /// Times `backward` of a fresh forward of `makeInputs()` (the forward itself untimed).
+    func backward(_ makeInputs: @escaping () -> (Tensor, Tensor)) throws -> Double {
+      var y = y0
+      return try time(prepare: {
         x.zeroGrad()
-        y = try Tensor.conv2d(x.value, weight: w.value.detached, bias: nil, padding: padding, groups: groups)
-      }) { try y.backward(seed: dy) }
-      let wOnly = try median(prepare: {
         w.zeroGrad()
-        y = try Tensor.conv2d(x.value.detached, weight: w.value, bias: nil, padding: padding, groups: groups)
-      }) { try y.backward(seed: dy) }
-      print(String(format: "%@: dx only %.2f ms, dw only %.2f ms", name, xOnly * 1e3, wOnly * 1e3))
+        let (xi, wi) = makeInputs()
+        y = try conv(xi, wi)
+      }) {
+        try y.backward(seed: dy)
+      }
     }
+    let both = try backward { (x.value, w.value) }
     let macs = Double(y0.count) * Double(weight[1] * weight[2] * weight[3])
-    let fFlops = 2 * macs
-    // Bytes a pass must move at least: forward reads x and w and writes y; backward reads x, w
-    // and dy and writes dx and dw.
-    let xBytes = Double(x.value.count * 4)
-    let yBytes = Double(y0.count * 4)
-    let wBytes = Double(w.value.count * 4)
+    // The least a pass must move: forward reads x and w and writes y; backward reads x, w and dy
+    // and writes dx and dw.
+    let (xBytes, yBytes, wBytes) = (
+      Double(x.value.count * 4), Double(y0.count * 4), Double(w.value.count * 4)
+    )
     let fBytes = xBytes + yBytes + wBytes
     let bBytes = 2 * xBytes + yBytes + 2 * wBytes
     let depthwise = groups > 1
-    func gb(_ bytes: Double, _ s: Double) -> Double? { depthwise ? bytes / s * 1e-9 : nil }
-    return (
+    func row(_ suffix: String, _ seconds: Double, flops: Double, bytes: Double) -> Row {
       Row(
-        name: "\(name) forward", milliseconds: forward * 1e3, gflops: fFlops / forward * 1e-9,
-        gigabytes: gb(fBytes, forward)),
-      Row(
-        name: "\(name) backward", milliseconds: backward * 1e3,
-        gflops: 2 * fFlops / backward * 1e-9, gigabytes: gb(bBytes, backward)),
-      Row(
-        name: "\(name) forward+backward", milliseconds: (forward + backward) * 1e3,
-        gflops: 3 * fFlops / (forward + backward) * 1e-9,
-        gigabytes: gb(fBytes + bBytes, forward + backward))
-    )
+        name: "\(name) \(suffix)", milliseconds: seconds * 1e3, gflops: flops / seconds * 1e-9,
+        gigabytes: depthwise ? bytes / seconds * 1e-9 : nil)
+    }
+    var rows = [
+      row("forward", forward, flops: 2 * macs, bytes: fBytes),
+      row("backward", both, flops: 4 * macs, bytes: bBytes),
+      row("forward+backward", forward + both, flops: 6 * macs, bytes: fBytes + bBytes),
+    ]
+    if split {
+      let dxOnly = try backward { (x.value, w.value.detached) }
+      let dwOnly = try backward { (x.value.detached, w.value) }
+      rows.append(row("input gradient", dxOnly, flops: 2 * macs, bytes: yBytes + xBytes + wBytes))
+      rows.append(row("weight gradient", dwOnly, flops: 2 * macs, bytes: yBytes + xBytes + wBytes))
+    }
+    return rows
   }
 }

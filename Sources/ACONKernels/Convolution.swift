@@ -65,8 +65,8 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 ///
 /// Three paths, chosen from the geometry:
 /// - depthwise (``ConvGeometry/isDepthwise``): a direct SIMD kernel, see ``Depthwise``;
-/// - 1x1 stride 1 without padding on large images: one matrix product per image and group,
-///   straight from the input (no copy);
+/// - 1x1 stride 1 without padding on images of ``pointwiseDirectColumns`` pixels or more: one
+///   matrix product per image and group, straight from the input (no copy);
 /// - everything else: ``Im2col`` then one matrix product per group for a block of images.
 ///   Small images are unfolded side by side so that each product has at least
 ///   ``targetColumns`` columns: OpenBLAS runs a `192 x 49` product at a quarter of its speed on a
@@ -80,10 +80,17 @@ public enum Convolution {
   /// Cap on the floats of one column matrix block (32 MB), so that batching never balloons.
   nonisolated(unsafe) public static var maximumColumnFloats = 8 << 20
 
+  /// A 1x1 layer with at least this many output positions runs one product per image straight
+  /// from the input: batching it would add a copy of the input and the output, which only pays
+  /// for small images (7x7 and 14x14 measured faster batched, 28x28 not).
+  nonisolated(unsafe) public static var pointwiseDirectColumns = 512
+
   /// How many images share one matrix product.
   public static func imagesPerProduct(_ g: ConvGeometry) -> Int {
     let spatial = g.outHeight * g.outWidth
-    if spatial >= targetColumns { return 1 }
+    if spatial >= targetColumns || (g.isPointwise && spatial >= pointwiseDirectColumns) {
+      return 1
+    }
     let wanted = (targetColumns + spatial - 1) / spatial
     let fitting = max(1, maximumColumnFloats / max(1, g.patchSize * spatial))
     return max(1, min(g.batch, wanted, fitting))

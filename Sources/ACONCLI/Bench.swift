@@ -1,0 +1,85 @@
+import ACONModels
+import ACONNN
+import ACONTensor
+import ACONTraining
+import ArgumentParser
+import Foundation
+
+/// `acon bench`: median step time, throughput and peak memory of a whole network.
+struct Bench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Benchmark a network: median train step (forward, backward, SGD) or inference step on random input.")
+
+  @Option(help: "Model name.") var model = "shufflenetv2-0.5x"
+  @Option(help: "Activation.") var activation = "acon-c"
+  @Option(help: "Batch size.") var batchSize = 32
+  @Option(help: "Input size (square).") var inputSize = 224
+  @Option(help: "Number of classes.") var classes = 1000
+  @Option(help: "Input channels.") var inputChannels = 3
+  @Flag(help: "Use the small-input stem (stride-1 stem, no max-pool).") var smallInput = false
+  @Option(help: "Timed steps.") var steps = 10
+  @Option(help: "Untimed warm-up steps.") var warmup = 2
+  @Option(help: "train (forward, backward, SGD step) or infer (eval-mode forward).") var mode = "train"
+  @Flag(help: "Print one JSON object as the last line.") var json = false
+
+  func run() throws {
+    guard mode == "train" || mode == "infer" else { throw CLIError("--mode must be train or infer, not \(mode)") }
+    guard steps >= 1, warmup >= 0, batchSize >= 1, inputSize >= 1 else {
+      throw CLIError("--steps, --batch-size and --input-size must be positive, --warmup non-negative")
+    }
+    let config = ModelConfiguration(
+      model: model, activation: activation, classes: classes, inputChannels: inputChannels,
+      smallInput: smallInput)
+    let network = try ModelZoo.make(config)
+    var rng = RandomGenerator(seed: 1)
+    let x = Tensor.randomUniform([batchSize, inputChannels, inputSize, inputSize], low: 0, high: 1, using: &rng)
+    let labels = (0..<batchSize).map { $0 % classes }
+    let optimizer = SGD(groups: ParameterGroup.referenceGroups(of: network, weightDecay: 4e-5), momentum: 0.9)
+    func step() throws {
+      if mode == "train" {
+        network.train()
+        let logits = try network(x)
+        let loss = try Tensor.crossEntropy(logits: logits, labels: labels, labelSmoothing: 0.1)
+        try loss.backward()
+        optimizer.step(learningRate: 0.01)
+        optimizer.zeroGrad()
+      } else {
+        network.eval()
+        _ = try withoutGradients { try network(x) }
+      }
+    }
+    for _ in 0..<warmup { try step() }
+    var times: [Double] = []
+    for _ in 0..<steps {
+      let start = DispatchTime.now().uptimeNanoseconds
+      try step()
+      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    times.sort()
+    let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+    let rss = peakResidentBytes()
+    print(
+      String(
+        format: "%@ %@ %@ batch %d at %dx%d: median step %.1f ms (min %.1f, max %.1f over %d), %.1f images/s, peak RSS %.0f MB",
+        model, activation, mode, batchSize, inputSize, inputSize, median * 1000, times.first! * 1000,
+        times.last! * 1000, steps, Double(batchSize) / median, Double(rss) / 1e6))
+    if json {
+      let object: [String: Any] = [
+        "model": model, "activation": activation, "mode": mode, "batch_size": batchSize,
+        "input_size": inputSize, "steps": steps, "step_seconds_median": median,
+        "images_per_second": Double(batchSize) / median, "peak_rss_bytes": rss,
+      ]
+      print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+    }
+  }
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+func peakResidentBytes() -> Int {
+  guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+  for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+    let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+    return kb * 1024
+  }
+  return 0
+}

@@ -1,0 +1,89 @@
+import ACONModels
+import ACONTraining
+import ArgumentParser
+import Foundation
+
+/// `acon compare`: one model, several activations and seeds; a table of test error like the
+/// paper's (mean ± standard deviation over seeds), every run's metrics kept.
+struct Compare: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Train one model with several activations and seeds; print mean ± std test error per activation.")
+
+  @Option(help: "Model name.") var model = "shufflenetv2-0.5x"
+  @Option(help: "Comma-separated activations.") var activations = "relu,swish,acon-c,meta-acon"
+  @Option(help: "Comma-separated seeds.") var seeds = "0,1,2"
+  @Option(help: "Data set.") var dataset = "fashion-mnist"
+  @Option(help: "Data directory.") var data: String?
+  @Option(help: "Epochs per run.") var epochs = 1
+  @Option(help: "Batch size.") var batchSize = 128
+  @Option(help: "Base learning rate.") var lr: Float = 0.1
+  @Option(help: "Weight decay on conv and linear weights.") var weightDecay: Float = 4e-5
+  @Option(help: "Use only the first N training images.") var trainLimit: Int?
+  @Option(help: "Use only the first N test images.") var testLimit: Int?
+  @Option(help: "Directory for the runs (one sub-directory per activation and seed).") var out = "runs/compare"
+  @Flag(help: "Reuse finished runs found in --out instead of training them again.") var reuse = false
+  @Flag(help: "No progress output.") var quiet = false
+
+  func run() throws {
+    let names = activations.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+    let seedList = try seeds.split(separator: ",").map { s -> UInt64 in
+      guard let v = UInt64(s.trimmingCharacters(in: .whitespaces)) else { throw CLIError("bad seed '\(s)' in --seeds") }
+      return v
+    }
+    guard !names.isEmpty, !seedList.isEmpty else { throw CLIError("--activations and --seeds must not be empty") }
+    let dataSet = try DataSetName.parse(dataset)
+    var rows: [(String, [Double], Int)] = []
+    for name in names {
+      var errors: [Double] = []
+      var params = 0
+      for seed in seedList {
+        let directory = URL(fileURLWithPath: out).appendingPathComponent("\(model)-\(name)-s\(seed)")
+        let metricsFile = directory.appendingPathComponent("metrics.jsonl")
+        if reuse, let last = try? Self.lastMetrics(metricsFile), last.epoch >= epochs {
+          errors.append(1 - last.testTop1)
+          continue
+        }
+        try? FileManager.default.removeItem(at: directory)
+        var config = TrainingConfiguration(
+          model: ModelConfiguration(model: model, activation: name), dataSet: dataSet)
+        config.dataDirectory = data
+        config.epochs = epochs
+        config.batchSize = batchSize
+        config.learningRate = lr
+        config.weightDecay = weightDecay
+        config.seed = seed
+        config.trainLimit = trainLimit
+        config.testLimit = testLimit
+        let trainer = try Trainer(
+          configuration: config, outputDirectory: directory, resume: false,
+          progress: ProgressReporter(enabled: !quiet))
+        params = trainer.model.parameterCount
+        if !quiet { standardError("== \(model) \(name) seed \(seed)") }
+        let metrics = try trainer.run()
+        errors.append(1 - (metrics.last?.testTop1 ?? 0))
+      }
+      rows.append((name, errors, params))
+    }
+    print("| \(model) on \(dataset), \(epochs) epoch(s) | params | test error % (mean ± std over \(seedList.count) seeds) | runs |")
+    print("|---|---|---|---|")
+    for (name, errors, params) in rows {
+      let (mean, std) = Self.meanAndStd(errors.map { $0 * 100 })
+      let runs = errors.map { String(format: "%.2f", $0 * 100) }.joined(separator: ", ")
+      print("| \(name) | \(params > 0 ? String(format: "%.3fM", Double(params) / 1e6) : "-") | \(String(format: "%.2f ± %.2f", mean, std)) | \(runs) |")
+    }
+  }
+
+  static func lastMetrics(_ url: URL) throws -> EpochMetrics? {
+    let text = try String(contentsOf: url, encoding: .utf8)
+    guard let line = text.split(separator: "\n").last else { return nil }
+    return try JSONDecoder().decode(EpochMetrics.self, from: Data(line.utf8))
+  }
+
+  /// Mean and sample standard deviation (n - 1), as tables of repeated runs report.
+  static func meanAndStd(_ values: [Double]) -> (Double, Double) {
+    let mean = values.reduce(0, +) / Double(values.count)
+    guard values.count > 1 else { return (mean, 0) }
+    let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count - 1)
+    return (mean, variance.squareRoot())
+  }
+}

@@ -1,1 +1,0 @@
-// The ACONData layer; see README.md for its place in the package.

@@ -1,0 +1,499 @@
+/// Fused kernels for the ACON family (paper section 1; the scalar math is in ACONNN/ACON.swift).
+///
+/// ACON-C, with `d = p1 - p2`, `u = beta d x` and a gate `h` (the sigmoid, or a hard sigmoid):
+///
+///     y = d x h(u) + p2 x = x (d h(u) + p2)
+///
+/// Forward is one pass over `x` (read 4 bytes, write 4 bytes per element). Backward is one pass
+/// that reads `x` and the upstream gradient `g` and writes `dx` (12 bytes per element), producing
+/// per-plane partial sums for the parameter gradients on the way; it keeps only `x` from forward
+/// and recomputes the gate:
+///
+///     t = h + u h'(u);  dx = g (d t + p2);  dp1 = sum g x t;  dp2 = sum g x - dp1;
+///     dbeta = sum g (d x)^2 h'(u)
+///
+/// ACON-A (`p1 = 1, p2 = 0`), ACON-B (`p1 = 1, p2 = p`), Swish (also `beta = 1`) and meta-ACON
+/// (beta per sample, per (sample, channel) or per element) are the same kernel.
+/// Partial sums are kept per (n, c) plane and combined in a fixed order, so results do not
+/// depend on the number of threads.
+public enum ACONKernels {
+  /// The switching gate `h` of the smooth maximum.
+  public enum Gate: Sendable {
+    /// The logistic sigmoid, as in the paper.
+    case sigmoid
+    /// PyTorch's `F.hardsigmoid`: `clamp(z / 6 + 1/2, 0, 1)`; derivative 1/6 on (-3, 3), else 0.
+    case hardSigmoid
+  }
+
+  /// Where the switching factor lives: the element `(n, c, i)` of a `[N, C, plane]` input uses
+  /// `beta[n * sampleStride + c * channelStride + i * elementStride]`; each stride is 0 where
+  /// beta is broadcast (per channel: `(0, 1, 0)`; meta-ACON channel-wise: `(C, 1, 0)`;
+  /// layer-wise: `(1, 0, 0)`; pixel-wise: `(C * plane, plane, 1)`).
+  public struct BetaLayout: Sendable, Equatable {
+    public var sampleStride: Int
+    public var channelStride: Int
+    public var elementStride: Int
+
+    public init(sampleStride: Int, channelStride: Int, elementStride: Int) {
+      self.sampleStride = sampleStride
+      self.channelStride = channelStride
+      self.elementStride = elementStride
+    }
+
+    /// One beta per channel.
+    public static let perChannel = BetaLayout(sampleStride: 0, channelStride: 1, elementStride: 0)
+  }
+
+  /// Input geometry: `[batch, channels, plane]`, plane = H * W (1 after a linear layer).
+  public struct Geometry: Sendable, Equatable {
+    public var batch: Int
+    public var channels: Int
+    public var plane: Int
+
+    public init(batch: Int, channels: Int, plane: Int) {
+      self.batch = batch
+      self.channels = channels
+      self.plane = plane
+    }
+
+    public var count: Int { batch * channels * plane }
+  }
+
+  // MARK: Forward
+
+  /// `y = d x h(beta d x) + p2 x` for `x` of geometry `geometry`; `p1`, `p2` hold one value per
+  /// channel and `beta` is read through `layout`. `y` may be `x`.
+  public static func forward(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, geometry: Geometry,
+    p1: UnsafePointer<Float>, p2: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+    layout: BetaLayout, gate: Gate = .sigmoid
+  ) {
+    // One specialised copy of the loop per gate: the switch stays out of the hot loop.
+    switch gate {
+    case .sigmoid: forwardLoop(x, y, geometry, p1, p2, beta, layout, SigmoidGate.self)
+    case .hardSigmoid: forwardLoop(x, y, geometry, p1, p2, beta, layout, HardSigmoidGate.self)
+    }
+  }
+
+  /// One vector of the forward: `x (p2 + d h(beta d x))`.
+  @_transparent
+  static func forwardVector<G: GateFunction>(
+    _ x: Float8, _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
+  ) -> Float8 {
+    x * p2.addingProduct(d, G.value(beta * d * x))
+  }
+
+  // Each loop below holds exactly one copy of the vector body and handles the tail in the
+  // same loop (`load8` with fewer lanes): with several copies the optimizer stops inlining the
+  // sigmoid, and a SIMD8 crossing a call is passed as two halves, which costs more than the math.
+
+  /// One plane with a broadcast beta and broadcast p1, p2.
+  @inline(never)
+  static func forwardPlane<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int,
+    _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
+  ) {
+    var i = 0
+    // Two independent vectors per step: the sigmoid is a long dependency chain.
+    while i &+ 16 <= count {
+      let a = forwardVector(load8(x + i), d, p2, beta, G.self)
+      let b = forwardVector(load8(x + i + 8), d, p2, beta, G.self)
+      store8(a, y + i)
+      store8(b, y + i + 8)
+      i = i &+ 16
+    }
+    while i + 8 <= count {
+      store8(forwardVector(load8(x + i), d, p2, beta, G.self), y + i)
+      i += 8
+    }
+    if i < count {
+      // The tail runs through the same loop on a zero-padded copy.
+      let rest = count - i
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { t in
+        let base = t.baseAddress!
+        base.update(repeating: 0, count: 8)
+        base.update(from: x + i, count: rest)
+        forwardPlane(base, base + 8, 8, d, p2, beta, G.self)
+        (y + i).update(from: base + 8, count: rest)
+      }
+    }
+  }
+
+  /// One plane with beta per element, or one row of an `[N, C]` input (p1, p2, beta per lane;
+  /// `betaStride` 0 broadcasts `beta[0]`).
+  @inline(never)
+  static func forwardStrided<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int,
+    _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>, _ p1Stride: Int,
+    _ beta: UnsafePointer<Float>, _ betaStride: Int, _: G.Type
+  ) {
+    var i = 0
+    while i < count {
+      let lanes = min(8, count - i)
+      let a: Float8
+      let b: Float8
+      if p1Stride == 0 {
+        a = Float8(repeating: p1[0])
+        b = Float8(repeating: p2[0])
+      } else {
+        a = load8(p1 + i, lanes: lanes)
+        b = load8(p2 + i, lanes: lanes)
+      }
+      let bv = betaStride == 0 ? Float8(repeating: beta[0]) : load8(beta + i, lanes: lanes)
+      store8(forwardVector(load8(x + i, lanes: lanes), a - b, b, bv, G.self), y + i, lanes: lanes)
+      i += 8
+    }
+  }
+
+  static func forwardLoop<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ geo: Geometry,
+    _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>, _ beta: UnsafePointer<Float>,
+    _ layout: BetaLayout, _ gate: G.Type
+  ) {
+    let (channels, plane) = (geo.channels, geo.plane)
+    if plane == 1 {
+      // [N, C]: vectorise along the channels of one row.
+      Parallel.forRanges(geo.batch, minimumChunk: max(1, 16384 / max(channels, 1))) { rows in
+        for n in rows {
+          forwardStrided(
+            x + n * channels, y + n * channels, channels, p1, p2, 1,
+            beta + n * layout.sampleStride, layout.channelStride, G.self)
+        }
+      }
+      return
+    }
+    Parallel.forRanges(geo.batch * channels, minimumChunk: max(1, 32768 / plane)) { planes in
+      for q in planes {
+        let c = q % channels
+        let n = q / channels
+        let bp = beta + n * layout.sampleStride + c * layout.channelStride
+        if layout.elementStride == 0 {
+          forwardPlane(
+            x + q * plane, y + q * plane, plane, Float8(repeating: p1[c] - p2[c]),
+            Float8(repeating: p2[c]), Float8(repeating: bp[0]), G.self)
+        } else {
+          forwardStrided(x + q * plane, y + q * plane, plane, p1 + c, p2 + c, 0, bp, 1, G.self)
+        }
+      }
+    }
+  }
+
+  // MARK: Backward
+
+  /// The pullback of ``forward(_:_:geometry:p1:p2:beta:layout:gate:)`` from `x` alone.
+  ///
+  /// Writes `dx` (same geometry as `x`; may alias `g`), and `planeSums`, three floats per
+  /// (n, c) plane: `sum g x t`, `sum g x`, `sum g (d x)^2 h'` (the last is left 0 when beta is
+  /// per element: then `dbetaElements`, geometry of `x`, receives `g (d x)^2 h'` per element).
+  /// ``reduceParameterGradients`` turns the plane sums into dp1, dp2 and dbeta.
+  public static func backward(
+    _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+    geometry: Geometry, p1: UnsafePointer<Float>, p2: UnsafePointer<Float>,
+    beta: UnsafePointer<Float>, layout: BetaLayout, gate: Gate = .sigmoid,
+    planeSums: UnsafeMutablePointer<Float>, dbetaElements: UnsafeMutablePointer<Float>?
+  ) {
+    switch gate {
+    case .sigmoid:
+      backwardLoop(
+        x, g, dx, geometry, p1, p2, beta, layout, SigmoidGate.self, planeSums, dbetaElements)
+    case .hardSigmoid:
+      backwardLoop(
+        x, g, dx, geometry, p1, p2, beta, layout, HardSigmoidGate.self, planeSums, dbetaElements)
+    }
+  }
+
+  /// One vector of the backward: `(dx, g x t, g x, g (d x)^2 h')`.
+  @_transparent
+  static func backwardVector<G: GateFunction>(
+    _ x: Float8, _ g: Float8, _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
+  ) -> (Float8, Float8, Float8, Float8) {
+    let dxv = d * x
+    let u = beta * dxv
+    let (h, slope) = G.valueAndSlope(u)
+    let t = h.addingProduct(u, slope)
+    let gx = g * x
+    return (g * p2.addingProduct(d, t), gx * t, gx, (g * dxv) * (dxv * slope))
+  }
+
+  /// One plane with a broadcast beta; returns the plane's three sums.
+  @inline(never)
+  static func backwardPlane<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+    _ count: Int, _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
+  ) -> (Float, Float, Float) {
+    var acc1 = Float8(repeating: 0)
+    var acc2 = Float8(repeating: 0)
+    var acc3 = Float8(repeating: 0)
+    let bd = beta * d
+    var i = 0
+    while i &+ 8 <= count {
+      // backwardVector, written with fused accumulations (one instruction per sum).
+      let xv = load8(x + i)
+      let gv = load8(g + i)
+      let dxv = d * xv
+      let u = bd * xv
+      let (h, slope) = G.valueAndSlope(u)
+      let t = h.addingProduct(u, slope)
+      store8(gv * p2.addingProduct(d, t), dx + i)
+      let gx = gv * xv
+      acc1 = acc1.addingProduct(gx, t)
+      acc2 += gx
+      acc3 = acc3.addingProduct(gv * dxv, dxv * slope)
+      i = i &+ 8
+    }
+    var sums = (horizontalSum(acc1), horizontalSum(acc2), horizontalSum(acc3))
+    if i < count {
+      // The tail runs through the same loop on a zero-padded copy (g = 0 adds nothing).
+      let rest = count - i
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: 24) { t in
+        let base = t.baseAddress!
+        base.update(repeating: 0, count: 16)
+        base.update(from: x + i, count: rest)
+        (base + 8).update(from: g + i, count: rest)
+        let tail = backwardPlane(base, base + 8, base + 16, 8, d, p2, beta, G.self)
+        (dx + i).update(from: base + 16, count: rest)
+        sums = (sums.0 + tail.0, sums.1 + tail.1, sums.2 + tail.2)
+      }
+    }
+    return sums
+  }
+
+  /// One plane with beta per element (its dbeta written to `dbeta`), or one row of an `[N, C]`
+  /// input (p1, p2, beta per lane, `betaStride` 0 broadcasting; the sums written per lane).
+  @inline(never)
+  static func backwardStrided<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+    _ count: Int, _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>, _ p1Stride: Int,
+    _ beta: UnsafePointer<Float>, _ betaStride: Int, _ dbeta: UnsafeMutablePointer<Float>?,
+    _ laneSums: UnsafeMutablePointer<Float>?, _: G.Type
+  ) -> (Float, Float) {
+    var acc1 = Float8(repeating: 0)
+    var acc2 = Float8(repeating: 0)
+    var i = 0
+    while i < count {
+      let lanes = min(8, count - i)
+      let a: Float8
+      let b: Float8
+      if p1Stride == 0 {
+        a = Float8(repeating: p1[0])
+        b = Float8(repeating: p2[0])
+      } else {
+        a = load8(p1 + i, lanes: lanes)
+        b = load8(p2 + i, lanes: lanes)
+      }
+      let bv = betaStride == 0 ? Float8(repeating: beta[0]) : load8(beta + i, lanes: lanes)
+      let (v, s1, s2, s3) = backwardVector(
+        load8(x + i, lanes: lanes), load8(g + i, lanes: lanes), a - b, b, bv, G.self)
+      store8(v, dx + i, lanes: lanes)
+      if let dbeta { store8(s3, dbeta + i, lanes: lanes) }
+      if let laneSums {
+        for l in 0..<lanes {
+          laneSums[3 * (i + l)] = s1[l]
+          laneSums[3 * (i + l) + 1] = s2[l]
+          laneSums[3 * (i + l) + 2] = s3[l]
+        }
+      }
+      acc1 += s1
+      acc2 += s2
+      i += 8
+    }
+    return (horizontalSum(acc1), horizontalSum(acc2))
+  }
+
+  static func backwardLoop<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+    _ geo: Geometry, _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>,
+    _ beta: UnsafePointer<Float>, _ layout: BetaLayout, _ gate: G.Type,
+    _ sums: UnsafeMutablePointer<Float>, _ dbetaElements: UnsafeMutablePointer<Float>?
+  ) {
+    let (channels, plane) = (geo.channels, geo.plane)
+    if plane == 1 {
+      Parallel.forRanges(geo.batch, minimumChunk: max(1, 8192 / max(channels, 1))) { rows in
+        for n in rows {
+          let o = n * channels
+          _ = backwardStrided(
+            x + o, g + o, dx + o, channels, p1, p2, 1, beta + n * layout.sampleStride,
+            layout.channelStride, nil, sums + 3 * o, G.self)
+        }
+      }
+      return
+    }
+    Parallel.forRanges(geo.batch * channels, minimumChunk: max(1, 16384 / plane)) { planes in
+      for q in planes {
+        let c = q % channels
+        let n = q / channels
+        let o = q * plane
+        let bp = beta + n * layout.sampleStride + c * layout.channelStride
+        if layout.elementStride == 0 {
+          let (s1, s2, s3) = backwardPlane(
+            x + o, g + o, dx + o, plane, Float8(repeating: p1[c] - p2[c]),
+            Float8(repeating: p2[c]), Float8(repeating: bp[0]), G.self)
+          sums[3 * q] = s1
+          sums[3 * q + 1] = s2
+          sums[3 * q + 2] = s3
+        } else {
+          let (s1, s2) = backwardStrided(
+            x + o, g + o, dx + o, plane, p1 + c, p2 + c, 0, bp, 1, dbetaElements! + o, nil,
+            G.self)
+          sums[3 * q] = s1
+          sums[3 * q + 1] = s2
+          sums[3 * q + 2] = 0
+        }
+      }
+    }
+  }
+
+  /// Combines the plane sums of ``backward`` in a fixed order (n outer, c inner) into
+  /// `dp1`, `dp2` (one per channel) and, unless beta is per element, `dbeta` laid out as
+  /// `layout` reads beta (`dbetaCount` floats, zeroed here first). Accumulates in Float64.
+  public static func reduceParameterGradients(
+    planeSums sums: UnsafePointer<Float>, geometry: Geometry,
+    dp1: UnsafeMutablePointer<Float>, dp2: UnsafeMutablePointer<Float>,
+    dbeta: UnsafeMutablePointer<Float>?, dbetaCount: Int, layout: BetaLayout
+  ) {
+    let channels = geometry.channels
+    var a1 = [Double](repeating: 0, count: channels)
+    var a2 = [Double](repeating: 0, count: channels)
+    var ab = [Double](repeating: 0, count: dbeta == nil ? 0 : dbetaCount)
+    for n in 0..<geometry.batch {
+      for c in 0..<channels {
+        let k = 3 * (n * channels + c)
+        let s1 = Double(sums[k])
+        a1[c] += s1
+        a2[c] += Double(sums[k + 1]) - s1
+        if dbeta != nil {
+          ab[n * layout.sampleStride + c * layout.channelStride] += Double(sums[k + 2])
+        }
+      }
+    }
+    for c in 0..<channels {
+      dp1[c] = Float(a1[c])
+      dp2[c] = Float(a2[c])
+    }
+    if let dbeta {
+      for i in 0..<dbetaCount { dbeta[i] = Float(ab[i]) }
+    }
+  }
+
+  // MARK: Smooth maximum of two tensors (ACON-FReLU)
+
+  /// `y = (a - b) h(a - b) + b` elementwise with the sigmoid gate (beta fixed at 1, as in TFNet).
+  public static func smoothMaximumForward(
+    _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+    count: Int
+  ) {
+    Elementwise.zip(a, b, y, count: count) { a, b in
+      let e = a - b
+      return b.addingProduct(e, fastSigmoid(e))
+    }
+  }
+
+  /// Pullback of ``smoothMaximumForward``: `da = g swish'(a - b)`, `db = g - da`.
+  public static func smoothMaximumBackward(
+    _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
+    da: UnsafeMutablePointer<Float>, db: UnsafeMutablePointer<Float>, count: Int
+  ) {
+    Parallel.forRanges(count, minimumChunk: 16384) { range in
+      let o = range.lowerBound
+      forEachVector(range.count) { i, lanes in
+        let e = load8(a + o + i, lanes: lanes) - load8(b + o + i, lanes: lanes)
+        let gv = load8(g + o + i, lanes: lanes)
+        let s = fastSigmoid(e)
+        let t = s.addingProduct(e, s - s * s)
+        let dav = gv * t
+        store8(dav, da + o + i, lanes: lanes)
+        store8(gv - dav, db + o + i, lanes: lanes)
+      }
+    }
+  }
+}
+
+/// A gate `h` of the smooth maximum, as a type so that each kernel loop is specialised for it.
+@usableFromInline
+protocol GateFunction {
+  /// `h(u)`.
+  static func value(_ u: Float8) -> Float8
+  /// `(h(u), h'(u))`.
+  static func valueAndSlope(_ u: Float8) -> (Float8, Float8)
+}
+
+/// The logistic sigmoid: `h' = h (1 - h)`.
+@usableFromInline
+enum SigmoidGate: GateFunction {
+  @_transparent @usableFromInline
+  static func value(_ u: Float8) -> Float8 { fastSigmoid(u) }
+
+  @_transparent @usableFromInline
+  static func valueAndSlope(_ u: Float8) -> (Float8, Float8) {
+    let s = fastSigmoid(u)
+    return (s, s - s * s)
+  }
+}
+
+/// PyTorch's hard sigmoid `clamp(u / 6 + 1/2, 0, 1)`; its backward passes 1/6 on (-3, 3).
+@usableFromInline
+enum HardSigmoidGate: GateFunction {
+  @_transparent @usableFromInline
+  static func value(_ u: Float8) -> Float8 {
+    let z = u * Float8(repeating: 1.0 / 6.0) + Float8(repeating: 0.5)
+    let low = z.replacing(with: 0, where: z .< 0)
+    return low.replacing(with: 1, where: low .> 1)
+  }
+
+  @_transparent @usableFromInline
+  static func valueAndSlope(_ u: Float8) -> (Float8, Float8) {
+    let inside = (u .> Float8(repeating: -3)) .& (u .< Float8(repeating: 3))
+    return (value(u), Float8(repeating: 0).replacing(with: 1.0 / 6.0, where: inside))
+  }
+}
+
+extension ACONKernels {
+  /// `y[q * plane + i] += values[q] * scale` for every plane `q`: adds the gradient of a
+  /// spatial mean (meta-ACON's pooled input) into `dx` in one pass.
+  public static func addPlaneConstants(
+    _ y: UnsafeMutablePointer<Float>, planes: Int, plane: Int, values: UnsafePointer<Float>,
+    scale: Float
+  ) {
+    Parallel.forRanges(planes, minimumChunk: max(1, 32768 / max(plane, 1))) { range in
+      for q in range {
+        let v = Float8(repeating: values[q] * scale)
+        let p = y + q * plane
+        var i = 0
+        while i + 8 <= plane {
+          store8(load8(p + i) + v, p + i)
+          i += 8
+        }
+        while i < plane {
+          p[i] += v[0]
+          i += 1
+        }
+      }
+    }
+  }
+
+  /// Per-plane means of `x` (`planes` planes of `plane` floats), in one pass.
+  public static func planeMeans(
+    _ x: UnsafePointer<Float>, planes: Int, plane: Int, into means: UnsafeMutablePointer<Float>
+  ) {
+    let inverse = 1 / Float(max(plane, 1))
+    Parallel.forRanges(planes, minimumChunk: max(1, 32768 / max(plane, 1))) { range in
+      for q in range {
+        let p = x + q * plane
+        var a = Float8(repeating: 0)
+        var b = Float8(repeating: 0)
+        var i = 0
+        while i + 16 <= plane {
+          a += load8(p + i)
+          b += load8(p + i + 8)
+          i += 16
+        }
+        var total = horizontalSum(a + b)
+        while i < plane {
+          total += p[i]
+          i += 1
+        }
+        means[q] = total * inverse
+      }
+    }
+  }
+}

@@ -1,0 +1,35 @@
+import ACONTensor
+
+/// Running classification metrics over batches: mean loss, top-1 and top-5 accuracy.
+public struct ClassificationMetrics: Codable, Equatable, Sendable {
+  public private(set) var samples = 0
+  private var lossSum = 0.0
+  private var top1Hits = 0
+  private var top5Hits = 0
+
+  public init() {}
+
+  /// Adds one batch: its mean loss, its logits `[N, K]` and labels.
+  public mutating func add(loss: Float, logits: Tensor, labels: [Int]) {
+    let (n, k) = (logits.shape[0], logits.shape[1])
+    lossSum += Double(loss) * Double(n)
+    samples += n
+    let p = logits.data
+    for i in 0..<n {
+      let row = p + i * k
+      let target = row[labels[i]]
+      // Rank of the label: how many classes score strictly higher (ties favour the label).
+      var higher = 0
+      for j in 0..<k where row[j] > target { higher += 1 }
+      if higher == 0 { top1Hits += 1 }
+      if higher < 5 { top5Hits += 1 }
+    }
+  }
+
+  /// Mean loss per sample.
+  public var loss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
+  /// Fraction of samples whose label scored highest.
+  public var top1: Double { samples == 0 ? 0 : Double(top1Hits) / Double(samples) }
+  /// Fraction of samples whose label is among the five highest scores.
+  public var top5: Double { samples == 0 ? 0 : Double(top5Hits) / Double(samples) }
+}

@@ -1,1 +1,0 @@
-// The ACONTraining layer; see README.md for its place in the package.

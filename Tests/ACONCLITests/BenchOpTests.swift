@@ -1,0 +1,35 @@
+import ACONCLI
+import Foundation
+import Testing
+
+@Suite("bench-op")
+struct BenchOpTests {
+  @Test func measuresEveryOperationAndWritesJSON() throws {
+    // One image and one run: the figures are meaningless, the plumbing is not.
+    let command = try BenchOp.parse(["--batch", "1", "--runs", "1", "--warmup", "0", "--split"])
+    let result = try command.measure()
+    let names = result.rows.map(\.name)
+    for expected in [
+      "sgemm 512", "sgemm 2048", "conv3x3 64->64 pad 1 forward", "conv1x1 64->64 backward",
+      "depthwise3x3 64 pad 1 forward+backward", "depthwise3x3 64 pad 1 weight gradient",
+    ] {
+      #expect(names.contains(expected), "\(names)")
+    }
+    for row in result.rows {
+      #expect(row.milliseconds > 0 && row.milliseconds.isFinite, "\(row.name)")
+      #expect(row.gflops ?? 1 > 0, "\(row.name)")
+    }
+    // Depthwise rows are also given in GB/s; the PyTorch figures sit on the rows they describe.
+    let depthwise = try #require(result.rows.first { $0.name == "depthwise3x3 64 pad 1 forward" })
+    #expect(depthwise.gigabytes != nil && depthwise.pytorch == 18)
+    let object = command.jsonObject(result)
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    let parsed = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    let forward = try #require(parsed["conv3x3_64_64_pad_1_forward"] as? [String: Any])
+    #expect(forward["gflops"] is Double && forward["pytorch_gflops"] as? Double == 85)
+  }
+
+  @Test func rejectsBadCounts() {
+    #expect(throws: (any Error).self) { try BenchOp.parse(["--runs", "0"]).run() }
+  }
+}
