@@ -47,7 +47,8 @@ public struct SafeTensorsFile {
   public var dtypes: [String: SafeTensorsDType]
   /// The free-form string metadata (`__metadata__`).
   public var metadata: [String: String]
-  /// Tensor names in the order of the header (PyTorch's writer puts them in data order).
+  /// Tensor names in the order of the header. ``SafeTensors/write(_:metadata:to:)`` keeps the
+  /// order it is given; the Python `safetensors` writer sorts by dtype size, then by name.
   public var names: [String]
 
   /// The tensors in header order.
