@@ -6,6 +6,6 @@ struct ACONCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "acon",
     abstract: "Train, evaluate and benchmark networks with the ACON family of activations.",
-    subcommands: [Demo.self],
+    subcommands: [Demo.self, BenchOp.self],
     defaultSubcommand: Demo.self)
 }

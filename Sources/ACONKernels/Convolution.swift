@@ -1,0 +1,313 @@
+/// The sizes of one 2-D convolution over NCHW float32 images, with PyTorch's output size:
+/// `out = (in + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1`.
+public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
+  public var batch: Int
+  public var inChannels: Int
+  public var height: Int
+  public var width: Int
+  public var outChannels: Int
+  public var kernelHeight: Int
+  public var kernelWidth: Int
+  public var stride: Int
+  public var padding: Int
+  public var dilation: Int
+  public var groups: Int
+
+  /// A geometry; the caller has checked that the sizes fit (the tensor op throws when they do
+  /// not), so a violation here is a programming error.
+  public init(
+    batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, kernelHeight: Int,
+    kernelWidth: Int, stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1
+  ) {
+    self.batch = batch
+    self.inChannels = inChannels
+    self.height = height
+    self.width = width
+    self.outChannels = outChannels
+    self.kernelHeight = kernelHeight
+    self.kernelWidth = kernelWidth
+    self.stride = stride
+    self.padding = padding
+    self.dilation = dilation
+    self.groups = groups
+    precondition(
+      stride >= 1 && dilation >= 1 && padding >= 0 && groups >= 1
+        && inChannels % groups == 0 && outChannels % groups == 0
+        && height + 2 * padding >= dilation * (kernelHeight - 1) + 1
+        && width + 2 * padding >= dilation * (kernelWidth - 1) + 1,
+      "invalid convolution geometry \(self)")
+  }
+
+  public var outHeight: Int { (height + 2 * padding - dilation * (kernelHeight - 1) - 1) / stride + 1 }
+  public var outWidth: Int { (width + 2 * padding - dilation * (kernelWidth - 1) - 1) / stride + 1 }
+  /// Input channels seen by one output channel.
+  public var inChannelsPerGroup: Int { inChannels / groups }
+  public var outChannelsPerGroup: Int { outChannels / groups }
+  /// Rows of the column matrix of one group: the length of one output's dot product.
+  public var patchSize: Int { inChannelsPerGroup * kernelHeight * kernelWidth }
+  /// A 1x1 convolution that reads every input pixel once: a plain matrix product per image.
+  public var isPointwise: Bool {
+    kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0
+  }
+  /// One filter per channel (`groups == inChannels == outChannels`), run by ``Depthwise``.
+  public var isDepthwise: Bool { groups == inChannels && groups == outChannels && groups > 1 }
+  /// Multiply-adds of the forward pass (FLOPs are twice this).
+  public var multiplyAdds: Int { batch * outChannels * outHeight * outWidth * patchSize }
+
+  public var description: String {
+    "conv2d(x [\(batch), \(inChannels), \(height), \(width)], weight [\(outChannels), "
+      + "\(inChannelsPerGroup), \(kernelHeight), \(kernelWidth)], stride \(stride), padding "
+      + "\(padding), dilation \(dilation), groups \(groups))"
+  }
+}
+
+/// 2-D convolution over NCHW float32 images, forward and backward.
+///
+/// Three paths, chosen from the geometry:
+/// - depthwise (``ConvGeometry/isDepthwise``): a direct SIMD kernel, see ``Depthwise``;
+/// - 1x1 stride 1 without padding on large images: one matrix product per image and group,
+///   straight from the input (no copy);
+/// - everything else: ``Im2col`` then one matrix product per group for a block of images.
+///   Small images are unfolded side by side so that each product has at least
+///   ``targetColumns`` columns: OpenBLAS runs a `192 x 49` product at a quarter of its speed on a
+///   `192 x 1568` one, and the scatter this costs moves far fewer bytes than the product reads.
+///
+/// The Swift loops (unfold, fold, scatter) run on ``Parallel``; the products run on BLAS's own
+/// threads, never nested inside a parallel loop.
+public enum Convolution {
+  /// Matrix products aim for at least this many columns (images unfolded side by side).
+  nonisolated(unsafe) public static var targetColumns = 2048
+  /// Cap on the floats of one column matrix block (32 MB), so that batching never balloons.
+  nonisolated(unsafe) public static var maximumColumnFloats = 8 << 20
+
+  /// How many images share one matrix product.
+  public static func imagesPerProduct(_ g: ConvGeometry) -> Int {
+    let spatial = g.outHeight * g.outWidth
+    if spatial >= targetColumns { return 1 }
+    let wanted = (targetColumns + spatial - 1) / spatial
+    let fitting = max(1, maximumColumnFloats / max(1, g.patchSize * spatial))
+    return max(1, min(g.batch, wanted, fitting))
+  }
+
+  /// Floats of scratch memory ``forward(_:input:weight:bias:output:workspace:)`` needs.
+  public static func forwardWorkspaceCount(_ g: ConvGeometry) -> Int {
+    if g.isDepthwise { return 0 }
+    let images = imagesPerProduct(g)
+    let columns = images * g.outHeight * g.outWidth
+    let col = g.isPointwise && images == 1 ? 0 : g.patchSize * columns
+    let staging = images > 1 ? g.outChannelsPerGroup * columns : 0
+    return col + staging
+  }
+
+  /// Floats of scratch memory ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:biasGrad:workspace:)``
+  /// needs.
+  public static func backwardWorkspaceCount(_ g: ConvGeometry) -> Int {
+    forwardWorkspaceCount(g)
+  }
+
+  /// `y = conv(x, w) + b`.
+  ///
+  /// - Parameters:
+  ///   - x: `[batch, inChannels, height, width]`.
+  ///   - weight: `[outChannels, inChannels / groups, kernelHeight, kernelWidth]`.
+  ///   - bias: `[outChannels]`, or nil.
+  ///   - y: `[batch, outChannels, outHeight, outWidth]`, overwritten.
+  ///   - workspace: at least ``forwardWorkspaceCount(_:)`` floats.
+  public static func forward(
+    _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
+    workspace: UnsafeMutablePointer<Float>
+  ) {
+    if g.isDepthwise {
+      Depthwise.forward(g, input: x, weight: weight, bias: bias, output: y)
+      return
+    }
+    let spatial = g.outHeight * g.outWidth
+    let plane = g.height * g.width
+    let (cinG, coutG, k) = (g.inChannelsPerGroup, g.outChannelsPerGroup, g.patchSize)
+    let images = imagesPerProduct(g)
+    let direct = g.isPointwise && images == 1
+    let col = workspace
+    let staging = workspace + (direct ? 0 : k * images * spatial)
+    var n0 = 0
+    while n0 < g.batch {
+      let count = min(images, g.batch - n0)
+      let columns = count * spatial
+      for group in 0..<g.groups {
+        let wg = weight + group * coutG * k
+        let xg = x + (n0 * g.inChannels + group * cinG) * plane
+        let b: UnsafePointer<Float>
+        if direct {
+          b = xg
+        } else {
+          Im2col.unfold(
+            xg, imageStride: g.inChannels * plane, images: count, channels: cinG, geometry: g,
+            col: col, ldc: columns)
+          b = UnsafePointer(col)
+        }
+        if count == 1 {
+          // The product's rows are this group's output planes of one image: write them in place.
+          let out = y + (n0 * g.outChannels + group * coutG) * spatial
+          if let bias {
+            let bg = bias + group * coutG
+            Parallel.forRanges(coutG, minimumChunk: max(1, 16384 / spatial)) { rows in
+              for m in rows { (out + m * spatial).update(repeating: bg[m], count: spatial) }
+            }
+          }
+          BLAS.sgemm(
+            transposeA: false, transposeB: false, m: coutG, n: spatial, k: k, a: wg, lda: k,
+            b: b, ldb: spatial, beta: bias == nil ? 0 : 1, c: out, ldc: spatial)
+        } else {
+          BLAS.sgemm(
+            transposeA: false, transposeB: false, m: coutG, n: columns, k: k, a: wg, lda: k,
+            b: b, ldb: columns, c: staging, ldc: columns)
+          scatter(
+            staging, images: count, rows: coutG, spatial: spatial,
+            into: y + (n0 * g.outChannels + group * coutG) * spatial,
+            imageStride: g.outChannels * spatial, bias: bias.map { $0 + group * coutG })
+        }
+      }
+      n0 += count
+    }
+  }
+
+  /// Gradients of `y = conv(x, w) + b` given `dy`; each non-nil output is overwritten.
+  ///
+  /// - Parameters:
+  ///   - x: the forward input (needed for `weightGrad` only).
+  ///   - weight: the forward weight (needed for `inputGrad` only).
+  ///   - dy: `[batch, outChannels, outHeight, outWidth]`.
+  ///   - inputGrad: `[batch, inChannels, height, width]`, or nil.
+  ///   - weightGrad: same shape as the weight, or nil.
+  ///   - biasGrad: `[outChannels]`, or nil.
+  ///   - workspace: at least ``backwardWorkspaceCount(_:)`` floats.
+  public static func backward(
+    _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    outputGrad dy: UnsafePointer<Float>, inputGrad dx: UnsafeMutablePointer<Float>?,
+    weightGrad dw: UnsafeMutablePointer<Float>?, biasGrad db: UnsafeMutablePointer<Float>?,
+    workspace: UnsafeMutablePointer<Float>
+  ) {
+    let spatial = g.outHeight * g.outWidth
+    if let db { biasGradient(dy, batch: g.batch, channels: g.outChannels, spatial: spatial, db) }
+    if dx == nil && dw == nil { return }
+    if g.isDepthwise {
+      Depthwise.backward(g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
+      return
+    }
+    let plane = g.height * g.width
+    let (cinG, coutG, k) = (g.inChannelsPerGroup, g.outChannelsPerGroup, g.patchSize)
+    let images = imagesPerProduct(g)
+    let direct = g.isPointwise && images == 1
+    let col = workspace
+    let staging = workspace + (direct ? 0 : k * images * spatial)
+    var n0 = 0
+    while n0 < g.batch {
+      let count = min(images, g.batch - n0)
+      let columns = count * spatial
+      for group in 0..<g.groups {
+        let wg = weight + group * coutG * k
+        let xg = x + (n0 * g.inChannels + group * cinG) * plane
+        let dyBase = dy + (n0 * g.outChannels + group * coutG) * spatial
+        // This group's output gradient as a `[coutG, columns]` matrix.
+        let dyg: UnsafePointer<Float>
+        if count == 1 {
+          dyg = dyBase
+        } else {
+          gather(
+            dyBase, imageStride: g.outChannels * spatial, images: count, rows: coutG,
+            spatial: spatial, into: staging)
+          dyg = UnsafePointer(staging)
+        }
+        if let dw {
+          // dW_g += dY_g col^T, summed over the images.
+          let b: UnsafePointer<Float>
+          if direct {
+            b = xg
+          } else {
+            Im2col.unfold(
+              xg, imageStride: g.inChannels * plane, images: count, channels: cinG, geometry: g,
+              col: col, ldc: columns)
+            b = UnsafePointer(col)
+          }
+          BLAS.sgemm(
+            transposeA: false, transposeB: true, m: coutG, n: k, k: columns, a: dyg,
+            lda: columns, b: b, ldb: columns, beta: n0 == 0 ? 0 : 1, c: dw + group * coutG * k,
+            ldc: k)
+        }
+        if let dx {
+          let dxg = dx + (n0 * g.inChannels + group * cinG) * plane
+          if direct {
+            BLAS.sgemm(
+              transposeA: true, transposeB: false, m: cinG, n: spatial, k: coutG, a: wg, lda: k,
+              b: dyg, ldb: spatial, c: dxg, ldc: spatial)
+          } else {
+            // dcol = W_g^T dY_g (reusing the column buffer), then fold it into the input planes.
+            BLAS.sgemm(
+              transposeA: true, transposeB: false, m: k, n: columns, k: coutG, a: wg, lda: k,
+              b: dyg, ldb: columns, c: col, ldc: columns)
+            Im2col.fold(
+              col, ldc: columns, images: count, channels: cinG, geometry: g, dx: dxg,
+              imageStride: g.inChannels * plane)
+          }
+        }
+      }
+      n0 += count
+    }
+  }
+
+  /// `db[c] = sum over images and positions of dy[n, c]`, in Float64 per channel.
+  public static func biasGradient(
+    _ dy: UnsafePointer<Float>, batch: Int, channels: Int, spatial: Int,
+    _ db: UnsafeMutablePointer<Float>
+  ) {
+    Parallel.forRanges(channels, minimumChunk: max(1, 65536 / max(1, batch * spatial))) { range in
+      for c in range {
+        var total = 0.0
+        for n in 0..<batch {
+          total += Double(Elementwise.sumSerial(dy + (n * channels + c) * spatial, count: spatial))
+        }
+        db[c] = Float(total)
+      }
+    }
+  }
+
+  /// Copies a `[rows, images * spatial]` product into `images` NCHW blocks of `rows` planes,
+  /// adding `bias[row]`.
+  static func scatter(
+    _ src: UnsafePointer<Float>, images: Int, rows: Int, spatial: Int,
+    into y: UnsafeMutablePointer<Float>, imageStride: Int, bias: UnsafePointer<Float>?
+  ) {
+    let ld = images * spatial
+    Parallel.forRanges(images * rows, minimumChunk: max(1, 16384 / spatial)) { range in
+      for item in range {
+        let b = item / rows
+        let m = item % rows
+        let s = src + m * ld + b * spatial
+        let d = y + b * imageStride + m * spatial
+        if let bias {
+          let v = Float8(repeating: bias[m])
+          forEachVector(spatial) { i, lanes in store8(load8(s + i, lanes: lanes) + v, d + i, lanes: lanes) }
+        } else {
+          d.update(from: s, count: spatial)
+        }
+      }
+    }
+  }
+
+  /// The inverse of ``scatter(_:images:rows:spatial:into:imageStride:bias:)`` without bias:
+  /// lays `images` NCHW blocks of `rows` planes side by side as one `[rows, images * spatial]`
+  /// matrix.
+  static func gather(
+    _ src: UnsafePointer<Float>, imageStride: Int, images: Int, rows: Int, spatial: Int,
+    into dst: UnsafeMutablePointer<Float>
+  ) {
+    let ld = images * spatial
+    Parallel.forRanges(images * rows, minimumChunk: max(1, 16384 / spatial)) { range in
+      for item in range {
+        let b = item / rows
+        let m = item % rows
+        (dst + m * ld + b * spatial).update(from: src + b * imageStride + m * spatial, count: spatial)
+      }
+    }
+  }
+}

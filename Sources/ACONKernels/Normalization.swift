@@ -1,0 +1,240 @@
+/// Batch-normalisation kernels over `[N, C, plane]` float buffers (`plane` = H * W, or 1 for
+/// `[N, C]` input), split across the cores by channel.
+///
+/// Each channel's statistics are reduced in two passes (mean, then squared deviations) with
+/// Float64 accumulation of Float8 partial sums: one extra read of the input buys a variance that
+/// stays accurate when the mean is large against the spread.
+public enum BatchNormKernel {
+  /// How many channels one parallel chunk should hold so that it carries enough work.
+  @inlinable
+  static func channelChunk(batch n: Int, plane: Int) -> Int {
+    max(1, 32_768 / max(1, n * plane))
+  }
+
+  /// Sum of `x[b * stride + i]` for `b < n`, `i < plane`, in Float64.
+  @inlinable @inline(__always)
+  static func channelSum(
+    _ x: UnsafePointer<Float>, n: Int, plane: Int, stride: Int
+  ) -> Double {
+    var total = 0.0
+    for b in 0..<n {
+      let row = x + b * stride
+      var acc = Float8(repeating: 0)
+      var i = 0
+      while i + 8 <= plane {
+        acc += load8(row + i)
+        i += 8
+      }
+      var tail: Float = 0
+      while i < plane {
+        tail += row[i]
+        i += 1
+      }
+      total += Double(horizontalSum(acc)) + Double(tail)
+    }
+    return total
+  }
+
+  /// Sum of `(x - mean)^2` over one channel, in Float64.
+  @inlinable @inline(__always)
+  static func channelSquaredDeviation(
+    _ x: UnsafePointer<Float>, n: Int, plane: Int, stride: Int, mean: Float
+  ) -> Double {
+    var total = 0.0
+    let m = Float8(repeating: mean)
+    for b in 0..<n {
+      let row = x + b * stride
+      var acc = Float8(repeating: 0)
+      var i = 0
+      while i + 8 <= plane {
+        let d = load8(row + i) - m
+        acc = acc.addingProduct(d, d)
+        i += 8
+      }
+      var tail: Float = 0
+      while i < plane {
+        let d = row[i] - mean
+        tail += d * d
+        i += 1
+      }
+      total += Double(horizontalSum(acc)) + Double(tail)
+    }
+    return total
+  }
+
+  /// Per-channel mean and biased variance of `x` (`[n, channels, plane]`) over batch and plane.
+  public static func statistics(
+    _ x: UnsafePointer<Float>, batch n: Int, channels c: Int, plane: Int,
+    mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>
+  ) {
+    let count = Double(n * plane)
+    let stride = c * plane
+    Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
+      for ch in range {
+        let base = x + ch * plane
+        let sum = channelSum(base, n: n, plane: plane, stride: stride)
+        let mu = Float(sum / count)
+        let squares = channelSquaredDeviation(base, n: n, plane: plane, stride: stride, mean: mu)
+        mean[ch] = mu
+        variance[ch] = Float(squares / count)
+      }
+    }
+  }
+
+  /// `y = (x - mean) * invStd * weight + bias` per channel, as one multiply-add per element.
+  /// `weight` and `bias` may be nil (1 and 0).
+  public static func normalize(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch n: Int, channels c: Int,
+    plane: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+    weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?
+  ) {
+    let stride = c * plane
+    Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
+      for ch in range {
+        let w = weight?[ch] ?? 1
+        let scale = invStd[ch] * w
+        let shift = (bias?[ch] ?? 0) - mean[ch] * scale
+        let sv = Float8(repeating: scale)
+        let hv = Float8(repeating: shift)
+        for b in 0..<n {
+          let src = x + b * stride + ch * plane
+          let dst = y + b * stride + ch * plane
+          var i = 0
+          while i + 8 <= plane {
+            store8(hv.addingProduct(load8(src + i), sv), dst + i)
+            i += 8
+          }
+          while i < plane {
+            dst[i] = shift + src[i] * scale
+            i += 1
+          }
+        }
+      }
+    }
+  }
+
+  /// Per-channel `sum(dy)` and `sum(dy * (x - mean))`, in Float64, for the backward passes.
+  @inlinable @inline(__always)
+  static func gradientSums(
+    _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, n: Int, plane: Int, stride: Int,
+    mean: Float
+  ) -> (Double, Double) {
+    var sumDy = 0.0
+    var sumDyXc = 0.0
+    let m = Float8(repeating: mean)
+    for b in 0..<n {
+      let xr = x + b * stride
+      let gr = dy + b * stride
+      var a1 = Float8(repeating: 0)
+      var a2 = Float8(repeating: 0)
+      var i = 0
+      while i + 8 <= plane {
+        let g = load8(gr + i)
+        a1 += g
+        a2 = a2.addingProduct(g, load8(xr + i) - m)
+        i += 8
+      }
+      var t1: Float = 0
+      var t2: Float = 0
+      while i < plane {
+        t1 += gr[i]
+        t2 += gr[i] * (xr[i] - mean)
+        i += 1
+      }
+      sumDy += Double(horizontalSum(a1)) + Double(t1)
+      sumDyXc += Double(horizontalSum(a2)) + Double(t2)
+    }
+    return (sumDy, sumDyXc)
+  }
+
+  /// Backward of batch norm in training mode, through the batch statistics, in one read of
+  /// `x` and `dy` for the sums and one more for `dx`:
+  ///
+  ///     xhat = (x - mean) * invStd
+  ///     dbias = sum(dy), dweight = sum(dy * xhat)
+  ///     dx = weight * invStd * (dy - dbias / M - xhat * dweight / M),  M = n * plane
+  ///
+  /// `dx`, `dweight`, `dbias` may be nil when not needed.
+  public static func backwardTraining(
+    _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
+    batch n: Int, channels c: Int, plane: Int, mean: UnsafePointer<Float>,
+    invStd: UnsafePointer<Float>, weight: UnsafePointer<Float>?,
+    dweight: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?
+  ) {
+    let stride = c * plane
+    let count = Double(n * plane)
+    Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
+      for ch in range {
+        let mu = mean[ch]
+        let inv = invStd[ch]
+        let (sumDy, sumDyXc) = gradientSums(
+          x + ch * plane, dy + ch * plane, n: n, plane: plane, stride: stride, mean: mu)
+        let sumDyXhat = sumDyXc * Double(inv)
+        dbias?[ch] = Float(sumDy)
+        dweight?[ch] = Float(sumDyXhat)
+        guard let dx else { continue }
+        // dx = k * (dy - a - (x - mean) * b), written as dy * k + (x * q + r).
+        let k = (weight?[ch] ?? 1) * inv
+        let a = Float(sumDy / count)
+        let bq = Float(sumDyXhat / count) * inv
+        let kv = Float8(repeating: k)
+        let qv = Float8(repeating: -k * bq)
+        let rv = Float8(repeating: k * (mu * bq - a))
+        let (q, r) = (-k * bq, k * (mu * bq - a))
+        for b in 0..<n {
+          let xr = x + b * stride + ch * plane
+          let gr = dy + b * stride + ch * plane
+          let dr = dx + b * stride + ch * plane
+          var i = 0
+          while i + 8 <= plane {
+            let t = rv.addingProduct(load8(xr + i), qv)
+            store8(t.addingProduct(load8(gr + i), kv), dr + i)
+            i += 8
+          }
+          while i < plane {
+            dr[i] = gr[i] * k + (xr[i] * q + r)
+            i += 1
+          }
+        }
+      }
+    }
+  }
+
+  /// Backward of batch norm with fixed statistics (evaluation mode): `dx = dy * weight * invStd`,
+  /// with the same `dweight`, `dbias` as in training. Any output may be nil.
+  public static func backwardEval(
+    _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
+    batch n: Int, channels c: Int, plane: Int, mean: UnsafePointer<Float>,
+    invStd: UnsafePointer<Float>, weight: UnsafePointer<Float>?,
+    dweight: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?
+  ) {
+    let stride = c * plane
+    Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
+      for ch in range {
+        let inv = invStd[ch]
+        if dweight != nil || dbias != nil {
+          let (sumDy, sumDyXc) = gradientSums(
+            x + ch * plane, dy + ch * plane, n: n, plane: plane, stride: stride, mean: mean[ch])
+          dbias?[ch] = Float(sumDy)
+          dweight?[ch] = Float(sumDyXc * Double(inv))
+        }
+        guard let dx else { continue }
+        let k = (weight?[ch] ?? 1) * inv
+        let kv = Float8(repeating: k)
+        for b in 0..<n {
+          let gr = dy + b * stride + ch * plane
+          let dr = dx + b * stride + ch * plane
+          var i = 0
+          while i + 8 <= plane {
+            store8(load8(gr + i) * kv, dr + i)
+            i += 8
+          }
+          while i < plane {
+            dr[i] = gr[i] * k
+            i += 1
+          }
+        }
+      }
+    }
+  }
+}

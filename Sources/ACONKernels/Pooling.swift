@@ -1,0 +1,231 @@
+/// The geometry of a square 2-D pooling window over `[planes, height, width]` buffers, with
+/// PyTorch's semantics (`ceil_mode = false`): the output side is
+/// `(side + 2 * padding - kernel) / stride + 1`.
+public struct PoolGeometry: Sendable, Equatable {
+  public var height: Int
+  public var width: Int
+  public var kernel: Int
+  public var stride: Int
+  public var padding: Int
+
+  public init(height: Int, width: Int, kernel: Int, stride: Int, padding: Int) {
+    self.height = height
+    self.width = width
+    self.kernel = kernel
+    self.stride = stride
+    self.padding = padding
+  }
+
+  /// Output height (may be <= 0 when the window does not fit; callers check).
+  public var outputHeight: Int { (height + 2 * padding - kernel) / stride + 1 }
+  /// Output width.
+  public var outputWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
+
+  /// The input rows (or columns) window `o` covers, clipped to the input.
+  @inlinable @inline(__always)
+  func window(_ o: Int, side: Int) -> Range<Int> {
+    let start = o * stride - padding
+    return max(start, 0)..<min(start + kernel, side)
+  }
+
+  /// The output columns the eight-lane paths serve: `blocks` runs of eight from `start`, each
+  /// with its whole window, and every float its loads touch, inside the row. Strides other
+  /// than 1 and 2 get no vector columns.
+  @inlinable
+  func vectorColumns() -> (start: Int, blocks: Int) {
+    guard stride == 1 || stride == 2 else { return (0, 0) }
+    let first = (padding + stride - 1) / stride
+    // The last block start j must keep its furthest load inside the row:
+    // stride 1 loads 8 floats at j - padding + kernel - 1, stride 2 loads 16 at 2j - padding + kernel - 1.
+    let span = stride == 1 ? 8 : 16
+    let limit = width - kernel + padding - span + 1
+    guard limit >= 0 else { return (first, 0) }
+    let last = limit / stride
+    guard last >= first else { return (first, 0) }
+    return (first, (last - first) / 8 + 1)
+  }
+}
+
+/// The floats at `p[0], p[2], ..., p[14]`: one sixteen-float load, even lanes kept.
+@inlinable @inline(__always)
+func loadEven8(_ p: UnsafePointer<Float>) -> Float8 {
+  UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+}
+
+/// Max and average pooling kernels, split across the cores by plane (one image channel).
+public enum PoolingKernel {
+  @inlinable
+  static func planeChunk(_ g: PoolGeometry) -> Int {
+    max(1, 16_384 / max(1, g.height * g.width))
+  }
+
+  /// Max pooling of `planes` planes. Padding counts as -infinity, so only input positions take
+  /// part; ties keep the first position in row-major order and NaN propagates, as in PyTorch.
+  /// `indices` receives, per output, the flat position of its maximum inside its plane.
+  ///
+  /// Interior output columns run eight at a time for strides 1 and 2 (stride 2 loads sixteen
+  /// inputs and keeps the even lanes); border columns and other strides run one at a time.
+  /// Every selection is a mask blend, so random data costs no branch mispredictions.
+  public static func maxForward(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+    indices: UnsafeMutablePointer<Int32>, planes: Int, geometry g: PoolGeometry
+  ) {
+    let (oh, ow) = (g.outputHeight, g.outputWidth)
+    let (w, s, k) = (g.width, g.stride, g.kernel)
+    let inPlane = g.height * w
+    let outPlane = oh * ow
+    // Columns 0..<vectorStart and vectorEnd..<ow one at a time, the rest eight at a time.
+    let (start, blocks) = g.vectorColumns()
+    let vectorStart = min(start, ow)
+    let vectorEnd = blocks > 0 ? start + 8 * blocks : vectorStart
+    let laneOffsets = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) &* Int32(s)
+    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
+      for p in range {
+        let src = x + p * inPlane
+        let dst = y + p * outPlane
+        let idx = indices + p * outPlane
+        for i in 0..<oh {
+          let rows = g.window(i, side: g.height)
+          @inline(__always) func scalar(_ j: Int) {
+            let cols = g.window(j, side: w)
+            var best = rows.lowerBound * w + cols.lowerBound
+            var value = -Float.infinity
+            for r in rows {
+              let row = src + r * w
+              for c in cols {
+                let v = row[c]
+                let better = v > value || v.isNaN
+                value = better ? v : value
+                best = better ? r * w + c : best
+              }
+            }
+            dst[i * ow + j] = value
+            idx[i * ow + j] = Int32(best)
+          }
+          for j in 0..<vectorStart { scalar(j) }
+          var j = vectorStart
+          while j < vectorEnd {
+            let first = j * s - g.padding
+            var value = Float8(repeating: -.infinity)
+            var best = SIMD8<Int32>(repeating: Int32(rows.lowerBound * w + first)) &+ laneOffsets
+            for r in rows {
+              let row = src + r * w
+              for kc in 0..<k {
+                let column = first + kc
+                let v = s == 1 ? load8(row + column) : loadEven8(row + column)
+                let better = (v .> value) .| (v .!= v)
+                value.replace(with: v, where: better)
+                let position = SIMD8<Int32>(repeating: Int32(r * w + column)) &+ laneOffsets
+                best.replace(with: position, where: better)
+              }
+            }
+            store8(value, dst + i * ow + j)
+            UnsafeMutableRawPointer(idx + i * ow + j).storeBytes(of: best, as: SIMD8<Int32>.self)
+            j += 8
+          }
+          for j in vectorEnd..<ow { scalar(j) }
+        }
+      }
+    }
+  }
+
+  /// Backward of max pooling: each output gradient goes to the input position that won.
+  /// `dx` is overwritten.
+  public static func maxBackward(
+    _ dy: UnsafePointer<Float>, indices: UnsafePointer<Int32>, _ dx: UnsafeMutablePointer<Float>,
+    planes: Int, geometry g: PoolGeometry
+  ) {
+    let inPlane = g.height * g.width
+    let outPlane = g.outputHeight * g.outputWidth
+    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
+      for p in range {
+        let d = dx + p * inPlane
+        d.update(repeating: 0, count: inPlane)
+        let g = dy + p * outPlane
+        let idx = indices + p * outPlane
+        for o in 0..<outPlane { d[Int(idx[o])] += g[o] }
+      }
+    }
+  }
+
+  /// Average pooling with `count_include_pad = true`: every window divides by `kernel^2`
+  /// (with `ceil_mode = false` no window reaches past the padding, so that is the window size).
+  /// Interior columns run eight at a time as in ``maxForward``.
+  public static func averageForward(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int,
+    geometry g: PoolGeometry
+  ) {
+    let (oh, ow) = (g.outputHeight, g.outputWidth)
+    let (w, s, k) = (g.width, g.stride, g.kernel)
+    let inPlane = g.height * w
+    let outPlane = oh * ow
+    let scale = 1 / Float(k * k)
+    // Columns 0..<vectorStart and vectorEnd..<ow one at a time, the rest eight at a time.
+    let (start, blocks) = g.vectorColumns()
+    let vectorStart = min(start, ow)
+    let vectorEnd = blocks > 0 ? start + 8 * blocks : vectorStart
+    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
+      for p in range {
+        let src = x + p * inPlane
+        let dst = y + p * outPlane
+        for i in 0..<oh {
+          let rows = g.window(i, side: g.height)
+          @inline(__always) func scalar(_ j: Int) {
+            let cols = g.window(j, side: w)
+            var sum: Float = 0
+            for r in rows {
+              let row = src + r * w
+              for c in cols { sum += row[c] }
+            }
+            dst[i * ow + j] = sum * scale
+          }
+          for j in 0..<vectorStart { scalar(j) }
+          var j = vectorStart
+          while j < vectorEnd {
+            let first = j * s - g.padding
+            var sum = Float8(repeating: 0)
+            for r in rows {
+              let row = src + r * w
+              for kc in 0..<k {
+                sum += s == 1 ? load8(row + first + kc) : loadEven8(row + first + kc)
+              }
+            }
+            store8(sum * Float8(repeating: scale), dst + i * ow + j)
+            j += 8
+          }
+          for j in vectorEnd..<ow { scalar(j) }
+        }
+      }
+    }
+  }
+
+  /// Backward of average pooling: each output gradient, divided by `kernel^2`, spreads over the
+  /// input positions of its window. `dx` is overwritten.
+  public static func averageBackward(
+    _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, planes: Int,
+    geometry g: PoolGeometry
+  ) {
+    let (oh, ow) = (g.outputHeight, g.outputWidth)
+    let inPlane = g.height * g.width
+    let outPlane = oh * ow
+    let scale = 1 / Float(g.kernel * g.kernel)
+    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
+      for p in range {
+        let d = dx + p * inPlane
+        d.update(repeating: 0, count: inPlane)
+        let src = dy + p * outPlane
+        for i in 0..<oh {
+          let rows = g.window(i, side: g.height)
+          for j in 0..<ow {
+            let cols = g.window(j, side: g.width)
+            let v = src[i * ow + j] * scale
+            for r in rows {
+              let row = d + r * g.width
+              for c in cols { row[c] += v }
+            }
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,130 @@
+import ACONKernels
+
+/// 2-D convolution, as PyTorch's `F.conv2d`.
+extension Tensor {
+  /// Convolves NCHW images with a filter bank, as PyTorch's `F.conv2d` (cross-correlation).
+  ///
+  /// The output is `[N, Cout, OH, OW]` with `OH = (H + 2 * padding - dilation * (kh - 1) - 1) /
+  /// stride + 1` (and likewise `OW`). Depthwise layers (`groups == Cin == Cout`) run a direct
+  /// SIMD kernel; every other layer runs as matrix products through BLAS.
+  ///
+  /// - Parameters:
+  ///   - x: `[N, Cin, H, W]`.
+  ///   - weight: `[Cout, Cin / groups, kh, kw]`.
+  ///   - bias: `[Cout]`, or nil.
+  ///   - stride: step between outputs, the same along both axes (at least 1).
+  ///   - padding: zeros added on every side (at least 0).
+  ///   - dilation: spacing between filter taps (at least 1).
+  ///   - groups: input and output channels are split into this many independent groups.
+  /// - Throws: `TensorError.shapeMismatch` naming "conv2d" when the shapes do not fit,
+  ///   `TensorError.invalidArgument` for a stride, dilation or group count below 1 or a
+  ///   negative padding.
+  ///
+  /// The pullback keeps only `x` and `weight`, and computes only the gradients of the inputs
+  /// that record them.
+  public static func conv2d(
+    _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
+    dilation: Int = 1, groups: Int = 1
+  ) throws -> Tensor {
+    let g = try convGeometry(
+      x: x.shape, weight: weight.shape, bias: bias?.shape, stride: stride, padding: padding,
+      dilation: dilation, groups: groups)
+    let out = Tensor(uninitializedShape: [g.batch, g.outChannels, g.outHeight, g.outWidth])
+    let workspaceCount = Convolution.forwardWorkspaceCount(g)
+    // Pooled scratch: a training loop asks for the same size every step.
+    let workspace = workspaceCount > 0 ? Tensor(uninitializedShape: [workspaceCount]) : nil
+    withExtendedLifetime(workspace) {
+      Convolution.forward(
+        g, input: x.data, weight: weight.data, bias: bias?.data, output: out.mutableData,
+        workspace: workspace?.mutableData ?? out.mutableData)
+    }
+    let needX = x.node != nil
+    let needW = weight.node != nil
+    let needB = bias?.node != nil
+    // Only what a requested gradient reads is kept: x for dW, the weight for dx.
+    let savedX = needW ? x.detached : nil
+    let savedW = needX ? weight.detached : nil
+    var inputs = [x, weight]
+    if let bias { inputs.append(bias) }
+    let hasBias = bias != nil
+    return record("conv2d", output: out, inputs: inputs) { dy in
+      let dx = needX ? Tensor(uninitializedShape: [g.batch, g.inChannels, g.height, g.width]) : nil
+      let dw =
+        needW
+        ? Tensor(uninitializedShape: [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth])
+        : nil
+      let db = needB ? Tensor(uninitializedShape: [g.outChannels]) : nil
+      let count = Convolution.backwardWorkspaceCount(g)
+      let workspace = count > 0 && (needX || needW) ? Tensor(uninitializedShape: [count]) : nil
+      // An unused pointer argument still needs a valid address; dy's storage serves.
+      let anyPointer = UnsafePointer(dy.storage.pointer)
+      withExtendedLifetime(workspace) {
+        Convolution.backward(
+          g, input: savedX?.data ?? anyPointer, weight: savedW?.data ?? anyPointer,
+          outputGrad: dy.data, inputGrad: dx?.mutableData, weightGrad: dw?.mutableData,
+          biasGrad: db?.mutableData, workspace: workspace?.mutableData ?? dy.storage.pointer)
+      }
+      var grads: [Tensor?] = [dx, dw]
+      if hasBias { grads.append(db) }
+      return grads
+    }
+  }
+
+  /// Checks the arguments of ``conv2d(_:weight:bias:stride:padding:dilation:groups:)`` and
+  /// returns the kernel geometry.
+  static func convGeometry(
+    x: [Int], weight: [Int], bias: [Int]?, stride: Int, padding: Int, dilation: Int, groups: Int
+  ) throws -> ConvGeometry {
+    let op = "conv2d"
+    guard stride >= 1 else {
+      throw TensorError.invalidArgument(operation: op, detail: "stride must be at least 1, got \(stride)")
+    }
+    guard dilation >= 1 else {
+      throw TensorError.invalidArgument(
+        operation: op, detail: "dilation must be at least 1, got \(dilation)")
+    }
+    guard padding >= 0 else {
+      throw TensorError.invalidArgument(
+        operation: op, detail: "padding must not be negative, got \(padding)")
+    }
+    guard groups >= 1 else {
+      throw TensorError.invalidArgument(operation: op, detail: "groups must be at least 1, got \(groups)")
+    }
+    guard x.count == 4, weight.count == 4 else {
+      throw TensorError.shapeMismatch(
+        operation: op, shapes: [x, weight],
+        detail: "expects input [N, Cin, H, W] and weight [Cout, Cin / groups, kh, kw]")
+    }
+    guard x.allSatisfy({ $0 >= 1 }), weight.allSatisfy({ $0 >= 1 }) else {
+      throw TensorError.shapeMismatch(
+        operation: op, shapes: [x, weight], detail: "every dimension must be at least 1")
+    }
+    let (cin, cout) = (x[1], weight[0])
+    guard cin % groups == 0, cout % groups == 0 else {
+      throw TensorError.shapeMismatch(
+        operation: op, shapes: [x, weight],
+        detail: "input channels \(cin) and output channels \(cout) must be divisible by groups \(groups)")
+    }
+    guard weight[1] * groups == cin else {
+      throw TensorError.shapeMismatch(
+        operation: op, shapes: [x, weight],
+        detail: "weight expects \(weight[1] * groups) input channels (\(weight[1]) per group x \(groups) groups), input has \(cin)")
+    }
+    let (kh, kw) = (weight[2], weight[3])
+    let reachH = dilation * (kh - 1) + 1
+    let reachW = dilation * (kw - 1) + 1
+    guard x[2] + 2 * padding >= reachH, x[3] + 2 * padding >= reachW else {
+      throw TensorError.shapeMismatch(
+        operation: op, shapes: [x, weight],
+        detail: "kernel reach \(reachH)x\(reachW) (dilation \(dilation)) exceeds the padded input \(x[2] + 2 * padding)x\(x[3] + 2 * padding)")
+    }
+    if let bias, bias != [cout] {
+      throw TensorError.shapeMismatch(
+        operation: op, shapes: [weight, bias], detail: "bias must be [\(cout)]")
+    }
+    return ConvGeometry(
+      batch: x[0], inChannels: cin, height: x[2], width: x[3], outChannels: cout,
+      kernelHeight: kh, kernelWidth: kw, stride: stride, padding: padding, dilation: dilation,
+      groups: groups)
+  }
+}

@@ -1,0 +1,170 @@
+import ACONKernels
+
+/// Differentiable batch normalisation and dropout.
+extension Tensor {
+  /// Batch normalisation over the channel dimension of `[N, C, H, W]` or `[N, C]` input, as
+  /// PyTorch's `F.batch_norm`.
+  ///
+  /// In training mode the batch mean and biased variance per channel normalise the input, and
+  /// the running statistics, when given, are updated in place in PyTorch's convention:
+  /// `running = (1 - momentum) * running + momentum * batch`, where the running variance takes
+  /// the unbiased batch variance (times `M / (M - 1)`, `M = N * H * W`). In evaluation mode the
+  /// running statistics normalise the input and are left untouched.
+  ///
+  /// The pullback keeps only the input and two floats per channel (mean and `1 / std`), and
+  /// differentiates through the batch statistics in training mode.
+  ///
+  /// - Throws: `TensorError` for a rank other than 2 or 4, a parameter or statistic whose shape
+  ///   is not `[C]`, evaluation without running statistics, or training on one value per
+  ///   channel (the variance would be undefined).
+  public static func batchNorm(
+    _ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVariance: Tensor?,
+    training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5
+  ) throws -> Tensor {
+    let op = "batchNorm"
+    guard x.rank == 2 || x.rank == 4 else {
+      throw TensorError.shapeMismatch(
+        operation: op, shapes: [x.shape], detail: "expects [N, C, H, W] or [N, C] input")
+    }
+    let (n, c) = (x.shape[0], x.shape[1])
+    let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
+    for (name, t) in [
+      ("weight", weight), ("bias", bias), ("running mean", runningMean),
+      ("running variance", runningVariance),
+    ] {
+      if let t, t.shape != [c] {
+        throw TensorError.shapeMismatch(
+          operation: op, shapes: [x.shape, t.shape],
+          detail: "\(name) must have one value per channel ([\(c)])")
+      }
+    }
+    guard (runningMean == nil) == (runningVariance == nil) else {
+      throw TensorError.invalidArgument(
+        operation: op, detail: "give both running mean and running variance, or neither")
+    }
+    guard epsilon >= 0, momentum >= 0, momentum <= 1 else {
+      throw TensorError.invalidArgument(
+        operation: op, detail: "epsilon \(epsilon) must be >= 0 and momentum \(momentum) in [0, 1]")
+    }
+    let m = n * plane
+    if training {
+      guard m > 1 else {
+        throw TensorError.invalidArgument(
+          operation: op,
+          detail: "expected more than 1 value per channel when training, got input \(describe(x.shape))")
+      }
+    } else {
+      guard runningMean != nil else {
+        throw TensorError.invalidArgument(
+          operation: op, detail: "evaluation mode needs running mean and running variance")
+      }
+    }
+
+    let mean = Tensor(uninitializedShape: [c])
+    let invStd = Tensor(uninitializedShape: [c])
+    let mp = mean.mutableData
+    let ip = invStd.mutableData
+    if training {
+      let variance = Tensor(uninitializedShape: [c])
+      let vp = variance.mutableData
+      BatchNormKernel.statistics(x.data, batch: n, channels: c, plane: plane, mean: mp, variance: vp)
+      for ch in 0..<c { ip[ch] = 1 / (vp[ch] + epsilon).squareRoot() }
+      if let runningMean, let runningVariance {
+        let rm = runningMean.mutableData
+        let rv = runningVariance.mutableData
+        let unbias = Float(m) / Float(m - 1)
+        for ch in 0..<c {
+          rm[ch] = (1 - momentum) * rm[ch] + momentum * mp[ch]
+          rv[ch] = (1 - momentum) * rv[ch] + momentum * vp[ch] * unbias
+        }
+      }
+    } else {
+      let rm = runningMean!.data
+      let rv = runningVariance!.data
+      for ch in 0..<c {
+        guard rv[ch] + epsilon > 0 else {
+          throw TensorError.invalidArgument(
+            operation: op, detail: "running variance \(rv[ch]) of channel \(ch) plus epsilon is not positive")
+        }
+        mp[ch] = rm[ch]
+        ip[ch] = 1 / (rv[ch] + epsilon).squareRoot()
+      }
+    }
+
+    let out = Tensor(uninitializedShape: x.shape)
+    BatchNormKernel.normalize(
+      x.data, out.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
+      invStd: invStd.data, weight: weight?.data, bias: bias?.data)
+
+    var inputs = [x]
+    if let weight { inputs.append(weight) }
+    if let bias { inputs.append(bias) }
+    let savedX = x.detached
+    let savedWeight = weight?.detached
+    let (needX, needW, needB) = (x.node != nil, weight?.node != nil, bias?.node != nil)
+    let hasWeight = weight != nil
+    let hasBias = bias != nil
+    return record(training ? "batchNorm(train)" : "batchNorm(eval)", output: out, inputs: inputs) {
+      g in
+      let dx = needX ? Tensor(uninitializedShape: savedX.shape) : nil
+      let dw = needW ? Tensor(uninitializedShape: [c]) : nil
+      let db = needB ? Tensor(uninitializedShape: [c]) : nil
+      let kernel = training ? BatchNormKernel.backwardTraining : BatchNormKernel.backwardEval
+      kernel(
+        savedX.data, g.data, dx?.mutableData, n, c, plane, mean.data, invStd.data,
+        savedWeight?.data, dw?.mutableData, db?.mutableData)
+      var grads: [Tensor?] = [dx]
+      if hasWeight { grads.append(dw) }
+      if hasBias { grads.append(db) }
+      return grads
+    }
+  }
+
+  /// Inverted dropout, as PyTorch's `F.dropout`: in training, each element is zeroed with
+  /// probability `probability` and the rest are scaled by `1 / (1 - probability)`; otherwise
+  /// (or with probability 0) the input is returned unchanged.
+  ///
+  /// The mask is seeded by one draw from `rng`, so a seeded generator reproduces it (whatever
+  /// the number of cores); the pullback keeps only the mask, one bit per element.
+  ///
+  /// - Throws: `TensorError.invalidArgument` when `probability` is outside `[0, 1]`.
+  public func dropout(
+    probability: Float, training: Bool, using rng: inout RandomGenerator
+  ) throws -> Tensor {
+    guard probability >= 0, probability <= 1 else {
+      throw TensorError.invalidArgument(
+        operation: "dropout", detail: "probability \(probability) is outside [0, 1]")
+    }
+    if !training || probability == 0 || count == 0 { return self }
+    let words = DropoutKernel.maskWords(count)
+    let mask = MaskStorage(words: words)
+    if probability < 1 {
+      // One draw from `rng` seeds the whole mask, which the kernel builds in parallel.
+      DropoutKernel.makeMask(mask.bits, count: count, probability: probability, seed: rng.next())
+    } else {
+      mask.bits.update(repeating: 0, count: words)
+    }
+    let scale: Float = probability < 1 ? 1 / (1 - probability) : 0
+    let n = count
+    let out = Tensor(uninitializedShape: shape)
+    DropoutKernel.apply(data, mask: mask.bits, scale: scale, out.mutableData, count: n)
+    return Tensor.record("dropout", output: out, inputs: [self]) { g in
+      let dx = Tensor(uninitializedShape: g.shape)
+      DropoutKernel.apply(g.data, mask: mask.bits, scale: scale, dx.mutableData, count: n)
+      return [dx]
+    }
+  }
+}
+
+/// The bit mask a dropout pullback keeps, freed with the pullback.
+final class MaskStorage {
+  let bits: UnsafeMutablePointer<UInt64>
+  let words: Int
+
+  init(words: Int) {
+    self.words = words
+    bits = .allocate(capacity: max(words, 1))
+  }
+
+  deinit { bits.deallocate() }
+}

@@ -1,0 +1,202 @@
+import ACONKernels
+import Testing
+
+/// Direct seven-loop convolution in Float64: the definition the fast paths are checked against.
+struct ReferenceConvolution {
+  let g: ConvGeometry
+
+  func index(_ n: Int, _ c: Int, _ y: Int, _ x: Int, _ channels: Int, _ h: Int, _ w: Int) -> Int {
+    ((n * channels + c) * h + y) * w + x
+  }
+
+  /// Visits every (output, weight, input) triple that contributes a product.
+  func forEachTap(_ body: (_ out: Int, _ weight: Int, _ input: Int) -> Void) {
+    let (cinG, coutG) = (g.inChannelsPerGroup, g.outChannelsPerGroup)
+    for n in 0..<g.batch {
+      for co in 0..<g.outChannels {
+        let group = co / coutG
+        for oy in 0..<g.outHeight {
+          for ox in 0..<g.outWidth {
+            let o = index(n, co, oy, ox, g.outChannels, g.outHeight, g.outWidth)
+            for ci in 0..<cinG {
+              for i in 0..<g.kernelHeight {
+                for j in 0..<g.kernelWidth {
+                  let iy = oy * g.stride - g.padding + i * g.dilation
+                  let ix = ox * g.stride - g.padding + j * g.dilation
+                  if iy < 0 || iy >= g.height || ix < 0 || ix >= g.width { continue }
+                  let w = ((co * cinG + ci) * g.kernelHeight + i) * g.kernelWidth + j
+                  let x = index(n, group * cinG + ci, iy, ix, g.inChannels, g.height, g.width)
+                  body(o, w, x)
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  func forward(_ x: [Float], _ w: [Float], _ b: [Float]?) -> [Double] {
+    let spatial = g.outHeight * g.outWidth
+    var y = [Double](repeating: 0, count: g.batch * g.outChannels * spatial)
+    if let b {
+      for i in 0..<y.count { y[i] = Double(b[(i / spatial) % g.outChannels]) }
+    }
+    forEachTap { o, wi, xi in y[o] += Double(w[wi]) * Double(x[xi]) }
+    return y
+  }
+
+  func backward(_ x: [Float], _ w: [Float], _ dy: [Float]) -> (dx: [Double], dw: [Double], db: [Double]) {
+    var dx = [Double](repeating: 0, count: x.count)
+    var dw = [Double](repeating: 0, count: w.count)
+    var db = [Double](repeating: 0, count: g.outChannels)
+    let spatial = g.outHeight * g.outWidth
+    for i in 0..<dy.count { db[(i / spatial) % g.outChannels] += Double(dy[i]) }
+    forEachTap { o, wi, xi in
+      dx[xi] += Double(w[wi]) * Double(dy[o])
+      dw[wi] += Double(x[xi]) * Double(dy[o])
+    }
+    return (dx, dw, db)
+  }
+}
+
+/// A small deterministic generator so the kernel tests need nothing but the kernels.
+struct Lcg {
+  var state: UInt64
+  mutating func next() -> Float {
+    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+    return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 1000
+  }
+  mutating func array(_ n: Int) -> [Float] { (0..<n).map { _ in next() } }
+}
+
+func worstError(_ a: [Float], _ b: [Double]) -> Double {
+  var worst = 0.0
+  if a.count != b.count { return .infinity }
+  for (x, y) in zip(a, b) {
+    let e = abs(Double(x) - y) / (1 + abs(y))
+    if e.isNaN { return .infinity }  // an element never written
+    worst = max(worst, e)
+  }
+  return worst
+}
+
+/// Runs the kernels for `g` and compares every output and gradient with the reference.
+func checkAgainstReference(_ g: ConvGeometry, bias: Bool, seed: UInt64) -> [String] {
+  var rng = Lcg(state: seed)
+  let x = rng.array(g.batch * g.inChannels * g.height * g.width)
+  let w = rng.array(g.outChannels * g.patchSize)
+  let b = bias ? rng.array(g.outChannels) : nil
+  let dy = rng.array(g.batch * g.outChannels * g.outHeight * g.outWidth)
+  let reference = ReferenceConvolution(g: g)
+  let expectedY = reference.forward(x, w, b)
+  let expected = reference.backward(x, w, dy)
+  var y = [Float](repeating: .nan, count: dy.count)
+  var dx = [Float](repeating: .nan, count: x.count)
+  var dw = [Float](repeating: .nan, count: w.count)
+  var db = [Float](repeating: .nan, count: g.outChannels)
+  var workspace = [Float](
+    repeating: .nan,
+    count: max(1, Convolution.forwardWorkspaceCount(g), Convolution.backwardWorkspaceCount(g)))
+  workspace.withUnsafeMutableBufferPointer { ws in
+    Convolution.forward(
+      g, input: x, weight: w, bias: b, output: &y, workspace: ws.baseAddress!)
+    Convolution.backward(
+      g, input: x, weight: w, outputGrad: dy, inputGrad: &dx, weightGrad: &dw, biasGrad: &db,
+      workspace: ws.baseAddress!)
+  }
+  var failures: [String] = []
+  let tolerance = 1e-5
+  for (name, got, want) in [
+    ("y", y, expectedY), ("dx", dx, expected.dx), ("dw", dw, expected.dw), ("db", db, expected.db),
+  ] {
+    let e = worstError(got, want)
+    if !(e <= tolerance) { failures.append("\(g) bias \(bias): \(name) error \(e)") }
+  }
+  // Requesting one gradient alone gives the same numbers as requesting all of them.
+  var dwOnly = [Float](repeating: .nan, count: w.count)
+  var dxOnly = [Float](repeating: .nan, count: x.count)
+  workspace.withUnsafeMutableBufferPointer { ws in
+    Convolution.backward(
+      g, input: x, weight: w, outputGrad: dy, inputGrad: nil, weightGrad: &dwOnly, biasGrad: nil,
+      workspace: ws.baseAddress!)
+    Convolution.backward(
+      g, input: x, weight: w, outputGrad: dy, inputGrad: &dxOnly, weightGrad: nil, biasGrad: nil,
+      workspace: ws.baseAddress!)
+  }
+  if dwOnly != dw { failures.append("\(g): dw alone differs") }
+  if dxOnly != dx { failures.append("\(g): dx alone differs") }
+  return failures
+}
+
+@Suite("Convolution kernels")
+struct ConvolutionKernelTests {
+  func geometry(
+    _ n: Int, _ cin: Int, _ h: Int, _ w: Int, _ cout: Int, _ kh: Int, _ kw: Int, s: Int = 1,
+    p: Int = 0, d: Int = 1, groups: Int = 1
+  ) -> ConvGeometry {
+    ConvGeometry(
+      batch: n, inChannels: cin, height: h, width: w, outChannels: cout, kernelHeight: kh,
+      kernelWidth: kw, stride: s, padding: p, dilation: d, groups: groups)
+  }
+
+  @Test func generalPathsMatchReference() {
+    let cases: [ConvGeometry] = [
+      geometry(2, 3, 7, 9, 4, 3, 3, p: 1),
+      geometry(2, 3, 9, 8, 5, 3, 3, s: 2, p: 1),
+      geometry(1, 2, 10, 11, 3, 3, 3, p: 2, d: 2),
+      geometry(3, 4, 6, 6, 6, 3, 3, p: 1, groups: 2),
+      geometry(2, 6, 5, 7, 6, 1, 1, groups: 3),
+      geometry(2, 4, 6, 5, 3, 1, 1),
+      geometry(2, 4, 7, 7, 5, 1, 1, s: 2),
+      geometry(2, 3, 8, 9, 4, 2, 3, s: 3, p: 2),
+      geometry(1, 2, 4, 4, 2, 5, 5, p: 1),
+      // Output 32x32 = 1024 columns: images go two to a product, with one left over.
+      geometry(3, 2, 32, 32, 3, 3, 3, p: 1),
+      // Large enough for one product per image (and the in-place 1x1 path).
+      geometry(2, 2, 48, 48, 3, 1, 1),
+      geometry(2, 2, 46, 46, 2, 3, 3, p: 1, groups: 2),
+    ]
+    for (k, g) in cases.enumerated() {
+      for bias in [false, true] {
+        let failures = checkAgainstReference(g, bias: bias, seed: UInt64(k * 2 + (bias ? 1 : 0)))
+        #expect(failures.isEmpty, "\(failures)")
+      }
+    }
+  }
+
+  @Test func depthwiseMatchesReference() {
+    var cases: [ConvGeometry] = []
+    for (s, p, d) in [(1, 1, 1), (2, 1, 1), (1, 0, 1), (1, 2, 2), (2, 2, 2), (3, 1, 1), (1, 3, 1)] {
+      cases.append(geometry(2, 3, 9, 13, 3, 3, 3, s: s, p: p, d: d, groups: 3))
+    }
+    cases += [
+      geometry(1, 2, 17, 20, 2, 5, 5, p: 2, groups: 2),
+      geometry(2, 2, 8, 7, 2, 5, 5, s: 2, p: 2, groups: 2),
+      geometry(1, 3, 6, 9, 3, 2, 3, p: 1, groups: 3),
+      geometry(1, 2, 3, 3, 2, 3, 3, groups: 2),
+    ]
+    for (k, g) in cases.enumerated() {
+      #expect(g.isDepthwise)
+      for bias in [false, true] {
+        let failures = checkAgainstReference(g, bias: bias, seed: UInt64(100 + k * 2 + (bias ? 1 : 0)))
+        #expect(failures.isEmpty, "\(failures)")
+      }
+    }
+  }
+
+  @Test func depthwiseWithChannelMultiplierUsesGeneralPath() {
+    let g = geometry(2, 3, 6, 6, 6, 3, 3, p: 1, groups: 3)
+    #expect(!g.isDepthwise)
+    let failures = checkAgainstReference(g, bias: true, seed: 7)
+    #expect(failures.isEmpty, "\(failures)")
+  }
+
+  @Test func batchingPolicy() {
+    // 56x56 outputs are large enough alone; 7x7 ones are batched up to the batch size.
+    #expect(Convolution.imagesPerProduct(geometry(32, 64, 56, 56, 64, 3, 3, p: 1)) == 1)
+    #expect(Convolution.imagesPerProduct(geometry(32, 64, 7, 7, 64, 1, 1)) == 32)
+    #expect(Convolution.imagesPerProduct(geometry(32, 64, 28, 28, 64, 1, 1)) == 3)
+    #expect(Convolution.forwardWorkspaceCount(geometry(32, 64, 56, 56, 64, 1, 1)) == 0)
+  }
+}
