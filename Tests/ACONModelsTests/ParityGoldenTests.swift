@@ -90,4 +90,42 @@ struct ParityGoldenTests {
     #expect(io.mismatch(full, "grad.conv_last.0.weight", relativeL2: 0, leadingRows: true) == nil)
     #expect(io.mismatch(full, "grad.conv_last.0.weight", relativeL2: 0) != nil)
   }
+
+  @Test func gradientCheckNamesEveryProblem() throws {
+    let golden = try ParityGolden(tag: "tfnet_0.5", in: .module)
+    #expect(golden.labelSmoothing == 0.1)
+    let logits = Parameter(try golden.io.tensor("logits_train"))
+    let loss = try Tensor.crossEntropy(
+      logits: logits.value, labels: try golden.labels(), labelSmoothing: golden.labelSmoothing)
+    try loss.backward()
+    let bias = Parameter(Tensor.zeros([10]))
+    bias.grad = try #require(logits.grad).sumRaw(toShape: [10])
+    #expect(golden.gradientMismatches([("classifier.0.bias", bias)], requireAll: false) == [])
+
+    let wrong = Parameter(Tensor.zeros([10]))
+    wrong.grad = bias.grad!.scaledRaw(1.01)
+    let zeroBias = Parameter(Tensor.zeros([16]))
+    zeroBias.grad = Tensor(shape: [16], repeating: 1)
+    let misnamed = Parameter(Tensor.zeros([10]))
+    misnamed.grad = bias.grad
+    let problems = golden.gradientMismatches(
+      [
+        ("classifier.0.bias", wrong), ("first_conv.0.bias", zeroBias),
+        ("classifier.bias", misnamed), ("conv_last.0.weight", Parameter(Tensor.zeros([1]))),
+      ], requireAll: true)
+    let text = problems.joined(separator: "\n")
+    #expect(text.contains("grad_f64.classifier.0.bias: relative L2"), "\(text)")
+    #expect(text.contains("first_conv.0.bias: true gradient is zero"), "\(text)")
+    #expect(text.contains("classifier.bias: not a parameter"), "\(text)")
+    #expect(text.contains("conv_last.0.weight: no gradient"), "\(text)")
+    #expect(text.contains("features.0.branch_main.0.weight: missing from the model"), "\(text)")
+  }
+
+  @Test func runningStatisticsCompareByName() throws {
+    let golden = try ParityGolden(tag: "tfnet_0.5", in: .module)
+    let after = try golden.io.tensor("after.conv_last.1.running_var")
+    #expect(golden.runningStatisticMismatches([("conv_last.1.running_var", after)]) == [])
+    let off = golden.runningStatisticMismatches([("conv_last.1.running_var", after.scaledRaw(2))])
+    #expect(off.count == 1 && off[0].contains("after.conv_last.1.running_var"))
+  }
 }
