@@ -113,6 +113,40 @@ struct CommandTests {
     }
   }
 
+  @Test func interruptSavesACompleteCheckpoint() throws {
+    let out = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var binary = directory.appendingPathComponent("acon")
+    if !FileManager.default.fileExists(atPath: binary.path) {
+      binary = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/release/acon")
+    }
+    let arguments = [
+      "train", "--model", "mobilenetv1-0.25", "--batch-size", "8", "--train-limit", "20000",
+      "--test-limit", "16", "--out", out.path, "--quiet",
+    ]
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    let err = Pipe()
+    process.standardError = err
+    process.standardOutput = Pipe()
+    try process.run()
+    Thread.sleep(forTimeInterval: 2)
+    kill(process.processIdentifier, SIGINT)
+    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationReason == .exit, "acon died of a signal: \(stderr)")
+    #expect(process.terminationStatus != 0)
+    #expect(stderr.contains("interrupted"), "\(stderr)")
+    let checkpoint = out.appendingPathComponent("checkpoint.safetensors")
+    #expect(FileManager.default.fileExists(atPath: checkpoint.path))
+    // The checkpoint is complete: it loads and knows where the run stopped.
+    let file = try SafeTensors.read(checkpoint)
+    let state = try #require(file.metadata["acon.training_state"])
+    #expect(state.contains("\"batchInEpoch\""))
+  }
+
   @Test func badInputGivesAClearErrorAndNonZeroExit() throws {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
