@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The command-line tests run the real `acon` binary.
+swift build -c release --product acon
 swift test -c release "$@"

@@ -7,27 +7,52 @@ public enum DropoutKernel {
   public static func maskWords(_ count: Int) -> Int { (count + 63) / 64 }
 
   /// Fills `mask` (`maskWords(count)` words) with independent keep bits: each element is dropped
-  /// with probability `probability`, decided by a 32-bit uniform draw (two per `next()`), in
-  /// element order, so a given generator state always gives the same mask.
-  @inlinable
-  public static func makeMask<G: RandomNumberGenerator>(
-    _ mask: UnsafeMutablePointer<UInt64>, count: Int, probability: Float, using rng: inout G
+  /// with probability `probability`.
+  ///
+  /// Element `i`'s 32-bit draw is `mix(mix(i ^ seedLow) ^ seedHigh)`, with `mix` the
+  /// `lowbias32` integer hash (Wellons, "Prospecting for hash functions", 2018): a counter-based
+  /// generator, so the mask depends only on `seed` and the element index, never on how the work
+  /// is split across the cores, and eight draws run per SIMD instruction.
+  public static func makeMask(
+    _ mask: UnsafeMutablePointer<UInt64>, count: Int, probability: Float, seed: UInt64
   ) {
-    // Keep when the draw u (in units of 2^-32) is at least p * 2^32.
-    let threshold = UInt64((Double(probability) * 4_294_967_296.0).rounded(.down))
+    // Keep when the draw is at least p * 2^32.
+    let cut = (Double(probability) * 4_294_967_296.0).rounded(.down)
+    let threshold = SIMD8<UInt32>(repeating: UInt32(min(cut, 4_294_967_295)))
+    let seedLow = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: seed))
+    let seedHigh = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: seed >> 32))
+    let lanes = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7)
+    let weights = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
+    let zero = SIMD8<UInt32>(repeating: 0)
     let words = maskWords(count)
-    for w in 0..<words {
-      var bits: UInt64 = 0
-      let lanes = min(64, count - w * 64)
-      var k = 0
-      while k < lanes {
-        let r = rng.next()
-        if r & 0xFFFF_FFFF >= threshold { bits |= 1 << UInt64(k) }
-        if k + 1 < lanes, r >> 32 >= threshold { bits |= 1 << UInt64(k + 1) }
-        k += 2
+    Parallel.forRanges(words, minimumChunk: 512) { range in
+      for w in range {
+        var bits: UInt64 = 0
+        for v in 0..<8 {
+          let index = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: w * 64 + v * 8)) &+ lanes
+          let draw = mix32(mix32(index ^ seedLow) ^ seedHigh)
+          let byte = zero.replacing(with: weights, where: draw .>= threshold)
+          let half = byte.lowHalf | byte.highHalf
+          let quarter = half.lowHalf | half.highHalf
+          bits |= UInt64(quarter[0] | quarter[1]) << UInt64(v * 8)
+        }
+        let valid = count - w * 64
+        if valid < 64 { bits &= (1 << UInt64(valid)) - 1 }
+        mask[w] = bits
       }
-      mask[w] = bits
     }
+  }
+
+  /// The `lowbias32` hash on eight lanes: a bijection of 32-bit integers with good avalanche.
+  @inlinable @inline(__always)
+  static func mix32(_ value: SIMD8<UInt32>) -> SIMD8<UInt32> {
+    var x = value
+    x ^= x &>> 16
+    x &*= 0x7FEB_352D
+    x ^= x &>> 15
+    x &*= 0x846C_A68B
+    x ^= x &>> 16
+    return x
   }
 
   /// `y = x * scale` where the mask bit is set, else 0 (forward and backward alike).

@@ -81,19 +81,29 @@ public enum BatchNormKernel {
     }
   }
 
-  /// `y = (x - mean) * invStd * weight + bias` per channel, as one multiply-add per element.
+  /// The affine map `y = x * scale + shift` batch norm applies to one channel.
+  @inlinable @inline(__always)
+  static func affine(
+    _ ch: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+    weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?
+  ) -> (scale: Float, shift: Float) {
+    let scale = invStd[ch] * (weight?[ch] ?? 1)
+    return (scale, (bias?[ch] ?? 0) - mean[ch] * scale)
+  }
+
+  /// `y = (x - mean) * invStd * weight + bias` per channel, as one multiply-add per element;
+  /// with `relu`, `y = max(that, 0)` in the same pass (batch norm fused with the ReLU after it).
   /// `weight` and `bias` may be nil (1 and 0).
   public static func normalize(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch n: Int, channels c: Int,
     plane: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
-    weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?
+    weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, relu: Bool = false
   ) {
     let stride = c * plane
+    let zero = Float8(repeating: 0)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
       for ch in range {
-        let w = weight?[ch] ?? 1
-        let scale = invStd[ch] * w
-        let shift = (bias?[ch] ?? 0) - mean[ch] * scale
+        let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
         let sv = Float8(repeating: scale)
         let hv = Float8(repeating: shift)
         for b in 0..<n {
@@ -101,11 +111,16 @@ public enum BatchNormKernel {
           let dst = y + b * stride + ch * plane
           var i = 0
           while i + 8 <= plane {
-            store8(hv.addingProduct(load8(src + i), sv), dst + i)
+            var v = hv.addingProduct(load8(src + i), sv)
+            if relu { v = v.replacing(with: zero, where: v .< zero) }
+            store8(v, dst + i)
             i += 8
           }
           while i < plane {
-            dst[i] = shift + src[i] * scale
+            // The same fused multiply-add as the vector body, so a pullback that recomputes
+            // the ReLU's gate sees exactly the forward values.
+            let v = shift.addingProduct(src[i], scale)
+            dst[i] = relu && v < 0 ? 0 : v
             i += 1
           }
         }
@@ -113,15 +128,19 @@ public enum BatchNormKernel {
     }
   }
 
-  /// Per-channel `sum(dy)` and `sum(dy * (x - mean))`, in Float64, for the backward passes.
+  /// Per-channel `sum(g)` and `sum(g * (x - mean))`, in Float64, for the backward passes.
+  /// With `relu`, `g` is `dy` gated by the fused ReLU (zero where `x * scale + shift <= 0`).
   @inlinable @inline(__always)
   static func gradientSums(
     _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, n: Int, plane: Int, stride: Int,
-    mean: Float
+    mean: Float, relu: Bool, scale: Float, shift: Float
   ) -> (Double, Double) {
     var sumDy = 0.0
     var sumDyXc = 0.0
     let m = Float8(repeating: mean)
+    let sv = Float8(repeating: scale)
+    let hv = Float8(repeating: shift)
+    let zero = Float8(repeating: 0)
     for b in 0..<n {
       let xr = x + b * stride
       let gr = dy + b * stride
@@ -129,16 +148,19 @@ public enum BatchNormKernel {
       var a2 = Float8(repeating: 0)
       var i = 0
       while i + 8 <= plane {
-        let g = load8(gr + i)
+        let xv = load8(xr + i)
+        var g = load8(gr + i)
+        if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
         a1 += g
-        a2 = a2.addingProduct(g, load8(xr + i) - m)
+        a2 = a2.addingProduct(g, xv - m)
         i += 8
       }
       var t1: Float = 0
       var t2: Float = 0
       while i < plane {
-        t1 += gr[i]
-        t2 += gr[i] * (xr[i] - mean)
+        let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
+        t1 += g
+        t2 += g * (xr[i] - mean)
         i += 1
       }
       sumDy += Double(horizontalSum(a1)) + Double(t1)
@@ -154,45 +176,52 @@ public enum BatchNormKernel {
   ///     dbias = sum(dy), dweight = sum(dy * xhat)
   ///     dx = weight * invStd * (dy - dbias / M - xhat * dweight / M),  M = n * plane
   ///
-  /// `dx`, `dweight`, `dbias` may be nil when not needed.
+  /// With `relu` (the forward ran fused with a ReLU), `dy` is first gated by the ReLU, which is
+  /// recomputed from `x`, so nothing but `x` is kept. `dx`, `dweight`, `dbias` may be nil.
   public static func backwardTraining(
     _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
     batch n: Int, channels c: Int, plane: Int, mean: UnsafePointer<Float>,
-    invStd: UnsafePointer<Float>, weight: UnsafePointer<Float>?,
-    dweight: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?
+    invStd: UnsafePointer<Float>, weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+    relu: Bool, dweight: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?
   ) {
     let stride = c * plane
     let count = Double(n * plane)
+    let zero = Float8(repeating: 0)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
       for ch in range {
         let mu = mean[ch]
         let inv = invStd[ch]
+        let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
         let (sumDy, sumDyXc) = gradientSums(
-          x + ch * plane, dy + ch * plane, n: n, plane: plane, stride: stride, mean: mu)
+          x + ch * plane, dy + ch * plane, n: n, plane: plane, stride: stride, mean: mu,
+          relu: relu, scale: scale, shift: shift)
         let sumDyXhat = sumDyXc * Double(inv)
         dbias?[ch] = Float(sumDy)
         dweight?[ch] = Float(sumDyXhat)
         guard let dx else { continue }
-        // dx = k * (dy - a - (x - mean) * b), written as dy * k + (x * q + r).
+        // dx = k * (g - a - (x - mean) * b), written as g * k + (x * q + r).
         let k = (weight?[ch] ?? 1) * inv
         let a = Float(sumDy / count)
         let bq = Float(sumDyXhat / count) * inv
-        let kv = Float8(repeating: k)
-        let qv = Float8(repeating: -k * bq)
-        let rv = Float8(repeating: k * (mu * bq - a))
         let (q, r) = (-k * bq, k * (mu * bq - a))
+        let (kv, qv, rv) = (Float8(repeating: k), Float8(repeating: q), Float8(repeating: r))
+        let sv = Float8(repeating: scale)
+        let hv = Float8(repeating: shift)
         for b in 0..<n {
           let xr = x + b * stride + ch * plane
           let gr = dy + b * stride + ch * plane
           let dr = dx + b * stride + ch * plane
           var i = 0
           while i + 8 <= plane {
-            let t = rv.addingProduct(load8(xr + i), qv)
-            store8(t.addingProduct(load8(gr + i), kv), dr + i)
+            let xv = load8(xr + i)
+            var g = load8(gr + i)
+            if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
+            store8(rv.addingProduct(xv, qv).addingProduct(g, kv), dr + i)
             i += 8
           }
           while i < plane {
-            dr[i] = gr[i] * k + (xr[i] * q + r)
+            let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
+            dr[i] = g * k + (xr[i] * q + r)
             i += 1
           }
         }
@@ -200,37 +229,47 @@ public enum BatchNormKernel {
     }
   }
 
-  /// Backward of batch norm with fixed statistics (evaluation mode): `dx = dy * weight * invStd`,
-  /// with the same `dweight`, `dbias` as in training. Any output may be nil.
+  /// Backward of batch norm with fixed statistics (evaluation mode): `dx = g * weight * invStd`,
+  /// with the same `dweight`, `dbias` as in training; `g` is `dy`, gated by the fused ReLU when
+  /// `relu`. Any output may be nil.
   public static func backwardEval(
     _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
     batch n: Int, channels c: Int, plane: Int, mean: UnsafePointer<Float>,
-    invStd: UnsafePointer<Float>, weight: UnsafePointer<Float>?,
-    dweight: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?
+    invStd: UnsafePointer<Float>, weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+    relu: Bool, dweight: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?
   ) {
     let stride = c * plane
+    let zero = Float8(repeating: 0)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
       for ch in range {
         let inv = invStd[ch]
+        let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
         if dweight != nil || dbias != nil {
           let (sumDy, sumDyXc) = gradientSums(
-            x + ch * plane, dy + ch * plane, n: n, plane: plane, stride: stride, mean: mean[ch])
+            x + ch * plane, dy + ch * plane, n: n, plane: plane, stride: stride, mean: mean[ch],
+            relu: relu, scale: scale, shift: shift)
           dbias?[ch] = Float(sumDy)
           dweight?[ch] = Float(sumDyXc * Double(inv))
         }
         guard let dx else { continue }
         let k = (weight?[ch] ?? 1) * inv
         let kv = Float8(repeating: k)
+        let sv = Float8(repeating: scale)
+        let hv = Float8(repeating: shift)
         for b in 0..<n {
+          let xr = x + b * stride + ch * plane
           let gr = dy + b * stride + ch * plane
           let dr = dx + b * stride + ch * plane
           var i = 0
           while i + 8 <= plane {
-            store8(load8(gr + i) * kv, dr + i)
+            var g = load8(gr + i)
+            if relu { g = g.replacing(with: zero, where: hv.addingProduct(load8(xr + i), sv) .<= zero) }
+            store8(g * kv, dr + i)
             i += 8
           }
           while i < plane {
-            dr[i] = gr[i] * k
+            let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
+            dr[i] = g * k
             i += 1
           }
         }

@@ -2,10 +2,16 @@
 /// PyTorch's semantics (`ceil_mode = false`): the output side is
 /// `(side + 2 * padding - kernel) / stride + 1`.
 public struct PoolGeometry: Sendable, Equatable {
+  /// Input height `H`.
   public var height: Int
+  /// Input width `W`.
   public var width: Int
+  /// Window side.
   public var kernel: Int
+  /// Step between windows, along both axes.
   public var stride: Int
+  /// Implicit rows and columns added on every side; they never win a max and count as zeros
+  /// in an average.
   public var padding: Int
 
   public init(height: Int, width: Int, kernel: Int, stride: Int, padding: Int) {
@@ -27,6 +33,30 @@ public struct PoolGeometry: Sendable, Equatable {
     let start = o * stride - padding
     return max(start, 0)..<min(start + kernel, side)
   }
+
+  /// The output columns `start..<end` the eight-lane paths serve: every window of them lies
+  /// inside the row, and so does every float their loads touch. The range holds at least eight
+  /// columns, or is empty; a last partial block is run overlapping the one before it, which
+  /// only recomputes a few outputs. Strides other than 1 and 2 get no vector columns.
+  @inlinable
+  func vectorColumns() -> (start: Int, end: Int) {
+    guard stride == 1 || stride == 2 else { return (0, 0) }
+    var first = (padding + stride - 1) / stride
+    // Stride 2 reads the odd lanes of sixteen floats starting one before the window, so the
+    // window must not start at column 0.
+    if stride == 2 && first * stride - padding == 0 { first += 1 }
+    // The last output whose window ends inside the row.
+    let last = (width - kernel + padding) / stride
+    guard width - kernel + padding >= 0, last - first + 1 >= 8 else { return (0, 0) }
+    return (first, last + 1)
+  }
+}
+
+/// The floats at `p[0], p[2], ..., p[14]`: one sixteen-float load from `p - 1`, odd lanes
+/// kept, so that nothing past `p[14]` is touched (`p - 1` must be readable).
+@inlinable @inline(__always)
+func loadStrided8(_ p: UnsafePointer<Float>) -> Float8 {
+  UnsafeRawPointer(p - 1).loadUnaligned(as: SIMD16<Float>.self).oddHalf
 }
 
 /// Max and average pooling kernels, split across the cores by plane (one image channel).
@@ -39,13 +69,21 @@ public enum PoolingKernel {
   /// Max pooling of `planes` planes. Padding counts as -infinity, so only input positions take
   /// part; ties keep the first position in row-major order and NaN propagates, as in PyTorch.
   /// `indices` receives, per output, the flat position of its maximum inside its plane.
+  ///
+  /// Interior output columns run eight at a time for strides 1 and 2 (stride 2 loads sixteen
+  /// inputs and keeps the even lanes); border columns and other strides run one at a time.
+  /// Every selection is a mask blend, so random data costs no branch mispredictions.
   public static func maxForward(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
     indices: UnsafeMutablePointer<Int32>, planes: Int, geometry g: PoolGeometry
   ) {
     let (oh, ow) = (g.outputHeight, g.outputWidth)
-    let inPlane = g.height * g.width
+    let (w, s, k) = (g.width, g.stride, g.kernel)
+    let inPlane = g.height * w
     let outPlane = oh * ow
+    // Columns 0..<vectorStart and vectorEnd..<ow one at a time, the rest eight at a time.
+    let (vectorStart, vectorEnd) = g.vectorColumns()
+    let laneOffsets = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) &* Int32(s)
     Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
       for p in range {
         let src = x + p * inPlane
@@ -53,23 +91,53 @@ public enum PoolingKernel {
         let idx = indices + p * outPlane
         for i in 0..<oh {
           let rows = g.window(i, side: g.height)
-          for j in 0..<ow {
-            let cols = g.window(j, side: g.width)
-            var best = rows.lowerBound * g.width + cols.lowerBound
-            var value = src[best]
+          @inline(__always) func scalar(_ j: Int) {
+            let cols = g.window(j, side: w)
+            var best = rows.lowerBound * w + cols.lowerBound
+            var value = -Float.infinity
             for r in rows {
-              let row = src + r * g.width
+              let row = src + r * w
               for c in cols {
                 let v = row[c]
-                if v > value || v.isNaN {
-                  value = v
-                  best = r * g.width + c
-                }
+                let better = v > value || v.isNaN
+                value = better ? v : value
+                best = better ? r * w + c : best
               }
             }
             dst[i * ow + j] = value
             idx[i * ow + j] = Int32(best)
           }
+          for j in 0..<vectorStart { scalar(j) }
+          var block = vectorStart
+          while block < vectorEnd {
+            let j = min(block, vectorEnd - 8)
+            let first = j * s - g.padding
+            var value = Float8(repeating: -.infinity)
+            var best = SIMD8<Int32>(repeating: Int32(rows.lowerBound * w + first)) &+ laneOffsets
+            for r in rows {
+              let row = src + (r &* w &+ first)
+              let rowPosition =
+                SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: r &* w &+ first)) &+ laneOffsets
+              @inline(__always) func step(_ kc: Int) {
+                let v = s == 1 ? load8(row + kc, lanes: 8) : loadStrided8(row + kc)
+                let better = (v .> value) .| (v .!= v)
+                value.replace(with: v, where: better)
+                best.replace(with: rowPosition &+ Int32(truncatingIfNeeded: kc), where: better)
+              }
+              if k == 3 {
+                // The common window (ShuffleNetV2 and ResNet stems), unrolled.
+                step(0)
+                step(1)
+                step(2)
+              } else {
+                for kc in 0..<k { step(kc) }
+              }
+            }
+            store8(value, dst + i * ow + j)
+            UnsafeMutableRawPointer(idx + i * ow + j).storeBytes(of: best, as: SIMD8<Int32>.self)
+            block += 8
+          }
+          for j in vectorEnd..<ow { scalar(j) }
         }
       }
     }
@@ -96,29 +164,49 @@ public enum PoolingKernel {
 
   /// Average pooling with `count_include_pad = true`: every window divides by `kernel^2`
   /// (with `ceil_mode = false` no window reaches past the padding, so that is the window size).
+  /// Interior columns run eight at a time as in ``maxForward``.
   public static func averageForward(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int,
     geometry g: PoolGeometry
   ) {
     let (oh, ow) = (g.outputHeight, g.outputWidth)
-    let inPlane = g.height * g.width
+    let (w, s, k) = (g.width, g.stride, g.kernel)
+    let inPlane = g.height * w
     let outPlane = oh * ow
-    let scale = 1 / Float(g.kernel * g.kernel)
+    let scale = 1 / Float(k * k)
+    // Columns 0..<vectorStart and vectorEnd..<ow one at a time, the rest eight at a time.
+    let (vectorStart, vectorEnd) = g.vectorColumns()
     Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
       for p in range {
         let src = x + p * inPlane
         let dst = y + p * outPlane
         for i in 0..<oh {
           let rows = g.window(i, side: g.height)
-          for j in 0..<ow {
-            let cols = g.window(j, side: g.width)
-            var s: Float = 0
+          @inline(__always) func scalar(_ j: Int) {
+            let cols = g.window(j, side: w)
+            var sum: Float = 0
             for r in rows {
-              let row = src + r * g.width
-              for c in cols { s += row[c] }
+              let row = src + r * w
+              for c in cols { sum += row[c] }
             }
-            dst[i * ow + j] = s * scale
+            dst[i * ow + j] = sum * scale
           }
+          for j in 0..<vectorStart { scalar(j) }
+          var block = vectorStart
+          while block < vectorEnd {
+            let j = min(block, vectorEnd - 8)
+            let first = j * s - g.padding
+            var sum = Float8(repeating: 0)
+            for r in rows {
+              let row = src + r * w
+              for kc in 0..<k {
+                sum += s == 1 ? load8(row + first + kc) : loadStrided8(row + first + kc)
+              }
+            }
+            store8(sum * Float8(repeating: scale), dst + i * ow + j)
+            block += 8
+          }
+          for j in vectorEnd..<ow { scalar(j) }
         }
       }
     }

@@ -1,11 +1,12 @@
 import ACONTensor
 
-/// A 2-D convolution over NCHW input, as PyTorch's `nn.Conv2d` (square kernel, stride, padding
-/// and dilation; grouped and depthwise convolutions with `groups`).
+/// A 2-D convolution over NCHW images with a square kernel, as PyTorch's `nn.Conv2d`.
 ///
 /// Parameters, in PyTorch's order: `weight` `[out, in / groups, k, k]` (decays) and `bias`
-/// `[out]` (no decay). Both start from PyTorch's default, `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`
-/// with `fan_in = in / groups * k * k`, drawn from the generator: weight first, then bias.
+/// `[out]` (no decay). Both start from PyTorch's default, Kaiming-uniform with `a = sqrt(5)`,
+/// which for these layers is `U(-1/sqrt(fanIn), 1/sqrt(fanIn))`, `fanIn = in / groups * k * k`,
+/// drawn from the generator in that order: weight first, then bias. Model code that wants
+/// another initialisation (the reference ShuffleNetV2 draws normals) overwrites the values.
 public final class Conv2d: Module {
   public let inputChannels: Int
   public let outputChannels: Int
@@ -16,21 +17,20 @@ public final class Conv2d: Module {
   public let groups: Int
   /// `[out, in / groups, k, k]`.
   public let weight: Parameter
-  /// `[out]`, or nil for a layer built with `bias: false`.
+  /// `[out]`, or nil for a layer built with `bias: false` (the usual choice before a batch norm).
   public let bias: Parameter?
 
-  /// A convolution initialised from `rng`, which advances, so that one generator can build a
-  /// whole network reproducibly.
+  /// A layer initialised from `rng`, which advances, so that one generator can build a whole
+  /// network reproducibly. `inputChannels` and `outputChannels` must be divisible by `groups`.
   public init(
     inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
     dilation: Int = 1, groups: Int = 1, bias: Bool = true, using rng: inout RandomGenerator
   ) {
     precondition(
-      inputChannels > 0 && outputChannels > 0 && kernelSize > 0 && groups > 0,
-      "Conv2d needs positive channel counts, kernel size and groups")
-    precondition(
-      inputChannels % groups == 0 && outputChannels % groups == 0,
-      "Conv2d: \(inputChannels) input and \(outputChannels) output channels are not divisible by \(groups) groups")
+      inputChannels > 0 && outputChannels > 0 && kernelSize > 0 && groups > 0
+        && inputChannels % groups == 0 && outputChannels % groups == 0,
+      "Conv2d(\(inputChannels), \(outputChannels), kernelSize: \(kernelSize), groups: \(groups)): "
+        + "sizes must be positive and the channel counts divisible by groups")
     self.inputChannels = inputChannels
     self.outputChannels = outputChannels
     self.kernelSize = kernelSize
@@ -42,17 +42,19 @@ public final class Conv2d: Module {
     let bound = 1 / Float(fanIn).squareRoot()
     weight = Parameter(
       Tensor.randomUniform(
-        [outputChannels, inputChannels / groups, kernelSize, kernelSize], low: -bound, high: bound,
-        using: &rng),
+        [outputChannels, inputChannels / groups, kernelSize, kernelSize], low: -bound,
+        high: bound, using: &rng),
       decays: true)
     self.bias =
-      bias ? Parameter(Tensor.randomUniform([outputChannels], low: -bound, high: bound, using: &rng)) : nil
+      bias
+      ? Parameter(Tensor.randomUniform([outputChannels], low: -bound, high: bound, using: &rng))
+      : nil
     super.init()
     register(parameter: weight, as: "weight")
     if let b = self.bias { register(parameter: b, as: "bias") }
   }
 
-  /// A convolution initialised from a fresh generator seeded with `seed`.
+  /// A layer initialised from a fresh generator seeded with `seed`.
   public convenience init(
     inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
     dilation: Int = 1, groups: Int = 1, bias: Bool = true, seed: UInt64
@@ -60,7 +62,8 @@ public final class Conv2d: Module {
     var rng = RandomGenerator(seed: seed)
     self.init(
       inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize,
-      stride: stride, padding: padding, dilation: dilation, groups: groups, bias: bias, using: &rng)
+      stride: stride, padding: padding, dilation: dilation, groups: groups, bias: bias,
+      using: &rng)
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {

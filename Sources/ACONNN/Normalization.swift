@@ -45,11 +45,19 @@ public final class BatchNorm2d: Module {
     register(buffer: batchesTracked, as: "num_batches_tracked")
   }
 
-  public override func forward(_ x: Tensor) throws -> Tensor {
+  public override func forward(_ x: Tensor) throws -> Tensor { try run(x, relu: false) }
+
+  /// `relu(forward(x))` in one pass over memory: the same value, gradients and state updates as
+  /// this layer followed by a ``ReLU``, with less traffic and no saved ReLU output. A model that
+  /// uses it and must keep PyTorch's checkpoint keys leaves a parameter-free module (``ReLU``
+  /// or ``Identity``) in the ReLU's slot.
+  public func forwardWithReLU(_ x: Tensor) throws -> Tensor { try run(x, relu: true) }
+
+  private func run(_ x: Tensor, relu: Bool) throws -> Tensor {
     let y = try Tensor.batchNorm(
       x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
       runningVariance: runningVariance.value, training: isTraining, momentum: momentum,
-      epsilon: epsilon)
+      epsilon: epsilon, fusedReLU: relu)
     if isTraining { batchesTracked.value.mutableData[0] += 1 }
     return y
   }

@@ -14,14 +14,18 @@ extension Tensor {
   /// The pullback keeps only the input and two floats per channel (mean and `1 / std`), and
   /// differentiates through the batch statistics in training mode.
   ///
+  /// With `fusedReLU`, the result is `relu(batchNorm(x))` computed in the same pass: the
+  /// composition's value and gradients, with two fewer passes over memory forward, three fewer
+  /// backward, and no saved ReLU output (the pullback recomputes the ReLU's gate from `x`).
+  ///
   /// - Throws: `TensorError` for a rank other than 2 or 4, a parameter or statistic whose shape
   ///   is not `[C]`, evaluation without running statistics, or training on one value per
   ///   channel (the variance would be undefined).
   public static func batchNorm(
     _ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVariance: Tensor?,
-    training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5
+    training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5, fusedReLU: Bool = false
   ) throws -> Tensor {
-    let op = "batchNorm"
+    let op = fusedReLU ? "batchNormReLU" : "batchNorm"
     guard x.rank == 2 || x.rank == 4 else {
       throw TensorError.shapeMismatch(
         operation: op, shapes: [x.shape], detail: "expects [N, C, H, W] or [N, C] input")
@@ -94,25 +98,25 @@ extension Tensor {
     let out = Tensor(uninitializedShape: x.shape)
     BatchNormKernel.normalize(
       x.data, out.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
-      invStd: invStd.data, weight: weight?.data, bias: bias?.data)
+      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: fusedReLU)
 
     var inputs = [x]
     if let weight { inputs.append(weight) }
     if let bias { inputs.append(bias) }
     let savedX = x.detached
     let savedWeight = weight?.detached
+    let savedBias = bias?.detached
     let (needX, needW, needB) = (x.node != nil, weight?.node != nil, bias?.node != nil)
     let hasWeight = weight != nil
     let hasBias = bias != nil
-    return record(training ? "batchNorm(train)" : "batchNorm(eval)", output: out, inputs: inputs) {
-      g in
+    return record(op + (training ? "(train)" : "(eval)"), output: out, inputs: inputs) { g in
       let dx = needX ? Tensor(uninitializedShape: savedX.shape) : nil
       let dw = needW ? Tensor(uninitializedShape: [c]) : nil
       let db = needB ? Tensor(uninitializedShape: [c]) : nil
       let kernel = training ? BatchNormKernel.backwardTraining : BatchNormKernel.backwardEval
       kernel(
         savedX.data, g.data, dx?.mutableData, n, c, plane, mean.data, invStd.data,
-        savedWeight?.data, dw?.mutableData, db?.mutableData)
+        savedWeight?.data, savedBias?.data, fusedReLU, dw?.mutableData, db?.mutableData)
       var grads: [Tensor?] = [dx]
       if hasWeight { grads.append(dw) }
       if hasBias { grads.append(db) }
@@ -124,8 +128,8 @@ extension Tensor {
   /// probability `probability` and the rest are scaled by `1 / (1 - probability)`; otherwise
   /// (or with probability 0) the input is returned unchanged.
   ///
-  /// The mask comes from `rng`, so a seeded generator reproduces it; the pullback keeps only the
-  /// mask, one bit per element.
+  /// The mask is seeded by one draw from `rng`, so a seeded generator reproduces it (whatever
+  /// the number of cores); the pullback keeps only the mask, one bit per element.
   ///
   /// - Throws: `TensorError.invalidArgument` when `probability` is outside `[0, 1]`.
   public func dropout(
@@ -139,7 +143,8 @@ extension Tensor {
     let words = DropoutKernel.maskWords(count)
     let mask = MaskStorage(words: words)
     if probability < 1 {
-      DropoutKernel.makeMask(mask.bits, count: count, probability: probability, using: &rng)
+      // One draw from `rng` seeds the whole mask, which the kernel builds in parallel.
+      DropoutKernel.makeMask(mask.bits, count: count, probability: probability, seed: rng.next())
     } else {
       mask.bits.update(repeating: 0, count: words)
     }

@@ -47,7 +47,8 @@ public struct SafeTensorsFile {
   public var dtypes: [String: SafeTensorsDType]
   /// The free-form string metadata (`__metadata__`).
   public var metadata: [String: String]
-  /// Tensor names in the order of the header (PyTorch's writer puts them in data order).
+  /// Tensor names in the order of the header. ``SafeTensors/write(_:metadata:to:)`` keeps the
+  /// order it is given; the Python `safetensors` writer sorts by dtype size, then by name.
   public var names: [String]
 
   /// The tensors in header order.
@@ -268,7 +269,13 @@ public enum SafeTensors {
     case .bf16: for i in 0..<count { dst[i] = Float(bitPattern: UInt32(load(UInt16.self, i)) << 16) }
     case .i32: for i in 0..<count { dst[i] = Float(load(Int32.self, i)) }
     case .u32: for i in 0..<count { dst[i] = Float(load(UInt32.self, i)) }
-    case .f32: for i in 0..<count { dst[i] = Float(bitPattern: load(UInt32.self, i)) }
+    case .f32:
+      // The common case: a straight copy on little-endian machines.
+      #if _endian(little)
+        if count > 0 { UnsafeMutableRawPointer(dst).copyMemory(from: src.baseAddress!, byteCount: 4 * count) }
+      #else
+        for i in 0..<count { dst[i] = Float(bitPattern: load(UInt32.self, i)) }
+      #endif
     case .f64: for i in 0..<count { dst[i] = Float(Double(bitPattern: load(UInt64.self, i))) }
     case .i64: for i in 0..<count { dst[i] = Float(load(Int64.self, i)) }
     case .u64: for i in 0..<count { dst[i] = Float(load(UInt64.self, i)) }
@@ -314,8 +321,8 @@ public enum SafeTensors {
   ///
   /// The header lists the tensors in the given order. In the data buffer 8-byte types come
   /// first, so that every tensor is aligned to its element size (the header is padded with
-  /// spaces to a multiple of 8). The file is written to a temporary file beside `url` and
-  /// renamed, so a reader never sees a half-written file.
+  /// spaces to a multiple of 8). The file is written to a temporary file beside `url`, flushed
+  /// to disk and renamed, so a reader (or a restart after a crash) never sees a half-written file.
   public static func write(
     _ entries: [Entry], metadata: [String: String] = [:], to url: URL
   ) throws {
@@ -324,7 +331,19 @@ public enum SafeTensors {
     let temporary = directory.appendingPathComponent(
       ".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).\(UInt32.random(in: 0...UInt32.max)).tmp")
     do {
-      try data.write(to: temporary)
+      guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
+        throw TensorError.invalidFile(path: url.path, detail: "cannot create \(temporary.path)")
+      }
+      let handle = try FileHandle(forWritingTo: temporary)
+      do {
+        try handle.write(contentsOf: data)
+        // On disk before the rename, so a crash leaves the old file or the new one, whole.
+        try handle.synchronize()
+        try handle.close()
+      } catch {
+        try? handle.close()
+        throw error
+      }
       // rename(2) replaces the destination atomically.
       guard rename(temporary.path, url.path) == 0 else {
         throw TensorError.invalidFile(
@@ -395,31 +414,37 @@ public enum SafeTensors {
     var headerBytes = Array(header.utf8)
     while headerBytes.count % 8 != 0 { headerBytes.append(UInt8(ascii: " ")) }
 
-    var out = Data(capacity: 8 + headerBytes.count + cursor)
-    var n = UInt64(headerBytes.count).littleEndian
-    withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
-    out.append(contentsOf: headerBytes)
-    var buffer = [UInt8](repeating: 0, count: cursor)
-    buffer.withUnsafeMutableBytes { dst in
+    // One allocation for the whole file, filled in place.
+    let dataStart = 8 + headerBytes.count
+    var out = Data(count: dataStart + cursor)
+    out.withUnsafeMutableBytes { (file: UnsafeMutableRawBufferPointer) in
+      let start = file.baseAddress!
+      start.storeBytes(of: UInt64(headerBytes.count).littleEndian, as: UInt64.self)
+      headerBytes.withUnsafeBytes { (start + 8).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
       for i in dataOrder {
         let e = entries[i]
-        let base = dst.baseAddress! + offsets[i].0
+        let base = start + dataStart + offsets[i].0
         let src = e.tensor.data
-        for j in 0..<e.tensor.count {
-          switch e.dtype {
-          case .f32: (base + 4 * j).storeBytes(of: src[j].bitPattern.littleEndian, as: UInt32.self)
-          case .f64:
+        let n = e.tensor.count
+        switch e.dtype {
+        case .f32:
+          #if _endian(little)
+            if n > 0 { base.copyMemory(from: src, byteCount: 4 * n) }
+          #else
+            for j in 0..<n { (base + 4 * j).storeBytes(of: src[j].bitPattern.littleEndian, as: UInt32.self) }
+          #endif
+        case .f64:
+          for j in 0..<n {
             (base + 8 * j).storeBytes(of: Double(src[j]).bitPattern.littleEndian, as: UInt64.self)
-          case .i64:
-            (base + 8 * j).storeBytes(of: Int64(src[j].rounded()).littleEndian, as: Int64.self)
-          case .i32:
-            (base + 4 * j).storeBytes(of: Int32(src[j].rounded()).littleEndian, as: Int32.self)
-          default: preconditionFailure("checked above")
           }
+        case .i64:
+          for j in 0..<n { (base + 8 * j).storeBytes(of: Int64(src[j].rounded()).littleEndian, as: Int64.self) }
+        case .i32:
+          for j in 0..<n { (base + 4 * j).storeBytes(of: Int32(src[j].rounded()).littleEndian, as: Int32.self) }
+        default: preconditionFailure("checked above")
         }
       }
     }
-    out.append(contentsOf: buffer)
     return out
   }
 

@@ -39,6 +39,11 @@ public enum InterruptSignal {
   /// Installs the handler.
   public static func install() {
     signal(SIGINT) { _ in InterruptSignal.requested = 1 }
+    // A parent may have left SIGINT blocked (test runners, some shells' background jobs).
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGINT)
+    pthread_sigmask(SIG_UNBLOCK, &set, nil)
   }
 
   /// Whether an interrupt arrived.

@@ -98,6 +98,20 @@ struct LayersTests {
     }
   }
 
+  @Test func batchNormWithFusedReLU() throws {
+    var rng = RandomGenerator(seed: 13)
+    let x = Tensor.randomNormal([3, 2, 4, 4], using: &rng)
+    let (fused, plain) = (BatchNorm2d(2), BatchNorm2d(2))
+    let a = try fused.forwardWithReLU(x)
+    let b = try ReLU()(plain(x))
+    #expect(a.scalars == b.scalars)
+    #expect(fused.batchesTracked.value.item == 1)
+    #expect(fused.runningMean.value.scalars == plain.runningMean.value.scalars)
+    fused.eval()
+    plain.eval()
+    #expect(try fused.forwardWithReLU(x).scalars == ReLU()(plain(x)).scalars)
+  }
+
   @Test func linearStateInitAndForward() throws {
     var rng = RandomGenerator(seed: 4)
     let fc = Linear(inputFeatures: 50, outputFeatures: 20, using: &rng)
@@ -129,6 +143,59 @@ struct LayersTests {
     let noBias = Linear(inputFeatures: 4, outputFeatures: 2, bias: false, seed: 1)
     #expect(noBias.bias == nil)
     #expect(noBias.stateEntries().map(\.name) == ["weight"])
+  }
+
+  @Test func conv2dStateInitAndForward() throws {
+    var rng = RandomGenerator(seed: 12)
+    let conv = Conv2d(
+      inputChannels: 6, outputChannels: 4, kernelSize: 3, stride: 2, padding: 1, groups: 2,
+      using: &rng)
+    #expect(conv.stateEntries().map(\.name) == ["weight", "bias"])
+    #expect(conv.weight.value.shape == [4, 3, 3, 3])
+    #expect(conv.bias?.value.shape == [4])
+    #expect(conv.weight.decays)
+    #expect(conv.bias?.decays == false)
+    let bound = 1 / Float(3 * 9).squareRoot()
+    let w = conv.weight.value.scalars
+    #expect(w.allSatisfy { abs($0) <= bound })
+    #expect(w.max()! > 0.8 * bound && w.min()! < -0.8 * bound)
+    #expect(conv.bias!.value.scalars.allSatisfy { abs($0) <= bound })
+    let again = Conv2d(
+      inputChannels: 6, outputChannels: 4, kernelSize: 3, stride: 2, padding: 1, groups: 2,
+      seed: 12)
+    #expect(again.weight.value.scalars == w)
+    #expect(again.bias!.value.scalars == conv.bias!.value.scalars)
+
+    let x = Tensor.randomNormal([2, 6, 7, 7], using: &rng)
+    let y = try conv(x)
+    #expect(y.shape == [2, 4, 4, 4])
+    let direct = try Tensor.conv2d(
+      x, weight: conv.weight.value, bias: conv.bias!.value, stride: 2, padding: 1, groups: 2)
+    #expect(y.scalars == direct.scalars)
+    // One output by hand: sample 1, output channel 3 (group 1: input channels 3..<6), (2, 1).
+    var expected = Double(conv.bias!.value.data[3])
+    for ci in 0..<3 {
+      for kh in 0..<3 {
+        for kw in 0..<3 {
+          let (r, c) = (2 * 2 - 1 + kh, 2 * 1 - 1 + kw)
+          guard r >= 0, r < 7, c >= 0, c < 7 else { continue }
+          expected +=
+            Double(x.data[((1 * 6 + 3 + ci) * 7 + r) * 7 + c])
+            * Double(w[((3 * 3 + ci) * 3 + kh) * 3 + kw])
+        }
+      }
+    }
+    #expect(abs(Double(y.data[((1 * 4 + 3) * 4 + 2) * 4 + 1]) - expected) < 1e-4)
+    try y.sum().backward()
+    #expect(conv.weight.grad?.shape == [4, 3, 3, 3])
+    #expect(conv.bias?.grad?.scalars == [32, 32, 32, 32])
+    #expect(throws: TensorError.self) { try conv(Tensor.zeros([2, 5, 7, 7])) }
+    #expect(throws: TensorError.self) { try conv(Tensor.zeros([6, 7, 7])) }
+
+    let plain = Conv2d(inputChannels: 3, outputChannels: 8, kernelSize: 1, bias: false, seed: 1)
+    #expect(plain.bias == nil)
+    #expect(plain.stateEntries().map(\.name) == ["weight"])
+    #expect(plain.weight.value.scalars.allSatisfy { abs($0) <= 1 / Float(3).squareRoot() })
   }
 
   @Test func poolingLayers() throws {
@@ -181,13 +248,14 @@ struct LayersTests {
   @Test func modeAndNamesPropagateThroughSequential() throws {
     var rng = RandomGenerator(seed: 8)
     let net = Sequential([
+      Conv2d(inputChannels: 3, outputChannels: 3, kernelSize: 1, bias: false, using: &rng),
       Flatten(), Linear(inputFeatures: 12, outputFeatures: 6, using: &rng), BatchNorm2d(6),
       ReLU(), Dropout(probability: 0.5, seed: 1), Identity(),
     ])
     #expect(
       net.stateEntries().map(\.name) == [
-        "1.weight", "1.bias", "2.weight", "2.bias", "2.running_mean", "2.running_var",
-        "2.num_batches_tracked",
+        "0.weight", "2.weight", "2.bias", "3.weight", "3.bias", "3.running_mean", "3.running_var",
+        "3.num_batches_tracked",
       ])
     let x = Tensor.randomNormal([4, 3, 2, 2], using: &rng)
     #expect(try net(x).shape == [4, 6])

@@ -184,3 +184,55 @@ struct StateDictTests {
     #expect(text.contains("classifier.0.weight"), "\(text)")
   }
 }
+
+/// The network of scripts/golden/state_dict_sample.py built from the real layers.
+private final class RealTiny: Module {
+  let features: Sequential
+  let classifier: Sequential
+
+  override init() {
+    features = Sequential([
+      Conv2d(inputChannels: 3, outputChannels: 4, kernelSize: 3, bias: false, seed: 1),
+      BatchNorm2d(4), ReLU(),
+    ])
+    classifier = Sequential([Linear(inputFeatures: 4, outputFeatures: 2, seed: 2)])
+    super.init()
+    register(features, as: "features")
+    register(classifier, as: "classifier")
+  }
+
+  override func forward(_ x: Tensor) throws -> Tensor {
+    try classifier(try features(x).spatialMean().flattened())
+  }
+}
+
+@Suite("State dict with layers")
+struct StateDictLayerTests {
+  @Test func pytorchWeightsGivePyTorchOutputs() throws {
+    let url = try #require(
+      Bundle.module.url(
+        forResource: "state_dict_sample", withExtension: "safetensors", subdirectory: "Golden"))
+    let io = try SafeTensors.read(
+      try #require(
+        Bundle.module.url(
+          forResource: "state_dict_sample_io", withExtension: "safetensors", subdirectory: "Golden")))
+    let model = RealTiny()
+    #expect(model.stateDict().map(\.0) == tinyNames)
+    try model.load(from: url, strict: true)
+    let x = try io.tensor("input")
+
+    func close(_ a: Tensor, _ name: String) throws -> Bool {
+      let b = try io.tensor(name)
+      guard a.shape == b.shape else { return false }
+      return zip(a.scalars, b.scalars).allSatisfy { abs($0 - $1) <= 1e-5 + 1e-4 * abs($1) }
+    }
+    model.eval()
+    #expect(try close(withoutGradients { try model(x) }, "out_eval"))
+    model.train()
+    #expect(try close(withoutGradients { try model(x) }, "out_train"))
+    let state = Dictionary(uniqueKeysWithValues: model.stateDict())
+    #expect(try close(state["features.1.running_mean"]!, "after.running_mean"))
+    #expect(try close(state["features.1.running_var"]!, "after.running_var"))
+    #expect(state["features.1.num_batches_tracked"]!.item == 4)
+  }
+}

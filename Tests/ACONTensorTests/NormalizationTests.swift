@@ -109,6 +109,49 @@ struct NormalizationTests {
     #expect(failures.isEmpty, "\(failures.prefix(5))")
   }
 
+  /// `batchNorm(..., fusedReLU: true)` gives the values and gradients of `relu(batchNorm(x))`.
+  @Test(arguments: [([4, 3, 5, 7], true), ([4, 3, 5, 7], false), ([9, 5], true), ([9, 5], false)])
+  func fusedReLUMatchesTheComposition(shape: [Int], training: Bool) throws {
+    var rng = RandomGenerator(seed: 12)
+    let c = shape[1]
+    let x = Tensor.randomNormal(shape, using: &rng)
+    let r = Tensor.randomNormal(shape, using: &rng)
+    let mean = Tensor.randomNormal([c], std: 0.3, using: &rng)
+    let variance = Tensor.randomUniform([c], low: 0.5, high: 2, using: &rng)
+    let weight = Tensor.randomNormal([c], using: &rng)
+    let bias = Tensor.randomNormal([c], using: &rng)
+    func run(fused: Bool) throws -> (Tensor, [Tensor], [Float]) {
+      let params = [x, weight, bias].map { Parameter($0) }
+      let (rm, rv) = (mean.copy(), variance.copy())
+      let bn = try Tensor.batchNorm(
+        params[0].value, weight: params[1].value, bias: params[2].value, runningMean: rm,
+        runningVariance: rv, training: training, fusedReLU: fused)
+      let y = fused ? bn : bn.relu()
+      try (y * r).sum().backward()
+      return (y, params.map { $0.grad! }, rm.scalars + rv.scalars)
+    }
+    let (fy, fg, fs) = try run(fused: true)
+    let (uy, ug, us) = try run(fused: false)
+    #expect(fy.scalars == uy.scalars)
+    #expect(fs == us)
+    #expect(fy.scalars.contains(0) && fy.scalars.contains { $0 > 0 })
+    for (a, b) in zip(fg, ug) { #expect(maxAbsDifference(a, b) < 1e-5) }
+  }
+
+  @Test func fusedReLUGradients() throws {
+    var rng = RandomGenerator(seed: 14)
+    let x = Tensor.randomNormal([3, 2, 3, 5], using: &rng)
+    let w = Tensor.randomNormal([2], using: &rng)
+    let b = Tensor.randomNormal([2], using: &rng)
+    let failures = try GradientCheck(step: 1e-3, relative: 2e-2, absolute: 3e-3).failures([x, w, b]) {
+      t in
+      try Tensor.batchNorm(
+        t[0], weight: t[1], bias: t[2], runningMean: nil, runningVariance: nil, training: true,
+        fusedReLU: true)
+    }
+    #expect(failures.isEmpty, "\(failures.prefix(5))")
+  }
+
   @Test func oneValuePerChannelInTrainingThrows() throws {
     for shape in [[1, 3, 1, 1], [1, 5]] {
       do {

@@ -42,16 +42,20 @@ struct PoolingTests {
     return Tensor(shape: [n, c, oh, ow], values: out)
   }
 
-  @Test(arguments: [(3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 3, 0), (1, 2, 0)])
+  /// Narrow inputs run the one-column path only; widths from 17 up also run the eight-column
+  /// path, with its borders and a scalar tail.
+  @Test(arguments: [(3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 3, 0), (1, 2, 0), (5, 2, 2), (2, 1, 1)])
   func valuesMatchReference(kernel: Int, stride: Int, padding: Int) throws {
-    let x = Self.distinctValues([2, 3, 7, 8], seed: 1)
-    let m = try Tensor.maxPool2d(x, kernelSize: kernel, stride: stride, padding: padding)
-    let a = try Tensor.avgPool2d(x, kernelSize: kernel, stride: stride, padding: padding)
-    let rm = Self.reference(x, kernel: kernel, stride: stride, padding: padding, max: true)
-    let ra = Self.reference(x, kernel: kernel, stride: stride, padding: padding, max: false)
-    #expect(m.shape == rm.shape)
-    #expect(m.scalars == rm.scalars)
-    #expect(maxAbsDifference(a, ra) < 1e-5)
+    for (k, shape) in [[2, 3, 7, 8], [1, 2, 5, 17], [1, 2, 4, 40], [1, 1, 3, 53]].enumerated() {
+      let x = Self.distinctValues(shape, seed: UInt64(k))
+      let m = try Tensor.maxPool2d(x, kernelSize: kernel, stride: stride, padding: padding)
+      let a = try Tensor.avgPool2d(x, kernelSize: kernel, stride: stride, padding: padding)
+      let rm = Self.reference(x, kernel: kernel, stride: stride, padding: padding, max: true)
+      let ra = Self.reference(x, kernel: kernel, stride: stride, padding: padding, max: false)
+      #expect(m.shape == rm.shape)
+      #expect(m.scalars == rm.scalars, "\(shape)")
+      #expect(maxAbsDifference(a, ra) < 1e-5, "\(shape)")
+    }
   }
 
   @Test func outputShapesFollowPyTorch() throws {
@@ -73,8 +77,9 @@ struct PoolingTests {
 
   @Test(arguments: [(3, 2, 1), (2, 2, 0), (3, 1, 0)])
   func gradients(kernel: Int, stride: Int, padding: Int) throws {
-    let x = Self.distinctValues([2, 2, 6, 7], seed: 2)
-    let check = GradientCheck()
+    let x = Self.distinctValues([2, 1, 5, 37], seed: 2)
+    var check = GradientCheck()
+    check.maximumChecks = 128
     let maxFailures = try check.failures([x]) { t in
       try Tensor.maxPool2d(t[0], kernelSize: kernel, stride: stride, padding: padding)
     }
@@ -90,6 +95,22 @@ struct PoolingTests {
     let y = try Tensor.maxPool2d(x.value, kernelSize: 2)
     try y.sum().backward()
     #expect(x.grad!.scalars == [1, 0, 0, 0])
+    // The same on the eight-column path: constant rows, 2x2 windows, stride 2.
+    let wide = Parameter(Tensor(shape: [1, 1, 2, 40], repeating: 3))
+    try Tensor.maxPool2d(wide.value, kernelSize: 2).sum().backward()
+    let expected = (0..<80).map { $0 < 40 && $0 % 2 == 0 ? Float(1) : 0 }
+    #expect(wide.grad!.scalars == expected)
+  }
+
+  @Test func minusInfinityInputsKeepTheFirstPosition() throws {
+    let x = Parameter(Tensor(shape: [1, 1, 3, 40], repeating: -.infinity))
+    let y = try Tensor.maxPool2d(x.value, kernelSize: 3, stride: 2, padding: 1)
+    #expect(y.scalars.allSatisfy { $0 == -.infinity })
+    try y.backward(seed: Tensor(shape: y.shape, repeating: 1))
+    // Window (i, j) starts at row max(2i - 1, 0), column max(2j - 1, 0).
+    var expected = [Float](repeating: 0, count: 120)
+    for i in 0..<2 { for j in 0..<20 { expected[max(2 * i - 1, 0) * 40 + max(2 * j - 1, 0)] += 1 } }
+    #expect(x.grad!.scalars == expected)
   }
 
   @Test func badInputsThrow() throws {
@@ -119,7 +140,7 @@ struct PoolingTests {
 
 @Suite("Pooling against PyTorch")
 struct PoolingGoldenTests {
-  @Test(arguments: ["pool9_", "pool8_"])
+  @Test(arguments: ["pool9_", "pool8_", "poolwide_"])
   func matchesPyTorch(prefix: String) throws {
     let file = try NormalizationGolden.load()
     let x = try file.tensor(prefix + "x")

@@ -102,6 +102,28 @@ struct SafeTensorsTests {
     #expect(throws: TensorError.self) { try SafeTensors.encode([.init("__metadata__", t)]) }
   }
 
+  @Test func failedWriteLeavesTheOldFile() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let url = dir.appendingPathComponent("w.safetensors")
+    try SafeTensors.write([("a", Tensor(shape: [2], values: [1, 2]))], to: url)
+    #expect(throws: TensorError.self) {
+      try SafeTensors.write([.init("n", Tensor(shape: [1], values: [.infinity]), dtype: .i64)], to: url)
+    }
+    #expect(try SafeTensors.read(url).tensors["a"]!.scalars == [1, 2])
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["w.safetensors"])
+  }
+
+  @Test func writingIntoAMissingDirectoryNamesThePath() throws {
+    let url = URL(fileURLWithPath: "/nonexistent/acon/out.safetensors")
+    do {
+      try SafeTensors.write([("a", Tensor(scalar: 1))], to: url)
+      Issue.record("wrote into a missing directory")
+    } catch let TensorError.invalidFile(path, _) {
+      #expect(path == url.path)
+    }
+  }
+
   @Test func readingAMissingFileNamesIt() throws {
     let url = URL(fileURLWithPath: "/nonexistent/acon/none.safetensors")
     do {

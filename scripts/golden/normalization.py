@@ -1,16 +1,21 @@
-"""Golden values for batch norm and pooling, from PyTorch.
+"""Goldens for batch norm (training step, running statistics after two steps, evaluation,
+gradients; rank 4 and rank 2) and 3x3 stride 2 padding 1 max and average pooling (values and
+gradients), float32 (torch CPU).
 
-Writes Tests/ACONTensorTests/Golden/normalization.safetensors. Run from the repository root:
-    /opt/torchvenv/bin/python scripts/golden/normalization.py
-Every gradient is of L = sum(y * r) for the stored projection r.
+Gradients are those of sum(y * r) for the stored projection r, so every output element
+contributes to every checked gradient.
+
+Run: /opt/torchvenv/bin/python scripts/golden/normalization.py
+Writes Tests/ACONTensorTests/Golden/normalization.safetensors; NormalizationTests.swift and
+PoolingTests.swift read it.
 """
-import os
-
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
-torch.manual_seed(0)
+from common import Golden, golden_path
+
+g = Golden(seed=0)
+# Names to tensors, stored through `g` at the end (in insertion order).
 out = {}
 
 
@@ -75,7 +80,8 @@ batch_norm_case("bn4_", (4, 3, 5, 5), 3.0)
 batch_norm_case("bn2_", (6, 4), -1.0)
 pool_case("pool9_", (2, 3, 9, 9))
 pool_case("pool8_", (1, 2, 8, 8))
+pool_case("poolwide_", (1, 2, 6, 37))  # wide enough for the eight-lane paths
 
-path = "Tests/ACONTensorTests/Golden/normalization.safetensors"
-save_file({k: v.contiguous() for k, v in out.items()}, path, metadata={"torch": torch.__version__})
-print(path, os.path.getsize(path), "bytes")
+for name, value in out.items():
+    g.f32(name, value)
+g.save(golden_path("ACONTensorTests", "normalization"))

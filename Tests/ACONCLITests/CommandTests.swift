@@ -1,0 +1,179 @@
+import ACONModels
+import ACONNN
+import ACONTensor
+import Foundation
+import Testing
+
+/// Runs the built `acon` binary (scripts/test.sh builds it before the suite) and returns its
+/// exit status, standard output and standard error.
+func runACON(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+  let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+  var binary = directory.appendingPathComponent("acon")
+  if !FileManager.default.fileExists(atPath: binary.path) {
+    // `swift test` may run the bundle from elsewhere; fall back to the release build folder.
+    binary = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+      .appendingPathComponent(".build/release/acon")
+  }
+  guard FileManager.default.fileExists(atPath: binary.path) else {
+    throw TensorError.invalidFile(path: binary.path, detail: "acon is not built: run `swift build -c release --product acon`")
+  }
+  let process = Process()
+  process.executableURL = binary
+  process.arguments = arguments
+  let out = Pipe()
+  let err = Pipe()
+  process.standardOutput = out
+  process.standardError = err
+  try process.run()
+  let outData = out.fileHandleForReading.readDataToEndOfFile()
+  let errData = err.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+func temporaryDirectory() -> URL {
+  let url = FileManager.default.temporaryDirectory.appendingPathComponent("acon-cli-\(UUID().uuidString)")
+  try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+  return url
+}
+
+func lastJSONLine(_ text: String) throws -> [String: Any] {
+  let line = try #require(text.split(separator: "\n").last)
+  return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+}
+
+@Suite("acon command line", .serialized)
+struct CommandTests {
+  @Test func infoPrintsParamsAndMACs() throws {
+    let r = try runACON(["info", "--model", "shufflenetv2-0.5x", "--activation", "acon-c", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let object = try lastJSONLine(r.stdout)
+    #expect(object["params"] as? Int == 1_380_176 || (object["params"] as? Int ?? 0) > 1_300_000)
+    #expect((object["macs"] as? Int ?? 0) > 40_000_000 && (object["macs"] as? Int ?? 0) < 42_000_000)
+    let table = try runACON(["info", "--model", "resnet18", "--activation", "relu", "--input-size", "64", "--classes", "10"])
+    #expect(table.status == 0)
+    #expect(table.stdout.contains("layer1.0.conv1.weight"))
+  }
+
+  @Test func trainEvalAndResumeOnRealData() throws {
+    let out = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let common = [
+      "--model", "mobilenetv1-0.25", "--activation", "acon-c", "--batch-size", "16",
+      "--train-limit", "48", "--test-limit", "32", "--out", out.path, "--quiet",
+    ]
+    let train = try runACON(["train"] + common + ["--epochs", "1", "--json"])
+    #expect(train.status == 0, "\(train.stderr)")
+    #expect(train.stdout.contains("result: mobilenetv1-0.25 acon-c on fashion-mnist"))
+    let metrics = try lastJSONLine(train.stdout)
+    #expect(metrics["test_top1"] is Double)
+    // A second epoch continues the run.
+    let resumed = try runACON(["train"] + common + ["--epochs", "2", "--resume"])
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    let lines = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+      .split(separator: "\n")
+    #expect(lines.count == 2)
+    // eval reads the model configuration from the weights' metadata.
+    let eval = try runACON([
+      "eval", "--weights", out.appendingPathComponent("model.safetensors").path, "--limit", "32", "--json",
+    ])
+    #expect(eval.status == 0, "\(eval.stderr)")
+    let result = try lastJSONLine(eval.stdout)
+    for key in ["top1", "top5", "loss"] { #expect(result[key] is Double, "eval --json lacks \(key)") }
+  }
+
+  @Test func forwardWritesLogitsAndGradients() throws {
+    let dir = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let config = ModelConfiguration(model: "tfnet-0.5", activation: "acon-frelu", classes: 5)
+    let model = try ModelZoo.make(config, seed: 4)
+    let weights = dir.appendingPathComponent("w.safetensors")
+    try model.save(to: weights, metadata: config.metadata)
+    var rng = RandomGenerator(seed: 9)
+    let x = Tensor.randomUniform([2, 3, 32, 32], using: &rng)
+    let labels = Tensor(shape: [2], values: [1, 3])
+    let input = dir.appendingPathComponent("in.safetensors")
+    try SafeTensors.write(
+      [SafeTensors.Entry("input", x), SafeTensors.Entry("labels", labels, dtype: .i64)], to: input)
+    let output = dir.appendingPathComponent("out.safetensors")
+    let r = try runACON([
+      "forward", "--weights", weights.path, "--input", input.path, "--output", output.path, "--train", "--grads",
+    ])
+    #expect(r.status == 0, "\(r.stderr)")
+    let file = try SafeTensors.read(output)
+    model.train()
+    let logits = try model(x)
+    let loss = try Tensor.crossEntropy(logits: logits, labels: [1, 3])
+    try loss.backward()
+    let written = try file.tensor("logits")
+    #expect(written.scalars == logits.scalars)
+    #expect(try file.tensor("loss").item == loss.item)
+    for (name, p) in model.namedParameters() {
+      #expect(try file.tensor("grad." + name).scalars == p.grad!.scalars, "\(name)")
+    }
+  }
+
+  @Test func interruptSavesACompleteCheckpoint() throws {
+    let out = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var binary = directory.appendingPathComponent("acon")
+    if !FileManager.default.fileExists(atPath: binary.path) {
+      binary = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/release/acon")
+    }
+    let arguments = [
+      "train", "--model", "mobilenetv1-0.25", "--batch-size", "8", "--train-limit", "20000",
+      "--test-limit", "16", "--out", out.path, "--quiet",
+    ]
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    let err = Pipe()
+    process.standardError = err
+    process.standardOutput = Pipe()
+    try process.run()
+    Thread.sleep(forTimeInterval: 2)
+    kill(process.processIdentifier, SIGINT)
+    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationReason == .exit, "acon died of a signal: \(stderr)")
+    #expect(process.terminationStatus != 0)
+    #expect(stderr.contains("interrupted"), "\(stderr)")
+    let checkpoint = out.appendingPathComponent("checkpoint.safetensors")
+    #expect(FileManager.default.fileExists(atPath: checkpoint.path))
+    // The checkpoint is complete: it loads and knows where the run stopped.
+    let file = try SafeTensors.read(checkpoint)
+    let state = try #require(file.metadata["acon.training_state"])
+    #expect(state.contains("\"batchInEpoch\""))
+  }
+
+  @Test func badInputGivesAClearErrorAndNonZeroExit() throws {
+    let dir = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let corrupt = dir.appendingPathComponent("corrupt.safetensors")
+    try Data([0xFF, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7B]).write(to: corrupt)
+    let badIDX = dir.appendingPathComponent("idx")
+    try FileManager.default.createDirectory(at: badIDX, withIntermediateDirectories: true)
+    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+      try Data([0, 0, 9, 3, 0, 0, 0, 1]).write(to: badIDX.appendingPathComponent(name))
+    }
+    let cases: [([String], String)] = [
+      (["train", "--model", "resnet9000", "--out", dir.path], "unknown model"),
+      (["train", "--activation", "acon-z", "--out", dir.path], "unknown activation"),
+      (["train", "--dataset", "imagenet-21k", "--out", dir.path], "unknown data set"),
+      (["train", "--lr", "-1", "--out", dir.path], "--lr"),
+      (["train", "--data", dir.appendingPathComponent("missing").path, "--out", dir.path], "does not exist"),
+      (["train", "--data", badIDX.path, "--out", dir.path], "magic"),
+      (["eval", "--weights", dir.appendingPathComponent("none.safetensors").path], "none.safetensors"),
+      (["eval", "--weights", corrupt.path], "corrupt.safetensors"),
+      (["info", "--model", "mobilenetv9"], "unknown model"),
+      (["bench", "--mode", "fly"], "--mode"),
+    ]
+    for (arguments, message) in cases {
+      let r = try runACON(arguments)
+      #expect(r.status != 0, "\(arguments) exited 0")
+      #expect(r.stderr.lowercased().contains(message.lowercased()), "\(arguments): stderr was \(r.stderr)")
+      #expect(!r.stderr.contains("Fatal error"), "\(arguments) crashed: \(r.stderr)")
+    }
+  }
+}

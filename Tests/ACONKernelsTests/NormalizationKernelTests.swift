@@ -1,0 +1,186 @@
+import ACONKernels
+import Testing
+
+@Suite("Batch-norm, pooling and dropout kernels")
+struct NormalizationKernelTests {
+  /// Deterministic pseudo-random floats in [-1, 1).
+  static func values(_ count: Int, seed: UInt64) -> [Float] {
+    var s = seed
+    return (0..<count).map { _ in
+      s = s &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      return Float(s >> 40) / Float(1 << 23) - 1
+    }
+  }
+
+  @Test func statisticsAreAccurateForLargeMeansAndSplitAcrossCores() {
+    // 16 channels of 8 x 512 values: enough for the channel loop to run in two chunks.
+    let (n, c, plane) = (8, 16, 512)
+    var x = Self.values(n * c * plane, seed: 1)
+    for i in x.indices { x[i] = 10_000 + x[i] * Float((i / plane) % c + 1) * 0.01 }
+    var mean = [Float](repeating: 0, count: c)
+    var variance = [Float](repeating: 0, count: c)
+    BatchNormKernel.statistics(x, batch: n, channels: c, plane: plane, mean: &mean, variance: &variance)
+    for ch in 0..<c {
+      var values: [Double] = []
+      for b in 0..<n { for i in 0..<plane { values.append(Double(x[(b * c + ch) * plane + i])) } }
+      let m = values.reduce(0, +) / Double(values.count)
+      let v = values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(values.count)
+      #expect(abs(Double(mean[ch]) - m) < 1e-3)
+      #expect(abs(Double(variance[ch]) - v) <= 1e-3 * v, "channel \(ch): \(variance[ch]) vs \(v)")
+    }
+  }
+
+  @Test func normalizeAndBackwardAgreeWithScalarFormulas() {
+    // plane 13: vector body plus a scalar tail.
+    let (n, c, plane) = (3, 5, 13)
+    let count = n * c * plane
+    let x = Self.values(count, seed: 2)
+    let dy = Self.values(count, seed: 3)
+    let weight = Self.values(c, seed: 4)
+    let bias = Self.values(c, seed: 5)
+    var mean = [Float](repeating: 0, count: c)
+    var variance = [Float](repeating: 0, count: c)
+    BatchNormKernel.statistics(x, batch: n, channels: c, plane: plane, mean: &mean, variance: &variance)
+    let invStd = variance.map { 1 / ($0 + 1e-5).squareRoot() }
+    var y = [Float](repeating: 0, count: count)
+    BatchNormKernel.normalize(
+      x, &y, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd, weight: weight,
+      bias: bias)
+    var dx = [Float](repeating: 0, count: count)
+    var dw = [Float](repeating: 0, count: c)
+    var db = [Float](repeating: 0, count: c)
+    BatchNormKernel.backwardTraining(
+      x, dy, dx: &dx, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd,
+      weight: weight, bias: bias, relu: false, dweight: &dw, dbias: &db)
+    let m = Double(n * plane)
+    for ch in 0..<c {
+      var sumDy = 0.0
+      var sumDyXhat = 0.0
+      for b in 0..<n {
+        for i in 0..<plane {
+          let k = (b * c + ch) * plane + i
+          let xhat = Double(x[k] - mean[ch]) * Double(invStd[ch])
+          #expect(abs(Double(y[k]) - (xhat * Double(weight[ch]) + Double(bias[ch]))) < 1e-5)
+          sumDy += Double(dy[k])
+          sumDyXhat += Double(dy[k]) * xhat
+        }
+      }
+      #expect(abs(Double(db[ch]) - sumDy) < 1e-4)
+      #expect(abs(Double(dw[ch]) - sumDyXhat) < 1e-4)
+      for b in 0..<n {
+        for i in 0..<plane {
+          let k = (b * c + ch) * plane + i
+          let xhat = Double(x[k] - mean[ch]) * Double(invStd[ch])
+          let expected =
+            Double(weight[ch]) * Double(invStd[ch])
+            * (Double(dy[k]) - sumDy / m - xhat * sumDyXhat / m)
+          #expect(abs(Double(dx[k]) - expected) < 1e-4)
+        }
+      }
+    }
+    // Evaluation-mode backward: dx = dy * weight * invStd; outputs may be skipped.
+    BatchNormKernel.backwardEval(
+      x, dy, dx: &dx, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd,
+      weight: weight, bias: bias, relu: false, dweight: nil, dbias: nil)
+    for k in 0..<count {
+      let ch = (k / plane) % c
+      #expect(abs(dx[k] - dy[k] * weight[ch] * invStd[ch]) < 1e-6)
+    }
+  }
+
+  @Test func poolGeometryFollowsPyTorch() {
+    let g = PoolGeometry(height: 112, width: 111, kernel: 3, stride: 2, padding: 1)
+    #expect(g.outputHeight == 56)
+    #expect(g.outputWidth == 56)
+    #expect(PoolGeometry(height: 7, width: 7, kernel: 2, stride: 2, padding: 0).outputHeight == 3)
+  }
+
+  @Test func maxPoolAcrossCoresMatchesNaive() {
+    // 32 planes of 32 x 32: two parallel chunks.
+    let planes = 32
+    let g = PoolGeometry(height: 32, width: 32, kernel: 3, stride: 2, padding: 1)
+    let x = Self.values(planes * 1024, seed: 6)
+    let outCount = planes * g.outputHeight * g.outputWidth
+    var y = [Float](repeating: 0, count: outCount)
+    var indices = [Int32](repeating: 0, count: outCount)
+    PoolingKernel.maxForward(x, &y, indices: &indices, planes: planes, geometry: g)
+    for p in 0..<planes {
+      for i in 0..<16 {
+        for j in 0..<16 {
+          var best = -Float.infinity
+          for r in (2 * i - 1)...(2 * i + 1) where r >= 0 && r < 32 {
+            for q in (2 * j - 1)...(2 * j + 1) where q >= 0 && q < 32 {
+              best = max(best, x[p * 1024 + r * 32 + q])
+            }
+          }
+          let o = p * 256 + i * 16 + j
+          #expect(y[o] == best)
+          #expect(x[p * 1024 + Int(indices[o])] == best)
+        }
+      }
+    }
+    var dx = [Float](repeating: 1, count: x.count)
+    PoolingKernel.maxBackward([Float](repeating: 1, count: outCount), indices: indices, &dx, planes: planes, geometry: g)
+    #expect(dx.reduce(0, +) == Float(outCount))
+  }
+
+  @Test func maxPoolPropagatesNaN() {
+    let g = PoolGeometry(height: 2, width: 2, kernel: 2, stride: 2, padding: 0)
+    var y: [Float] = [0]
+    var indices: [Int32] = [0]
+    PoolingKernel.maxForward([1, .nan, 3, 2], &y, indices: &indices, planes: 1, geometry: g)
+    #expect(y[0].isNaN)
+    #expect(indices[0] == 1)
+  }
+
+  @Test func averageBackwardIsTheAdjointOfForward() {
+    // <avg(x), g> == <x, avgBackward(g)> for any x, g.
+    let planes = 3
+    let g = PoolGeometry(height: 9, width: 7, kernel: 3, stride: 2, padding: 1)
+    let x = Self.values(planes * 63, seed: 7)
+    let outCount = planes * g.outputHeight * g.outputWidth
+    let dy = Self.values(outCount, seed: 8)
+    var y = [Float](repeating: 0, count: outCount)
+    PoolingKernel.averageForward(x, &y, planes: planes, geometry: g)
+    var dx = [Float](repeating: 0, count: x.count)
+    PoolingKernel.averageBackward(dy, &dx, planes: planes, geometry: g)
+    let left = zip(y, dy).map { Double($0) * Double($1) }.reduce(0, +)
+    let right = zip(x, dx).map { Double($0) * Double($1) }.reduce(0, +)
+    #expect(abs(left - right) < 1e-4)
+  }
+
+  @Test func dropoutMaskIsDeterministicAndHasTheRightRate() {
+    let count = 64 * 600 + 13
+    let words = DropoutKernel.maskWords(count)
+    #expect(words == 601)
+    var a = [UInt64](repeating: 0, count: words)
+    var b = [UInt64](repeating: 0, count: words)
+    DropoutKernel.makeMask(&a, count: count, probability: 0.2, seed: 42)
+    DropoutKernel.makeMask(&b, count: count, probability: 0.2, seed: 42)
+    #expect(a == b)
+    // A mask over a prefix agrees with the start of the long one (nothing depends on the split).
+    var prefix = [UInt64](repeating: 0, count: 3)
+    DropoutKernel.makeMask(&prefix, count: 150, probability: 0.2, seed: 42)
+    #expect(prefix[0] == a[0] && prefix[1] == a[1] && prefix[2] == a[2] & ((1 << 22) - 1))
+    var other = [UInt64](repeating: 0, count: words)
+    DropoutKernel.makeMask(&other, count: count, probability: 0.2, seed: 43)
+    #expect(other != a)
+    // Neighbouring bits are independent: both kept about 0.64 of the time.
+    var pairs = 0
+    for word in a { pairs += (word & (word >> 1) & 0x5555_5555_5555_5555).nonzeroBitCount }
+    #expect(abs(Double(pairs) / Double(count / 2) - 0.64) < 0.015)
+    // No bit beyond the last element.
+    #expect(a[words - 1] >> 13 == 0)
+    let kept = a.map { $0.nonzeroBitCount }.reduce(0, +)
+    #expect(abs(Double(kept) / Double(count) - 0.8) < 0.01)
+
+    // Apply: the vector path and the tail agree with the bits.
+    let x = Self.values(count, seed: 9)
+    var y = [Float](repeating: 0, count: count)
+    DropoutKernel.apply(x, mask: a, scale: 1.25, &y, count: count)
+    for i in 0..<count {
+      let keep = (a[i / 64] >> UInt64(i % 64)) & 1 == 1
+      #expect(y[i] == (keep ? x[i] * 1.25 : 0))
+    }
+  }
+}
