@@ -73,12 +73,6 @@ final class SVGOutline: NSObject, XMLParserDelegate {
   }
 }
 
-func temporaryDirectory() -> URL {
-  let url = FileManager.default.temporaryDirectory.appendingPathComponent("acon-plot-\(UUID().uuidString)")
-  try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-  return url
-}
-
 /// The message of the error `body` throws (nil when it does not throw).
 func errorMessage(_ body: () throws -> Void) -> String? {
   do {
@@ -269,6 +263,19 @@ struct PlotCurvesTests {
     try PlotCurves.parse(["--metrics", a.path, "--metrics", b.path, "--output", png]).run()
     let image = try ImageCodec.decode(file: png)
     #expect(image.width == 2 * 3 * 420 && image.height == 2 * 360)
+  }
+
+  @Test func theToolReportsABadLineAndExitsNonZero() throws {
+    let dir = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let bad = dir.appendingPathComponent("metrics.jsonl")
+    try "{\"epoch\":1,\"train_loss\":1,\"test_loss\":1,\"test_top1\":0.5}\nnot json\n"
+      .write(to: bad, atomically: true, encoding: .utf8)
+    let output = dir.appendingPathComponent("curves.svg").path
+    let result = try runACON(["plot", "curves", "--metrics", dir.path, "--output", output])
+    #expect(result.status != 0)
+    #expect(result.stderr.contains("metrics.jsonl line 2: not valid JSON"), "\(result.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: output))
   }
 
   @Test func badMetricsFilesNameTheFileAndLine() throws {
