@@ -287,12 +287,12 @@ public final class BatchStream {
   /// The next batch, or nil at the end of the epoch. Rethrows a loading error.
   public func next() throws -> Batch? {
     guard nextBatch < end else { return nil }
+    if loader.prefetch > 0 && !started { startProducer() }
     let k = nextBatch
     nextBatch += 1
     if loader.prefetch == 0 {
       return try loader.batch(k, epoch: epoch, order: order)
     }
-    if !started { startProducer() }
     state.condition.lock()
     defer { state.condition.unlock() }
     while state.ready[k] == nil { state.condition.wait() }
