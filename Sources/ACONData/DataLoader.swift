@@ -287,14 +287,12 @@ public final class BatchStream {
   /// The next batch, or nil at the end of the epoch. Rethrows a loading error.
   public func next() throws -> Batch? {
     guard nextBatch < end else { return nil }
+    if loader.prefetch > 0 && !started { startProducer() }
     let k = nextBatch
+    nextBatch += 1
     if loader.prefetch == 0 {
-      nextBatch += 1
       return try loader.batch(k, epoch: epoch, order: order)
     }
-    // The producer starts at `nextBatch`, so it must start before the counter moves on.
-    if !started { startProducer() }
-    nextBatch += 1
     state.condition.lock()
     defer { state.condition.unlock() }
     while state.ready[k] == nil { state.condition.wait() }
