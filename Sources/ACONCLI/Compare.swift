@@ -12,14 +12,7 @@ struct Compare: ParsableCommand {
   @Option(help: "Model name.") var model = "shufflenetv2-0.5x"
   @Option(help: "Comma-separated activations.") var activations = "relu,swish,acon-c,meta-acon"
   @Option(help: "Comma-separated seeds.") var seeds = "0,1,2"
-  @Option(help: "Data set.") var dataset = "fashion-mnist"
-  @Option(help: "Data directory.") var data: String?
-  @Option(help: "Epochs per run.") var epochs = 1
-  @Option(help: "Batch size.") var batchSize = 128
-  @Option(help: "Base learning rate.") var lr: Float = 0.1
-  @Option(help: "Weight decay on conv and linear weights.") var weightDecay: Float = 4e-5
-  @Option(help: "Use only the first N training images.") var trainLimit: Int?
-  @Option(help: "Use only the first N test images.") var testLimit: Int?
+  @OptionGroup var recipe: RecipeOptions
   @Option(help: "Directory for the runs (one sub-directory per activation and seed).") var out = "runs/compare"
   @Flag(help: "Reuse finished runs found in --out instead of training them again.") var reuse = false
   @Flag(help: "No progress output.") var quiet = false
@@ -31,7 +24,6 @@ struct Compare: ParsableCommand {
       return v
     }
     guard !names.isEmpty, !seedList.isEmpty else { throw CLIError("--activations and --seeds must not be empty") }
-    let dataSet = try DataSetName.parse(dataset)
     var rows: [(String, [Double], Int)] = []
     for name in names {
       var errors: [Double] = []
@@ -39,21 +31,12 @@ struct Compare: ParsableCommand {
       for seed in seedList {
         let directory = URL(fileURLWithPath: out).appendingPathComponent("\(model)-\(name)-s\(seed)")
         let metricsFile = directory.appendingPathComponent("metrics.jsonl")
-        if reuse, let last = try? Self.lastMetrics(metricsFile), last.epoch >= epochs {
+        if reuse, let last = try? Self.lastMetrics(metricsFile), last.epoch >= recipe.epochs {
           errors.append(1 - last.testTop1)
           continue
         }
         try? FileManager.default.removeItem(at: directory)
-        var config = TrainingConfiguration(
-          model: ModelConfiguration(model: model, activation: name), dataSet: dataSet)
-        config.dataDirectory = data
-        config.epochs = epochs
-        config.batchSize = batchSize
-        config.learningRate = lr
-        config.weightDecay = weightDecay
-        config.seed = seed
-        config.trainLimit = trainLimit
-        config.testLimit = testLimit
+        let config = try recipe.configuration(model: model, activation: name, seed: seed)
         let trainer = try Trainer(
           configuration: config, outputDirectory: directory, resume: false,
           progress: ProgressReporter(enabled: !quiet))
@@ -64,7 +47,7 @@ struct Compare: ParsableCommand {
       }
       rows.append((name, errors, params))
     }
-    print("| \(model) on \(dataset), \(epochs) epoch(s) | params | test error % (mean ± std over \(seedList.count) seeds) | runs |")
+    print("| \(model) on \(recipe.dataset), \(recipe.epochs) epoch(s) | params | test error % (mean ± std over \(seedList.count) seeds) | runs |")
     print("|---|---|---|---|")
     for (name, errors, params) in rows {
       let (mean, std) = Self.meanAndStd(errors.map { $0 * 100 })

@@ -13,56 +13,19 @@ struct Train: ParsableCommand {
 
   @Option(help: "Model name (see `acon info --list`).") var model = "shufflenetv2-0.5x"
   @Option(help: "Activation: relu, swish, acon-a, acon-b, acon-c, meta-acon, ...") var activation = "acon-c"
-  @Option(help: "Data set: fashion-mnist, mnist, cifar10, cifar100, imagefolder.") var dataset = "fashion-mnist"
-  @Option(help: "Data directory (default: the data set's standard location).") var data: String?
-  @Option(help: "Epochs.") var epochs = 1
-  @Option(help: "Stop after this many iterations in total (the schedule spans them).") var iterations: Int?
-  @Option(help: "Batch size.") var batchSize = 128
-  @Option(help: "Base learning rate.") var lr: Float = 0.1
-  @Option(help: "Learning-rate decay per iteration: linear (reference), cosine, constant.") var schedule = "linear"
-  @Option(help: "Warm-up iterations.") var warmup = 0
-  @Option(help: "Optimizer: sgd (reference), adam, adamw.") var optimizer = "sgd"
-  @Option(help: "SGD momentum.") var momentum: Float = 0.9
-  @Option(help: "Weight decay on conv and linear weights (never on p1, p2, beta, BN or biases).") var weightDecay: Float = 4e-5
-  @Option(help: "Label smoothing.") var labelSmoothing: Float = 0.1
+  @OptionGroup var recipe: RecipeOptions
   @Option(help: "Random seed (initialisation, data order, augmentation).") var seed: UInt64 = 0
   @Option(help: "Output directory for metrics.jsonl, model.safetensors and the checkpoint.") var out: String?
   @Flag(help: "Continue the run saved in --out exactly where it stopped.") var resume = false
   @Option(help: "Also write a checkpoint every N iterations.") var checkpointEvery = 0
-  @Option(help: "Use only the first N training images.") var trainLimit: Int?
-  @Option(help: "Use only the first N test images.") var testLimit: Int?
-  @Flag(help: "Turn off data augmentation.") var noAugment = false
   @Flag(help: "No progress output.") var quiet = false
   @Flag(help: "Print the final metrics as one JSON object on the last line.") var json = false
 
   func run() throws {
     do {
-      let dataSet = try DataSetName.parse(dataset)
-      var config = TrainingConfiguration(
-        model: ModelConfiguration(model: model, activation: activation), dataSet: dataSet)
-      config.dataDirectory = data
-      config.epochs = epochs
-      config.iterations = iterations
-      config.batchSize = batchSize
-      config.learningRate = lr
-      guard let decay = LearningRateSchedule.Decay(rawValue: schedule) else {
-        throw TrainingError.invalidConfiguration("unknown --schedule '\(schedule)'; choose linear, cosine or constant")
-      }
-      config.schedule = decay
-      config.warmupIterations = warmup
-      guard let kind = TrainingConfiguration.OptimizerKind(rawValue: optimizer) else {
-        throw TrainingError.invalidConfiguration("unknown --optimizer '\(optimizer)'; choose sgd, adam or adamw")
-      }
-      config.optimizer = kind
-      config.momentum = momentum
-      config.weightDecay = weightDecay
-      config.labelSmoothing = labelSmoothing
-      config.seed = seed
+      var config = try recipe.configuration(model: model, activation: activation, seed: seed)
       config.checkpointEvery = checkpointEvery
-      config.trainLimit = trainLimit
-      config.testLimit = testLimit
-      config.augment = !noAugment
-      let directory = out ?? "runs/\(dataset)-\(model)-\(activation)-s\(seed)"
+      let directory = out ?? "runs/\(recipe.dataset)-\(model)-\(activation)-s\(seed)"
       InterruptSignal.install()
       let trainer = try Trainer(
         configuration: config, outputDirectory: URL(fileURLWithPath: directory), resume: resume,

@@ -6,19 +6,23 @@ import Testing
 
 /// Runs the built `acon` binary (scripts/test.sh builds it before the suite) and returns its
 /// exit status, standard output and standard error.
-func runACON(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+/// The built `acon` binary, beside the test bundle or in the release build folder.
+func aconBinary() throws -> URL {
   let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
   var binary = directory.appendingPathComponent("acon")
   if !FileManager.default.fileExists(atPath: binary.path) {
-    // `swift test` may run the bundle from elsewhere; fall back to the release build folder.
     binary = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
       .appendingPathComponent(".build/release/acon")
   }
   guard FileManager.default.fileExists(atPath: binary.path) else {
     throw TensorError.invalidFile(path: binary.path, detail: "acon is not built: run `swift build -c release --product acon`")
   }
+  return binary
+}
+
+func runACON(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
   let process = Process()
-  process.executableURL = binary
+  process.executableURL = try aconBinary()
   process.arguments = arguments
   let out = Pipe()
   let err = Pipe()
@@ -116,17 +120,12 @@ struct CommandTests {
   @Test func interruptSavesACompleteCheckpoint() throws {
     let out = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: out) }
-    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    var binary = directory.appendingPathComponent("acon")
-    if !FileManager.default.fileExists(atPath: binary.path) {
-      binary = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/release/acon")
-    }
     let arguments = [
       "train", "--model", "mobilenetv1-0.25", "--batch-size", "8", "--train-limit", "20000",
       "--test-limit", "16", "--out", out.path, "--quiet",
     ]
     let process = Process()
-    process.executableURL = binary
+    process.executableURL = try aconBinary()
     process.arguments = arguments
     let err = Pipe()
     process.standardError = err
