@@ -11,38 +11,11 @@ func layerGradientFailures(
   _ layer: Module, _ x: Tensor, step: Float = 1e-2, relative: Double = 2e-2,
   absolute: Double = 2e-3, maximumChecks: Int = 24
 ) throws -> [String] {
-  var rng = RandomGenerator(seed: 77)
   let input = Parameter(x)
-  layer.zeroGrad()
-  let y = try layer(input.value)
-  let r = Tensor.randomNormal(y.shape, using: &rng)
-  try (y * r).sum().backward()
-  func loss() throws -> Double {
-    let y = try withoutGradients { try layer(input.value) }
-    var total = 0.0
-    for i in 0..<y.count { total += Double(y.data[i]) * Double(r.data[i]) }
-    return total
-  }
-  var failures: [String] = []
-  for (name, p) in [("x", input)] + layer.namedParameters() {
-    let analytic = p.grad ?? Tensor.zeros(p.value.shape)
-    var indices = Array(0..<p.value.count)
-    indices.shuffle(using: &rng)
-    for i in indices.prefix(maximumChecks) {
-      let original = p.value.data[i]
-      p.value.mutableData[i] = original + step
-      let plus = try loss()
-      p.value.mutableData[i] = original - step
-      let minus = try loss()
-      p.value.mutableData[i] = original
-      let numeric = (plus - minus) / (2 * Double(step))
-      let a = Double(analytic.data[i])
-      if abs(a - numeric) > absolute + relative * abs(numeric) {
-        failures.append("\(name)[\(i)]: analytic \(a), numeric \(numeric)")
-      }
-    }
-  }
-  return failures
+  var check = GradientCheck(step: step, relative: relative, absolute: absolute)
+  check.maximumChecks = maximumChecks
+  check.seed = 77
+  return try check.failures([("x", input)] + layer.namedParameters()) { try layer(input.value) }
 }
 
 private func golden() throws -> [String: Tensor] {

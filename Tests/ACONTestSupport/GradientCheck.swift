@@ -24,21 +24,30 @@ public struct GradientCheck {
   public func failures(
     _ inputs: [Tensor], _ body: ([Tensor]) throws -> Tensor
   ) throws -> [String] {
+    let parameters = inputs.enumerated().map { ("input \($0.offset)", Parameter($0.element)) }
+    return try failures(parameters) { try body(parameters.map(\.1.value)) }
+  }
+
+  /// Checks the gradients of named `parameters` (a layer's, plus its input wrapped in a
+  /// `Parameter`) of `L = sum(body() * r)`; `body` reads the parameters' current values.
+  public func failures(
+    _ parameters: [(String, Parameter)], _ body: () throws -> Tensor
+  ) throws -> [String] {
     var rng = RandomGenerator(seed: seed)
-    let parameters = inputs.map { Parameter($0) }
-    let output = try body(parameters.map(\.value))
+    for (_, p) in parameters { p.zeroGrad() }
+    let output = try body()
     let projection = Tensor.randomNormal(output.shape, using: &rng)
     let loss = try (output * projection).sum()
     try loss.backward()
 
     func evaluate() throws -> Double {
-      let y = try withoutGradients { try body(parameters.map(\.value)) }
+      let y = try withoutGradients { try body() }
       var total = 0.0
       for i in 0..<y.count { total += Double(y.data[i]) * Double(projection.data[i]) }
       return total
     }
     var messages: [String] = []
-    for (k, p) in parameters.enumerated() {
+    for (name, p) in parameters {
       let analytic = p.grad ?? Tensor.zeros(p.value.shape)
       var indices = Array(0..<p.value.count)
       if indices.count > maximumChecks {
@@ -55,7 +64,7 @@ public struct GradientCheck {
         let numeric = (plus - minus) / (2 * Double(step))
         let a = Double(analytic.data[i])
         if abs(a - numeric) > absolute + relative * abs(numeric) {
-          messages.append("input \(k) element \(i): analytic \(a), numeric \(numeric)")
+          messages.append("\(name) element \(i): analytic \(a), numeric \(numeric)")
         }
       }
     }
