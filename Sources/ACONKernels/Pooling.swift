@@ -46,6 +46,8 @@ public enum PoolingKernel {
     let (oh, ow) = (g.outputHeight, g.outputWidth)
     let inPlane = g.height * g.width
     let outPlane = oh * ow
+    let fast = g.kernel == 3 && g.stride == 2 && g.padding <= 1
+    let vectorStart = fast ? g.padding : 0
     Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
       for p in range {
         let src = x + p * inPlane
@@ -53,7 +55,10 @@ public enum PoolingKernel {
         let idx = indices + p * outPlane
         for i in 0..<oh {
           let rows = g.window(i, side: g.height)
-          for j in 0..<ow {
+          // ShuffleNetV2's and ResNet's 3x3 stride-2 pool: eight outputs per step in the
+          // interior of the row, the same scan order (so the same ties and NaNs) as below.
+          let vectorEnd = fast ? max3x3Stride2Row(src, rows: rows, geometry: g, dst + i * ow, idx + i * ow) : 0
+          for j in 0..<ow where j < vectorStart || j >= vectorEnd {
             let cols = g.window(j, side: g.width)
             var best = rows.lowerBound * g.width + cols.lowerBound
             var value = src[best]
@@ -73,6 +78,55 @@ public enum PoolingKernel {
         }
       }
     }
+  }
+
+  /// One output row of a 3x3 stride-2 max pool over the input `rows`, eight outputs at a time
+  /// from output column `padding` on, as far as whole vectors stay inside the input row; returns
+  /// the end of the columns it wrote (the caller does the rest).
+  ///
+  /// Outputs `j..<j+8` read input columns `2j - padding + t + 2k` for taps `t` in 0...2, lanes
+  /// `k`: the even and odd halves of two 16-float loads. Each tap replaces the running maximum
+  /// where it is greater or NaN, in row-major order, exactly as the scalar loop does.
+  @inlinable
+  static func max3x3Stride2Row(
+    _ src: UnsafePointer<Float>, rows: Range<Int>, geometry g: PoolGeometry,
+    _ dst: UnsafeMutablePointer<Float>, _ idx: UnsafeMutablePointer<Int32>
+  ) -> Int {
+    let w = g.width
+    var j = g.padding
+    let lane = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
+    // The last load of a vector at j reads input column 2j - padding + 17.
+    while 2 * j - g.padding + 17 <= w - 1 {
+      let base = 2 * j - g.padding
+      var value = SIMD8<Float>(repeating: -.infinity)
+      var best = SIMD8<Int32>(repeating: 0)
+      var first = true
+      for r in rows {
+        let row = src + r * w + base
+        let a = UnsafeRawPointer(row).loadUnaligned(as: SIMD16<Float>.self)
+        let b = UnsafeRawPointer(row + 2).loadUnaligned(as: SIMD16<Float>.self)
+        let position = SIMD8<Int32>(repeating: Int32(r * w + base)) &+ lane
+        let (v0, v1, v2) = (a.evenHalf, a.oddHalf, b.evenHalf)
+        if first {
+          value = v0
+          best = position
+          first = false
+        }
+        var take = (v0 .> value) .| (v0 .!= v0)
+        value.replace(with: v0, where: take)
+        best.replace(with: position, where: take)
+        take = (v1 .> value) .| (v1 .!= v1)
+        value.replace(with: v1, where: take)
+        best.replace(with: position &+ 1, where: take)
+        take = (v2 .> value) .| (v2 .!= v2)
+        value.replace(with: v2, where: take)
+        best.replace(with: position &+ 2, where: take)
+      }
+      UnsafeMutableRawPointer(dst + j).storeBytes(of: value, as: SIMD8<Float>.self)
+      UnsafeMutableRawPointer(idx + j).storeBytes(of: best, as: SIMD8<Int32>.self)
+      j += 8
+    }
+    return j
   }
 
   /// Backward of max pooling: each output gradient goes to the input position that won.
