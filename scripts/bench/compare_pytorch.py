@@ -129,7 +129,8 @@ def run_torch(w, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--model", model, "--activation", act,
            "--mode", mode, "--batch-size", str(batch), "--input-size", str(size), "--steps", str(steps),
            "--warmup", str(warmup), "--threads", str(args.threads), "--extra", json.dumps(extra)]
-    return last_json(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    env = dict(os.environ, **dict(kv.split("=", 1) for kv in args.torch_env or []))
+    return last_json(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout)
 
 
 def run_acon(w, args):
@@ -146,6 +147,9 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    p.add_argument("--torch-env", action="append", metavar="KEY=VALUE",
+                   help="environment of the PyTorch processes, e.g. OMP_WAIT_POLICY=PASSIVE: on a busy "
+                        "machine PyTorch's spinning OpenMP threads can run 10-50x slower")
     p.add_argument("--acon", default=os.path.join(ROOT, ".build", "release", "acon"))
     p.add_argument("--only", action="append", help="run only workloads whose name contains this")
     p.add_argument("--json", action="store_true", help="also print every measurement as JSON")
@@ -174,7 +178,8 @@ def main():
 
     header = (f"| workload | PyTorch ms | acon ms | throughput ratio (acon/PyTorch) | "
               f"PyTorch peak RSS MB | acon peak RSS MB | memory ratio (acon/PyTorch) |")
-    print(f"\n{args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up, medians, alternating")
+    print(f"\n{args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up, medians, alternating; "
+          f"PyTorch {args.threads} threads {' '.join(args.torch_env or [])}")
     print(header)
     print("|" + "---|" * 7)
     for w in workloads:
