@@ -109,7 +109,22 @@ public enum Convolution {
   /// Floats of scratch memory ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:biasGrad:workspace:)``
   /// needs.
   public static func backwardWorkspaceCount(_ g: ConvGeometry) -> Int {
-    forwardWorkspaceCount(g)
+    let chunks = weightOnlyChunks(g)
+    if chunks > 1 {
+      return max(forwardWorkspaceCount(g), chunks * g.patchSize * g.outHeight * g.outWidth
+        + (chunks - 1) * g.outChannels * g.patchSize)
+    }
+    return forwardWorkspaceCount(g)
+  }
+
+  /// How many workers share the weight gradient of a stem-like layer (see
+  /// ``weightGradientByImages(_:input:outputGrad:weightGrad:workspace:chunks:)``); 1 when the
+  /// layer does not qualify.
+  static func weightOnlyChunks(_ g: ConvGeometry) -> Int {
+    let qualifies =
+      g.groups == 1 && !g.isDepthwise && !g.isPointwise && g.patchSize <= 160
+      && imagesPerProduct(g) == 1
+    return qualifies ? min(Parallel.workers, g.batch) : 1
   }
 
   /// `y = conv(x, w) + b`.
@@ -197,6 +212,15 @@ public enum Convolution {
     let spatial = g.outHeight * g.outWidth
     if let db { biasGradient(dy, batch: g.batch, channels: g.outChannels, spatial: spatial, db) }
     if dx == nil && dw == nil { return }
+    var dw = dw
+    let chunks = weightOnlyChunks(g)
+    if let weightGrad = dw, chunks > 1 {
+      // Also when dx is wanted, so that dw has the same bits whether or not dx is requested.
+      weightGradientByImages(
+        g, input: x, outputGrad: dy, weightGrad: weightGrad, workspace: workspace, chunks: chunks)
+      if dx == nil { return }
+      dw = nil
+    }
     if g.isDepthwise {
       Depthwise.backward(g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
       return
@@ -259,6 +283,40 @@ public enum Convolution {
         }
       }
       n0 += count
+    }
+  }
+
+  /// The weight gradient alone of a layer with few input taps (a network's first convolution,
+  /// whose input needs no gradient): `[cout, k] x [k, spatial]^T` products with a long inner
+  /// dimension and a tiny result, which OpenBLAS cannot split between its threads. Each worker
+  /// instead takes a contiguous run of images with single-threaded BLAS, unfolds and multiplies
+  /// them into its own partial sum, and the partials are added in worker order (deterministic).
+  static func weightGradientByImages(
+    _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>,
+    weightGrad dw: UnsafeMutablePointer<Float>, workspace: UnsafeMutablePointer<Float>, chunks: Int
+  ) {
+    let spatial = g.outHeight * g.outWidth
+    let plane = g.height * g.width
+    let (cout, k) = (g.outChannels, g.patchSize)
+    let partials = workspace + chunks * k * spatial
+    let blasThreads = BLAS.threads
+    BLAS.setThreads(1)
+    defer { BLAS.setThreads(blasThreads) }
+    Parallel.forEach(chunks) { chunk in
+      let col = workspace + chunk * k * spatial
+      let acc = chunk == 0 ? dw : partials + (chunk - 1) * cout * k
+      let first = g.batch * chunk / chunks
+      for n in first..<(g.batch * (chunk + 1) / chunks) {
+        Im2col.unfoldSerial(
+          x + n * g.inChannels * plane, channels: g.inChannels, geometry: g, col: col, ldc: spatial)
+        BLAS.sgemm(
+          transposeA: false, transposeB: true, m: cout, n: k, k: spatial,
+          a: dy + n * cout * spatial, lda: spatial, b: col, ldb: spatial, beta: n == first ? 0 : 1,
+          c: acc, ldc: k)
+      }
+    }
+    for chunk in 1..<chunks {
+      Elementwise.add(dw, partials + (chunk - 1) * cout * k, dw, count: cout * k)
     }
   }
 
