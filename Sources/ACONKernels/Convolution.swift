@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// The sizes of one 2-D convolution over NCHW float32 images, with PyTorch's output size:
 /// `out = (in + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1`.
 public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
@@ -299,9 +303,8 @@ public enum Convolution {
     let plane = g.height * g.width
     let (cout, k) = (g.outChannels, g.patchSize)
     let partials = workspace + chunks * k * spatial
-    let blasThreads = BLAS.threads
-    BLAS.setThreads(1)
-    defer { BLAS.setThreads(blasThreads) }
+    SingleThreadedBLAS.enter()
+    defer { SingleThreadedBLAS.leave() }
     Parallel.forEach(chunks) { chunk in
       let col = workspace + chunk * k * spatial
       let acc = chunk == 0 ? dw : partials + (chunk - 1) * cout * k
@@ -374,5 +377,35 @@ public enum Convolution {
         (dst + m * ld + b * spatial).update(from: src + b * imageStride + m * spatial, count: spatial)
       }
     }
+  }
+}
+
+/// Scopes in which OpenBLAS runs one thread per call, so that the Swift workers can each call it
+/// at once. Nested or concurrent scopes (tests run in parallel) share one saved thread count,
+/// restored when the last scope ends.
+enum SingleThreadedBLAS {
+  nonisolated(unsafe) private static var depth = 0
+  nonisolated(unsafe) private static var saved = 1
+  nonisolated(unsafe) private static var lock: pthread_mutex_t = {
+    var m = pthread_mutex_t()
+    pthread_mutex_init(&m, nil)
+    return m
+  }()
+
+  static func enter() {
+    pthread_mutex_lock(&lock)
+    if depth == 0 {
+      saved = BLAS.threads
+      BLAS.setThreads(1)
+    }
+    depth += 1
+    pthread_mutex_unlock(&lock)
+  }
+
+  static func leave() {
+    pthread_mutex_lock(&lock)
+    depth -= 1
+    if depth == 0 { BLAS.setThreads(saved) }
+    pthread_mutex_unlock(&lock)
   }
 }
