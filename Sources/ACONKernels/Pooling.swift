@@ -126,6 +126,50 @@ public enum PoolingKernel {
       UnsafeMutableRawPointer(idx + j).storeBytes(of: best, as: SIMD8<Int32>.self)
       j += 8
     }
+    // The right border: the row's last columns copied into a buffer padded with -infinity,
+    // which never wins (not greater, not NaN); the first tap of every window is inside the row,
+    // so the starting value and index are real ones, as in the scalar loop.
+    let ow = g.outputWidth
+    while j < ow {
+      let base = 2 * j - g.padding
+      let lanes = min(8, ow - j)
+      var value = SIMD8<Float>(repeating: -.infinity)
+      var best = SIMD8<Int32>(repeating: 0)
+      var first = true
+      for r in rows {
+        var tail = (SIMD16<Float>(repeating: -.infinity), SIMD16<Float>(repeating: -.infinity))
+        withUnsafeMutableBytes(of: &tail) { raw in
+          let t = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+          let row = src + r * w
+          for c in base..<min(w, base + 18) { t[c - base] = row[c] }
+        }
+        let a = tail.0
+        let b = SIMD16<Float>(
+          lowHalf: SIMD8(a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]),
+          highHalf: SIMD8(a[10], a[11], a[12], a[13], a[14], a[15], tail.1[0], tail.1[1]))
+        let position = SIMD8<Int32>(repeating: Int32(r * w + base)) &+ lane
+        let (v0, v1, v2) = (a.evenHalf, a.oddHalf, b.evenHalf)
+        if first {
+          value = v0
+          best = position
+          first = false
+        }
+        var take = (v0 .> value) .| (v0 .!= v0)
+        value.replace(with: v0, where: take)
+        best.replace(with: position, where: take)
+        take = (v1 .> value) .| (v1 .!= v1)
+        value.replace(with: v1, where: take)
+        best.replace(with: position &+ 1, where: take)
+        take = (v2 .> value) .| (v2 .!= v2)
+        value.replace(with: v2, where: take)
+        best.replace(with: position &+ 2, where: take)
+      }
+      for l in 0..<lanes {
+        dst[j + l] = value[l]
+        idx[j + l] = best[l]
+      }
+      j += lanes
+    }
     return j
   }
 
