@@ -21,6 +21,8 @@ struct Bench: ParsableCommand {
   @Option(help: "Untimed warm-up steps.") var warmup = 2
   @Option(help: "train (forward, backward, SGD step) or infer (eval-mode forward).") var mode = "train"
   @Flag(help: "Print one JSON object as the last line.") var json = false
+  @Flag(help: "Time every op kind through the tape (forward, backward, optimizer) and print a table per step (as ACON_PROFILE=1 does).")
+  var profile = false
 
   func run() throws {
     guard mode == "train" || mode == "infer" else { throw CLIError("--mode must be train or infer, not \(mode)") }
@@ -35,20 +37,26 @@ struct Bench: ParsableCommand {
     let x = Tensor.randomUniform([batchSize, inputChannels, inputSize, inputSize], low: 0, high: 1, using: &rng)
     let labels = (0..<batchSize).map { $0 % classes }
     let optimizer = SGD(groups: ParameterGroup.referenceGroups(of: network, weightDecay: 4e-5), momentum: 0.9)
+    if profile { Profiler.isEnabled = true }
     func step() throws {
+      Profiler.mark()
       if mode == "train" {
         network.train()
         let logits = try network(x)
         let loss = try Tensor.crossEntropy(logits: logits, labels: labels, labelSmoothing: 0.1)
-        try loss.backward()
-        optimizer.step(learningRate: 0.01)
-        optimizer.zeroGrad()
+        try Profiler.time("step", "backward (all)") { try loss.backward() }
+        Profiler.time("optimizer", "sgd") {
+          optimizer.step(learningRate: 0.01)
+          optimizer.zeroGrad()
+        }
       } else {
         network.eval()
         _ = try withoutGradients { try network(x) }
       }
     }
     for _ in 0..<warmup { try step() }
+    Profiler.reset()
+    let allocationsBefore = BufferPool.shared.systemAllocations
     var times: [Double] = []
     for _ in 0..<steps {
       let start = DispatchTime.now().uptimeNanoseconds
@@ -58,19 +66,38 @@ struct Bench: ParsableCommand {
     times.sort()
     let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
     let rss = peakResidentBytes()
+    // Steady state should allocate nothing: every buffer comes back from the pool.
+    let allocations = BufferPool.shared.systemAllocations - allocationsBefore
+    if Profiler.isEnabled { printProfile(steps: steps, median: median) }
     print(
       String(
         format: "%@ %@ %@ batch %d at %dx%d: median step %.1f ms (min %.1f, max %.1f over %d), %.1f images/s, peak RSS %.0f MB",
         model, activation, mode, batchSize, inputSize, inputSize, median * 1000, times.first! * 1000,
-        times.last! * 1000, steps, Double(batchSize) / median, Double(rss) / 1e6))
+        times.last! * 1000, steps, Double(batchSize) / median, Double(rss) / 1e6)
+        + ", \(allocations) buffer allocations in the timed steps")
     if json {
       let object: [String: Any] = [
         "model": model, "activation": activation, "mode": mode, "batch_size": batchSize,
         "input_size": inputSize, "steps": steps, "step_seconds_median": median,
         "images_per_second": Double(batchSize) / median, "peak_rss_bytes": rss,
+        "timed_system_allocations": allocations,
       ]
       print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
     }
+  }
+}
+
+/// Prints the profile's totals per step, largest first, with their share of the median step.
+func printProfile(steps: Int, median: Double) {
+  let entries = Profiler.entries()
+  print("profile (ms per step; forward = time since the previous recorded op; share of the median step):")
+  print("  phase      op                         ms/step  calls/step  share")
+  for e in entries {
+    let ms = e.seconds * 1000 / Double(steps)
+    print(
+      String(
+        format: "  %-10@ %-26@ %8.2f  %10.1f  %5.1f%%", e.phase, e.operation, ms,
+        Double(e.calls) / Double(steps), 100 * ms / (median * 1000)))
   }
 }
 

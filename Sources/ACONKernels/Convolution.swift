@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// The sizes of one 2-D convolution over NCHW float32 images, with PyTorch's output size:
 /// `out = (in + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1`.
 public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
@@ -109,7 +113,22 @@ public enum Convolution {
   /// Floats of scratch memory ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:biasGrad:workspace:)``
   /// needs.
   public static func backwardWorkspaceCount(_ g: ConvGeometry) -> Int {
-    forwardWorkspaceCount(g)
+    let chunks = weightOnlyChunks(g)
+    if chunks > 1 {
+      return max(forwardWorkspaceCount(g), chunks * g.patchSize * g.outHeight * g.outWidth
+        + (chunks - 1) * g.outChannels * g.patchSize)
+    }
+    return forwardWorkspaceCount(g)
+  }
+
+  /// How many workers share the weight gradient of a stem-like layer (see
+  /// ``weightGradientByImages(_:input:outputGrad:weightGrad:workspace:chunks:)``); 1 when the
+  /// layer does not qualify.
+  static func weightOnlyChunks(_ g: ConvGeometry) -> Int {
+    let qualifies =
+      g.groups == 1 && !g.isDepthwise && !g.isPointwise && g.patchSize <= 160
+      && imagesPerProduct(g) == 1
+    return qualifies ? min(Parallel.workers, g.batch) : 1
   }
 
   /// `y = conv(x, w) + b`.
@@ -197,6 +216,15 @@ public enum Convolution {
     let spatial = g.outHeight * g.outWidth
     if let db { biasGradient(dy, batch: g.batch, channels: g.outChannels, spatial: spatial, db) }
     if dx == nil && dw == nil { return }
+    var dw = dw
+    let chunks = weightOnlyChunks(g)
+    if let weightGrad = dw, chunks > 1 {
+      // Also when dx is wanted, so that dw has the same bits whether or not dx is requested.
+      weightGradientByImages(
+        g, input: x, outputGrad: dy, weightGrad: weightGrad, workspace: workspace, chunks: chunks)
+      if dx == nil { return }
+      dw = nil
+    }
     if g.isDepthwise {
       Depthwise.backward(g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
       return
@@ -262,6 +290,39 @@ public enum Convolution {
     }
   }
 
+  /// The weight gradient alone of a layer with few input taps (a network's first convolution,
+  /// whose input needs no gradient): `[cout, k] x [k, spatial]^T` products with a long inner
+  /// dimension and a tiny result, which OpenBLAS cannot split between its threads. Each worker
+  /// instead takes a contiguous run of images with single-threaded BLAS, unfolds and multiplies
+  /// them into its own partial sum, and the partials are added in worker order (deterministic).
+  static func weightGradientByImages(
+    _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>,
+    weightGrad dw: UnsafeMutablePointer<Float>, workspace: UnsafeMutablePointer<Float>, chunks: Int
+  ) {
+    let spatial = g.outHeight * g.outWidth
+    let plane = g.height * g.width
+    let (cout, k) = (g.outChannels, g.patchSize)
+    let partials = workspace + chunks * k * spatial
+    SingleThreadedBLAS.enter()
+    defer { SingleThreadedBLAS.leave() }
+    Parallel.forEach(chunks) { chunk in
+      let col = workspace + chunk * k * spatial
+      let acc = chunk == 0 ? dw : partials + (chunk - 1) * cout * k
+      let first = g.batch * chunk / chunks
+      for n in first..<(g.batch * (chunk + 1) / chunks) {
+        Im2col.unfoldSerial(
+          x + n * g.inChannels * plane, channels: g.inChannels, geometry: g, col: col, ldc: spatial)
+        BLAS.sgemm(
+          transposeA: false, transposeB: true, m: cout, n: k, k: spatial,
+          a: dy + n * cout * spatial, lda: spatial, b: col, ldb: spatial, beta: n == first ? 0 : 1,
+          c: acc, ldc: k)
+      }
+    }
+    for chunk in 1..<chunks {
+      Elementwise.add(dw, partials + (chunk - 1) * cout * k, dw, count: cout * k)
+    }
+  }
+
   /// `db[c] = sum over images and positions of dy[n, c]`, in Float64 per channel.
   public static func biasGradient(
     _ dy: UnsafePointer<Float>, batch: Int, channels: Int, spatial: Int,
@@ -316,5 +377,35 @@ public enum Convolution {
         (dst + m * ld + b * spatial).update(from: src + b * imageStride + m * spatial, count: spatial)
       }
     }
+  }
+}
+
+/// Scopes in which OpenBLAS runs one thread per call, so that the Swift workers can each call it
+/// at once. Nested or concurrent scopes (tests run in parallel) share one saved thread count,
+/// restored when the last scope ends.
+enum SingleThreadedBLAS {
+  nonisolated(unsafe) private static var depth = 0
+  nonisolated(unsafe) private static var saved = 1
+  nonisolated(unsafe) private static var lock: pthread_mutex_t = {
+    var m = pthread_mutex_t()
+    pthread_mutex_init(&m, nil)
+    return m
+  }()
+
+  static func enter() {
+    pthread_mutex_lock(&lock)
+    if depth == 0 {
+      saved = BLAS.threads
+      BLAS.setThreads(1)
+    }
+    depth += 1
+    pthread_mutex_unlock(&lock)
+  }
+
+  static func leave() {
+    pthread_mutex_lock(&lock)
+    depth -= 1
+    if depth == 0 { BLAS.setThreads(saved) }
+    pthread_mutex_unlock(&lock)
   }
 }

@@ -30,45 +30,77 @@ public enum Im2col {
     _ x: UnsafePointer<Float>, imageStride: Int, images: Int, channels: Int, geometry g: ConvGeometry,
     col: UnsafeMutablePointer<Float>, ldc: Int
   ) {
+    let rows = channels * g.kernelHeight * g.kernelWidth
+    let spatial = g.outHeight * g.outWidth
+    // Each item is one row of one image: `spatial` floats written.
+    Parallel.forRanges(images * rows, minimumChunk: max(1, 32768 / max(1, spatial))) { range in
+      unfoldRows(x, imageStride: imageStride, rows: range, geometry: g, col: col, ldc: ldc, channelsRows: rows)
+    }
+  }
+
+  /// ``unfold(_:imageStride:images:channels:geometry:col:ldc:)`` of one image on the calling
+  /// thread (for callers that already run one image per worker).
+  static func unfoldSerial(
+    _ x: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry,
+    col: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    let rows = channels * g.kernelHeight * g.kernelWidth
+    unfoldRows(x, imageStride: 0, rows: 0..<rows, geometry: g, col: col, ldc: ldc, channelsRows: rows)
+  }
+
+  /// Items `items` (row `item % channelsRows` of image `item / channelsRows`) of an unfold.
+  @inline(__always)
+  static func unfoldRows(
+    _ x: UnsafePointer<Float>, imageStride: Int, rows range: Range<Int>, geometry g: ConvGeometry,
+    col: UnsafeMutablePointer<Float>, ldc: Int, channelsRows rows: Int
+  ) {
     let (kh, kw) = (g.kernelHeight, g.kernelWidth)
-    let rows = channels * kh * kw
     let (oh, ow) = (g.outHeight, g.outWidth)
     let plane = g.height * g.width
     let spatial = oh * ow
-    // Each item is one row of one image: `spatial` floats written.
-    Parallel.forRanges(images * rows, minimumChunk: max(1, 32768 / max(1, spatial))) { range in
-      for item in range {
-        let b = item / rows
-        let r = item % rows
-        let c = r / (kh * kw)
-        let i = (r / kw) % kh
-        let j = r % kw
-        let src = x + b * imageStride + c * plane
-        let dst = col + r * ldc + b * spatial
-        let cols = validColumns(g, kernelColumn: j)
-        let shift = j * g.dilation - g.padding
-        for y in 0..<oh {
-          let iy = y * g.stride - g.padding + i * g.dilation
-          let out = dst + y * ow
-          if iy < 0 || iy >= g.height || cols.isEmpty {
-            out.update(repeating: 0, count: ow)
-            continue
-          }
-          if cols.lowerBound > 0 { out.update(repeating: 0, count: cols.lowerBound) }
-          let row = src + iy * g.width
-          if g.stride == 1 {
-            (out + cols.lowerBound).update(
-              from: row + cols.lowerBound + shift, count: cols.count)
-          } else {
-            var ix = cols.lowerBound * g.stride + shift
-            for o in cols {
-              out[o] = row[ix]
-              ix += g.stride
+    for item in range {
+      let b = item / rows
+      let r = item % rows
+      let c = r / (kh * kw)
+      let i = (r / kw) % kh
+      let j = r % kw
+      let src = x + b * imageStride + c * plane
+      let dst = col + r * ldc + b * spatial
+      let cols = validColumns(g, kernelColumn: j)
+      let shift = j * g.dilation - g.padding
+      for y in 0..<oh {
+        let iy = y * g.stride - g.padding + i * g.dilation
+        let out = dst + y * ow
+        if iy < 0 || iy >= g.height || cols.isEmpty {
+          out.update(repeating: 0, count: ow)
+          continue
+        }
+        if cols.lowerBound > 0 { out.update(repeating: 0, count: cols.lowerBound) }
+        let row = src + iy * g.width
+        if g.stride == 1 {
+          (out + cols.lowerBound).update(
+            from: row + cols.lowerBound + shift, count: cols.count)
+        } else {
+          var ix = cols.lowerBound * g.stride + shift
+          var o = cols.lowerBound
+          if g.stride == 2 {
+            // Stride 2 (stems, downsampling): eight outputs are the even half of 16 inputs,
+            // while all 16 lie inside the row.
+            while o + 8 <= cols.upperBound && ix + 16 <= g.width {
+              let v = UnsafeRawPointer(row + ix).loadUnaligned(as: SIMD16<Float>.self)
+              UnsafeMutableRawPointer(out + o).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+              o += 8
+              ix += 16
             }
           }
-          if cols.upperBound < ow {
-            (out + cols.upperBound).update(repeating: 0, count: ow - cols.upperBound)
+          while o < cols.upperBound {
+            out[o] = row[ix]
+            ix += g.stride
+            o += 1
           }
+        }
+        if cols.upperBound < ow {
+          (out + cols.upperBound).update(repeating: 0, count: ow - cols.upperBound)
         }
       }
     }

@@ -127,6 +127,7 @@ extension Tensor {
     _ operation: String, output: Tensor, inputs: [Tensor],
     pullback: @escaping (Tensor) -> [Tensor?]
   ) -> Tensor {
+    if Profiler.isEnabled { Profiler.forwardMark(operation) }
     guard GradientMode.isEnabled, inputs.contains(where: { $0.node != nil }) else {
       return output
     }
@@ -174,6 +175,7 @@ extension Tensor {
       }
       guard let pullback = n.pullback else { continue }
       n.pullback = nil
+      let start = Profiler.isEnabled ? Profiler.now() : 0
       let grads = pullback(upstream)
       for (input, grad) in zip(n.inputs, grads) {
         guard let input, let grad else { continue }
@@ -183,6 +185,7 @@ extension Tensor {
           input.grad = grad.detached
         }
       }
+      if start != 0 { Profiler.add("backward", n.operation, seconds: Double(Profiler.now() - start) / 1e9) }
     }
   }
 

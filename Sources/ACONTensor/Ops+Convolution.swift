@@ -36,10 +36,13 @@ extension Tensor {
     let workspaceCount = Convolution.forwardWorkspaceCount(g)
     // Pooled scratch: a training loop asks for the same size every step.
     let workspace = workspaceCount > 0 ? Tensor(uninitializedShape: [workspaceCount]) : nil
-    withExtendedLifetime(workspace) {
-      Convolution.forward(
-        g, input: x.data, weight: weight.data, bias: bias?.data, output: out.mutableData,
-        workspace: workspace?.mutableData ?? out.mutableData)
+    let kind = g.isDepthwise ? "conv depthwise" : g.isPointwise ? "conv 1x1" : "conv im2col"
+    Profiler.time("kernel fwd", kind) {
+      withExtendedLifetime(workspace) {
+        Convolution.forward(
+          g, input: x.data, weight: weight.data, bias: bias?.data, output: out.mutableData,
+          workspace: workspace?.mutableData ?? out.mutableData)
+      }
     }
     let needX = x.node != nil
     let needW = weight.node != nil
@@ -61,11 +64,13 @@ extension Tensor {
       let workspace = count > 0 && (needX || needW) ? Tensor(uninitializedShape: [count]) : nil
       // An unused pointer argument still needs a valid address; dy's storage serves.
       let anyPointer = UnsafePointer(dy.storage.pointer)
-      withExtendedLifetime(workspace) {
-        Convolution.backward(
+      Profiler.time("kernel bwd", kind) {
+        withExtendedLifetime(workspace) {
+          Convolution.backward(
           g, input: savedX?.data ?? anyPointer, weight: savedW?.data ?? anyPointer,
           outputGrad: dy.data, inputGrad: dx?.mutableData, weightGrad: dw?.mutableData,
-          biasGrad: db?.mutableData, workspace: workspace?.mutableData ?? dy.storage.pointer)
+            biasGrad: db?.mutableData, workspace: workspace?.mutableData ?? dy.storage.pointer)
+        }
       }
       var grads: [Tensor?] = [dx, dw]
       if hasBias { grads.append(db) }

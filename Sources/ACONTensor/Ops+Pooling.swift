@@ -78,9 +78,13 @@ extension Tensor {
 
 /// The argmax positions a max-pooling pullback keeps, freed with the pullback.
 final class IndexStorage {
+  /// Pooled float storage reused as Int32 (same size and alignment), so that a training loop's
+  /// max-pool indices allocate and page-fault nothing after the first step.
+  let storage: TensorStorage
   let pointer: UnsafeMutablePointer<Int32>
 
-  init(count: Int) { pointer = .allocate(capacity: max(count, 1)) }
-
-  deinit { pointer.deallocate() }
+  init(count: Int) {
+    storage = TensorStorage(count: max(count, 1))
+    pointer = UnsafeMutableRawPointer(storage.pointer).bindMemory(to: Int32.self, capacity: max(count, 1))
+  }
 }

@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A per-op wall-time profile of the tape, for finding where a training step goes.
+///
+/// Off unless `ACON_PROFILE` is set in the environment or `isEnabled` is set (as
+/// `acon bench --profile` does); when off it costs one load and branch per recorded op.
+///
+/// - Forward: every op that reaches ``Tensor/record(_:output:inputs:pullback:)`` is charged the
+///   wall time since the previous such op (or since ``mark()``), i.e. its own compute plus the
+///   module glue before it. Recorded before the gradient-mode check, so inference is profiled too.
+/// - Backward: every pullback is timed exactly, including the accumulation of its gradients.
+///
+/// Meant for one thread driving the network (a benchmark); the totals are guarded by a lock so
+/// another thread recording at the same time cannot corrupt them, only blur them.
+public enum Profiler {
+  /// Whether ops are being timed.
+  nonisolated(unsafe) public static var isEnabled: Bool = getenv("ACON_PROFILE") != nil
+
+  /// Totals of one op kind in one phase.
+  public struct Entry: Sendable {
+    /// "forward" or "backward" (or a phase named by ``time(_:_:)``).
+    public var phase: String
+    /// The op's tape name ("conv2d", "batchNorm(train)", ...).
+    public var operation: String
+    public var seconds: Double
+    public var calls: Int
+  }
+
+  nonisolated(unsafe) private static var totals: [String: Entry] = [:]
+  nonisolated(unsafe) private static var last: UInt64 = 0
+  nonisolated(unsafe) private static var lock: pthread_mutex_t = {
+    var m = pthread_mutex_t()
+    pthread_mutex_init(&m, nil)
+    return m
+  }()
+
+  /// Nanoseconds of a monotonic clock.
+  public static func now() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+  }
+
+  /// Starts the forward clock: the next recorded op is charged from here.
+  public static func mark() {
+    pthread_mutex_lock(&lock)
+    last = now()
+    pthread_mutex_unlock(&lock)
+  }
+
+  /// Forgets every total.
+  public static func reset() {
+    pthread_mutex_lock(&lock)
+    totals = [:]
+    last = now()
+    pthread_mutex_unlock(&lock)
+  }
+
+  /// Adds `seconds` to the total of `operation` in `phase`.
+  public static func add(_ phase: String, _ operation: String, seconds: Double) {
+    pthread_mutex_lock(&lock)
+    let key = phase + "\u{0}" + operation
+    var e = totals[key] ?? Entry(phase: phase, operation: operation, seconds: 0, calls: 0)
+    e.seconds += seconds
+    e.calls += 1
+    totals[key] = e
+    pthread_mutex_unlock(&lock)
+  }
+
+  /// Charges the forward time since the previous mark to `operation`.
+  @usableFromInline
+  static func forwardMark(_ operation: String) {
+    let t = now()
+    pthread_mutex_lock(&lock)
+    let start = last
+    last = t
+    pthread_mutex_unlock(&lock)
+    if start != 0 { add("forward", operation, seconds: Double(t &- start) / 1e9) }
+  }
+
+  /// Runs `body`, charging its wall time to `operation` in `phase` when profiling.
+  public static func time<T>(_ phase: String, _ operation: String, _ body: () throws -> T) rethrows -> T {
+    guard isEnabled else { return try body() }
+    let start = now()
+    defer { add(phase, operation, seconds: Double(now() - start) / 1e9) }
+    return try body()
+  }
+
+  /// Every total, largest first.
+  public static func entries() -> [Entry] {
+    pthread_mutex_lock(&lock)
+    defer { pthread_mutex_unlock(&lock) }
+    return totals.values.sorted { $0.seconds > $1.seconds }
+  }
+}

@@ -1,0 +1,32 @@
+import ACONKernels
+import Testing
+
+/// First-layer geometries (few input taps, large images): their weight gradient is split over
+/// images with single-threaded BLAS. Same reference check as every other path, including that
+/// dw alone has the same bits as dw requested with dx; stride 2 also runs the vector unfold.
+@Suite("Stem weight gradient")
+struct StemWeightGradientTests {
+  func geometry(
+    _ n: Int, _ cin: Int, _ h: Int, _ w: Int, _ cout: Int, _ kh: Int, _ kw: Int, s: Int = 1,
+    p: Int = 0
+  ) -> ConvGeometry {
+    ConvGeometry(
+      batch: n, inChannels: cin, height: h, width: w, outChannels: cout, kernelHeight: kh,
+      kernelWidth: kw, stride: s, padding: p)
+  }
+
+  @Test func stemGeometriesMatchReference() {
+    let cases = [
+      geometry(3, 3, 48, 48, 8, 3, 3, p: 1),
+      geometry(3, 3, 100, 100, 8, 3, 3, s: 2, p: 1),
+      geometry(2, 1, 50, 47, 4, 3, 3, p: 1),
+    ]
+    for (k, g) in cases.enumerated() {
+      #expect(g.outHeight * g.outWidth >= Convolution.targetColumns)
+      for bias in [false, true] {
+        let failures = checkAgainstReference(g, bias: bias, seed: UInt64(700 + 2 * k + (bias ? 1 : 0)))
+        #expect(failures.isEmpty, "\(failures)")
+      }
+    }
+  }
+}
