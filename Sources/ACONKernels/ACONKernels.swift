@@ -119,6 +119,19 @@ public enum ACONKernels {
     }
   }
 
+  /// p1, p2 and beta at element `i` for the strided layouts: broadcast when a stride is 0
+  /// (one value for the whole run), else `lanes` consecutive values.
+  @inline(__always)
+  static func stridedParameters(
+    _ i: Int, _ lanes: Int, _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>,
+    _ p1Stride: Int, _ beta: UnsafePointer<Float>, _ betaStride: Int
+  ) -> (Float8, Float8, Float8) {
+    let a = p1Stride == 0 ? Float8(repeating: p1[0]) : load8(p1 + i, lanes: lanes)
+    let b = p1Stride == 0 ? Float8(repeating: p2[0]) : load8(p2 + i, lanes: lanes)
+    let bv = betaStride == 0 ? Float8(repeating: beta[0]) : load8(beta + i, lanes: lanes)
+    return (a, b, bv)
+  }
+
   /// One plane with beta per element, or one row of an `[N, C]` input (p1, p2, beta per lane;
   /// `betaStride` 0 broadcasts `beta[0]`).
   @inline(never)
@@ -130,16 +143,7 @@ public enum ACONKernels {
     var i = 0
     while i < count {
       let lanes = min(8, count - i)
-      let a: Float8
-      let b: Float8
-      if p1Stride == 0 {
-        a = Float8(repeating: p1[0])
-        b = Float8(repeating: p2[0])
-      } else {
-        a = load8(p1 + i, lanes: lanes)
-        b = load8(p2 + i, lanes: lanes)
-      }
-      let bv = betaStride == 0 ? Float8(repeating: beta[0]) : load8(beta + i, lanes: lanes)
+      let (a, b, bv) = stridedParameters(i, lanes, p1, p2, p1Stride, beta, betaStride)
       store8(forwardVector(load8(x + i, lanes: lanes), a - b, b, bv, G.self), y + i, lanes: lanes)
       i += 8
     }
@@ -272,16 +276,7 @@ public enum ACONKernels {
     var i = 0
     while i < count {
       let lanes = min(8, count - i)
-      let a: Float8
-      let b: Float8
-      if p1Stride == 0 {
-        a = Float8(repeating: p1[0])
-        b = Float8(repeating: p2[0])
-      } else {
-        a = load8(p1 + i, lanes: lanes)
-        b = load8(p2 + i, lanes: lanes)
-      }
-      let bv = betaStride == 0 ? Float8(repeating: beta[0]) : load8(beta + i, lanes: lanes)
+      let (a, b, bv) = stridedParameters(i, lanes, p1, p2, p1Stride, beta, betaStride)
       let (v, s1, s2, s3) = backwardVector(
         load8(x + i, lanes: lanes), load8(g + i, lanes: lanes), a - b, b, bv, G.self)
       store8(v, dx + i, lanes: lanes)
