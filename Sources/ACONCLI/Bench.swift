@@ -10,13 +10,8 @@ struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Benchmark a network: median train step (forward, backward, SGD) or inference step on random input.")
 
-  @Option(help: "Model name.") var model = "shufflenetv2-0.5x"
-  @Option(help: "Activation.") var activation = "acon-c"
   @Option(help: "Batch size.") var batchSize = 32
-  @Option(help: "Input size (square).") var inputSize = 224
-  @Option(help: "Number of classes.") var classes = 1000
-  @Option(help: "Input channels.") var inputChannels = 3
-  @Flag(help: "Use the small-input stem (stride-1 stem, no max-pool).") var smallInput = false
+  @OptionGroup var network: NetworkOptions
   @Option(help: "Timed steps.") var steps = 10
   @Option(help: "Untimed warm-up steps.") var warmup = 2
   @Option(help: "train (forward, backward, SGD step) or infer (eval-mode forward).") var mode = "train"
@@ -25,13 +20,13 @@ struct Bench: ParsableCommand {
   var profile = false
 
   func run() throws {
+    let (model, activation, inputSize, classes, inputChannels) = (
+      network.model, network.activation, network.inputSize, network.classes, network.inputChannels)
     guard mode == "train" || mode == "infer" else { throw CLIError("--mode must be train or infer, not \(mode)") }
     guard steps >= 1, warmup >= 0, batchSize >= 1, inputSize >= 1 else {
       throw CLIError("--steps, --batch-size and --input-size must be positive, --warmup non-negative")
     }
-    let config = ModelConfiguration(
-      model: model, activation: activation, classes: classes, inputChannels: inputChannels,
-      smallInput: smallInput)
+    let config = network.configuration
     let network = try ModelZoo.make(config)
     var rng = RandomGenerator(seed: 1)
     let x = Tensor.randomUniform([batchSize, inputChannels, inputSize, inputSize], low: 0, high: 1, using: &rng)

@@ -9,25 +9,20 @@ struct Info: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Parameters and multiply-accumulates of a model (the paper's FLOPs column).")
 
-  @Option(help: "Model name.") var model = "shufflenetv2-0.5x"
-  @Option(help: "Activation.") var activation = "acon-c"
-  @Option(help: "Input size (square).") var inputSize = 224
-  @Option(help: "Number of classes.") var classes = 1000
-  @Option(help: "Input channels.") var inputChannels = 3
-  @Flag(help: "Use the small-input stem (stride-1 stem, no max-pool).") var smallInput = false
+  @OptionGroup var network: NetworkOptions
   @Flag(help: "List the model and activation names.") var list = false
   @Flag(help: "Print one JSON object (params, macs) as the last line instead of the table.") var json = false
 
   func run() throws {
+    let (model, activation, inputSize, classes, inputChannels) = (
+      network.model, network.activation, network.inputSize, network.classes, network.inputChannels)
     if list {
       print("models: " + ModelZoo.names.joined(separator: ", "))
       print("activations: " + ActivationKind.allCases.map(\.rawValue).joined(separator: ", "))
       return
     }
     guard inputSize >= 1 else { throw CLIError("--input-size must be positive") }
-    let config = ModelConfiguration(
-      model: model, activation: activation, classes: classes, inputChannels: inputChannels,
-      smallInput: smallInput)
+    let config = network.configuration
     let network = try ModelZoo.make(config)
     let c = try ModelComplexity.measure(network, inputChannels: inputChannels, inputSize: inputSize)
     if json {
