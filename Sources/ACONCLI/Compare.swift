@@ -1,4 +1,5 @@
 import ACONModels
+import ACONTensor
 import ACONTraining
 import ArgumentParser
 import Foundation
@@ -33,6 +34,7 @@ struct Compare: ParsableCommand {
         let metricsFile = directory.appendingPathComponent("metrics.jsonl")
         if reuse, let last = try? Self.lastMetrics(metricsFile), last.epoch >= recipe.epochs {
           errors.append(1 - last.testTop1)
+          if params == 0 { params = Self.parameterCount(directory.appendingPathComponent("model.safetensors")) }
           continue
         }
         try? FileManager.default.removeItem(at: directory)
@@ -47,12 +49,15 @@ struct Compare: ParsableCommand {
       }
       rows.append((name, errors, params))
     }
-    print("| \(model) on \(recipe.dataset), \(recipe.epochs) epoch(s) | params | test error % (mean ± std over \(seedList.count) seeds) | runs |")
-    print("|---|---|---|---|")
+    let limit = recipe.trainLimit.map { ", first \($0) training images" } ?? ""
+    print("| \(model) on \(recipe.dataset)\(limit), \(recipe.epochs) epoch(s) | params | test error % (mean ± std over \(seedList.count) seeds) | vs \(rows[0].0) | runs |")
+    print("|---|---|---|---|---|")
+    let baseline = Self.meanAndStd(rows[0].1.map { $0 * 100 }).0
     for (name, errors, params) in rows {
       let (mean, std) = Self.meanAndStd(errors.map { $0 * 100 })
       let runs = errors.map { String(format: "%.2f", $0 * 100) }.joined(separator: ", ")
-      print("| \(name) | \(params > 0 ? String(format: "%.3fM", Double(params) / 1e6) : "-") | \(String(format: "%.2f ± %.2f", mean, std)) | \(runs) |")
+      let paramText = params > 0 ? String(format: "%.3fM", Double(params) / 1e6) : "-"
+      print("| \(name) | \(paramText) | \(String(format: "%.2f ± %.2f", mean, std)) | \(String(format: "%+.2f", mean - baseline)) | \(runs) |")
     }
   }
 
@@ -60,6 +65,14 @@ struct Compare: ParsableCommand {
     let text = try String(contentsOf: url, encoding: .utf8)
     guard let line = text.split(separator: "\n").last else { return nil }
     return try JSONDecoder().decode(EpochMetrics.self, from: Data(line.utf8))
+  }
+
+  /// Learnable parameters in a saved model (running statistics excluded); 0 when unreadable.
+  static func parameterCount(_ url: URL) -> Int {
+    guard let file = try? SafeTensors.read(url) else { return 0 }
+    let buffers = ["running_mean", "running_var", "num_batches_tracked"]
+    return file.names.filter { name in !buffers.contains { name.hasSuffix($0) } }
+      .reduce(0) { $0 + (file.tensors[$1]?.count ?? 0) }
   }
 
   /// Mean and sample standard deviation (n - 1), as tables of repeated runs report.

@@ -6,13 +6,18 @@ import ACONTensor
 /// `first_conv`, `maxpool`, `features.N.branch_main`, `features.N.branch_proj`, `conv_last`,
 /// `classifier.0`. Every ReLU of the original network is the chosen activation.
 public final class ShuffleNetV2: Module {
-  /// The width multipliers of the paper.
+  /// The width multipliers of the paper, and a narrower 0.25x of ours.
+  ///
+  /// 0.25x is not in the reference: it halves 0.5x's stem and stages (16, 32, 64, 128) and keeps
+  /// the 1024-channel last convolution, so each stride-2 block still splits its output evenly
+  /// between the two branches. It exists for the gain-against-model-size study (docs/RESULTS.md).
   public enum Width: String, CaseIterable, Sendable {
-    case x0_5 = "0.5x", x1_0 = "1.0x", x1_5 = "1.5x", x2_0 = "2.0x"
+    case x0_25 = "0.25x", x0_5 = "0.5x", x1_0 = "1.0x", x1_5 = "1.5x", x2_0 = "2.0x"
 
     /// Output channels of the stem, the three stages and the last convolution.
     public var stageChannels: [Int] {
       switch self {
+      case .x0_25: return [16, 32, 64, 128, 1024]
       case .x0_5: return [24, 48, 96, 192, 1024]
       case .x1_0: return [24, 116, 232, 464, 1024]
       case .x1_5: return [24, 176, 352, 704, 1024]
@@ -34,8 +39,9 @@ public final class ShuffleNetV2: Module {
 
   init(width: Width, configuration: ModelConfiguration, builder b: ModelBuilder) throws {
     let channels = width.stageChannels
-    // meta-ACON's generator reduction: r = 8 for the narrowest net, 16 otherwise (reference).
-    let r = width == .x0_5 ? 8 : 16
+    // meta-ACON's generator reduction: r = 8 for the narrowest net, 16 otherwise (reference);
+    // 0.25x is narrower still, so it keeps 8.
+    let r = width == .x0_5 || width == .x0_25 ? 8 : 16
     var input = channels[0]
     let stemStride = configuration.smallInput ? 1 : 2
     firstConv = Sequential([

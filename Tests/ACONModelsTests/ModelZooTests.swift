@@ -61,7 +61,7 @@ struct ModelZooTests {
     }
   }
 
-  @Test(arguments: ["shufflenetv2-0.5x", "mobilenetv2-0.17", "tfnet-0.5", "resnet18"])
+  @Test(arguments: ["shufflenetv2-0.5x", "shufflenetv2-0.25x", "mobilenetv2-0.17", "tfnet-0.5", "resnet18"])
   func oneTrainStepUpdatesEveryParameter(_ name: String) throws {
     let activation = name.hasPrefix("tfnet") ? "acon-frelu" : "meta-acon"
     let model = try ModelZoo.make(
