@@ -16,6 +16,8 @@ struct Bench: ParsableCommand {
   @Option(help: "Untimed warm-up steps.") var warmup = 2
   @Option(help: "train (forward, backward, SGD step) or infer (eval-mode forward).") var mode = "train"
   @Flag(help: "Print one JSON object as the last line.") var json = false
+  @Flag(help: "Run every batch norm and the activation after it as separate layers (no fusion).")
+  var noFusion = false
   @Flag(help: "Time every op kind through the tape (forward, backward, optimizer) and print a table per step (as ACON_PROFILE=1 does).")
   var profile = false
 
@@ -34,6 +36,9 @@ struct Bench: ParsableCommand {
     let optimizer = SGD(groups: ParameterGroup.referenceGroups(of: network, weightDecay: 4e-5), momentum: 0.9)
     if profile { Profiler.isEnabled = true }
     func step() throws {
+      if noFusion { try withoutLayerFusion(stepLayers) } else { try stepLayers() }
+    }
+    func stepLayers() throws {
       Profiler.mark()
       if mode == "train" {
         network.train()

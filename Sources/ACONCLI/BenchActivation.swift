@@ -18,8 +18,16 @@ struct BenchActivation: ParsableCommand {
   @Option(help: "Random seed.") var seed: UInt64 = 0
   @Flag(help: "End with one JSON object (forward_seconds, backward_seconds, saved_bytes).")
   var json = false
+  @Flag(help: "Time a batch norm followed by the activation (the pair every block of the zoo has).")
+  var afterBatchNorm = false
+  @Flag(help: "Run the batch norm and the activation as separate layers (with --after-batch-norm).")
+  var noFusion = false
 
   func run() throws {
+    if noFusion { try withoutLayerFusion(measure) } else { try measure() }
+  }
+
+  func measure() throws {
     let kind = try ActivationKind.named(activation)
     let dims = shape.split(separator: ",").compactMap {
       Int($0.trimmingCharacters(in: .whitespaces))
@@ -29,7 +37,8 @@ struct BenchActivation: ParsableCommand {
     }
     guard repeats > 0 else { throw ValidationError("--repeats must be positive") }
     var rng = RandomGenerator(seed: seed)
-    let layer = kind.make(channels: dims[1], using: &rng)
+    let activationLayer = kind.make(channels: dims[1], using: &rng)
+    let layer = afterBatchNorm ? Sequential([BatchNorm2d(dims[1]), activationLayer]) : activationLayer
     // The input is a leaf that wants its gradient, as inside a network (and ReLU has no
     // parameters of its own).
     let input = Parameter(Tensor.randomNormal(dims, using: &rng))
@@ -60,7 +69,11 @@ struct BenchActivation: ParsableCommand {
     let backwardRate = 3 * bytes / backward / 1e9
     let copyRate = measureCopy(x)
 
-    print("\(kind.rawValue) on \(describe(dims)), median of \(repeats), \(Parallel.workers) threads")
+    let what = afterBatchNorm ? "batch norm + \(kind.rawValue) (\(noFusion ? "separate" : "fused"))" : kind.rawValue
+    print("\(what) on \(describe(dims)), median of \(repeats), \(Parallel.workers) threads")
+    if afterBatchNorm {
+      print("(GB/s below count the activation's bytes alone, 8 and 12 per element: a speed scale, not traffic)")
+    }
     print(
       String(
         format: "forward  %8.3f ms  %6.1f GB/s (read x, write y: 8 bytes/element)",
@@ -83,7 +96,8 @@ struct BenchActivation: ParsableCommand {
         format: "kept for backward: %d bytes (%.2fx the input)", saved, Double(saved) / bytes))
     if json {
       print(
-        "{\"activation\": \"\(kind.rawValue)\", \"shape\": \(dims), "
+        "{\"activation\": \"\(kind.rawValue)\", \"after_batch_norm\": \(afterBatchNorm), "
+          + "\"fused\": \(afterBatchNorm && !noFusion), \"shape\": \(dims), "
           + "\"forward_seconds\": \(forward), \"backward_seconds\": \(backward), "
           + "\"saved_bytes\": \(saved), \"forward_gbps\": \(forwardRate), "
           + "\"backward_gbps\": \(backwardRate), \"copy_gbps\": \(copyRate)}")

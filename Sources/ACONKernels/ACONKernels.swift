@@ -219,33 +219,45 @@ public enum ACONKernels {
     return (g * p2.addingProduct(d, t), gx * t, gx, (g * dxv) * (dxv * slope))
   }
 
-  /// One plane with a broadcast beta; returns the plane's three sums.
+  /// One plane with a broadcast beta; returns the plane's three sums, and with `M` =
+  /// ``NormalizedInput`` (the ACON reads `z = x * scale + shift`, dx is then dz) two more for
+  /// the batch norm's backward: `sum dz` and `sum dz (x - mean)`.
   @inline(never)
-  static func backwardPlane<G: GateFunction>(
+  static func backwardPlane<G: GateFunction, M: PlaneInput>(
     _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
-    _ count: Int, _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
-  ) -> (Float, Float, Float) {
+    _ count: Int, _ d: Float8, _ p2: Float8, _ beta: Float8, _ scale: Float8, _ shift: Float8,
+    _ mean: Float8, _: G.Type, _: M.Type
+  ) -> PlaneSums {
     var acc1 = Float8(repeating: 0)
     var acc2 = Float8(repeating: 0)
     var acc3 = Float8(repeating: 0)
+    var acc4 = Float8(repeating: 0)
+    var acc5 = Float8(repeating: 0)
     let bd = beta * d
     var i = 0
     while i &+ 8 <= count {
       // backwardVector, written with fused accumulations (one instruction per sum).
-      let xv = load8(x + i)
+      let xv = M.read(x + i, scale, shift)
       let gv = load8(g + i)
       let dxv = d * xv
       let u = bd * xv
       let (h, slope) = G.valueAndSlope(u)
       let t = h.addingProduct(u, slope)
-      store8(gv * p2.addingProduct(d, t), dx + i)
+      let dz = gv * p2.addingProduct(d, t)
+      store8(dz, dx + i)
       let gx = gv * xv
       acc1 = acc1.addingProduct(gx, t)
       acc2 += gx
       acc3 = acc3.addingProduct(gv * dxv, dxv * slope)
+      if M.normalizes {
+        acc4 += dz
+        acc5 = acc5.addingProduct(dz, load8(x + i) - mean)
+      }
       i = i &+ 8
     }
-    var sums = (horizontalSum(acc1), horizontalSum(acc2), horizontalSum(acc3))
+    var sums = PlaneSums(
+      gxt: horizontalSum(acc1), gx: horizontalSum(acc2), dbeta: horizontalSum(acc3),
+      dz: horizontalSum(acc4), dzCentered: horizontalSum(acc5))
     if i < count {
       // The tail runs through the same loop on a zero-padded copy (g = 0 adds nothing).
       let rest = count - i
@@ -254,9 +266,10 @@ public enum ACONKernels {
         base.update(repeating: 0, count: 16)
         base.update(from: x + i, count: rest)
         (base + 8).update(from: g + i, count: rest)
-        let tail = backwardPlane(base, base + 8, base + 16, 8, d, p2, beta, G.self)
+        let tail = backwardPlane(
+          base, base + 8, base + 16, 8, d, p2, beta, scale, shift, mean, G.self, M.self)
         (dx + i).update(from: base + 16, count: rest)
-        sums = (sums.0 + tail.0, sums.1 + tail.1, sums.2 + tail.2)
+        sums.add(tail)
       }
     }
     return sums
@@ -320,12 +333,12 @@ public enum ACONKernels {
         let o = q * plane
         let bp = beta + n * layout.sampleStride + c * layout.channelStride
         if layout.elementStride == 0 {
-          let (s1, s2, s3) = backwardPlane(
+          let s = backwardPlane(
             x + o, g + o, dx + o, plane, Float8(repeating: p1[c] - p2[c]),
-            Float8(repeating: p2[c]), Float8(repeating: bp[0]), G.self)
-          sums[3 * q] = s1
-          sums[3 * q + 1] = s2
-          sums[3 * q + 2] = s3
+            Float8(repeating: p2[c]), Float8(repeating: bp[0]), .one, .zero, .zero, G.self, RawInput.self)
+          sums[3 * q] = s.gxt
+          sums[3 * q + 1] = s.gx
+          sums[3 * q + 2] = s.dbeta
         } else {
           let (s1, s2) = backwardStrided(
             x + o, g + o, dx + o, plane, p1 + c, p2 + c, 0, bp, 1, dbetaElements! + o, nil,
@@ -400,6 +413,49 @@ public enum ACONKernels {
         store8(gv - dav, db + o + i, lanes: lanes)
       }
     }
+  }
+}
+
+/// The partial sums of one plane's backward (see ``ACONKernels/backward(_:_:_:geometry:p1:p2:beta:layout:gate:planeSums:dbetaElements:)``).
+struct PlaneSums {
+  /// `sum g x t`, `sum g x`, `sum g (d x)^2 h'`.
+  var gxt: Float, gx: Float, dbeta: Float
+  /// Only after a fused batch norm: `sum dz`, `sum dz (x - mean)`.
+  var dz: Float, dzCentered: Float
+
+  mutating func add(_ o: PlaneSums) {
+    (gxt, gx, dbeta, dz, dzCentered) = (
+      gxt + o.gxt, gx + o.gx, dbeta + o.dbeta, dz + o.dz, dzCentered + o.dzCentered
+    )
+  }
+}
+
+/// How a plane kernel reads its input, as a type so that each loop is specialised for it.
+@usableFromInline
+protocol PlaneInput {
+  /// Whether the input goes through a batch norm's affine map first.
+  static var normalizes: Bool { get }
+  /// Eight input values as the ACON sees them.
+  static func read(_ p: UnsafePointer<Float>, _ scale: Float8, _ shift: Float8) -> Float8
+}
+
+/// The ACON's own input.
+@usableFromInline
+enum RawInput: PlaneInput {
+  @usableFromInline static var normalizes: Bool { false }
+  @_transparent @usableFromInline
+  static func read(_ p: UnsafePointer<Float>, _: Float8, _: Float8) -> Float8 { load8(p) }
+}
+
+/// A batch norm's input, normalised on the fly as `x * scale + shift` with the same fused
+/// multiply-add as ``BatchNormKernel/normalize(_:_:batch:channels:plane:mean:invStd:weight:bias:relu:)``,
+/// so the fused and the separate layers see identical values.
+@usableFromInline
+enum NormalizedInput: PlaneInput {
+  @usableFromInline static var normalizes: Bool { true }
+  @_transparent @usableFromInline
+  static func read(_ p: UnsafePointer<Float>, _ scale: Float8, _ shift: Float8) -> Float8 {
+    shift.addingProduct(load8(p), scale)
   }
 }
 

@@ -62,17 +62,30 @@ public enum BatchNormKernel {
     return total
   }
 
-  /// Per-channel mean and biased variance of `x` (`[n, channels, plane]`) over batch and plane.
+  /// Per-channel mean and biased variance of `x` (`[n, channels, plane]`) over batch and plane;
+  /// with `planeMeans` (`[n, channels]`), also each plane's own mean, from the same pass (what
+  /// meta-ACON's pooled means need after a fused batch norm).
   public static func statistics(
     _ x: UnsafePointer<Float>, batch n: Int, channels c: Int, plane: Int,
-    mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>
+    mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>,
+    planeMeans: UnsafeMutablePointer<Float>? = nil
   ) {
     let count = Double(n * plane)
     let stride = c * plane
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
       for ch in range {
         let base = x + ch * plane
-        let sum = channelSum(base, n: n, plane: plane, stride: stride)
+        var sum = 0.0
+        if let planeMeans {
+          // Row by row, adding up exactly as channelSum does.
+          for b in 0..<n {
+            let s = channelSum(base + b * stride, n: 1, plane: plane, stride: stride)
+            planeMeans[b * c + ch] = Float(s / Double(plane))
+            sum += s
+          }
+        } else {
+          sum = channelSum(base, n: n, plane: plane, stride: stride)
+        }
         let mu = Float(sum / count)
         let squares = channelSquaredDeviation(base, n: n, plane: plane, stride: stride, mean: mu)
         mean[ch] = mu

@@ -79,7 +79,7 @@ public final class ResNet: Module {
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {
-    var y = try bn1(try conv1(x)).relu()
+    var y = try bn1.forwardThenReLU(try conv1(x))
     if let maxPool { y = try maxPool(y) }
     for stage in layers { y = try stage(y) }
     return try fc(try y.spatialMean().flattened())
@@ -115,7 +115,7 @@ public final class BasicBlock: Module {
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {
-    let out = try bn2(try conv2(try acon1(try bn1(try conv1(x)))))
+    let out = try bn2(try conv2(try bn1.forward(try conv1(x), then: acon1)))
     let identity = try downsample.map { try $0(x) } ?? x
     return try acon2(try out + identity)
   }
@@ -153,8 +153,8 @@ public final class Bottleneck: Module {
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {
-    var out = try bn1(try conv1(x)).relu()
-    out = try acon(try bn2(try conv2(out)))
+    var out = try bn1.forwardThenReLU(try conv1(x))
+    out = try bn2.forward(try conv2(out), then: acon)
     out = try bn3(try conv3(out))
     let identity = try downsample.map { try $0(x) } ?? x
     return try (out + identity).relu()

@@ -153,9 +153,20 @@ public final class Sequential: Module {
     for (i, layer) in layers.enumerated() { register(layer, as: String(i)) }
   }
 
+  /// Runs the layers in order; a batch norm and the activation after it run as one fused op
+  /// where one exists (see ``LayerFusion``).
   public override func forward(_ x: Tensor) throws -> Tensor {
     var y = x
-    for layer in layers { y = try layer(y) }
+    var i = 0
+    while i < layers.count {
+      if i + 1 < layers.count, let batchNorm = layers[i] as? BatchNorm2d {
+        y = try batchNorm.forward(y, then: layers[i + 1])
+        i += 2
+      } else {
+        y = try layers[i](y)
+        i += 1
+      }
+    }
     return y
   }
 }

@@ -26,6 +26,51 @@ extension Tensor {
     training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5, fusedReLU: Bool = false
   ) throws -> Tensor {
     let op = fusedReLU ? "batchNormReLU" : "batchNorm"
+    let (n, c) = (x.shape.first ?? 0, x.rank > 1 ? x.shape[1] : 0)
+    let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
+    let (mean, invStd) = try batchNormStatistics(
+      op, x, weight: weight, bias: bias, runningMean: runningMean,
+      runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon)
+    let out = Tensor(uninitializedShape: x.shape)
+    BatchNormKernel.normalize(
+      x.data, out.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
+      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: fusedReLU)
+
+    var inputs = [x]
+    if let weight { inputs.append(weight) }
+    if let bias { inputs.append(bias) }
+    let savedX = x.detached
+    let savedWeight = weight?.detached
+    let savedBias = bias?.detached
+    let (needX, needW, needB) = (x.node != nil, weight?.node != nil, bias?.node != nil)
+    let hasWeight = weight != nil
+    let hasBias = bias != nil
+    return record(op + (training ? "(train)" : "(eval)"), output: out, inputs: inputs) { g in
+      let dx = needX ? Tensor(uninitializedShape: savedX.shape) : nil
+      let dw = needW ? Tensor(uninitializedShape: [c]) : nil
+      let db = needB ? Tensor(uninitializedShape: [c]) : nil
+      let kernel = training ? BatchNormKernel.backwardTraining : BatchNormKernel.backwardEval
+      kernel(
+        savedX.data, g.data, dx?.mutableData, n, c, plane, mean.data, invStd.data,
+        savedWeight?.data, savedBias?.data, fusedReLU, dw?.mutableData, db?.mutableData)
+      var grads: [Tensor?] = [dx]
+      if hasWeight { grads.append(dw) }
+      if hasBias { grads.append(db) }
+      return grads
+    }
+  }
+
+  /// Checks a batch norm's arguments and returns the mean and `1 / sqrt(variance + epsilon)`
+  /// per channel it normalises with: the batch's in training (updating the running statistics
+  /// in place, as ``batchNorm(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:fusedReLU:)``
+  /// documents), the running ones in evaluation. With `planeMeans` (`[N, C]` floats), training
+  /// also writes each plane's mean of `x` from the same pass. Layers fused with a batch norm
+  /// (batch norm + ACON) share this with the plain op, so both validate and update alike.
+  public static func batchNormStatistics(
+    _ op: String, _ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor?,
+    runningVariance: Tensor?, training: Bool, momentum: Float, epsilon: Float,
+    planeMeans: UnsafeMutablePointer<Float>? = nil
+  ) throws -> (mean: Tensor, invStd: Tensor) {
     guard x.rank == 2 || x.rank == 4 else {
       throw TensorError.shapeMismatch(
         operation: op, shapes: [x.shape], detail: "expects [N, C, H, W] or [N, C] input")
@@ -71,7 +116,8 @@ extension Tensor {
     if training {
       let variance = Tensor(uninitializedShape: [c])
       let vp = variance.mutableData
-      BatchNormKernel.statistics(x.data, batch: n, channels: c, plane: plane, mean: mp, variance: vp)
+      BatchNormKernel.statistics(
+        x.data, batch: n, channels: c, plane: plane, mean: mp, variance: vp, planeMeans: planeMeans)
       for ch in 0..<c { ip[ch] = 1 / (vp[ch] + epsilon).squareRoot() }
       if let runningMean, let runningVariance {
         let rm = runningMean.mutableData
@@ -95,33 +141,7 @@ extension Tensor {
       }
     }
 
-    let out = Tensor(uninitializedShape: x.shape)
-    BatchNormKernel.normalize(
-      x.data, out.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
-      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: fusedReLU)
-
-    var inputs = [x]
-    if let weight { inputs.append(weight) }
-    if let bias { inputs.append(bias) }
-    let savedX = x.detached
-    let savedWeight = weight?.detached
-    let savedBias = bias?.detached
-    let (needX, needW, needB) = (x.node != nil, weight?.node != nil, bias?.node != nil)
-    let hasWeight = weight != nil
-    let hasBias = bias != nil
-    return record(op + (training ? "(train)" : "(eval)"), output: out, inputs: inputs) { g in
-      let dx = needX ? Tensor(uninitializedShape: savedX.shape) : nil
-      let dw = needW ? Tensor(uninitializedShape: [c]) : nil
-      let db = needB ? Tensor(uninitializedShape: [c]) : nil
-      let kernel = training ? BatchNormKernel.backwardTraining : BatchNormKernel.backwardEval
-      kernel(
-        savedX.data, g.data, dx?.mutableData, n, c, plane, mean.data, invStd.data,
-        savedWeight?.data, savedBias?.data, fusedReLU, dw?.mutableData, db?.mutableData)
-      var grads: [Tensor?] = [dx]
-      if hasWeight { grads.append(dw) }
-      if hasBias { grads.append(db) }
-      return grads
-    }
+    return (mean, invStd)
   }
 
   /// Inverted dropout, as PyTorch's `F.dropout`: in training, each element is zeroed with

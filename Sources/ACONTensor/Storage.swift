@@ -23,8 +23,18 @@ public final class BufferPool: @unchecked Sendable {
 
   init() { pthread_mutex_init(&lock, nil) }
 
+  /// With `ACON_POISON_BUFFERS=1` in the environment every buffer handed out is filled with
+  /// NaN first, so a kernel that reads memory it never wrote shows up as NaN (a debugging aid).
+  static let poisons = getenv("ACON_POISON_BUFFERS").map { String(cString: $0) == "1" } ?? false
+
   /// A buffer of `count` floats, 64-byte aligned, contents undefined.
   public func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+    let p = takeUnpoisoned(count)
+    if Self.poisons { p.update(repeating: .nan, count: max(count, 1)) }
+    return p
+  }
+
+  private func takeUnpoisoned(_ count: Int) -> UnsafeMutablePointer<Float> {
     let n = max(count, 1)
     pthread_mutex_lock(&lock)
     liveBytes += n * 4

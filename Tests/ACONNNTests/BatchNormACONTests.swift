@@ -1,0 +1,95 @@
+import ACONKernels
+import ACONNN
+import ACONTensor
+import ACONTestSupport
+import Testing
+
+/// The fused batch norm + activation (``LayerFusion``) against the two layers run separately,
+/// and against finite differences.
+@Suite("Batch norm fused with the activation")
+struct BatchNormACONTests {
+  /// The activations with a fused path, by name, for `channels` channels.
+  static func activation(_ name: String, _ channels: Int, _ rng: inout RandomGenerator) -> Module {
+    switch name {
+    case "relu": return ReLU()
+    case "acon-c": return AconC(channels: channels, using: &rng)
+    case "acon-c-hard": return AconC(channels: channels, gate: .hardSigmoid, using: &rng)
+    case "meta-acon": return MetaAconC(channels: channels, reduction: 2, using: &rng)
+    default: return MetaAconC(channels: channels, reduction: 2, generator: .channelWithoutBatchNorm, using: &rng)
+    }
+  }
+
+  /// A BN + activation pair with non-trivial BN parameters and running statistics.
+  static func pair(_ name: String, channels: Int, seed: UInt64) -> Sequential {
+    var rng = RandomGenerator(seed: seed)
+    let bn = BatchNorm2d(channels)
+    bn.weight.value = Tensor.randomUniform([channels], low: 0.5, high: 1.5, using: &rng)
+    bn.bias.value = Tensor.randomNormal([channels], std: 0.5, using: &rng)
+    bn.runningMean.value = Tensor.randomNormal([channels], std: 0.3, using: &rng)
+    bn.runningVariance.value = Tensor.randomUniform([channels], low: 0.5, high: 2, using: &rng)
+    return Sequential([bn, activation(name, channels, &rng)])
+  }
+
+  /// Output, every gradient (input first) and the BN's running statistics after one pass.
+  static func run(_ layer: Sequential, _ x: Tensor, training: Bool) throws -> [(String, Tensor)] {
+    if training { layer.train() } else { layer.eval() }
+    let input = Parameter(x)
+    let y = try layer(input.value)
+    var rng = RandomGenerator(seed: 5)
+    try (y * Tensor.randomNormal(y.shape, using: &rng)).sum().backward()
+    var out: [(String, Tensor)] = [("y", y), ("dx", input.grad!)]
+    for (name, p) in layer.namedParameters() { out.append(("d" + name, p.grad ?? Tensor.zeros(p.value.shape))) }
+    for (name, b) in layer.namedBuffers() { out.append((name, b.value)) }
+    return out
+  }
+
+  static let names = ["relu", "acon-c", "acon-c-hard", "meta-acon", "meta-acon-bs1"]
+
+  @Test(arguments: names, [true, false])
+  func fusedMatchesSeparateLayers(_ name: String, _ training: Bool) throws {
+    // 3 x 5 planes of 7 x 5: a plane is not a multiple of 8, so the vector tails run too.
+    var rng = RandomGenerator(seed: 11)
+    let x = try Tensor.randomNormal([3, 5, 7, 5], std: 2, using: &rng) + Tensor(scalar: 0.7)
+    let fused = try Self.run(Self.pair(name, channels: 5, seed: 3), x, training: training)
+    let separate = try withoutLayerFusion {
+      try Self.run(Self.pair(name, channels: 5, seed: 3), x, training: training)
+    }
+    #expect(fused.map(\.0) == separate.map(\.0))
+    for ((key, a), (_, b)) in zip(fused, separate) {
+      let scale = max(1, b.scalars.map { abs($0) }.max() ?? 0)
+      #expect(maxAbsDifference(a, b) <= 2e-5 * scale, "\(name) \(training ? "train" : "eval") \(key)")
+    }
+  }
+
+  @Test(arguments: names)
+  func fusedGradientsMatchFiniteDifferences(_ name: String) throws {
+    var rng = RandomGenerator(seed: 13)
+    let layer = Self.pair(name, channels: 4, seed: 9)
+    let x = Parameter(Tensor.randomNormal([3, 4, 3, 3], std: 1.5, using: &rng))
+    var check = GradientCheck(step: 1e-2, relative: 2e-2, absolute: 2e-3)
+    check.maximumChecks = 24
+    // The hard gate and ReLU have kinks; their checks step over few of them at this size.
+    let failures = try check.failures([("x", x)] + layer.namedParameters()) { try layer(x.value) }
+    #expect(failures.isEmpty, "\(name): \(failures.prefix(4))")
+  }
+
+  @Test func fusedOpRejectsBadArguments() throws {
+    let c = Tensor.ones([2])
+    let x = Tensor.zeros([2, 2, 3, 3])
+    #expect(throws: TensorError.self) {
+      try Tensor.batchNormAcon(
+        Tensor.zeros([2, 2]), weight: c, bias: c, runningMean: c, runningVariance: c,
+        training: true, momentum: 0.1, epsilon: 1e-5, p1: c, p2: c, beta: c)
+    }
+    #expect(throws: TensorError.self) {
+      try Tensor.batchNormAcon(
+        x, weight: c, bias: c, runningMean: c, runningVariance: c, training: true,
+        momentum: 0.1, epsilon: 1e-5, p1: Tensor.ones([3]), p2: c, beta: c)
+    }
+    #expect(throws: TensorError.self) {
+      try Tensor.batchNormAcon(
+        x, weight: c, bias: c, runningMean: c, runningVariance: c, training: true,
+        momentum: 0.1, epsilon: 1e-5, p1: c, p2: c, beta: nil)
+    }
+  }
+}
