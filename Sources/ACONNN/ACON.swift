@@ -365,29 +365,42 @@ public final class MetaAconC: Module {
       try checkBatch(x)
       beta = try channelGenerator(image.spatialMean())
     case .layer:
-      // mean over C, H, W: the mean over the one-row "image" [N, 1, C, HW].
-      let plane = image.shape[2] * image.shape[3]
-      let pooled = try image.reshaped([n, 1, channels, plane]).spatialMean()
-      beta = try fc1!(pooled).sigmoid()
+      beta = try layerBeta(fromPlaneMeans: image.spatialMean())
     case .pixel:
       return try affine!(x).sigmoid()
     }
     return x.rank == 4 ? beta : try beta.reshaped([n, beta.shape[1]])
   }
 
+  /// beta `[N, C, 1, 1]` from the plane means `[N, C, 1, 1]`: the channel-wise generators, and
+  /// the layer-wise one (the mean over channels of the plane means is the mean over C, H, W),
+  /// whose one beta per sample is broadcast over the channels. Reports beta to `betaObserver`
+  /// in the shape ``generateBeta(_:)`` returns.
+  func planeGenerator(_ pooled: Tensor) throws -> Tensor {
+    guard generator == .layer else {
+      let beta = try channelGenerator(pooled)
+      betaObserver?(beta)
+      return beta
+    }
+    let beta = try layerBeta(fromPlaneMeans: pooled)
+    betaObserver?(beta)
+    return try beta * Tensor.ones([1, pooled.shape[1], 1, 1])
+  }
+
+  /// The layer-wise beta `[N, 1, 1, 1]`: the mean over C, H, W is the mean of the plane means.
+  func layerBeta(fromPlaneMeans pooled: Tensor) throws -> Tensor {
+    let (n, c) = (pooled.shape[0], pooled.shape[1])
+    return try fc1!(pooled.reshaped([n, 1, c, 1]).spatialMean()).sigmoid()
+  }
+
   public override func forward(_ x: Tensor) throws -> Tensor {
-    if generator == .channel || generator == .channelWithoutBatchNorm {
+    if generator != .pixel {
       try checkActivationInput("MetaAconC", x, channels: channels)
       try checkBatch(x)
       // Fused: the pooled means feed the generator, whose gradient joins dx in one pass.
       return try Tensor.metaAcon(
         x, p1: channelView(p1.value, rank: x.rank), p2: channelView(p2.value, rank: x.rank),
-        gate: gate
-      ) { pooled in
-        let beta = try channelGenerator(pooled)
-        betaObserver?(beta)
-        return beta
-      }
+        gate: gate, generator: planeGenerator)
     }
     let beta = try generateBeta(x)
     betaObserver?(beta)

@@ -87,17 +87,11 @@ extension AconC: FusesAfterBatchNorm {
 
 extension MetaAconC: FusesAfterBatchNorm {
   public func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor) throws -> Tensor? {
-    guard x.rank == 4, generator == .channel || generator == .channelWithoutBatchNorm else {
-      return nil
-    }
+    guard x.rank == 4, generator != .pixel else { return nil }
     try checkActivationInput("MetaAconC", x, channels: channels)
     try checkBatch(x)
-    return try batchNorm.forwardAcon(x, p1: p1.value, p2: p2.value, beta: nil, gate: gate) {
-      pooled in
-      let beta = try self.channelGenerator(pooled)
-      self.betaObserver?(beta)
-      return beta
-    }
+    return try batchNorm.forwardAcon(
+      x, p1: p1.value, p2: p2.value, beta: nil, gate: gate, generator: planeGenerator)
   }
 }
 

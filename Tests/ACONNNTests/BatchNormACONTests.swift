@@ -15,6 +15,7 @@ struct BatchNormACONTests {
     case "acon-c": return AconC(channels: channels, using: &rng)
     case "acon-c-hard": return AconC(channels: channels, gate: .hardSigmoid, using: &rng)
     case "meta-acon": return MetaAconC(channels: channels, reduction: 2, using: &rng)
+    case "meta-acon-layer": return MetaAconC(channels: channels, generator: .layer, using: &rng)
     default: return MetaAconC(channels: channels, reduction: 2, generator: .channelWithoutBatchNorm, using: &rng)
     }
   }
@@ -43,7 +44,7 @@ struct BatchNormACONTests {
     return out
   }
 
-  static let names = ["relu", "acon-c", "acon-c-hard", "meta-acon", "meta-acon-bs1"]
+  static let names = ["relu", "acon-c", "acon-c-hard", "meta-acon", "meta-acon-layer", "meta-acon-bs1"]
 
   @Test(arguments: names, [true, false])
   func fusedMatchesSeparateLayers(_ name: String, _ training: Bool) throws {
