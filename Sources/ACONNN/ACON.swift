@@ -402,6 +402,15 @@ public final class MetaAconC: Module {
         x, p1: channelView(p1.value, rank: x.rank), p2: channelView(p2.value, rank: x.rank),
         gate: gate, generator: planeGenerator)
     }
+    if betaObserver == nil {
+      // Pixel-wise, fused: beta is recomputed in the pullback rather than kept.
+      try checkActivationInput("MetaAconC", x, channels: channels)
+      return try Tensor.pixelMetaAcon(
+        x, p1: channelView(p1.value, rank: x.rank), p2: channelView(p2.value, rank: x.rank),
+        weight: channelView(affine!.weight.value, rank: x.rank),
+        bias: channelView(affine!.bias.value, rank: x.rank), gate: gate)
+    }
+    // An observer wants beta itself: the separate ops make it.
     let beta = try generateBeta(x)
     betaObserver?(beta)
     return try Tensor.acon(

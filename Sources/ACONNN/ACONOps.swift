@@ -173,3 +173,39 @@ extension Tensor {
     }
   }
 }
+
+extension Tensor {
+  /// meta-ACON with the pixel-wise generator, fused: `beta = sigmoid(weight_c x + bias_c)` and
+  /// ACON-C with it, in one pass; the pullback recomputes beta from `x`, so only `x` is kept
+  /// (see ``ACONKernels/pixelForward(_:_:geometry:p1:p2:weight:bias:gate:)``).
+  ///
+  /// - `x`: `[N, C, H, W]` or `[N, C]`; `p1`, `p2`, `weight`, `bias`: one value per channel.
+  public static func pixelMetaAcon(
+    _ x: Tensor, p1: Tensor, p2: Tensor, weight: Tensor, bias: Tensor,
+    gate: ACONKernels.Gate = .sigmoid
+  ) throws -> Tensor {
+    let op = "meta_acon_pixel"
+    let (geometry, _) = try aconPlan(op, x, p1, p2, weight)
+    guard bias.count == geometry.channels else {
+      throw TensorError.shapeMismatch(
+        operation: op, shapes: [x.shape, bias.shape], detail: "bias must hold one value per channel")
+    }
+    let out = Tensor(uninitializedShape: x.shape)
+    ACONKernels.pixelForward(
+      x.data, out.mutableData, geometry: geometry, p1: p1.data, p2: p2.data, weight: weight.data,
+      bias: bias.data, gate: gate)
+    let (sx, s1, s2, sw, sb) = (x.detached, p1.detached, p2.detached, weight.detached, bias.detached)
+    return record(op, output: out, inputs: [x, p1, p2, weight, bias]) { g in
+      let dx = Tensor(uninitializedShape: sx.shape)
+      let sums = Tensor(uninitializedShape: [4 * geometry.batch * geometry.channels])
+      ACONKernels.pixelBackward(
+        sx.data, g.data, dx.mutableData, geometry: geometry, p1: s1.data, p2: s2.data,
+        weight: sw.data, bias: sb.data, gate: gate, planeSums: sums.mutableData)
+      let grads = [s1, s2, sw, sb].map { Tensor(uninitializedShape: $0.shape) }
+      ACONKernels.reducePixelGradients(
+        planeSums: sums.data, geometry: geometry, dp1: grads[0].mutableData,
+        dp2: grads[1].mutableData, dweight: grads[2].mutableData, dbias: grads[3].mutableData)
+      return [dx] + grads
+    }
+  }
+}

@@ -241,6 +241,36 @@ struct ACONTests {
 
   // MARK: meta-ACON
 
+  /// The fused pixel-wise kernel (beta recomputed in the pullback) against the separate ops
+  /// it replaces (taken when a beta observer is set).
+  @Test(arguments: [ACONKernels.Gate.sigmoid, .hardSigmoid])
+  func fusedPixelWiseMatchesSeparateOps(gate: ACONKernels.Gate) throws {
+    var rng = RandomGenerator(seed: 21)
+    let layer = MetaAconC(channels: 3, generator: .pixel, gate: gate, using: &rng)
+    layer.affine!.weight.value = Tensor.randomNormal([1, 3, 1, 1], using: &rng)
+    layer.affine!.bias.value = Tensor.randomNormal([1, 3, 1, 1], using: &rng)
+    for shape in [[2, 3, 5, 5], [4, 3]] {
+      let x = Tensor.randomNormal(shape, std: 2, using: &rng)
+      let r = Tensor.randomNormal(shape, using: &rng)
+      func run(observed: Bool) throws -> [Tensor] {
+        layer.betaObserver = observed ? { _ in } : nil
+        layer.zeroGrad()
+        let input = Parameter(x)
+        let y = try layer(input.value)
+        try (y * r).sum().backward()
+        return [y, input.grad!] + layer.parameters.map { $0.grad! }
+      }
+      let fused = try run(observed: false)
+      let separate = try run(observed: true)
+      for (a, b) in zip(fused, separate) {
+        #expect(maxAbsDifference(a, b) <= 1e-5 * max(1, b.scalars.map { abs($0) }.max()!), "\(shape)")
+      }
+    }
+    layer.betaObserver = nil
+    let failures = try layerGradientFailures(layer, Tensor.randomNormal([2, 3, 3, 3], using: &rng))
+    #expect(failures.isEmpty, "\(failures.prefix(4))")
+  }
+
   @Test func referenceMetaAconRefusesBatchOneInTraining() throws {
     var rng = RandomGenerator(seed: 8)
     let layer = MetaAconC(channels: 32, using: &rng)
