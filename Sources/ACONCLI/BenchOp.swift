@@ -28,6 +28,12 @@ public struct BenchOp: ParsableCommand {
   @Flag(help: "Report the fastest run instead of the median (for a busy machine).") var best = false
   @Flag(help: "Also time the input gradient alone and the weight gradient alone.") var split = false
   @Flag(help: "Also print one JSON object with every figure as the last line.") var json = false
+  @Option(
+    name: .customLong("conv"),
+    help: "Time this convolution instead of the default three: IN,OUT,SIZE,KERNEL[,STRIDE[,GROUPS]] (square input SIZE x SIZE, padding KERNEL / 2). Repeatable.")
+  var convolutions: [String] = []
+  @Flag(help: "Time every distinct convolution of ResNet-50 at 224x224 (with --batch), weighted by how often the network runs it.")
+  var resnet50 = false
 
   /// Ceilings measured on the target machine (notes/performance.md).
   static let sgemmCeiling = 160.0
@@ -75,6 +81,31 @@ public struct BenchOp: ParsableCommand {
     let measuredSgemm = rows.compactMap(\.gflops).max() ?? Self.sgemmCeiling
     let measuredCopy = rows.last?.gigabytes ?? Self.copyCeiling
     for row in rows { report(row, measuredSgemm, measuredCopy) }
+    if !convolutions.isEmpty || resnet50 {
+      let specs = try convolutions.map(ConvSpec.init(parsing:)) + (resnet50 ? ConvSpec.resnet50 : [])
+      var total = (seconds: 0.0, flops: 0.0)
+      for spec in specs {
+        let results = try benchConvolution(
+          name: spec.name, weight: [spec.outputs, spec.inputs / spec.groups, spec.kernel, spec.kernel],
+          padding: spec.kernel / 2, groups: spec.groups, size: spec.size, stride: spec.stride)
+        for row in results {
+          rows.append(row)
+          report(row, measuredSgemm, measuredCopy)
+        }
+        // forward + backward, times the layers of this shape in the network.
+        let both = results[2]
+        total.seconds += both.milliseconds * 1e-3 * Double(spec.count)
+        total.flops += (both.gflops ?? 0) * both.milliseconds * 1e-3 * 1e9 * Double(spec.count)
+      }
+      if resnet50 {
+        let row = Row(
+          name: "ResNet-50 convolutions, forward+backward, batch \(batch)",
+          milliseconds: total.seconds * 1e3, gflops: total.flops / total.seconds * 1e-9)
+        rows.append(row)
+        report(row, measuredSgemm, measuredCopy)
+      }
+      return (rows, measuredSgemm, measuredCopy)
+    }
     let cases: [(name: String, weight: [Int], padding: Int, groups: Int, forwardPT: Double?, bothPT: Double?)] = [
       ("conv3x3 64->64 pad 1", [64, 64, 3, 3], 1, 1, 85, nil),
       ("conv1x1 64->64", [64, 64, 1, 1], 0, 1, 18, nil),
@@ -91,6 +122,49 @@ public struct BenchOp: ParsableCommand {
       }
     }
     return (rows, measuredSgemm, measuredCopy)
+  }
+
+  /// One convolution geometry for `--conv` and `--resnet50`.
+  public struct ConvSpec {
+    var inputs: Int, outputs: Int, size: Int, kernel: Int, stride = 1, groups = 1
+    /// How many layers of the network have this geometry (1 for `--conv`).
+    public var count = 1
+
+    var name: String {
+      "conv\(kernel)x\(kernel)\(stride > 1 ? "/\(stride)" : "") \(inputs)->\(outputs) at \(size)"
+        + (groups > 1 ? " groups \(groups)" : "") + (count > 1 ? " (x\(count))" : "")
+    }
+
+    init(_ inputs: Int, _ outputs: Int, _ size: Int, _ kernel: Int, stride: Int = 1, count: Int = 1) {
+      (self.inputs, self.outputs, self.size, self.kernel, self.stride, self.count) = (
+        inputs, outputs, size, kernel, stride, count
+      )
+    }
+
+    init(parsing text: String) throws {
+      let v = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+      guard v.count >= 4, v.count <= 6, v.allSatisfy({ ($0 ?? 0) > 0 }) else {
+        throw ValidationError("--conv wants IN,OUT,SIZE,KERNEL[,STRIDE[,GROUPS]] with positive integers, got '\(text)'")
+      }
+      self.init(v[0]!, v[1]!, v[2]!, v[3]!, stride: v.count > 4 ? v[4]! : 1)
+      groups = v.count > 5 ? v[5]! : 1
+      guard inputs % groups == 0, outputs % groups == 0 else {
+        throw ValidationError("--conv: IN and OUT must be multiples of GROUPS in '\(text)'")
+      }
+    }
+
+    /// ResNet-50 (v1.5: the stride on the 3x3) at 224: each distinct convolution and its count.
+    public static let resnet50: [ConvSpec] = [
+      ConvSpec(3, 64, 224, 7, stride: 2),
+      ConvSpec(64, 64, 56, 1), ConvSpec(256, 64, 56, 1, count: 2), ConvSpec(64, 64, 56, 3, count: 3),
+      ConvSpec(64, 256, 56, 1, count: 4),
+      ConvSpec(256, 128, 56, 1), ConvSpec(128, 128, 56, 3, stride: 2), ConvSpec(256, 512, 56, 1, stride: 2),
+      ConvSpec(512, 128, 28, 1, count: 3), ConvSpec(128, 128, 28, 3, count: 3), ConvSpec(128, 512, 28, 1, count: 4),
+      ConvSpec(512, 256, 28, 1), ConvSpec(256, 256, 28, 3, stride: 2), ConvSpec(512, 1024, 28, 1, stride: 2),
+      ConvSpec(1024, 256, 14, 1, count: 5), ConvSpec(256, 256, 14, 3, count: 5), ConvSpec(256, 1024, 14, 1, count: 6),
+      ConvSpec(1024, 512, 14, 1), ConvSpec(512, 512, 14, 3, stride: 2), ConvSpec(1024, 2048, 14, 1, stride: 2),
+      ConvSpec(2048, 512, 7, 1, count: 2), ConvSpec(512, 512, 7, 3, count: 2), ConvSpec(512, 2048, 7, 1, count: 3),
+    ]
   }
 
   /// The figures as one JSON object, keyed by ``key(_:)``.
@@ -185,12 +259,14 @@ public struct BenchOp: ParsableCommand {
 
   /// Forward, backward (input and weight gradients) and both; with --split also each gradient
   /// alone.
-  func benchConvolution(name: String, weight: [Int], padding: Int, groups: Int) throws -> [Row] {
+  func benchConvolution(
+    name: String, weight: [Int], padding: Int, groups: Int, size: Int = 56, stride: Int = 1
+  ) throws -> [Row] {
     var rng = RandomGenerator(seed: 2)
-    let x = Parameter(Tensor.randomNormal([batch, weight[1] * groups, 56, 56], using: &rng))
+    let x = Parameter(Tensor.randomNormal([batch, weight[1] * groups, size, size], using: &rng))
     let w = Parameter(Tensor.randomNormal(weight, std: 0.1, using: &rng))
     func conv(_ x: Tensor, _ w: Tensor) throws -> Tensor {
-      try Tensor.conv2d(x, weight: w, bias: nil, padding: padding, groups: groups)
+      try Tensor.conv2d(x, weight: w, bias: nil, stride: stride, padding: padding, groups: groups)
     }
     let y0 = try withoutGradients { try conv(x.value, w.value) }
     let dy = Tensor.randomNormal(y0.shape, using: &rng)

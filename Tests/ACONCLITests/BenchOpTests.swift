@@ -29,7 +29,22 @@ struct BenchOpTests {
     #expect(forward["gflops"] is Double && forward["pytorch_gflops"] as? Double == 85)
   }
 
+  @Test func timesGivenConvolutions() throws {
+    let command = try BenchOp.parse([
+      "--batch", "1", "--runs", "1", "--warmup", "0", "--conv", "8,16,9,3,2", "--conv", "8,8,5,3,1,8",
+    ])
+    let names = try command.measure().rows.map(\.name)
+    #expect(names.contains("conv3x3/2 8->16 at 9 forward+backward"), "\(names)")
+    #expect(names.contains("conv3x3 8->8 at 5 groups 8 backward"), "\(names)")
+    #expect(!names.contains { $0.hasPrefix("conv1x1 64->64") })
+    // The ResNet-50 census covers each of its 23 distinct convolutions.
+    #expect(BenchOp.ConvSpec.resnet50.count == 23)
+    #expect(BenchOp.ConvSpec.resnet50.reduce(0) { $0 + $1.count } == 53)
+  }
+
   @Test func rejectsBadCounts() {
     #expect(throws: (any Error).self) { try BenchOp.parse(["--runs", "0"]).run() }
+    #expect(throws: (any Error).self) { try BenchOp.parse(["--conv", "8,16,9"]).run() }
+    #expect(throws: (any Error).self) { try BenchOp.parse(["--conv", "8,16,9,3,1,3"]).run() }
   }
 }
