@@ -107,15 +107,7 @@ public enum ACONKernels {
       i += 8
     }
     if i < count {
-      // The tail runs through the same loop on a zero-padded copy.
-      let rest = count - i
-      withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { t in
-        let base = t.baseAddress!
-        base.update(repeating: 0, count: 8)
-        base.update(from: x + i, count: rest)
-        forwardPlane(base, base + 8, 8, d, p2, beta, G.self)
-        (y + i).update(from: base + 8, count: rest)
-      }
+      withPaddedTail(x + i, y + i, rest: count - i) { forwardPlane($0, $1, 8, d, p2, beta, G.self) }
     }
   }
 
@@ -259,18 +251,9 @@ public enum ACONKernels {
       gxt: horizontalSum(acc1), gx: horizontalSum(acc2), dbeta: horizontalSum(acc3),
       dz: horizontalSum(acc4), dzCentered: horizontalSum(acc5))
     if i < count {
-      // The tail runs through the same loop on a zero-padded copy (g = 0 adds nothing).
-      let rest = count - i
-      withUnsafeTemporaryAllocation(of: Float.self, capacity: 24) { t in
-        let base = t.baseAddress!
-        base.update(repeating: 0, count: 16)
-        base.update(from: x + i, count: rest)
-        (base + 8).update(from: g + i, count: rest)
-        let tail = backwardPlane(
-          base, base + 8, base + 16, 8, d, p2, beta, scale, shift, mean, G.self, M.self)
-        (dx + i).update(from: base + 16, count: rest)
-        sums.add(tail)
-      }
+      sums.add(withPaddedTail(x + i, g + i, dx + i, rest: count - i) {
+        backwardPlane($0, $1, $2, 8, d, p2, beta, scale, shift, mean, G.self, M.self)
+      })
     }
     return sums
   }

@@ -44,6 +44,42 @@ public func fastSigmoid(_ x: Float8) -> Float8 {
   return positive.replacing(with: negative, where: x .< 0)
 }
 
+/// The last `rest` (< 8) elements of a plane kernel through that kernel's own vector loop: `x`
+/// copied into a zero-padded 8-lane buffer, `body` run on it, and the first `rest` outputs
+/// copied to `y`. Keeps one copy of a kernel's vector body (a second one makes the optimizer
+/// split the sigmoid into scalars).
+@inline(__always)
+func withPaddedTail(
+  _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rest: Int,
+  _ body: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+) {
+  withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { t in
+    let base = t.baseAddress!
+    base.update(repeating: 0, count: 8)
+    base.update(from: x, count: rest)
+    body(base, base + 8)
+    y.update(from: base + 8, count: rest)
+  }
+}
+
+/// ``withPaddedTail(_:_:rest:_:)`` for a backward kernel: `x` and the upstream gradient `g`
+/// padded with zeros (so the padding adds nothing to any sum), `dx` copied back.
+@inline(__always)
+func withPaddedTail<R>(
+  _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+  rest: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> R
+) -> R {
+  withUnsafeTemporaryAllocation(of: Float.self, capacity: 24) { t in
+    let base = t.baseAddress!
+    base.update(repeating: 0, count: 16)
+    base.update(from: x, count: rest)
+    (base + 8).update(from: g, count: rest)
+    let result = body(base, base + 8, base + 16)
+    dx.update(from: base + 16, count: rest)
+    return result
+  }
+}
+
 /// Scalar sigmoid with the same stable form, for tails and reference checks.
 @inlinable @inline(__always)
 public func stableSigmoid(_ x: Float) -> Float {

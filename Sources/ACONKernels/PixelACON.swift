@@ -85,14 +85,7 @@ extension ACONKernels {
       i = i &+ 8
     }
     if i < count {
-      let rest = count - i
-      withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { t in
-        let base = t.baseAddress!
-        base.update(repeating: 0, count: 8)
-        base.update(from: x + i, count: rest)
-        pixelForwardPlane(base, base + 8, 8, d, p2, w, b, G.self)
-        (y + i).update(from: base + 8, count: rest)
-      }
+      withPaddedTail(x + i, y + i, rest: count - i) { pixelForwardPlane($0, $1, 8, d, p2, w, b, G.self) }
     }
   }
 
@@ -141,17 +134,10 @@ extension ACONKernels {
     }
     var sums = (horizontalSum(a1), horizontalSum(a2), horizontalSum(a3), horizontalSum(a4))
     if i < count {
-      // The tail on a zero-padded copy (g = 0 adds nothing).
-      let rest = count - i
-      withUnsafeTemporaryAllocation(of: Float.self, capacity: 24) { t in
-        let base = t.baseAddress!
-        base.update(repeating: 0, count: 16)
-        base.update(from: x + i, count: rest)
-        (base + 8).update(from: g + i, count: rest)
-        let tail = pixelBackwardPlane(base, base + 8, base + 16, 8, d, p2, w, b, G.self)
-        (dx + i).update(from: base + 16, count: rest)
-        sums = (sums.0 + tail.0, sums.1 + tail.1, sums.2 + tail.2, sums.3 + tail.3)
+      let tail = withPaddedTail(x + i, g + i, dx + i, rest: count - i) {
+        pixelBackwardPlane($0, $1, $2, 8, d, p2, w, b, G.self)
       }
+      sums = (sums.0 + tail.0, sums.1 + tail.1, sums.2 + tail.2, sums.3 + tail.3)
     }
     return sums
   }
