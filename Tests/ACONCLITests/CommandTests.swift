@@ -86,6 +86,42 @@ struct CommandTests {
     for key in ["top1", "top5", "loss"] { #expect(result[key] is Double, "eval --json lacks \(key)") }
   }
 
+  @Test func compareTabulatesSeedsAndReusesFinishedRuns() throws {
+    let out = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let arguments = [
+      "compare", "--model", "mobilenetv1-0.25", "--activations", "relu,acon-c", "--seeds", "0,1",
+      "--batch-size", "16", "--train-limit", "32", "--test-limit", "32", "--out", out.path,
+      "--quiet", "--reuse",
+    ]
+    let first = try runACON(arguments)
+    #expect(first.status == 0, "\(first.stderr)")
+    let rows = first.stdout.split(separator: "\n").filter { $0.hasPrefix("| relu") || $0.hasPrefix("| acon-c") }
+    #expect(rows.count == 2, "\(first.stdout)")
+    #expect(first.stdout.contains("first 32 training images"))
+    // Each row: name, parameters, mean ± std over the two seeds, change against relu, the runs.
+    for row in rows {
+      let cells = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+      #expect(cells.count == 5, "\(row)")
+      #expect(cells[1].hasSuffix("M") && cells[2].contains("±"), "\(row)")
+      #expect(cells[4].split(separator: ",").count == 2, "\(row)")
+    }
+    #expect(rows[0].contains("| +0.00 |"))
+    let runs = ["relu-s0", "relu-s1", "acon-c-s0", "acon-c-s1"].map {
+      out.appendingPathComponent("mobilenetv1-0.25-\($0)/metrics.jsonl")
+    }
+    let stamps = try runs.map { try FileManager.default.attributesOfItem(atPath: $0.path)[.modificationDate] as? Date }
+    // Run again: every run is reused (nothing retrained), the table is the same.
+    let second = try runACON(arguments)
+    #expect(second.status == 0, "\(second.stderr)")
+    #expect(second.stdout == first.stdout)
+    let after = try runs.map { try FileManager.default.attributesOfItem(atPath: $0.path)[.modificationDate] as? Date }
+    #expect(after == stamps)
+    // Bad seeds are refused before anything trains.
+    let bad = try runACON(["compare", "--seeds", "0,x", "--out", out.path])
+    #expect(bad.status != 0 && bad.stderr.contains("bad seed"))
+  }
+
   @Test func forwardWritesLogitsAndGradients() throws {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
