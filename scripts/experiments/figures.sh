@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The figures of docs/RESULTS.md: training curves (4-epoch runs, seed 0) and learned beta.
+# Run after reproduce.sh (it plots beta from that script's runs).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+acon=${ACON:-.build/release/acon}
+out=runs/reproduce
+figures=docs/figures
+mkdir -p "$figures"
+
+# Curves need several epochs; the tables' runs have one. Their own directory, so that --reuse
+# never mistakes a 1-epoch run for these (or deletes one).
+"$acon" compare --model shufflenetv2-0.5x --activations relu,acon-c,meta-acon --seeds 0 \
+  --epochs 4 --train-limit 10000 --out "$out/curves" --reuse | tee "$out/table-curves.md"
+runs=$out/curves/shufflenetv2-0.5x
+"$acon" plot curves --metrics "$runs-relu-s0" --metrics "$runs-acon-c-s0" --metrics "$runs-meta-acon-s0" \
+  --labels ReLU,ACON-C,meta-ACON --output "$figures/curves-shufflenetv2-0.5x.svg"
+
+# Learned switching factors of the 1-epoch seed-0 runs: per channel (ACON-C) and per image
+# over test images (meta-ACON).
+for act in acon-c meta-acon; do
+  "$acon" plot beta --weights "$out/shufflenetv2-0.5x/shufflenetv2-0.5x-$act-s0/model.safetensors" \
+    --dataset fashion-mnist --images 256 --output "$figures/beta-shufflenetv2-0.5x-$act.svg"
+done
