@@ -149,49 +149,85 @@ public enum Convolution {
       return
     }
     let spatial = g.outHeight * g.outWidth
-    let plane = g.height * g.width
-    let (cinG, coutG, k) = (g.inChannelsPerGroup, g.outChannelsPerGroup, g.patchSize)
+    let (coutG, k) = (g.outChannelsPerGroup, g.patchSize)
+    forEachProduct(g, weight: weight, workspace: workspace) { p in
+      let (n0, count, columns, group, wg, staging) = (
+        p.firstImage, p.count, p.columns, p.group, p.weight, p.staging
+      )
+      let b = p.columnMatrix(of: x)
+      if count == 1 {
+        // The product's rows are this group's output planes of one image: write them in place.
+        let out = y + (n0 * g.outChannels + group * coutG) * spatial
+        if let bias {
+          let bg = bias + group * coutG
+          Parallel.forRanges(coutG, minimumChunk: max(1, 16384 / spatial)) { rows in
+            for m in rows { (out + m * spatial).update(repeating: bg[m], count: spatial) }
+          }
+        }
+        BLAS.sgemm(
+          transposeA: false, transposeB: false, m: coutG, n: spatial, k: k, a: wg, lda: k,
+          b: b, ldb: spatial, beta: bias == nil ? 0 : 1, c: out, ldc: spatial)
+      } else {
+        BLAS.sgemm(
+          transposeA: false, transposeB: false, m: coutG, n: columns, k: k, a: wg, lda: k,
+          b: b, ldb: columns, c: staging, ldc: columns)
+        scatter(
+          staging, images: count, rows: coutG, spatial: spatial,
+          into: y + (n0 * g.outChannels + group * coutG) * spatial,
+          imageStride: g.outChannels * spatial, bias: bias.map { $0 + group * coutG })
+      }
+    }
+  }
+
+  /// One matrix product of a convolution: `count` images from `firstImage` side by side, one
+  /// group; with the scratch buffers carved from the workspace.
+  struct Product {
+    let geometry: ConvGeometry
+    let firstImage: Int, count: Int, group: Int
+    /// `count * outHeight * outWidth`.
+    let columns: Int
+    /// The group's weights, `[outChannelsPerGroup, patchSize]`.
+    let weight: UnsafePointer<Float>
+    /// 1x1 stride-1 layers, one image per product: the input is its own column matrix.
+    let direct: Bool
+    /// The column matrix, `[patchSize, columns]` (also dcol in backward).
+    let col: UnsafeMutablePointer<Float>
+    /// `[outChannelsPerGroup, columns]`, for batched products.
+    let staging: UnsafeMutablePointer<Float>
+
+    /// This group's input planes of the first image, in `x`.
+    func input(_ x: UnsafePointer<Float>) -> UnsafePointer<Float> {
+      x + (firstImage * geometry.inChannels + group * geometry.inChannelsPerGroup) * geometry.height * geometry.width
+    }
+
+    /// The column matrix of these images: `x` itself when direct, else unfolded into `col`.
+    func columnMatrix(of x: UnsafePointer<Float>) -> UnsafePointer<Float> {
+      if direct { return input(x) }
+      Im2col.unfold(
+        input(x), imageStride: geometry.inChannels * geometry.height * geometry.width, images: count,
+        channels: geometry.inChannelsPerGroup, geometry: geometry, col: col, ldc: columns)
+      return UnsafePointer(col)
+    }
+  }
+
+  /// Calls `body` for every product of the layer, images outer and groups inner.
+  static func forEachProduct(
+    _ g: ConvGeometry, weight: UnsafePointer<Float>, workspace: UnsafeMutablePointer<Float>,
+    _ body: (Product) -> Void
+  ) {
+    let spatial = g.outHeight * g.outWidth
     let images = imagesPerProduct(g)
     let direct = g.isPointwise && images == 1
-    let col = workspace
-    let staging = workspace + (direct ? 0 : k * images * spatial)
+    let staging = workspace + (direct ? 0 : g.patchSize * images * spatial)
     var n0 = 0
     while n0 < g.batch {
       let count = min(images, g.batch - n0)
-      let columns = count * spatial
       for group in 0..<g.groups {
-        let wg = weight + group * coutG * k
-        let xg = x + (n0 * g.inChannels + group * cinG) * plane
-        let b: UnsafePointer<Float>
-        if direct {
-          b = xg
-        } else {
-          Im2col.unfold(
-            xg, imageStride: g.inChannels * plane, images: count, channels: cinG, geometry: g,
-            col: col, ldc: columns)
-          b = UnsafePointer(col)
-        }
-        if count == 1 {
-          // The product's rows are this group's output planes of one image: write them in place.
-          let out = y + (n0 * g.outChannels + group * coutG) * spatial
-          if let bias {
-            let bg = bias + group * coutG
-            Parallel.forRanges(coutG, minimumChunk: max(1, 16384 / spatial)) { rows in
-              for m in rows { (out + m * spatial).update(repeating: bg[m], count: spatial) }
-            }
-          }
-          BLAS.sgemm(
-            transposeA: false, transposeB: false, m: coutG, n: spatial, k: k, a: wg, lda: k,
-            b: b, ldb: spatial, beta: bias == nil ? 0 : 1, c: out, ldc: spatial)
-        } else {
-          BLAS.sgemm(
-            transposeA: false, transposeB: false, m: coutG, n: columns, k: k, a: wg, lda: k,
-            b: b, ldb: columns, c: staging, ldc: columns)
-          scatter(
-            staging, images: count, rows: coutG, spatial: spatial,
-            into: y + (n0 * g.outChannels + group * coutG) * spatial,
-            imageStride: g.outChannels * spatial, bias: bias.map { $0 + group * coutG })
-        }
+        body(
+          Product(
+            geometry: g, firstImage: n0, count: count, group: group, columns: count * spatial,
+            weight: weight + group * g.outChannelsPerGroup * g.patchSize, direct: direct,
+            col: workspace, staging: staging))
       }
       n0 += count
     }
@@ -231,62 +267,45 @@ public enum Convolution {
     }
     let plane = g.height * g.width
     let (cinG, coutG, k) = (g.inChannelsPerGroup, g.outChannelsPerGroup, g.patchSize)
-    let images = imagesPerProduct(g)
-    let direct = g.isPointwise && images == 1
-    let col = workspace
-    let staging = workspace + (direct ? 0 : k * images * spatial)
-    var n0 = 0
-    while n0 < g.batch {
-      let count = min(images, g.batch - n0)
-      let columns = count * spatial
-      for group in 0..<g.groups {
-        let wg = weight + group * coutG * k
-        let xg = x + (n0 * g.inChannels + group * cinG) * plane
-        let dyBase = dy + (n0 * g.outChannels + group * coutG) * spatial
-        // This group's output gradient as a `[coutG, columns]` matrix.
-        let dyg: UnsafePointer<Float>
-        if count == 1 {
-          dyg = dyBase
-        } else {
-          gather(
-            dyBase, imageStride: g.outChannels * spatial, images: count, rows: coutG,
-            spatial: spatial, into: staging)
-          dyg = UnsafePointer(staging)
-        }
-        if let dw {
-          // dW_g += dY_g col^T, summed over the images.
-          let b: UnsafePointer<Float>
-          if direct {
-            b = xg
-          } else {
-            Im2col.unfold(
-              xg, imageStride: g.inChannels * plane, images: count, channels: cinG, geometry: g,
-              col: col, ldc: columns)
-            b = UnsafePointer(col)
-          }
+    forEachProduct(g, weight: weight, workspace: workspace) { p in
+      let (n0, count, columns, group, wg, direct, col, staging) = (
+        p.firstImage, p.count, p.columns, p.group, p.weight, p.direct, p.col, p.staging
+      )
+      let dyBase = dy + (n0 * g.outChannels + group * coutG) * spatial
+      // This group's output gradient as a `[coutG, columns]` matrix.
+      let dyg: UnsafePointer<Float>
+      if count == 1 {
+        dyg = dyBase
+      } else {
+        gather(
+          dyBase, imageStride: g.outChannels * spatial, images: count, rows: coutG,
+          spatial: spatial, into: staging)
+        dyg = UnsafePointer(staging)
+      }
+      if let dw {
+        // dW_g += dY_g col^T, summed over the images.
+        let b = p.columnMatrix(of: x)
+        BLAS.sgemm(
+          transposeA: false, transposeB: true, m: coutG, n: k, k: columns, a: dyg,
+          lda: columns, b: b, ldb: columns, beta: n0 == 0 ? 0 : 1, c: dw + group * coutG * k,
+          ldc: k)
+      }
+      if let dx {
+        let dxg = dx + (n0 * g.inChannels + group * cinG) * plane
+        if direct {
           BLAS.sgemm(
-            transposeA: false, transposeB: true, m: coutG, n: k, k: columns, a: dyg,
-            lda: columns, b: b, ldb: columns, beta: n0 == 0 ? 0 : 1, c: dw + group * coutG * k,
-            ldc: k)
-        }
-        if let dx {
-          let dxg = dx + (n0 * g.inChannels + group * cinG) * plane
-          if direct {
-            BLAS.sgemm(
-              transposeA: true, transposeB: false, m: cinG, n: spatial, k: coutG, a: wg, lda: k,
-              b: dyg, ldb: spatial, c: dxg, ldc: spatial)
-          } else {
-            // dcol = W_g^T dY_g (reusing the column buffer), then fold it into the input planes.
-            BLAS.sgemm(
-              transposeA: true, transposeB: false, m: k, n: columns, k: coutG, a: wg, lda: k,
-              b: dyg, ldb: columns, c: col, ldc: columns)
-            Im2col.fold(
-              col, ldc: columns, images: count, channels: cinG, geometry: g, dx: dxg,
-              imageStride: g.inChannels * plane)
-          }
+            transposeA: true, transposeB: false, m: cinG, n: spatial, k: coutG, a: wg, lda: k,
+            b: dyg, ldb: spatial, c: dxg, ldc: spatial)
+        } else {
+          // dcol = W_g^T dY_g (reusing the column buffer), then fold it into the input planes.
+          BLAS.sgemm(
+            transposeA: true, transposeB: false, m: k, n: columns, k: coutG, a: wg, lda: k,
+            b: dyg, ldb: columns, c: col, ldc: columns)
+          Im2col.fold(
+            col, ldc: columns, images: count, channels: cinG, geometry: g, dx: dxg,
+            imageStride: g.inChannels * plane)
         }
       }
-      n0 += count
     }
   }
 

@@ -1,7 +1,8 @@
 import ACONTensor
 
-/// Max pooling with a square window, as PyTorch's `nn.MaxPool2d` (`ceil_mode = false`).
-public final class MaxPool2d: Module {
+/// A pooling layer with a square window, as PyTorch's pooling modules (`ceil_mode = false`):
+/// the geometry that ``MaxPool2d`` and ``AvgPool2d`` share.
+public class Pool2d: Module {
   public let kernelSize: Int
   public let stride: Int
   public let padding: Int
@@ -13,7 +14,10 @@ public final class MaxPool2d: Module {
     self.padding = padding
     super.init()
   }
+}
 
+/// Max pooling with a square window, as PyTorch's `nn.MaxPool2d` (`ceil_mode = false`).
+public final class MaxPool2d: Pool2d {
   public override func forward(_ x: Tensor) throws -> Tensor {
     try Tensor.maxPool2d(x, kernelSize: kernelSize, stride: stride, padding: padding)
   }
@@ -21,19 +25,7 @@ public final class MaxPool2d: Module {
 
 /// Average pooling with a square window, as PyTorch's `nn.AvgPool2d` (`ceil_mode = false`,
 /// `count_include_pad = true`).
-public final class AvgPool2d: Module {
-  public let kernelSize: Int
-  public let stride: Int
-  public let padding: Int
-
-  /// `stride` defaults to the kernel size, as in PyTorch.
-  public init(kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
-    self.kernelSize = kernelSize
-    self.stride = stride ?? kernelSize
-    self.padding = padding
-    super.init()
-  }
-
+public final class AvgPool2d: Pool2d {
   public override func forward(_ x: Tensor) throws -> Tensor {
     try Tensor.avgPool2d(x, kernelSize: kernelSize, stride: stride, padding: padding)
   }
