@@ -32,6 +32,8 @@ public struct BenchOp: ParsableCommand {
     name: .customLong("conv"),
     help: "Time this convolution instead of the default three: IN,OUT,SIZE,KERNEL[,STRIDE[,GROUPS]] (square input SIZE x SIZE, padding KERNEL / 2). Repeatable.")
   var convolutions: [String] = []
+  @Option(help: "Tuning: the columns a convolution's matrix product aims for, small images unfolded side by side (default 2048 for 1x1 layers, 784 for larger kernels; this sets both).")
+  var targetColumns: Int?
   @Flag(help: "Time every distinct convolution of ResNet-50 at 224x224 (with --batch), weighted by how often the network runs it.")
   var resnet50 = false
 
@@ -58,6 +60,11 @@ public struct BenchOp: ParsableCommand {
     if let workers {
       guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
       Parallel.workers = workers
+    }
+    if let targetColumns {
+      guard targetColumns >= 1 else { throw ValidationError("--target-columns must be at least 1") }
+      Convolution.targetColumns = targetColumns
+      Convolution.unfoldedTargetColumns = targetColumns
     }
     print(
       "bench-op: BLAS threads \(BLAS.threads), Swift workers \(Parallel.workers), "

@@ -79,8 +79,13 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 /// The Swift loops (unfold, fold, scatter) run on ``Parallel``; the products run on BLAS's own
 /// threads, never nested inside a parallel loop.
 public enum Convolution {
-  /// Matrix products aim for at least this many columns (images unfolded side by side).
+  /// Matrix products of 1x1 layers aim for at least this many columns (images side by side).
   nonisolated(unsafe) public static var targetColumns = 2048
+  /// The same for layers with larger kernels, whose column matrix is `patchSize` times taller:
+  /// one 28x28 image, four 14x14 ones. ResNet-50's 3x3 layers at 28x28 and 14x14 ran 13-15%
+  /// faster forward + backward with 784 than with 2048 (`acon bench-op --conv`, batch 8: the
+  /// 3.6-7 MB column matrices stay in cache, the 10-14 MB ones did not).
+  nonisolated(unsafe) public static var unfoldedTargetColumns = 784
   /// Cap on the floats of one column matrix block (32 MB), so that batching never balloons.
   nonisolated(unsafe) public static var maximumColumnFloats = 8 << 20
 
@@ -92,10 +97,11 @@ public enum Convolution {
   /// How many images share one matrix product.
   public static func imagesPerProduct(_ g: ConvGeometry) -> Int {
     let spatial = g.outHeight * g.outWidth
-    if spatial >= targetColumns || (g.isPointwise && spatial >= pointwiseDirectColumns) {
+    let target = g.isPointwise ? targetColumns : unfoldedTargetColumns
+    if spatial >= target || (g.isPointwise && spatial >= pointwiseDirectColumns) {
       return 1
     }
-    let wanted = (targetColumns + spatial - 1) / spatial
+    let wanted = (target + spatial - 1) / spatial
     let fitting = max(1, maximumColumnFloats / max(1, g.patchSize * spatial))
     return max(1, min(g.batch, wanted, fitting))
   }
