@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The figures of docs/RESULTS.md: training curves (4-epoch runs, seed 0) and learned beta.
+# The figures of docs/RESULTS.md: training curves (6-epoch runs, seed 0) and learned beta.
 # Run after reproduce.sh (it plots beta from that script's runs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,7 +11,7 @@ mkdir -p "$figures"
 # Curves need several epochs; the tables' runs have one. Their own directory, so that --reuse
 # never mistakes a 1-epoch run for these (or deletes one).
 "$acon" compare --model shufflenetv2-0.5x --activations relu,acon-c,meta-acon --seeds 0 \
-  --epochs 4 --train-limit 10000 --out "$out/curves" --reuse | tee "$out/table-curves.md"
+  --epochs 6 --train-limit 10000 --out "$out/curves" --reuse | tee "$out/table-curves.md"
 runs=$out/curves/shufflenetv2-0.5x
 "$acon" plot curves --metrics "$runs-relu-s0" --metrics "$runs-acon-c-s0" --metrics "$runs-meta-acon-s0" \
   --labels ReLU,ACON-C,meta-ACON --output "$figures/curves-shufflenetv2-0.5x.svg"
