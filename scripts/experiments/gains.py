@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Gain against model size, from the tables reproduce.sh wrote (runs/reproduce/table-*.md).
+"""The paper-style tables of docs/RESULTS.md, from the tables reproduce.sh wrote
+(runs/reproduce/table-*.md):
 
-For each model: its parameter count (the relu row) and, for every other activation, the change
-in mean test error against ReLU with its standard error, sqrt(s_a^2 / n_a + s_b^2 / n_b) from
-the per-seed errors, so a reader can see which gains are larger than the seed-to-seed noise.
+1. test error (mean ± std over seeds) per model and activation, in the form of the paper's
+   table 3, models from the smallest to the largest;
+2. gain against model size: for each model its parameter count (the relu row) and, for every
+   other activation, the change in mean test error against ReLU with its standard error,
+   sqrt(s_a^2 / n_a + s_b^2 / n_b) from the per-seed errors, so a reader can see which gains are
+   larger than the seed-to-seed noise.
 
     python3 scripts/experiments/gains.py [runs/reproduce]
 """
@@ -37,6 +41,25 @@ def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "runs/reproduce"
     models = ["shufflenetv2-0.25x", "mobilenetv1-0.25", "shufflenetv2-0.5x", "resnet18"]
     activations = ["swish", "acon-a", "acon-b", "acon-c", "meta-acon"]
+    tables = {}
+    for model in models:
+        path = os.path.join(root, f"table-{model}.md")
+        if os.path.exists(path):
+            rows = read_table(path)[1]
+            if rows:  # a table still being written is empty
+                tables[model] = rows
+    print("| model | params (ReLU) | " + " | ".join(["relu"] + activations) + " |")
+    print("|---|---|" + "---|" * (len(activations) + 1))
+    for model, rows in tables.items():
+        cells = []
+        for a in ["relu"] + activations:
+            if a in rows:
+                m, v, _ = stats(rows[a][1])
+                cells.append(f"{m:.2f} ± {math.sqrt(v):.2f}")
+            else:
+                cells.append("-")
+        print(f"| {model} | {rows.get('relu', ('-',))[0]} | " + " | ".join(cells) + " |")
+    print()
     print("| model | params | ReLU error % | " + " | ".join(f"{a} vs ReLU" for a in activations) + " |")
     print("|---|---|---|" + "---|" * len(activations))
     for model in models:
