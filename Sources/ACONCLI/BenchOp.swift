@@ -133,7 +133,7 @@ public struct BenchOp: ParsableCommand {
 
   /// One convolution geometry for `--conv` and `--resnet50`.
   public struct ConvSpec {
-    var inputs: Int, outputs: Int, size: Int, kernel: Int, stride = 1, groups = 1
+    public var inputs: Int, outputs: Int, size: Int, kernel: Int, stride = 1, groups = 1
     /// How many layers of the network have this geometry (1 for `--conv`).
     public var count = 1
 
@@ -160,17 +160,18 @@ public struct BenchOp: ParsableCommand {
       }
     }
 
-    /// ResNet-50 (v1.5: the stride on the 3x3) at 224: each distinct convolution and its count.
+    /// ResNet-50 as the reference builds it (the stride on each stage's first 1x1 convolution)
+    /// at 224: each distinct convolution and how many layers have it.
     public static let resnet50: [ConvSpec] = [
       ConvSpec(3, 64, 224, 7, stride: 2),
       ConvSpec(64, 64, 56, 1), ConvSpec(256, 64, 56, 1, count: 2), ConvSpec(64, 64, 56, 3, count: 3),
       ConvSpec(64, 256, 56, 1, count: 4),
-      ConvSpec(256, 128, 56, 1), ConvSpec(128, 128, 56, 3, stride: 2), ConvSpec(256, 512, 56, 1, stride: 2),
-      ConvSpec(512, 128, 28, 1, count: 3), ConvSpec(128, 128, 28, 3, count: 3), ConvSpec(128, 512, 28, 1, count: 4),
-      ConvSpec(512, 256, 28, 1), ConvSpec(256, 256, 28, 3, stride: 2), ConvSpec(512, 1024, 28, 1, stride: 2),
-      ConvSpec(1024, 256, 14, 1, count: 5), ConvSpec(256, 256, 14, 3, count: 5), ConvSpec(256, 1024, 14, 1, count: 6),
-      ConvSpec(1024, 512, 14, 1), ConvSpec(512, 512, 14, 3, stride: 2), ConvSpec(1024, 2048, 14, 1, stride: 2),
-      ConvSpec(2048, 512, 7, 1, count: 2), ConvSpec(512, 512, 7, 3, count: 2), ConvSpec(512, 2048, 7, 1, count: 3),
+      ConvSpec(256, 128, 56, 1, stride: 2), ConvSpec(256, 512, 56, 1, stride: 2),
+      ConvSpec(512, 128, 28, 1, count: 3), ConvSpec(128, 128, 28, 3, count: 4), ConvSpec(128, 512, 28, 1, count: 4),
+      ConvSpec(512, 256, 28, 1, stride: 2), ConvSpec(512, 1024, 28, 1, stride: 2),
+      ConvSpec(1024, 256, 14, 1, count: 5), ConvSpec(256, 256, 14, 3, count: 6), ConvSpec(256, 1024, 14, 1, count: 6),
+      ConvSpec(1024, 512, 14, 1, stride: 2), ConvSpec(1024, 2048, 14, 1, stride: 2),
+      ConvSpec(2048, 512, 7, 1, count: 2), ConvSpec(512, 512, 7, 3, count: 3), ConvSpec(512, 2048, 7, 1, count: 3),
     ]
   }
 

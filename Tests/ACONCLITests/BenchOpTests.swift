@@ -1,4 +1,5 @@
 import ACONCLI
+import ACONModels
 import Foundation
 import Testing
 
@@ -37,9 +38,27 @@ struct BenchOpTests {
     #expect(names.contains("conv3x3/2 8->16 at 9 forward+backward"), "\(names)")
     #expect(names.contains("conv3x3 8->8 at 5 groups 8 backward"), "\(names)")
     #expect(!names.contains { $0.hasPrefix("conv1x1 64->64") })
-    // The ResNet-50 census covers each of its 23 distinct convolutions.
-    #expect(BenchOp.ConvSpec.resnet50.count == 23)
+    // The ResNet-50 census covers each of its 20 distinct convolutions, 53 layers in all.
+    #expect(BenchOp.ConvSpec.resnet50.count == 20)
     #expect(BenchOp.ConvSpec.resnet50.reduce(0) { $0 + $1.count } == 53)
+  }
+
+  /// The census is ResNet-50 as the zoo builds it: the same (in, out, kernel, output size)
+  /// convolutions, as many times each.
+  @Test func resnet50CensusMatchesTheModel() throws {
+    let model = try ModelZoo.make(ModelConfiguration(model: "resnet50", activation: "acon-c"))
+    let layers = try ModelComplexity.measure(model, inputChannels: 3, inputSize: 224).layers
+    let weights = Dictionary(uniqueKeysWithValues: model.namedParameters().map { ($0.0, $0.1.value.shape) })
+    var fromModel: [String: Int] = [:]
+    for layer in layers where layer.operation == "conv" {
+      let w = try #require(weights[layer.name], "\(layer.name)")  // [out, in, k, k]
+      fromModel["\(w[1]) \(w[0]) \(w[2]) \(layer.outputShape[2])", default: 0] += 1
+    }
+    var fromCensus: [String: Int] = [:]
+    for c in BenchOp.ConvSpec.resnet50 {
+      fromCensus["\(c.inputs) \(c.outputs) \(c.kernel) \(c.size / c.stride)", default: 0] += c.count
+    }
+    #expect(fromCensus == fromModel)
   }
 
   @Test func rejectsBadCounts() {
