@@ -53,6 +53,18 @@ extension Optimizer {
     for (_, p) in allParameters { p.zeroGrad() }
   }
 
+  /// One step's walk: counts the step, then calls `update` for every parameter that has a
+  /// gradient, in group order, with its group, its gradient and its key in per-parameter state.
+  func forEachGradient(_ update: (ParameterGroup, Parameter, Tensor, ObjectIdentifier) -> Void) {
+    stepCount += 1
+    for group in groups {
+      for (_, p) in group.parameters {
+        guard let g = p.grad else { continue }
+        update(group, p, g, ObjectIdentifier(p))
+      }
+    }
+  }
+
   func restore(
     _ tensors: [String: Tensor], into slots: inout [ObjectIdentifier: Tensor], prefix: String
   ) throws {
@@ -82,23 +94,18 @@ public final class SGD: Optimizer {
   }
 
   public func step(learningRate: Float) {
-    stepCount += 1
-    for group in groups {
-      for (_, p) in group.parameters {
-        guard let g = p.grad else { continue }
-        let key = ObjectIdentifier(p)
-        var first = false
-        if momentum != 0, buffers[key] == nil {
-          buffers[key] = Tensor.zeros(p.value.shape)
-          first = true
-        }
-        let buffer = buffers[key]
-        p.update { pointer, count in
-          OptimizerKernels.sgd(
-            parameter: pointer, gradient: g.data, momentumBuffer: buffer?.mutableData,
-            count: count, learningRate: learningRate, momentum: momentum,
-            weightDecay: group.weightDecay, firstStep: first)
-        }
+    forEachGradient { group, p, g, key in
+      var first = false
+      if momentum != 0, buffers[key] == nil {
+        buffers[key] = Tensor.zeros(p.value.shape)
+        first = true
+      }
+      let buffer = buffers[key]
+      p.update { pointer, count in
+        OptimizerKernels.sgd(
+          parameter: pointer, gradient: g.data, momentumBuffer: buffer?.mutableData,
+          count: count, learningRate: learningRate, momentum: momentum,
+          weightDecay: group.weightDecay, firstStep: first)
       }
     }
   }
@@ -139,24 +146,18 @@ public final class Adam: Optimizer {
   }
 
   public func step(learningRate: Float) {
-    stepCount += 1
-    for group in groups {
-      for (_, p) in group.parameters {
-        guard let g = p.grad else { continue }
-        let key = ObjectIdentifier(p)
-        if first[key] == nil {
-          first[key] = Tensor.zeros(p.value.shape)
-          second[key] = Tensor.zeros(p.value.shape)
-        }
-        let m = first[key]!
-        let v = second[key]!
-        p.update { pointer, count in
-          OptimizerKernels.adam(
-            parameter: pointer, gradient: g.data, firstMoment: m.mutableData,
-            secondMoment: v.mutableData, count: count, learningRate: learningRate,
-            beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: group.weightDecay,
-            decoupled: decoupled, step: stepCount)
-        }
+    forEachGradient { group, p, g, key in
+      if first[key] == nil {
+        first[key] = Tensor.zeros(p.value.shape)
+        second[key] = Tensor.zeros(p.value.shape)
+      }
+      let (m, v) = (first[key]!, second[key]!)
+      p.update { pointer, count in
+        OptimizerKernels.adam(
+          parameter: pointer, gradient: g.data, firstMoment: m.mutableData,
+          secondMoment: v.mutableData, count: count, learningRate: learningRate,
+          beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: group.weightDecay,
+          decoupled: decoupled, step: stepCount)
       }
     }
   }

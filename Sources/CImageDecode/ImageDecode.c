@@ -32,6 +32,17 @@ static void set_message(char *message, size_t size, const char *text) {
   if (message && size > 0) snprintf(message, size, "%s", text);
 }
 
+// libjpeg's error manager, wired to report through `message` and jump back to the caller's setjmp.
+static struct jpeg_error_mgr *acon_error_mgr_init(struct acon_error_mgr *err, char *message,
+                                                  size_t message_size) {
+  struct jpeg_error_mgr *base = jpeg_std_error(&err->base);
+  err->base.error_exit = acon_error_exit;
+  err->base.output_message = acon_output_message;
+  err->message = message;
+  err->message_size = message_size;
+  return base;
+}
+
 int acon_jpeg_decode(const uint8_t *data, size_t size, uint8_t **pixels, int *width, int *height,
                      char *message, size_t message_size) {
   struct jpeg_decompress_struct cinfo;
@@ -44,11 +55,7 @@ int acon_jpeg_decode(const uint8_t *data, size_t size, uint8_t **pixels, int *wi
     set_message(message, message_size, "empty file");
     return -1;
   }
-  cinfo.err = jpeg_std_error(&err.base);
-  err.base.error_exit = acon_error_exit;
-  err.base.output_message = acon_output_message;
-  err.message = message;
-  err.message_size = message_size;
+  cinfo.err = acon_error_mgr_init(&err, message, message_size);
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
     free(out);
@@ -123,11 +130,7 @@ int acon_jpeg_encode(const uint8_t *pixels, int width, int height, int component
     set_message(message, message_size, "components must be 1, 3 or 4");
     return -1;
   }
-  cinfo.err = jpeg_std_error(&err.base);
-  err.base.error_exit = acon_error_exit;
-  err.base.output_message = acon_output_message;
-  err.message = message;
-  err.message_size = message_size;
+  cinfo.err = acon_error_mgr_init(&err, message, message_size);
   if (setjmp(err.jump)) {
     jpeg_destroy_compress(&cinfo);
     free(mem);
