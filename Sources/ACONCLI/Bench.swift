@@ -1,3 +1,4 @@
+import ACONKernels
 import ACONModels
 import ACONNN
 import ACONTensor
@@ -18,6 +19,8 @@ struct Bench: ParsableCommand {
   @Flag(help: "Print one JSON object as the last line.") var json = false
   @Flag(help: "Run every batch norm and the activation after it as separate layers (no fusion).")
   var noFusion = false
+  @Flag(help: "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's F(2x2, 3x3).")
+  var noWinograd = false
   @Flag(help: "Time every op kind through the tape (forward, backward, optimizer) and print a table per step (as ACON_PROFILE=1 does).")
   var profile = false
 
@@ -35,6 +38,7 @@ struct Bench: ParsableCommand {
     let labels = (0..<batchSize).map { $0 % classes }
     let optimizer = SGD(groups: ParameterGroup.referenceGroups(of: network, weightDecay: 4e-5), momentum: 0.9)
     if profile { Profiler.isEnabled = true }
+    if noWinograd { Convolution.usesWinograd = false }
     func step() throws {
       if noFusion { try withoutLayerFusion(stepLayers) } else { try stepLayers() }
     }

@@ -34,6 +34,10 @@ public struct BenchOp: ParsableCommand {
   var convolutions: [String] = []
   @Option(help: "Tuning: the columns a convolution's matrix product aims for, small images unfolded side by side (default 2048 for 1x1 layers, 784 for larger kernels; this sets both).")
   var targetColumns: Int?
+  @Option(help: "Tuning: floats of one Winograd block's transformed input and output (default \(Winograd.blockFloats)).")
+  var winogradBlockFloats: Int?
+  @Flag(help: "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's F(2x2, 3x3).")
+  var noWinograd = false
   @Flag(help: "Time every distinct convolution of ResNet-50 at 224x224 (with --batch), weighted by how often the network runs it.")
   var resnet50 = false
 
@@ -65,6 +69,11 @@ public struct BenchOp: ParsableCommand {
       guard targetColumns >= 1 else { throw ValidationError("--target-columns must be at least 1") }
       Convolution.targetColumns = targetColumns
       Convolution.unfoldedTargetColumns = targetColumns
+    }
+    if noWinograd { Convolution.usesWinograd = false }
+    if let winogradBlockFloats {
+      guard winogradBlockFloats >= 1 else { throw ValidationError("--winograd-block-floats must be at least 1") }
+      Winograd.blockFloats = winogradBlockFloats
     }
     print(
       "bench-op: BLAS threads \(BLAS.threads), Swift workers \(Parallel.workers), "

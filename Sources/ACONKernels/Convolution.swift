@@ -67,8 +67,10 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 
 /// 2-D convolution over NCHW float32 images, forward and backward.
 ///
-/// Three paths, chosen from the geometry:
+/// Four paths, chosen from the geometry:
 /// - depthwise (``ConvGeometry/isDepthwise``): a direct SIMD kernel, see ``Depthwise``;
+/// - 3x3 stride 1 with enough channels (``Winograd/applies(_:)``, unless ``usesWinograd`` is
+///   off): Winograd's F(2x2, 3x3), 2.25x fewer FLOPs than the matrix product of the unfolded input;
 /// - 1x1 stride 1 without padding on images of ``pointwiseDirectColumns`` pixels or more: one
 ///   matrix product per image and group, straight from the input (no copy);
 /// - everything else: ``Im2col`` then one matrix product per group for a block of images.
@@ -79,6 +81,13 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 /// The Swift loops (unfold, fold, scatter) run on ``Parallel``; the products run on BLAS's own
 /// threads, never nested inside a parallel loop.
 public enum Convolution {
+  /// Runs the layers that ``Winograd/applies(_:)`` to through ``Winograd`` (default); off, they
+  /// unfold like every other layer (rounding then follows the direct sum more closely).
+  nonisolated(unsafe) public static var usesWinograd = true
+
+  /// Whether `g` runs through ``Winograd``.
+  public static func runsWinograd(_ g: ConvGeometry) -> Bool { usesWinograd && Winograd.applies(g) }
+
   /// Matrix products of 1x1 layers aim for at least this many columns (images side by side).
   nonisolated(unsafe) public static var targetColumns = 2048
   /// The same for layers with larger kernels, whose column matrix is `patchSize` times taller:
@@ -109,6 +118,7 @@ public enum Convolution {
   /// Floats of scratch memory ``forward(_:input:weight:bias:output:workspace:)`` needs.
   public static func forwardWorkspaceCount(_ g: ConvGeometry) -> Int {
     if g.isDepthwise { return 0 }
+    if runsWinograd(g) { return Winograd.forwardWorkspaceCount(g) }
     let images = imagesPerProduct(g)
     let columns = images * g.outHeight * g.outWidth
     let col = g.isPointwise && images == 1 ? 0 : g.patchSize * columns
@@ -119,6 +129,7 @@ public enum Convolution {
   /// Floats of scratch memory ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:biasGrad:workspace:)``
   /// needs.
   public static func backwardWorkspaceCount(_ g: ConvGeometry) -> Int {
+    if runsWinograd(g) { return Winograd.backwardWorkspaceCount(g) }
     let chunks = weightOnlyChunks(g)
     if chunks > 1 {
       return max(forwardWorkspaceCount(g), chunks * g.patchSize * g.outHeight * g.outWidth
@@ -132,7 +143,7 @@ public enum Convolution {
   /// layer does not qualify.
   static func weightOnlyChunks(_ g: ConvGeometry) -> Int {
     let qualifies =
-      g.groups == 1 && !g.isDepthwise && !g.isPointwise && g.patchSize <= 160
+      g.groups == 1 && !g.isDepthwise && !runsWinograd(g) && !g.isPointwise && g.patchSize <= 160
       && imagesPerProduct(g) == 1
     return qualifies ? min(Parallel.workers, g.batch) : 1
   }
@@ -152,6 +163,10 @@ public enum Convolution {
   ) {
     if g.isDepthwise {
       Depthwise.forward(g, input: x, weight: weight, bias: bias, output: y)
+      return
+    }
+    if runsWinograd(g) {
+      Winograd.forward(g, input: x, weight: weight, bias: bias, output: y, workspace: workspace)
       return
     }
     let spatial = g.outHeight * g.outWidth
@@ -258,6 +273,12 @@ public enum Convolution {
     let spatial = g.outHeight * g.outWidth
     if let db { biasGradient(dy, batch: g.batch, channels: g.outChannels, spatial: spatial, db) }
     if dx == nil && dw == nil { return }
+    if runsWinograd(g) {
+      Winograd.backward(
+        g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw,
+        workspace: workspace)
+      return
+    }
     var dw = dw
     let chunks = weightOnlyChunks(g)
     if let weightGrad = dw, chunks > 1 {

@@ -36,7 +36,10 @@ extension Tensor {
     let workspaceCount = Convolution.forwardWorkspaceCount(g)
     // Pooled scratch: a training loop asks for the same size every step.
     let workspace = workspaceCount > 0 ? Tensor(uninitializedShape: [workspaceCount]) : nil
-    let kind = g.isDepthwise ? "conv depthwise" : g.isPointwise ? "conv 1x1" : "conv im2col"
+    let kind =
+      g.isDepthwise
+      ? "conv depthwise"
+      : Convolution.runsWinograd(g) ? "conv winograd" : g.isPointwise ? "conv 1x1" : "conv im2col"
     Profiler.time("kernel fwd", kind) {
       withExtendedLifetime(workspace) {
         Convolution.forward(

@@ -205,3 +205,92 @@ struct ConvolutionKernelTests {
     #expect(Convolution.forwardWorkspaceCount(geometry(32, 64, 56, 56, 64, 1, 1)) == 0)
   }
 }
+
+@Suite("Winograd convolutions")
+struct WinogradKernelTests {
+  func geometry(_ n: Int, _ cin: Int, _ h: Int, _ w: Int, _ cout: Int, p: Int) -> ConvGeometry {
+    ConvGeometry(
+      batch: n, inChannels: cin, height: h, width: w, outChannels: cout, kernelHeight: 3,
+      kernelWidth: 3, padding: p)
+  }
+
+  /// Layers that qualify: odd and even sizes (cropped last tiles), every padding it takes, one
+  /// pixel, several tile rows per block and images sharing a block.
+  @Test func matchesReference() {
+    let cases: [ConvGeometry] = [
+      geometry(2, 16, 9, 9, 16, p: 1),
+      geometry(1, 16, 8, 10, 24, p: 1),
+      geometry(2, 20, 7, 6, 16, p: 0),
+      geometry(1, 16, 5, 11, 17, p: 2),
+      geometry(3, 16, 1, 1, 16, p: 1),
+      geometry(2, 16, 3, 3, 16, p: 0),
+      geometry(1, 16, 19, 21, 16, p: 1),
+    ]
+    for (k, g) in cases.enumerated() {
+      #expect(Winograd.applies(g) && Convolution.runsWinograd(g), "\(g)")
+      for bias in [false, true] {
+        let failures = checkAgainstReference(g, bias: bias, seed: UInt64(300 + k * 2 + (bias ? 1 : 0)))
+        #expect(failures.isEmpty, "\(failures)")
+      }
+    }
+  }
+
+  /// Blocks of one tile row (the smallest) give the same layer within rounding, and each block
+  /// size is deterministic.
+  @Test func blockSizeChangesOnlyRounding() {
+    let g = geometry(2, 16, 13, 12, 16, p: 1)
+    var rng = Lcg(state: 99)
+    let x = rng.array(g.batch * g.inChannels * g.height * g.width)
+    let w = rng.array(g.outChannels * g.patchSize)
+    let dy = rng.array(g.batch * g.outChannels * g.outHeight * g.outWidth)
+    func run(_ blockFloats: Int) -> (y: [Float], dx: [Float], dw: [Float]) {
+      var y = [Float](repeating: .nan, count: dy.count)
+      var dx = [Float](repeating: .nan, count: x.count)
+      var dw = [Float](repeating: .nan, count: w.count)
+      let count = max(
+        Winograd.forwardWorkspaceCount(g, blockFloats: blockFloats),
+        Winograd.backwardWorkspaceCount(g, blockFloats: blockFloats))
+      var workspace = [Float](repeating: .nan, count: count)
+      workspace.withUnsafeMutableBufferPointer { ws in
+        Winograd.forward(
+          g, input: x, weight: w, bias: nil, output: &y, workspace: ws.baseAddress!,
+          blockFloats: blockFloats)
+        Winograd.backward(
+          g, input: x, weight: w, outputGrad: dy, inputGrad: &dx, weightGrad: &dw,
+          workspace: ws.baseAddress!, blockFloats: blockFloats)
+      }
+      return (y, dx, dw)
+    }
+    let whole = run(1 << 24)
+    let rowByRow = run(1)
+    #expect(rowByRow == run(1), "not deterministic")
+    let reference = ReferenceConvolution(g: g)
+    let expectedY = reference.forward(x, w, nil)
+    let expected = reference.backward(x, w, dy)
+    for result in [whole, rowByRow] {
+      #expect(worstError(result.y, expectedY) <= 1e-5)
+      #expect(worstError(result.dx, expected.dx) <= 1e-5)
+      #expect(worstError(result.dw, expected.dw) <= 1e-5)
+    }
+  }
+
+  @Test func whatItDoesNotTake() {
+    #expect(!Winograd.applies(geometry(1, 8, 8, 8, 16, p: 1)))  // too few channels
+    #expect(!Winograd.applies(geometry(1, 16, 8, 8, 16, p: 3)))
+    #expect(
+      !Winograd.applies(
+        ConvGeometry(
+          batch: 1, inChannels: 16, height: 8, width: 8, outChannels: 16, kernelHeight: 3,
+          kernelWidth: 3, stride: 2, padding: 1)))
+    #expect(
+      !Winograd.applies(
+        ConvGeometry(
+          batch: 1, inChannels: 16, height: 8, width: 8, outChannels: 16, kernelHeight: 3,
+          kernelWidth: 3, padding: 2, dilation: 2)))
+    #expect(
+      !Winograd.applies(
+        ConvGeometry(
+          batch: 1, inChannels: 16, height: 8, width: 8, outChannels: 16, kernelHeight: 3,
+          kernelWidth: 3, padding: 1, groups: 2)))
+  }
+}

@@ -1,0 +1,537 @@
+/// 3x3 stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray, "Fast
+/// Algorithms for Convolutional Neural Networks", 2016).
+///
+/// Each 2x2 block of outputs (a tile) is `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` for its 4x4 input
+/// patch `d` and the 3x3 filter `g`: 16 multiplies instead of 36. Summed over input channels,
+/// the 16 positions ξ of the 4x4 transformed tile become 16 independent matrix products
+/// `M[ξ] = U[ξ] V[ξ]` (`U`: `[out, in]` transformed filters, `V`: `[in, tiles]` transformed
+/// patches), so a layer's products shrink from `9 * 4` to `16` multiply-adds per tile and
+/// channel pair: 2.25x fewer FLOPs, and the transformed input is 4x (not im2col's 9x) the input.
+///
+/// Backward uses the same pieces, exactly the chain rule of the forward algorithm:
+/// - input gradient: a forward Winograd convolution of `dy` with the filters rotated by 180°,
+///   transposed (in <-> out) and padded by `2 - padding`. Rotating `g` permutes the rows and
+///   columns of `G g Gᵀ` by ``flip``, so the transformed filters are reused, read transposed;
+/// - weight gradient: `dU[ξ] = Σ_tiles dM[ξ] V[ξ]ᵀ` with `dM = A dY Aᵀ` per output tile, then
+///   `dg = Gᵀ dU G`.
+///
+/// Tiles run in blocks of whole tile rows (possibly spanning images), sized so that the
+/// transformed input and output of one block (``blockFloats``) stay in cache between the
+/// transforms and the 16 products. The transforms run on ``Parallel`` (channels split between
+/// the workers), the products on BLAS's threads, never nested.
+///
+/// Rounding differs from the direct sum (the transforms add and subtract inputs before the
+/// products): relative differences are about 1e-6, as with cuDNN's and oneDNN's Winograd kernels.
+public enum Winograd {
+  /// Layers with fewer input or output channels use ``Im2col``: their 16 products are too thin
+  /// for BLAS to run at speed.
+  nonisolated(unsafe) public static var minimumChannels = 16
+  /// Target floats of one worker's block: its transformed input plus output (2 MB).
+  nonisolated(unsafe) public static var blockFloats = 1 << 19
+  /// Fewest tiles of a block (the products' column count), whatever ``blockFloats`` says.
+  nonisolated(unsafe) public static var minimumBlockTiles = 64
+
+  /// Whether ``Convolution`` runs `g` here: 3x3, stride 1, dilation 1, one group, padding at
+  /// most 2 (the input gradient pads by `2 - padding`) and enough channels.
+  public static func applies(_ g: ConvGeometry) -> Bool {
+    g.kernelHeight == 3 && g.kernelWidth == 3 && g.stride == 1 && g.dilation == 1
+      && g.groups == 1 && g.padding <= 2 && g.inChannels >= minimumChannels
+      && g.outChannels >= minimumChannels
+  }
+
+  /// Position ξ' = (a, b) of a 180°-rotated filter's transform reads ξ = (flip[a], flip[b]) of
+  /// the original's: `G J₃ = Q G` with `Q` the permutation `flip`.
+  static let flip = [3, 1, 2, 0]
+
+  /// One convolution's tiling: `channels` input planes of `height x width`, padded by
+  /// `padding`, giving `outChannels` planes of `outHeight x outWidth` in 2x2 tiles.
+  struct Tiling {
+    let batch: Int, channels: Int, height: Int, width: Int, padding: Int
+    let outChannels: Int, outHeight: Int, outWidth: Int
+    /// The target of ``blockWorkspace``.
+    let blockFloats: Int
+
+    /// Tiles down and across one image.
+    var tileRows: Int { (outHeight + 1) / 2 }
+    var tileColumns: Int { (outWidth + 1) / 2 }
+    /// Tile rows of the whole batch, image after image.
+    var totalTileRows: Int { batch * tileRows }
+
+    /// Tile rows per block when `workers` share the rows: as many as fit ``blockFloats``, at
+    /// least one.
+    func blockTileRows(workers: Int) -> Int {
+      let perRow = 16 * (channels + outChannels) * tileColumns
+      let perWorker = (totalTileRows + workers - 1) / workers
+      let fitting = blockFloats / max(1, perRow)
+      // Wide layers on small images: the products need enough columns to amortise reading
+      // their `[out, in]` filters once per block.
+      let wideEnough = (Winograd.minimumBlockTiles + tileColumns - 1) / tileColumns
+      return max(1, min(perWorker, max(fitting, wideEnough)))
+    }
+
+    /// Floats from one channel's tiles to the next in a block of `rows` tile rows: eight spare
+    /// floats, so that the transforms' 8-tile vectors never need a masked load or store.
+    func channelStride(_ rows: Int) -> Int { (rows * tileColumns + 7) / 8 * 8 + 8 }
+
+    /// Floats of one block's transformed input and output.
+    func blockWorkspace(workers: Int) -> Int {
+      16 * (channels + outChannels) * channelStride(blockTileRows(workers: workers))
+    }
+
+    /// Floats of every worker's block.
+    var workspace: Int {
+      let workers = Winograd.workerCount(self)
+      return workers * blockWorkspace(workers: workers)
+    }
+
+    /// Floats of one padded scratch row: room for the 8-tile vector loop's 16 + 2 reads past the
+    /// last tile and for the padded input row.
+    var scratchRow: Int { max(2 * ((tileColumns + 7) / 8 * 8) + 18, width + padding + 16) }
+  }
+
+  static func forwardTiling(_ g: ConvGeometry, blockFloats: Int) -> Tiling {
+    Tiling(
+      batch: g.batch, channels: g.inChannels, height: g.height, width: g.width,
+      padding: g.padding, outChannels: g.outChannels, outHeight: g.outHeight,
+      outWidth: g.outWidth, blockFloats: blockFloats)
+  }
+
+  /// The input gradient's tiling: `dy` convolved back to the input's size.
+  static func inputGradientTiling(_ g: ConvGeometry, blockFloats: Int) -> Tiling {
+    Tiling(
+      batch: g.batch, channels: g.outChannels, height: g.outHeight, width: g.outWidth,
+      padding: 2 - g.padding, outChannels: g.inChannels, outHeight: g.height, outWidth: g.width,
+      blockFloats: blockFloats)
+  }
+
+  /// Floats of scratch memory ``forward(_:input:weight:bias:output:workspace:blockFloats:)``
+  /// needs.
+  public static func forwardWorkspaceCount(_ g: ConvGeometry, blockFloats: Int = Winograd.blockFloats) -> Int {
+    16 * g.outChannels * g.inChannels + forwardTiling(g, blockFloats: blockFloats).workspace
+  }
+
+  /// Floats of scratch memory
+  /// ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:workspace:blockFloats:)`` needs.
+  public static func backwardWorkspaceCount(_ g: ConvGeometry, blockFloats: Int = Winograd.blockFloats) -> Int {
+    let forward = forwardTiling(g, blockFloats: blockFloats)
+    // The transformed filters (or dU), each extra worker's partial dU, and the blocks.
+    return 16 * g.outChannels * g.inChannels * workerCount(forward)
+      + max(forward.workspace, inputGradientTiling(g, blockFloats: blockFloats).workspace)
+  }
+
+  /// `y = conv(x, w) + b` for a geometry that ``applies(_:)``; same arguments as
+  /// ``Convolution/forward(_:input:weight:bias:output:workspace:)``; `blockFloats` overrides
+  /// ``blockFloats`` for this call (the workspace must be sized with the same value).
+  public static func forward(
+    _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
+    workspace: UnsafeMutablePointer<Float>, blockFloats: Int = Winograd.blockFloats
+  ) {
+    precondition(applies(g), "Winograd.forward: unsupported \(g)")
+    let u = workspace
+    transformFilters(weight, outChannels: g.outChannels, inChannels: g.inChannels, into: u)
+    convolve(
+      forwardTiling(g, blockFloats: blockFloats), input: x, filters: UnsafePointer(u), readTransposed: false, bias: bias,
+      output: y, workspace: workspace + 16 * g.outChannels * g.inChannels)
+  }
+
+  /// Gradients of `y = conv(x, w)` (bias excluded) for a geometry that ``applies(_:)``; each
+  /// non-nil output is overwritten. `blockFloats` as in
+  /// ``forward(_:input:weight:bias:output:workspace:blockFloats:)``.
+  public static func backward(
+    _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    outputGrad dy: UnsafePointer<Float>, inputGrad dx: UnsafeMutablePointer<Float>?,
+    weightGrad dw: UnsafeMutablePointer<Float>?, workspace: UnsafeMutablePointer<Float>,
+    blockFloats: Int = Winograd.blockFloats
+  ) {
+    precondition(applies(g), "Winograd.backward: unsupported \(g)")
+    let filterFloats = 16 * g.outChannels * g.inChannels
+    let forwardTiling = forwardTiling(g, blockFloats: blockFloats)
+    let blocks = workspace + filterFloats * workerCount(forwardTiling)
+    if let dw {
+      weightGradient(
+        forwardTiling, input: x, outputGrad: dy, transformed: workspace,
+        partials: workspace + filterFloats, blocks: blocks)
+      untransformFilterGradient(
+        UnsafePointer(workspace), outChannels: g.outChannels, inChannels: g.inChannels, into: dw)
+    }
+    if let dx {
+      transformFilters(weight, outChannels: g.outChannels, inChannels: g.inChannels, into: workspace)
+      convolve(
+        inputGradientTiling(g, blockFloats: blockFloats), input: dy, filters: UnsafePointer(workspace), readTransposed: true,
+        bias: nil, output: dx, workspace: blocks)
+    }
+  }
+
+  // MARK: - The block loop
+
+  /// A Winograd convolution of `t.channels` input planes into `t.outChannels` output planes.
+  ///
+  /// `filters` holds `U[ξ]` as `[16][outChannels][channels]`; with `readTransposed` it holds the
+  /// transform of the filters this convolution's are the rotated transposes of, laid out
+  /// `[16][channels][outChannels]`, read at ``flip``ped positions and transposed.
+  static func convolve(
+    _ t: Tiling, input x: UnsafePointer<Float>, filters u: UnsafePointer<Float>,
+    readTransposed: Bool, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
+    workspace: UnsafeMutablePointer<Float>
+  ) {
+    let (cin, cout) = (t.channels, t.outChannels)
+    forEachBlockOfEachWorker(t, workspace: workspace) { _, block, firstRow, rows in
+      let (tiles, lt) = (rows * t.tileColumns, t.channelStride(rows))
+      let v = block
+      let m = block + 16 * cin * lt
+      transformInput(t, x, channels: 0..<cin, firstRow: firstRow, rows: rows, into: v)
+      for xi in 0..<16 {
+        if readTransposed {
+          let source = flip[xi / 4] * 4 + flip[xi % 4]
+          BLAS.sgemm(
+            transposeA: true, transposeB: false, m: cout, n: tiles, k: cin,
+            a: u + source * cin * cout, lda: cout, b: v + xi * cin * lt, ldb: lt,
+            c: m + xi * cout * lt, ldc: lt)
+        } else {
+          BLAS.sgemm(
+            transposeA: false, transposeB: false, m: cout, n: tiles, k: cin,
+            a: u + xi * cout * cin, lda: cin, b: v + xi * cin * lt, ldb: lt,
+            c: m + xi * cout * lt, ldc: lt)
+        }
+      }
+      transformOutput(
+        t, UnsafePointer(m), channels: 0..<cout, firstRow: firstRow, rows: rows, bias: bias, into: y)
+    }
+  }
+
+  /// `dU[ξ] = Σ_tiles dM[ξ] V[ξ]ᵀ` into `transformed` (`[16][outChannels][channels]`). Each
+  /// worker sums its tiles into its own copy (`partials`, one per worker after the first), and
+  /// the copies are added in worker order, so the result does not depend on timing.
+  static func weightGradient(
+    _ t: Tiling, input x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>,
+    transformed du: UnsafeMutablePointer<Float>, partials: UnsafeMutablePointer<Float>,
+    blocks: UnsafeMutablePointer<Float>
+  ) {
+    let (cin, cout) = (t.channels, t.outChannels)
+    let filterFloats = 16 * cin * cout
+    let workers = workerCount(t)
+    forEachBlockOfEachWorker(t, workspace: blocks) { worker, block, firstRow, rows in
+      let (tiles, lt) = (rows * t.tileColumns, t.channelStride(rows))
+      let v = block
+      let dm = block + 16 * cin * lt
+      let sum = worker == 0 ? du : partials + (worker - 1) * filterFloats
+      let first = firstRow == t.totalTileRows * worker / workers
+      transformInput(t, x, channels: 0..<cin, firstRow: firstRow, rows: rows, into: v)
+      transformOutputGradient(t, dy, channels: 0..<cout, firstRow: firstRow, rows: rows, into: dm)
+      for xi in 0..<16 {
+        BLAS.sgemm(
+          transposeA: false, transposeB: true, m: cout, n: cin, k: tiles,
+          a: dm + xi * cout * lt, lda: lt, b: v + xi * cin * lt, ldb: lt,
+          beta: first ? 0 : 1, c: sum + xi * cout * cin, ldc: cin)
+      }
+    }
+    for worker in 1..<max(1, workers) {
+      Elementwise.add(du, partials + (worker - 1) * filterFloats, du, count: filterFloats)
+    }
+  }
+
+  /// Workers that share a tiling's tile rows: at most one per row.
+  static func workerCount(_ t: Tiling) -> Int { max(1, min(Parallel.workers, t.totalTileRows)) }
+
+  /// Splits the tile rows into one contiguous run per worker and calls
+  /// `body(worker, block, firstRow, rows)` for each block of each run, on that worker, with
+  /// the worker's own ``Tiling/blockWorkspace`` floats of `workspace` as `block`.
+  ///
+  /// Each worker runs whole blocks (transforms and products) alone, BLAS single-threaded: the
+  /// products of one block are small, and alternating between the Swift workers and BLAS's
+  /// threads block by block cost more in hand-overs than the products themselves.
+  static func forEachBlockOfEachWorker(
+    _ t: Tiling, workspace: UnsafeMutablePointer<Float>,
+    _ body: (_ worker: Int, _ block: UnsafeMutablePointer<Float>, _ firstRow: Int, _ rows: Int) -> Void
+  ) {
+    let workers = workerCount(t)
+    let perBlock = t.blockTileRows(workers: workers)
+    let blockFloats = t.blockWorkspace(workers: workers)
+    SingleThreadedBLAS.enter()
+    defer { SingleThreadedBLAS.leave() }
+    Parallel.forEach(workers) { worker in
+      let end = t.totalTileRows * (worker + 1) / workers
+      var first = t.totalTileRows * worker / workers
+      while first < end {
+        let rows = min(perBlock, end - first)
+        body(worker, workspace + worker * blockFloats, first, rows)
+        first += rows
+      }
+    }
+  }
+
+  // MARK: - Transforms
+
+  typealias Quad = (Float8, Float8, Float8, Float8)
+
+  /// `Bᵀ a` for one 4-vector (`Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`).
+  @inline(__always)
+  static func inputTransform(_ a: Quad) -> Quad { (a.0 - a.2, a.1 + a.2, a.2 - a.1, a.1 - a.3) }
+
+  /// `Aᵀ a` (`Aᵀ = [1 1 1 0; 0 1 -1 -1]`).
+  @inline(__always)
+  static func outputTransform(_ a: Quad) -> (Float8, Float8) { (a.0 + a.1 + a.2, a.1 - a.2 - a.3) }
+
+  /// `A a`, the adjoint of ``outputTransform(_:)``.
+  @inline(__always)
+  static func outputTransformAdjoint(_ a: Float8, _ b: Float8) -> Quad { (a, a + b, a - b, -b) }
+
+  /// `V[ξ][c][tile] = (Bᵀ d B)[ξ]` for channels `channels` and the block's tiles; `v` is
+  /// `[16][t.channels][channelStride(rows)]`.
+  static func transformInput(
+    _ t: Tiling, _ x: UnsafePointer<Float>, channels: Range<Int>, firstRow: Int, rows: Int,
+    into v: UnsafeMutablePointer<Float>
+  ) {
+    let (h, w, p, tw) = (t.height, t.width, t.padding, t.tileColumns)
+    let lt = t.channelStride(rows)
+    let ld = t.channels * lt
+    let stride = t.scratchRow
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * stride) { buffer in
+      let scratch = buffer.baseAddress!
+      for c in channels {
+        for r in 0..<rows {
+          let n = (firstRow + r) / t.tileRows
+          let ty = (firstRow + r) % t.tileRows
+          let plane = x + (n * t.channels + c) * h * w
+          // The tile row's four input rows, zero-padded: scratch column j is input column j - p.
+          for i in 0..<4 {
+            let line = scratch + i * stride
+            let iy = 2 * ty - p + i
+            if iy >= 0 && iy < h {
+              line.update(repeating: 0, count: p)
+              (line + p).update(from: plane + iy * w, count: w)
+              (line + p + w).update(repeating: 0, count: stride - p - w)
+            } else {
+              line.update(repeating: 0, count: stride)
+            }
+          }
+          let out = v + c * lt + r * tw
+          var tx = 0
+          while tx < tw {
+            // Row i of eight patches: columns 2tx + (0, 1) and 2tx + (2, 3) are the even and odd
+            // lanes of two 16-float runs.
+            func patchRow(_ i: Int) -> Quad {
+              let line = scratch + i * stride + 2 * tx
+              let a = deinterleave(line)
+              let b = deinterleave(line + 2)
+              return (a.even, a.odd, b.even, b.odd)
+            }
+            // d B row by row, then Bᵀ (d B) column by column.
+            let e0 = inputTransform(patchRow(0)), e1 = inputTransform(patchRow(1))
+            let e2 = inputTransform(patchRow(2)), e3 = inputTransform(patchRow(3))
+            let o = out + tx
+            func put(_ j: Int, _ column: Quad) {
+              store8(column.0, o + j * ld)
+              store8(column.1, o + (4 + j) * ld)
+              store8(column.2, o + (8 + j) * ld)
+              store8(column.3, o + (12 + j) * ld)
+            }
+            put(0, inputTransform((e0.0, e1.0, e2.0, e3.0)))
+            put(1, inputTransform((e0.1, e1.1, e2.1, e3.1)))
+            put(2, inputTransform((e0.2, e1.2, e2.2, e3.2)))
+            put(3, inputTransform((e0.3, e1.3, e2.3, e3.3)))
+            tx += 8
+          }
+        }
+      }
+    }
+  }
+
+  /// `Y = Aᵀ M A (+ bias)` for output channels `channels` of the block's tiles, cropped to the
+  /// output; `m` is `[16][t.outChannels][channelStride(rows)]`.
+  static func transformOutput(
+    _ t: Tiling, _ m: UnsafePointer<Float>, channels: Range<Int>, firstRow: Int, rows: Int,
+    bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>
+  ) {
+    let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
+    let lt = t.channelStride(rows)
+    let ld = t.outChannels * lt
+    let stride = t.scratchRow
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * stride) { buffer in
+      let scratch = buffer.baseAddress!
+      for k in channels {
+        let b = bias.map { Float8(repeating: $0[k]) } ?? Float8()
+        for r in 0..<rows {
+          let n = (firstRow + r) / t.tileRows
+          let ty = (firstRow + r) % t.tileRows
+          let source = m + k * lt + r * tw
+          var tx = 0
+          while tx < tw {
+            let s = source + tx
+            func column(_ j: Int) -> (Float8, Float8) {
+              outputTransform(
+                (load8(s + j * ld), load8(s + (4 + j) * ld), load8(s + (8 + j) * ld),
+                 load8(s + (12 + j) * ld)))
+            }
+            // Aᵀ M column by column, then (Aᵀ M) A row by row.
+            let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3)
+            let top = outputTransform((c0.0, c1.0, c2.0, c3.0))
+            let bottom = outputTransform((c0.1, c1.1, c2.1, c3.1))
+            storeInterleaved(top.0 + b, top.1 + b, scratch + 2 * tx)
+            storeInterleaved(bottom.0 + b, bottom.1 + b, scratch + stride + 2 * tx)
+            tx += 8
+          }
+          let plane = y + (n * t.outChannels + k) * oh * ow
+          for i in 0..<2 where 2 * ty + i < oh {
+            (plane + (2 * ty + i) * ow).update(from: scratch + i * stride, count: ow)
+          }
+        }
+      }
+    }
+  }
+
+  /// `dM = A dY Aᵀ` for output channels `channels` of the block's tiles (zero beyond the output);
+  /// `dm` is `[16][t.outChannels][channelStride(rows)]`.
+  static func transformOutputGradient(
+    _ t: Tiling, _ dy: UnsafePointer<Float>, channels: Range<Int>, firstRow: Int, rows: Int,
+    into dm: UnsafeMutablePointer<Float>
+  ) {
+    let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
+    let lt = t.channelStride(rows)
+    let ld = t.outChannels * lt
+    let stride = t.scratchRow
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * stride) { buffer in
+      let scratch = buffer.baseAddress!
+      for k in channels {
+        for r in 0..<rows {
+          let n = (firstRow + r) / t.tileRows
+          let ty = (firstRow + r) % t.tileRows
+          let plane = dy + (n * t.outChannels + k) * oh * ow
+          for i in 0..<2 {
+            let line = scratch + i * stride
+            if 2 * ty + i < oh {
+              line.update(from: plane + (2 * ty + i) * ow, count: ow)
+              (line + ow).update(repeating: 0, count: stride - ow)
+            } else {
+              line.update(repeating: 0, count: stride)
+            }
+          }
+          let out = dm + k * lt + r * tw
+          var tx = 0
+          while tx < tw {
+            let top = deinterleave(scratch + 2 * tx)
+            let bottom = deinterleave(scratch + stride + 2 * tx)
+            // dY Aᵀ (rows), then A (dY Aᵀ) (columns).
+            let e0 = outputTransformAdjoint(top.even, top.odd)
+            let e1 = outputTransformAdjoint(bottom.even, bottom.odd)
+            let o = out + tx
+            func put(_ j: Int, _ column: Quad) {
+              store8(column.0, o + j * ld)
+              store8(column.1, o + (4 + j) * ld)
+              store8(column.2, o + (8 + j) * ld)
+              store8(column.3, o + (12 + j) * ld)
+            }
+            put(0, outputTransformAdjoint(e0.0, e1.0))
+            put(1, outputTransformAdjoint(e0.1, e1.1))
+            put(2, outputTransformAdjoint(e0.2, e1.2))
+            put(3, outputTransformAdjoint(e0.3, e1.3))
+            tx += 8
+          }
+        }
+      }
+    }
+  }
+
+  /// The even and odd elements of the 16 floats at `p`. Bit-cast to 64-bit lanes, the even
+  /// floats are the low halves: truncation compiles to two shuffles, where `SIMD16.evenHalf`
+  /// became 16 scalar loads.
+  @inline(__always)
+  static func deinterleave(_ p: UnsafePointer<Float>) -> (even: Float8, odd: Float8) {
+    let pairs = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<UInt64>.self)
+    let even = SIMD8<UInt32>(truncatingIfNeeded: pairs)
+    let odd = SIMD8<UInt32>(truncatingIfNeeded: pairs &>> 32)
+    return (unsafeBitCast(even, to: Float8.self), unsafeBitCast(odd, to: Float8.self))
+  }
+
+  /// Writes `a[0], b[0], a[1], b[1], ...` (16 floats) to `p`: the inverse of
+  /// ``deinterleave(_:)``, by widening and shifting 32-bit lanes.
+  @inline(__always)
+  static func storeInterleaved(_ a: Float8, _ b: Float8, _ p: UnsafeMutablePointer<Float>) {
+    let low = SIMD8<UInt64>(truncatingIfNeeded: unsafeBitCast(a, to: SIMD8<UInt32>.self))
+    let high = SIMD8<UInt64>(truncatingIfNeeded: unsafeBitCast(b, to: SIMD8<UInt32>.self))
+    UnsafeMutableRawPointer(p).storeBytes(of: low | (high &<< 32), as: SIMD8<UInt64>.self)
+  }
+
+  /// `U[ξ][k][c] = (G g Gᵀ)[ξ]` for every filter `g = w[k][c]` (`G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]`),
+  /// eight input channels at a time.
+  static func transformFilters(
+    _ w: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
+    into u: UnsafeMutablePointer<Float>
+  ) {
+    let ld = outChannels * inChannels
+    let half = Float8(repeating: 0.5)
+    func g(_ a: Float8, _ b: Float8, _ c: Float8) -> Quad {
+      (a, half * (a + b + c), half * (a - b + c), c)
+    }
+    Parallel.forRanges(outChannels, minimumChunk: max(1, 4096 / inChannels)) { range in
+      for k in range {
+        var c = 0
+        while c < inChannels {
+          let lanes = min(8, inChannels - c)
+          let f = w + (k * inChannels + c) * 9
+          // Tap e of the eight filters: every ninth float.
+          func tap(_ e: Int) -> Float8 {
+            var v = Float8()
+            for l in 0..<lanes { v[l] = f[l * 9 + e] }
+            return v
+          }
+          // G g: each filter column to 4 rows; then (G g) Gᵀ: each row to 4 columns.
+          let c0 = g(tap(0), tap(3), tap(6)), c1 = g(tap(1), tap(4), tap(7))
+          let c2 = g(tap(2), tap(5), tap(8))
+          let o = u + k * inChannels + c
+          func put(_ i: Int, _ r: Quad) {
+            store8(r.0, o + (4 * i) * ld, lanes: lanes)
+            store8(r.1, o + (4 * i + 1) * ld, lanes: lanes)
+            store8(r.2, o + (4 * i + 2) * ld, lanes: lanes)
+            store8(r.3, o + (4 * i + 3) * ld, lanes: lanes)
+          }
+          put(0, g(c0.0, c1.0, c2.0))
+          put(1, g(c0.1, c1.1, c2.1))
+          put(2, g(c0.2, c1.2, c2.2))
+          put(3, g(c0.3, c1.3, c2.3))
+          c += 8
+        }
+      }
+    }
+  }
+
+  /// `dw[k][c] = Gᵀ dU[k][c] G`, the adjoint of ``transformFilters(_:outChannels:inChannels:into:)``.
+  static func untransformFilterGradient(
+    _ du: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
+    into dw: UnsafeMutablePointer<Float>
+  ) {
+    let ld = outChannels * inChannels
+    let half = Float8(repeating: 0.5)
+    func gt(_ h0: Float8, _ h1: Float8, _ h2: Float8, _ h3: Float8) -> (Float8, Float8, Float8) {
+      (h0 + half * (h1 + h2), half * (h1 - h2), half * (h1 + h2) + h3)
+    }
+    Parallel.forRanges(outChannels, minimumChunk: max(1, 4096 / inChannels)) { range in
+      withUnsafeTemporaryAllocation(of: Float8.self, capacity: 9) { taps in
+        for k in range {
+          var c = 0
+          while c < inChannels {
+            let lanes = min(8, inChannels - c)
+            let s = du + k * inChannels + c
+            // Gᵀ dU: each of the 4 columns to 3 rows; then (Gᵀ dU) G: each row to 3 columns.
+            func column(_ j: Int) -> (Float8, Float8, Float8) {
+              gt(
+                load8(s + j * ld, lanes: lanes), load8(s + (4 + j) * ld, lanes: lanes),
+                load8(s + (8 + j) * ld, lanes: lanes), load8(s + (12 + j) * ld, lanes: lanes))
+            }
+            let q0 = column(0), q1 = column(1), q2 = column(2), q3 = column(3)
+            (taps[0], taps[1], taps[2]) = gt(q0.0, q1.0, q2.0, q3.0)
+            (taps[3], taps[4], taps[5]) = gt(q0.1, q1.1, q2.1, q3.1)
+            (taps[6], taps[7], taps[8]) = gt(q0.2, q1.2, q2.2, q3.2)
+            // Back to [k][c][3][3]: lane l of tap e is filter c + l's float e.
+            let d = dw + (k * inChannels + c) * 9
+            for l in 0..<lanes {
+              for e in 0..<9 { d[l * 9 + e] = taps[e][l] }
+            }
+            c += 8
+          }
+        }
+      }
+    }
+  }
+}
