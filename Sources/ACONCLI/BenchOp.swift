@@ -76,7 +76,7 @@ public struct BenchOp: ParsableCommand {
       Winograd.blockFloats = winogradBlockFloats
     }
     print(
-      "bench-op: BLAS threads \(BLAS.threads), Swift workers \(Parallel.workers), "
+      "bench-op: workers \(Parallel.workers) (Swift kernels and matrix products), "
         + "\(best ? "fastest" : "median") of \(runs) runs after \(warmup) warm-up")
     let result = try measure { row, sgemm, copy in printRow(row, sgemm: sgemm, copy: copy) }
     if json {

@@ -78,8 +78,7 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 ///   ``targetColumns`` columns: OpenBLAS runs a `192 x 49` product at a quarter of its speed on a
 ///   `192 x 1568` one, and the scatter this costs moves far fewer bytes than the product reads.
 ///
-/// The Swift loops (unfold, fold, scatter) run on ``Parallel``; the products run on BLAS's own
-/// threads, never nested inside a parallel loop.
+/// The Swift loops (unfold, fold, scatter) and the products (``BLAS``) run on ``Parallel``.
 public enum Convolution {
   /// Runs the layers that ``Winograd/applies(_:)`` to through ``Winograd`` (default); off, they
   /// unfold like every other layer (rounding then follows the direct sum more closely).
@@ -349,8 +348,6 @@ public enum Convolution {
     let plane = g.height * g.width
     let (cout, k) = (g.outChannels, g.patchSize)
     let partials = workspace + chunks * k * spatial
-    SingleThreadedBLAS.enter()
-    defer { SingleThreadedBLAS.leave() }
     Parallel.forEach(chunks) { chunk in
       let col = workspace + chunk * k * spatial
       let acc = chunk == 0 ? dw : partials + (chunk - 1) * cout * k
@@ -361,7 +358,7 @@ public enum Convolution {
         BLAS.sgemm(
           transposeA: false, transposeB: true, m: cout, n: k, k: spatial,
           a: dy + n * cout * spatial, lda: spatial, b: col, ldb: spatial, beta: n == first ? 0 : 1,
-          c: acc, ldc: k)
+          c: acc, ldc: k, serial: true)
       }
     }
     for chunk in 1..<chunks {
@@ -423,35 +420,5 @@ public enum Convolution {
         (dst + m * ld + b * spatial).update(from: src + b * imageStride + m * spatial, count: spatial)
       }
     }
-  }
-}
-
-/// Scopes in which OpenBLAS runs one thread per call, so that the Swift workers can each call it
-/// at once. Nested or concurrent scopes (tests run in parallel) share one saved thread count,
-/// restored when the last scope ends.
-enum SingleThreadedBLAS {
-  nonisolated(unsafe) private static var depth = 0
-  nonisolated(unsafe) private static var saved = 1
-  nonisolated(unsafe) private static var lock: pthread_mutex_t = {
-    var m = pthread_mutex_t()
-    pthread_mutex_init(&m, nil)
-    return m
-  }()
-
-  static func enter() {
-    pthread_mutex_lock(&lock)
-    if depth == 0 {
-      saved = BLAS.threads
-      BLAS.setThreads(1)
-    }
-    depth += 1
-    pthread_mutex_unlock(&lock)
-  }
-
-  static func leave() {
-    pthread_mutex_lock(&lock)
-    depth -= 1
-    if depth == 0 { BLAS.setThreads(saved) }
-    pthread_mutex_unlock(&lock)
   }
 }

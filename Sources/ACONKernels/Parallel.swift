@@ -7,10 +7,11 @@ import Glibc
 ///
 /// The machines we target have two cores, so work is cut into at most `Parallel.workers`
 /// contiguous chunks; chunks smaller than `minimumChunk` items are not worth a thread hop.
-/// Never call BLAS from inside `Parallel.forRanges`: OpenBLAS runs its own threads, and nesting
-/// the two oversubscribes the cores.
+/// Matrix products share these workers (``BLAS``): one called from inside `Parallel.forRanges`
+/// must pass `serial: true`, since nesting the loops would oversubscribe the cores.
 public enum Parallel {
-  /// How many threads the Swift kernels use (defaults to the number of active processors).
+  /// How many threads the Swift kernels and the matrix products use (defaults to the number of
+  /// active processors).
   nonisolated(unsafe) public static var workers: Int = max(
     1, min(ProcessInfo_activeProcessorCount(), 64))
 

@@ -17,8 +17,8 @@
 ///
 /// Tiles run in blocks of whole tile rows (possibly spanning images), sized so that the
 /// transformed input and output of one block (``blockFloats``) stay in cache between the
-/// transforms and the 16 products. The transforms run on ``Parallel`` (channels split between
-/// the workers), the products on BLAS's threads, never nested.
+/// transforms and the 16 products. Each worker of ``Parallel`` takes its own run of tile rows,
+/// block after block, with serial products.
 ///
 /// Rounding differs from the direct sum (the transforms add and subtract inputs before the
 /// products): relative differences are about 1e-6, as with cuDNN's and oneDNN's Winograd kernels.
@@ -187,12 +187,12 @@ public enum Winograd {
           BLAS.sgemm(
             transposeA: true, transposeB: false, m: cout, n: tiles, k: cin,
             a: u + source * cin * cout, lda: cout, b: v + xi * cin * lt, ldb: lt,
-            c: m + xi * cout * lt, ldc: lt)
+            c: m + xi * cout * lt, ldc: lt, serial: true)
         } else {
           BLAS.sgemm(
             transposeA: false, transposeB: false, m: cout, n: tiles, k: cin,
             a: u + xi * cout * cin, lda: cin, b: v + xi * cin * lt, ldb: lt,
-            c: m + xi * cout * lt, ldc: lt)
+            c: m + xi * cout * lt, ldc: lt, serial: true)
         }
       }
       transformOutput(
@@ -223,7 +223,7 @@ public enum Winograd {
         BLAS.sgemm(
           transposeA: false, transposeB: true, m: cout, n: cin, k: tiles,
           a: dm + xi * cout * lt, lda: lt, b: v + xi * cin * lt, ldb: lt,
-          beta: first ? 0 : 1, c: sum + xi * cout * cin, ldc: cin)
+          beta: first ? 0 : 1, c: sum + xi * cout * cin, ldc: cin, serial: true)
       }
     }
     for worker in 1..<max(1, workers) {
@@ -238,9 +238,9 @@ public enum Winograd {
   /// `body(worker, block, firstRow, rows)` for each block of each run, on that worker, with
   /// the worker's own ``Tiling/blockWorkspace`` floats of `workspace` as `block`.
   ///
-  /// Each worker runs whole blocks (transforms and products) alone, BLAS single-threaded: the
-  /// products of one block are small, and alternating between the Swift workers and BLAS's
-  /// threads block by block cost more in hand-overs than the products themselves.
+  /// Each worker runs whole blocks (transforms and products) alone, its products serial: the
+  /// products of one block are small, and sharing each between the workers, block by block,
+  /// cost more in hand-overs than the products themselves.
   static func forEachBlockOfEachWorker(
     _ t: Tiling, workspace: UnsafeMutablePointer<Float>,
     _ body: (_ worker: Int, _ block: UnsafeMutablePointer<Float>, _ firstRow: Int, _ rows: Int) -> Void
@@ -248,8 +248,6 @@ public enum Winograd {
     let workers = workerCount(t)
     let perBlock = t.blockTileRows(workers: workers)
     let blockFloats = t.blockWorkspace(workers: workers)
-    SingleThreadedBLAS.enter()
-    defer { SingleThreadedBLAS.leave() }
     Parallel.forEach(workers) { worker in
       let end = t.totalTileRows * (worker + 1) / workers
       var first = t.totalTileRows * worker / workers

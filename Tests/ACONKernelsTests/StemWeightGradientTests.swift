@@ -2,7 +2,7 @@ import ACONKernels
 import Testing
 
 /// First-layer geometries (few input taps, large images): their weight gradient is split over
-/// images with single-threaded BLAS. Same reference check as every other path, including that
+/// images, each worker with serial products. Same reference check as every other path, including that
 /// dw alone has the same bits as dw requested with dx; stride 2 also runs the vector unfold.
 @Suite("Stem weight gradient")
 struct StemWeightGradientTests {
