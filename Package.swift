@@ -29,8 +29,10 @@ let package = Package(
     .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
     // The setjmp/longjmp error shim libjpeg needs (Swift cannot express a non-returning hook).
     .target(name: "CImageDecode", dependencies: ["CJPEG"]),
+    // The processor's spin-wait hint, for the kernels' worker threads.
+    .target(name: "CPlatform"),
     // Layer 1: CPU kernels. The only code with unsafe pointers and SIMD.
-    .target(name: "ACONKernels", dependencies: ["CBLAS"], swiftSettings: vectorFlags),
+    .target(name: "ACONKernels", dependencies: ["CBLAS", "CPlatform"], swiftSettings: vectorFlags),
     // Layer 2: tensors, automatic differentiation, tensor files.
     .target(name: "ACONTensor", dependencies: ["ACONKernels"], swiftSettings: vectorFlags),
     // Layer 3: modules, layers, the ACON family, losses.

@@ -1,4 +1,5 @@
 import CBLAS
+import Glibc
 
 /// Matrix products through OpenBLAS, in row-major order.
 ///
@@ -12,7 +13,7 @@ import CBLAS
 public enum BLAS {
   /// Products of fewer multiply-adds run on the calling thread (a few microseconds of work,
   /// less than a hand-over to another thread).
-  nonisolated(unsafe) public static var minimumParallelWork = 1 << 18
+  nonisolated(unsafe) public static var minimumParallelWork = getenv("MPW").map { Int(atoi($0)) } ?? (1 << 18)
 
   /// Sets OpenBLAS to one thread before the first product.
   private static let singleThreaded: Void = { openblas_set_num_threads(1) }()

@@ -134,3 +134,31 @@ public func horizontalSum(_ v: Float8) -> Float {
   let b = a.lowHalf + a.highHalf
   return b[0] + b[1]
 }
+
+/// The even and odd floats of the 16 at `p`. Bit-cast to 64-bit lanes the even floats are the
+/// low halves, and the truncation compiles to two shuffles; `SIMD16.evenHalf` of a loaded vector
+/// became 16 scalar loads.
+@inlinable @inline(__always)
+public func loadDeinterleaved(_ p: UnsafePointer<Float>) -> (even: Float8, odd: Float8) {
+  let pairs = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<UInt64>.self)
+  let even = SIMD8<UInt32>(truncatingIfNeeded: pairs)
+  let odd = SIMD8<UInt32>(truncatingIfNeeded: pairs &>> 32)
+  return (unsafeBitCast(even, to: Float8.self), unsafeBitCast(odd, to: Float8.self))
+}
+
+/// `a[0], b[0], a[1], b[1], ...`: the inverse of ``loadDeinterleaved(_:)``, by widening 32-bit
+/// lanes to 64 and shifting.
+@inlinable @inline(__always)
+public func interleaved(_ a: Float8, _ b: Float8) -> SIMD16<Float> {
+  let low = SIMD8<UInt64>(truncatingIfNeeded: unsafeBitCast(a, to: SIMD8<UInt32>.self))
+  let high = SIMD8<UInt64>(truncatingIfNeeded: unsafeBitCast(b, to: SIMD8<UInt32>.self))
+  return unsafeBitCast(low | (high &<< 32), to: SIMD16<Float>.self)
+}
+
+/// `a[0], 0, a[1], 0, ...`.
+@inlinable @inline(__always)
+public func spreadToEven(_ a: Float8) -> SIMD16<Float> {
+  unsafeBitCast(
+    SIMD8<UInt64>(truncatingIfNeeded: unsafeBitCast(a, to: SIMD8<UInt32>.self)),
+    to: SIMD16<Float>.self)
+}

@@ -87,8 +87,7 @@ public enum Im2col {
             // Stride 2 (stems, downsampling): eight outputs are the even half of 16 inputs,
             // while all 16 lie inside the row.
             while o + 8 <= cols.upperBound && ix + 16 <= g.width {
-              let v = UnsafeRawPointer(row + ix).loadUnaligned(as: SIMD16<Float>.self)
-              UnsafeMutableRawPointer(out + o).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+              store8(loadDeinterleaved(row + ix).even, out + o)
               o += 8
               ix += 16
             }
@@ -143,9 +142,21 @@ public enum Im2col {
                 addInPlace(row + cols.lowerBound + shift, s + cols.lowerBound, count: cols.count)
               } else {
                 var ix = cols.lowerBound * g.stride + shift
-                for o in cols {
+                var o = cols.lowerBound
+                if g.stride == 2 {
+                  // Eight columns add into the even half of 16 inputs.
+                  while o + 8 <= cols.upperBound && ix + 16 <= g.width {
+                    let sum = UnsafeRawPointer(row + ix).loadUnaligned(as: SIMD16<Float>.self)
+                      + spreadToEven(load8(s + o))
+                    UnsafeMutableRawPointer(row + ix).storeBytes(of: sum, as: SIMD16<Float>.self)
+                    o += 8
+                    ix += 16
+                  }
+                }
+                while o < cols.upperBound {
                   row[ix] += s[o]
                   ix += g.stride
+                  o += 1
                 }
               }
             }

@@ -105,12 +105,14 @@ public enum BatchNormKernel {
   }
 
   /// `y = (x - mean) * invStd * weight + bias` per channel, as one multiply-add per element;
-  /// with `relu`, `y = max(that, 0)` in the same pass (batch norm fused with the ReLU after it).
-  /// `weight` and `bias` may be nil (1 and 0).
+  /// with `residual`, `y += residual` (a residual block's shortcut); with `relu`,
+  /// `y = max(that, 0)` in the same pass (batch norm fused with the ReLU after it). `weight` and
+  /// `bias` may be nil (1 and 0).
   public static func normalize(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch n: Int, channels c: Int,
     plane: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
-    weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, relu: Bool = false
+    weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, relu: Bool = false,
+    residual: UnsafePointer<Float>? = nil
   ) {
     let stride = c * plane
     let zero = Float8(repeating: 0)
@@ -122,6 +124,15 @@ public enum BatchNormKernel {
         for b in 0..<n {
           let src = x + b * stride + ch * plane
           let dst = y + b * stride + ch * plane
+          if let residual {
+            let res = residual + b * stride + ch * plane
+            forEachVector(plane) { i, lanes in
+              var v = hv.addingProduct(load8(src + i, lanes: lanes), sv) + load8(res + i, lanes: lanes)
+              if relu { v = v.replacing(with: zero, where: v .< zero) }
+              store8(v, dst + i, lanes: lanes)
+            }
+            continue
+          }
           var i = 0
           while i + 8 <= plane {
             var v = hv.addingProduct(load8(src + i), sv)
@@ -199,7 +210,6 @@ public enum BatchNormKernel {
   ) {
     let stride = c * plane
     let count = Double(n * plane)
-    let zero = Float8(repeating: 0)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
       for ch in range {
         let mu = mean[ch]
@@ -212,32 +222,95 @@ public enum BatchNormKernel {
         dbias?[ch] = Float(sumDy)
         dweight?[ch] = Float(sumDyXhat)
         guard let dx else { continue }
-        // dx = k * (g - a - (x - mean) * b), written as g * k + (x * q + r).
-        let k = (weight?[ch] ?? 1) * inv
-        let a = Float(sumDy / count)
-        let bq = Float(sumDyXhat / count) * inv
-        let (q, r) = (-k * bq, k * (mu * bq - a))
-        let (kv, qv, rv) = (Float8(repeating: k), Float8(repeating: q), Float8(repeating: r))
-        let sv = Float8(repeating: scale)
-        let hv = Float8(repeating: shift)
+        trainingInputGradient(
+          x + ch * plane, dy + ch * plane, dx + ch * plane, n: n, plane: plane, stride: stride,
+          mean: mu, invStd: inv, weight: weight?[ch] ?? 1, sumDy: sumDy, sumDyXhat: sumDyXhat,
+          count: count, relu: relu, scale: scale, shift: shift)
+      }
+    }
+  }
+
+  /// One channel's `dx` in training mode from its sums (see
+  /// ``backwardTraining(_:_:dx:batch:channels:plane:mean:invStd:weight:bias:relu:dweight:dbias:)``).
+  @inlinable @inline(__always)
+  static func trainingInputGradient(
+    _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+    n: Int, plane: Int, stride: Int, mean mu: Float, invStd inv: Float, weight: Float,
+    sumDy: Double, sumDyXhat: Double, count: Double, relu: Bool, scale: Float, shift: Float
+  ) {
+    // dx = k * (g - a - (x - mean) * b), written as g * k + (x * q + r).
+    let k = weight * inv
+    let a = Float(sumDy / count)
+    let bq = Float(sumDyXhat / count) * inv
+    let (q, r) = (-k * bq, k * (mu * bq - a))
+    let (kv, qv, rv) = (Float8(repeating: k), Float8(repeating: q), Float8(repeating: r))
+    let sv = Float8(repeating: scale)
+    let hv = Float8(repeating: shift)
+    let zero = Float8(repeating: 0)
+    for b in 0..<n {
+      let xr = x + b * stride
+      let gr = dy + b * stride
+      let dr = dx + b * stride
+      var i = 0
+      while i + 8 <= plane {
+        let xv = load8(xr + i)
+        var g = load8(gr + i)
+        if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
+        store8(rv.addingProduct(xv, qv).addingProduct(g, kv), dr + i)
+        i += 8
+      }
+      while i < plane {
+        let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
+        dr[i] = g * k + (xr[i] * q + r)
+        i += 1
+      }
+    }
+  }
+
+  /// Backward of `y = relu(batchNorm(x) + residual)` in training mode: one pass gates `dy` by
+  /// `y > 0` into `dz` (the residual's gradient, which the batch norm's sums read in the same
+  /// pass), one more turns `dz` into `dx` as ``backwardTraining(_:_:dx:batch:channels:plane:mean:invStd:weight:bias:relu:dweight:dbias:)``
+  /// does. Reads `x`, `y`, `dy` once and `x`, `dz` once more: two passes fewer than a ReLU,
+  /// an add and a batch norm run one after the other.
+  public static func backwardTrainingAfterResidualReLU(
+    _ x: UnsafePointer<Float>, output y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+    dz: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>?, batch n: Int,
+    channels c: Int, plane: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+    weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+    dweight: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?
+  ) {
+    let stride = c * plane
+    let count = Double(n * plane)
+    let zero = Float8(repeating: 0)
+    Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
+      for ch in range {
+        let (mu, inv) = (mean[ch], invStd[ch])
+        let m = Float8(repeating: mu)
+        var sumDy = 0.0
+        var sumDyXc = 0.0
         for b in 0..<n {
-          let xr = x + b * stride + ch * plane
-          let gr = dy + b * stride + ch * plane
-          let dr = dx + b * stride + ch * plane
-          var i = 0
-          while i + 8 <= plane {
-            let xv = load8(xr + i)
-            var g = load8(gr + i)
-            if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
-            store8(rv.addingProduct(xv, qv).addingProduct(g, kv), dr + i)
-            i += 8
+          let o = b * stride + ch * plane
+          var a1 = Float8(repeating: 0)
+          var a2 = Float8(repeating: 0)
+          forEachVector(plane) { i, lanes in
+            let g = load8(dy + o + i, lanes: lanes).replacing(
+              with: zero, where: load8(y + o + i, lanes: lanes) .<= zero)
+            store8(g, dz + o + i, lanes: lanes)
+            a1 += g
+            a2 = a2.addingProduct(g, load8(x + o + i, lanes: lanes) - m)
           }
-          while i < plane {
-            let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
-            dr[i] = g * k + (xr[i] * q + r)
-            i += 1
-          }
+          sumDy += Double(horizontalSum(a1))
+          sumDyXc += Double(horizontalSum(a2))
         }
+        let sumDyXhat = sumDyXc * Double(inv)
+        dbias?[ch] = Float(sumDy)
+        dweight?[ch] = Float(sumDyXhat)
+        guard let dx else { continue }
+        let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
+        trainingInputGradient(
+          x + ch * plane, dz + ch * plane, dx + ch * plane, n: n, plane: plane, stride: stride,
+          mean: mu, invStd: inv, weight: weight?[ch] ?? 1, sumDy: sumDy, sumDyXhat: sumDyXhat,
+          count: count, relu: false, scale: scale, shift: shift)
       }
     }
   }

@@ -56,7 +56,7 @@ public struct PoolGeometry: Sendable, Equatable {
 /// kept, so that nothing past `p[14]` is touched (`p - 1` must be readable).
 @inlinable @inline(__always)
 func loadStrided8(_ p: UnsafePointer<Float>) -> Float8 {
-  UnsafeRawPointer(p - 1).loadUnaligned(as: SIMD16<Float>.self).oddHalf
+  loadDeinterleaved(p - 1).odd
 }
 
 /// Max and average pooling kernels, split across the cores by plane (one image channel).

@@ -311,8 +311,8 @@ public enum Winograd {
             // lanes of two 16-float runs.
             func patchRow(_ i: Int) -> Quad {
               let line = scratch + i * stride + 2 * tx
-              let a = deinterleave(line)
-              let b = deinterleave(line + 2)
+              let a = loadDeinterleaved(line)
+              let b = loadDeinterleaved(line + 2)
               return (a.even, a.odd, b.even, b.odd)
             }
             // d B row by row, then Bᵀ (d B) column by column.
@@ -408,8 +408,8 @@ public enum Winograd {
           let out = dm + k * lt + r * tw
           var tx = 0
           while tx < tw {
-            let top = deinterleave(scratch + 2 * tx)
-            let bottom = deinterleave(scratch + stride + 2 * tx)
+            let top = loadDeinterleaved(scratch + 2 * tx)
+            let bottom = loadDeinterleaved(scratch + stride + 2 * tx)
             // dY Aᵀ (rows), then A (dY Aᵀ) (columns).
             let e0 = outputTransformAdjoint(top.even, top.odd)
             let e1 = outputTransformAdjoint(bottom.even, bottom.odd)
@@ -431,24 +431,10 @@ public enum Winograd {
     }
   }
 
-  /// The even and odd elements of the 16 floats at `p`. Bit-cast to 64-bit lanes, the even
-  /// floats are the low halves: truncation compiles to two shuffles, where `SIMD16.evenHalf`
-  /// became 16 scalar loads.
-  @inline(__always)
-  static func deinterleave(_ p: UnsafePointer<Float>) -> (even: Float8, odd: Float8) {
-    let pairs = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<UInt64>.self)
-    let even = SIMD8<UInt32>(truncatingIfNeeded: pairs)
-    let odd = SIMD8<UInt32>(truncatingIfNeeded: pairs &>> 32)
-    return (unsafeBitCast(even, to: Float8.self), unsafeBitCast(odd, to: Float8.self))
-  }
-
-  /// Writes `a[0], b[0], a[1], b[1], ...` (16 floats) to `p`: the inverse of
-  /// ``deinterleave(_:)``, by widening and shifting 32-bit lanes.
+  /// Writes `a[0], b[0], a[1], b[1], ...` (16 floats) to `p`.
   @inline(__always)
   static func storeInterleaved(_ a: Float8, _ b: Float8, _ p: UnsafeMutablePointer<Float>) {
-    let low = SIMD8<UInt64>(truncatingIfNeeded: unsafeBitCast(a, to: SIMD8<UInt32>.self))
-    let high = SIMD8<UInt64>(truncatingIfNeeded: unsafeBitCast(b, to: SIMD8<UInt32>.self))
-    UnsafeMutableRawPointer(p).storeBytes(of: low | (high &<< 32), as: SIMD8<UInt64>.self)
+    UnsafeMutableRawPointer(p).storeBytes(of: interleaved(a, b), as: SIMD16<Float>.self)
   }
 
   /// `U[ξ][k][c] = (G g Gᵀ)[ξ]` for every filter `g = w[k][c]` (`G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]`),

@@ -115,9 +115,10 @@ public final class BasicBlock: Module {
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {
-    let out = try bn2(try conv2(try bn1.forward(try conv1(x), then: acon1)))
+    let out = try conv2(try bn1.forward(try conv1(x), then: acon1))
     let identity = try downsample.map { try $0(x) } ?? x
-    return try acon2(try out + identity)
+    if acon2 is ReLU { return try bn2.forward(out, addingThenReLU: identity) }
+    return try acon2(try bn2(out) + identity)
   }
 }
 
@@ -155,8 +156,7 @@ public final class Bottleneck: Module {
   public override func forward(_ x: Tensor) throws -> Tensor {
     var out = try bn1.forwardThenReLU(try conv1(x))
     out = try bn2.forward(try conv2(out), then: acon)
-    out = try bn3(try conv3(out))
     let identity = try downsample.map { try $0(x) } ?? x
-    return try (out + identity).relu()
+    return try bn3.forward(try conv3(out), addingThenReLU: identity)
   }
 }

@@ -55,6 +55,12 @@ extension BatchNorm2d {
     LayerFusion.isEnabled ? try forwardWithReLU(x) : try self(x).relu()
   }
 
+  /// `relu(self(x) + residual)`, the end of a residual block, fused when ``LayerFusion`` is on.
+  public func forward(_ x: Tensor, addingThenReLU residual: Tensor) throws -> Tensor {
+    if LayerFusion.isEnabled { return try forwardWithResidualReLU(x, residual: residual) }
+    return try (self(x) + residual).relu()
+  }
+
   /// The fused batch norm + ACON of this layer's state (see
   /// ``ACONTensor/Tensor/batchNormAcon(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:p1:p2:beta:gate:generator:)``).
   func forwardAcon(

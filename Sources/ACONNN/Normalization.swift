@@ -53,6 +53,17 @@ public final class BatchNorm2d: Module {
   /// or ``Identity``) in the ReLU's slot.
   public func forwardWithReLU(_ x: Tensor) throws -> Tensor { try run(x, relu: true) }
 
+  /// `relu(self(x) + residual)` as one op (see
+  /// ``ACONTensor/Tensor/batchNormAddReLU(_:residual:weight:bias:runningMean:runningVariance:training:momentum:epsilon:)``).
+  public func forwardWithResidualReLU(_ x: Tensor, residual: Tensor) throws -> Tensor {
+    let y = try Tensor.batchNormAddReLU(
+      x, residual: residual, weight: weight.value, bias: bias.value,
+      runningMean: runningMean.value, runningVariance: runningVariance.value,
+      training: isTraining, momentum: momentum, epsilon: epsilon)
+    if isTraining { batchesTracked.value.mutableData[0] += 1 }
+    return y
+  }
+
   private func run(_ x: Tensor, relu: Bool) throws -> Tensor {
     let y = try Tensor.batchNorm(
       x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,

@@ -94,3 +94,73 @@ struct BatchNormACONTests {
     }
   }
 }
+
+/// `relu(batchNorm(x) + residual)` as one op (the end of every ResNet block) against the three
+/// ops run separately, and against finite differences.
+@Suite("Batch norm fused with the residual add and ReLU")
+struct BatchNormResidualReLUTests {
+  /// Output, the gradients of the input, the residual and the BN's parameters, and the running
+  /// statistics after one pass.
+  static func run(_ x: Tensor, _ residual: Tensor, training: Bool) throws -> [(String, Tensor)] {
+    let bn = BatchNormACONTests.pair("relu", channels: x.shape[1], seed: 21).layers[0] as! BatchNorm2d
+    if training { bn.train() } else { bn.eval() }
+    let (input, shortcut) = (Parameter(x), Parameter(residual))
+    let y = try bn.forward(input.value, addingThenReLU: shortcut.value)
+    var rng = RandomGenerator(seed: 6)
+    try (y * Tensor.randomNormal(y.shape, using: &rng)).sum().backward()
+    return [
+      ("y", y), ("dx", input.grad!), ("dresidual", shortcut.grad!), ("dweight", bn.weight.grad!),
+      ("dbias", bn.bias.grad!), ("running mean", bn.runningMean.value),
+      ("running variance", bn.runningVariance.value),
+    ]
+  }
+
+  @Test(arguments: [true, false], [[3, 5, 7, 5], [4, 6]])
+  func fusedMatchesSeparateOps(_ training: Bool, _ shape: [Int]) throws {
+    var rng = RandomGenerator(seed: 17)
+    let x = try Tensor.randomNormal(shape, std: 2, using: &rng) + Tensor(scalar: 0.3)
+    let residual = Tensor.randomNormal(shape, using: &rng)
+    let fused = try Self.run(x, residual, training: training)
+    let separate = try withoutLayerFusion { try Self.run(x, residual, training: training) }
+    for ((key, a), (_, b)) in zip(fused, separate) {
+      let scale = max(1, b.scalars.map { abs($0) }.max() ?? 0)
+      #expect(a.shape == b.shape, "\(key)")
+      #expect(maxAbsDifference(a, b) <= 2e-5 * scale, "\(training ? "train" : "eval") \(shape) \(key)")
+    }
+    // The ReLU gated something and let something through: both branches of the gate ran.
+    let y = fused[0].1.scalars
+    #expect(y.contains(0) && y.contains { $0 > 0 })
+  }
+
+  @Test(arguments: [true, false])
+  func gradientsMatchFiniteDifferences(_ training: Bool) throws {
+    var rng = RandomGenerator(seed: 19)
+    let bn = BatchNormACONTests.pair("relu", channels: 3, seed: 4).layers[0] as! BatchNorm2d
+    if training { bn.train() } else { bn.eval() }
+    let x = Parameter(Tensor.randomNormal([2, 3, 3, 3], std: 1.5, using: &rng))
+    // The residual puts every pre-activation at least 0.3 from the ReLU's kink, which the
+    // finite differences' steps (0.01 in one element, up to about 0.1 through a channel's
+    // statistics) then never cross.
+    let preActivation = Tensor(
+      shape: x.value.shape,
+      values: Tensor.randomNormal(x.value.shape, using: &rng).scalars.map { $0 + ($0 < 0 ? -0.3 : 0.3) })
+    let residual = Parameter(try preActivation - bn(x.value).detached)
+    var check = GradientCheck(step: 1e-2, relative: 2e-2, absolute: 2e-3)
+    check.maximumChecks = 24
+    // Training normalises with the batch's statistics (the running ones it updates do not
+    // feed the output); evaluation with the running ones, left untouched.
+    let failures = try check.failures([("x", x), ("residual", residual)] + bn.namedParameters()) {
+      try bn.forward(x.value, addingThenReLU: residual.value)
+    }
+    #expect(failures.isEmpty, "\(failures.prefix(4))")
+  }
+
+  @Test func rejectsAResidualOfAnotherShape() throws {
+    let c = Tensor.ones([2])
+    #expect(throws: TensorError.self) {
+      try Tensor.batchNormAddReLU(
+        Tensor.zeros([2, 2, 3, 3]), residual: Tensor.zeros([2, 2, 3, 4]), weight: c, bias: c,
+        runningMean: c, runningVariance: c, training: true)
+    }
+  }
+}

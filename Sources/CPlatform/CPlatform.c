@@ -1,0 +1,2 @@
+// The header's inline functions are the whole module; SwiftPM needs one source file.
+#include "CPlatform.h"
