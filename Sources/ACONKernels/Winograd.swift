@@ -285,53 +285,33 @@ public enum Winograd {
     let lt = t.channelStride(rows)
     let ld = t.channels * lt
     let stride = t.scratchRow
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * stride) { buffer in
-      let scratch = buffer.baseAddress!
-      for c in channels {
-        for r in 0..<rows {
-          let n = (firstRow + r) / t.tileRows
-          let ty = (firstRow + r) % t.tileRows
-          let plane = x + (n * t.channels + c) * h * w
-          // The tile row's four input rows, zero-padded: scratch column j is input column j - p.
-          for i in 0..<4 {
-            let line = scratch + i * stride
-            let iy = 2 * ty - p + i
-            if iy >= 0 && iy < h {
-              line.update(repeating: 0, count: p)
-              (line + p).update(from: plane + iy * w, count: w)
-              (line + p + w).update(repeating: 0, count: stride - p - w)
-            } else {
-              line.update(repeating: 0, count: stride)
-            }
-          }
-          let out = v + c * lt + r * tw
-          var tx = 0
-          while tx < tw {
-            // Row i of eight patches: columns 2tx + (0, 1) and 2tx + (2, 3) are the even and odd
-            // lanes of two 16-float runs.
-            func patchRow(_ i: Int) -> Quad {
-              let line = scratch + i * stride + 2 * tx
-              let a = loadDeinterleaved(line)
-              let b = loadDeinterleaved(line + 2)
-              return (a.even, a.odd, b.even, b.odd)
-            }
-            // d B row by row, then Bᵀ (d B) column by column.
-            let e0 = inputTransform(patchRow(0)), e1 = inputTransform(patchRow(1))
-            let e2 = inputTransform(patchRow(2)), e3 = inputTransform(patchRow(3))
-            let o = out + tx
-            func put(_ j: Int, _ column: Quad) {
-              store8(column.0, o + j * ld)
-              store8(column.1, o + (4 + j) * ld)
-              store8(column.2, o + (8 + j) * ld)
-              store8(column.3, o + (12 + j) * ld)
-            }
-            put(0, inputTransform((e0.0, e1.0, e2.0, e3.0)))
-            put(1, inputTransform((e0.1, e1.1, e2.1, e3.1)))
-            put(2, inputTransform((e0.2, e1.2, e2.2, e3.2)))
-            put(3, inputTransform((e0.3, e1.3, e2.3, e3.3)))
-            tx += 8
-          }
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
+      c, r, n, ty, scratch in
+      // The tile row's four input rows, zero-padded: scratch column j is input column j - p.
+      loadRows(
+        x + (n * t.channels + c) * h * w, height: h, width: w, first: 2 * ty - p, count: 4,
+        shift: p, into: scratch, stride: stride)
+      let out = v + c * lt + r * tw
+      var tx = 0
+      while tx < tw {
+        // Row i of eight patches: columns 2tx + (0, 1) and 2tx + (2, 3) are the even and odd
+        // lanes of two 16-float runs.
+        func patchRow(_ i: Int) -> Quad {
+          let line = scratch + i * stride + 2 * tx
+          let a = loadDeinterleaved(line)
+          let b = loadDeinterleaved(line + 2)
+          return (a.even, a.odd, b.even, b.odd)
         }
+        // d B row by row, then Bᵀ (d B) column by column.
+        let e0 = inputTransform(patchRow(0)), e1 = inputTransform(patchRow(1))
+        let e2 = inputTransform(patchRow(2)), e3 = inputTransform(patchRow(3))
+        let o = out + tx
+        func put(_ j: Int, _ column: Quad) { storeColumn(column, j, o, ld) }
+        put(0, inputTransform((e0.0, e1.0, e2.0, e3.0)))
+        put(1, inputTransform((e0.1, e1.1, e2.1, e3.1)))
+        put(2, inputTransform((e0.2, e1.2, e2.2, e3.2)))
+        put(3, inputTransform((e0.3, e1.3, e2.3, e3.3)))
+        tx += 8
       }
     }
   }
@@ -346,35 +326,29 @@ public enum Winograd {
     let lt = t.channelStride(rows)
     let ld = t.outChannels * lt
     let stride = t.scratchRow
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * stride) { buffer in
-      let scratch = buffer.baseAddress!
-      for k in channels {
-        let b = bias.map { Float8(repeating: $0[k]) } ?? Float8()
-        for r in 0..<rows {
-          let n = (firstRow + r) / t.tileRows
-          let ty = (firstRow + r) % t.tileRows
-          let source = m + k * lt + r * tw
-          var tx = 0
-          while tx < tw {
-            let s = source + tx
-            func column(_ j: Int) -> (Float8, Float8) {
-              outputTransform(
-                (load8(s + j * ld), load8(s + (4 + j) * ld), load8(s + (8 + j) * ld),
-                 load8(s + (12 + j) * ld)))
-            }
-            // Aᵀ M column by column, then (Aᵀ M) A row by row.
-            let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3)
-            let top = outputTransform((c0.0, c1.0, c2.0, c3.0))
-            let bottom = outputTransform((c0.1, c1.1, c2.1, c3.1))
-            storeInterleaved(top.0 + b, top.1 + b, scratch + 2 * tx)
-            storeInterleaved(bottom.0 + b, bottom.1 + b, scratch + stride + 2 * tx)
-            tx += 8
-          }
-          let plane = y + (n * t.outChannels + k) * oh * ow
-          for i in 0..<2 where 2 * ty + i < oh {
-            (plane + (2 * ty + i) * ow).update(from: scratch + i * stride, count: ow)
-          }
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 2) {
+      k, r, n, ty, scratch in
+      let b = bias.map { Float8(repeating: $0[k]) } ?? Float8()
+      let source = m + k * lt + r * tw
+      var tx = 0
+      while tx < tw {
+        let s = source + tx
+        func column(_ j: Int) -> (Float8, Float8) {
+          outputTransform(
+            (load8(s + j * ld), load8(s + (4 + j) * ld), load8(s + (8 + j) * ld),
+             load8(s + (12 + j) * ld)))
         }
+        // Aᵀ M column by column, then (Aᵀ M) A row by row.
+        let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3)
+        let top = outputTransform((c0.0, c1.0, c2.0, c3.0))
+        let bottom = outputTransform((c0.1, c1.1, c2.1, c3.1))
+        storeInterleaved(top.0 + b, top.1 + b, scratch + 2 * tx)
+        storeInterleaved(bottom.0 + b, bottom.1 + b, scratch + stride + 2 * tx)
+        tx += 8
+      }
+      let plane = y + (n * t.outChannels + k) * oh * ow
+      for i in 0..<2 where 2 * ty + i < oh {
+        (plane + (2 * ty + i) * ow).update(from: scratch + i * stride, count: ow)
       }
     }
   }
@@ -389,46 +363,78 @@ public enum Winograd {
     let lt = t.channelStride(rows)
     let ld = t.outChannels * lt
     let stride = t.scratchRow
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * stride) { buffer in
-      let scratch = buffer.baseAddress!
-      for k in channels {
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 2) {
+      k, r, n, ty, scratch in
+      // The tile row's two output rows, zero past the output's edges.
+      loadRows(
+        dy + (n * t.outChannels + k) * oh * ow, height: oh, width: ow, first: 2 * ty,
+        count: 2, shift: 0, into: scratch, stride: stride)
+      let out = dm + k * lt + r * tw
+      var tx = 0
+      while tx < tw {
+        let top = loadDeinterleaved(scratch + 2 * tx)
+        let bottom = loadDeinterleaved(scratch + stride + 2 * tx)
+        // dY Aᵀ (rows), then A (dY Aᵀ) (columns).
+        let e0 = outputTransformAdjoint(top.even, top.odd)
+        let e1 = outputTransformAdjoint(bottom.even, bottom.odd)
+        let o = out + tx
+        func put(_ j: Int, _ column: Quad) { storeColumn(column, j, o, ld) }
+        put(0, outputTransformAdjoint(e0.0, e1.0))
+        put(1, outputTransformAdjoint(e0.1, e1.1))
+        put(2, outputTransformAdjoint(e0.2, e1.2))
+        put(3, outputTransformAdjoint(e0.3, e1.3))
+        tx += 8
+      }
+    }
+  }
+
+  /// Calls `body(channel, r, image, tileRow, scratch)` for every channel of `channels` and every
+  /// tile row `r` of the block, with `scratchRows` rows of ``Tiling/scratchRow`` floats of
+  /// scratch on the stack.
+  @inline(__always)
+  static func forEachTileRow(
+    _ t: Tiling, channels: Range<Int>, firstRow: Int, rows: Int, scratchRows: Int,
+    _ body: (_ channel: Int, _ r: Int, _ image: Int, _ tileRow: Int, _ scratch: UnsafeMutablePointer<Float>) -> Void
+  ) {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: scratchRows * t.scratchRow) { buffer in
+      for c in channels {
         for r in 0..<rows {
-          let n = (firstRow + r) / t.tileRows
-          let ty = (firstRow + r) % t.tileRows
-          let plane = dy + (n * t.outChannels + k) * oh * ow
-          for i in 0..<2 {
-            let line = scratch + i * stride
-            if 2 * ty + i < oh {
-              line.update(from: plane + (2 * ty + i) * ow, count: ow)
-              (line + ow).update(repeating: 0, count: stride - ow)
-            } else {
-              line.update(repeating: 0, count: stride)
-            }
-          }
-          let out = dm + k * lt + r * tw
-          var tx = 0
-          while tx < tw {
-            let top = loadDeinterleaved(scratch + 2 * tx)
-            let bottom = loadDeinterleaved(scratch + stride + 2 * tx)
-            // dY Aᵀ (rows), then A (dY Aᵀ) (columns).
-            let e0 = outputTransformAdjoint(top.even, top.odd)
-            let e1 = outputTransformAdjoint(bottom.even, bottom.odd)
-            let o = out + tx
-            func put(_ j: Int, _ column: Quad) {
-              store8(column.0, o + j * ld)
-              store8(column.1, o + (4 + j) * ld)
-              store8(column.2, o + (8 + j) * ld)
-              store8(column.3, o + (12 + j) * ld)
-            }
-            put(0, outputTransformAdjoint(e0.0, e1.0))
-            put(1, outputTransformAdjoint(e0.1, e1.1))
-            put(2, outputTransformAdjoint(e0.2, e1.2))
-            put(3, outputTransformAdjoint(e0.3, e1.3))
-            tx += 8
-          }
+          let (n, ty) = (firstRow + r).quotientAndRemainder(dividingBy: t.tileRows)
+          body(c, r, n, ty, buffer.baseAddress!)
         }
       }
     }
+  }
+
+  /// Copies rows `first ..< first + count` of a `height x width` plane into scratch rows
+  /// `stride` floats apart, each shifted right by `shift` and zero-padded to `stride`; rows
+  /// outside the plane are all zero.
+  @inline(__always)
+  static func loadRows(
+    _ plane: UnsafePointer<Float>, height: Int, width: Int, first: Int, count: Int, shift: Int,
+    into scratch: UnsafeMutablePointer<Float>, stride: Int
+  ) {
+    for i in 0..<count {
+      let line = scratch + i * stride
+      let row = first + i
+      if row >= 0 && row < height {
+        line.update(repeating: 0, count: shift)
+        (line + shift).update(from: plane + row * width, count: width)
+        (line + shift + width).update(repeating: 0, count: stride - shift - width)
+      } else {
+        line.update(repeating: 0, count: stride)
+      }
+    }
+  }
+
+  /// Stores column `j` of a transformed 4x4 tile, rows 0 to 3 (positions ξ = j, 4 + j, 8 + j,
+  /// 12 + j), eight tiles at a time; `ld` floats from one position's matrix to the next.
+  @inline(__always)
+  static func storeColumn(_ column: Quad, _ j: Int, _ o: UnsafeMutablePointer<Float>, _ ld: Int) {
+    store8(column.0, o + j * ld)
+    store8(column.1, o + (4 + j) * ld)
+    store8(column.2, o + (8 + j) * ld)
+    store8(column.3, o + (12 + j) * ld)
   }
 
   /// Writes `a[0], b[0], a[1], b[1], ...` (16 floats) to `p`.

@@ -26,15 +26,10 @@ extension Tensor {
     training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5, fusedReLU: Bool = false
   ) throws -> Tensor {
     let op = fusedReLU ? "batchNormReLU" : "batchNorm"
-    let (n, c) = (x.shape.first ?? 0, x.rank > 1 ? x.shape[1] : 0)
-    let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
-    let (mean, invStd) = try batchNormStatistics(
-      op, x, weight: weight, bias: bias, runningMean: runningMean,
-      runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon)
-    let out = Tensor(uninitializedShape: x.shape)
-    BatchNormKernel.normalize(
-      x.data, out.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
-      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: fusedReLU)
+    let (out, mean, invStd, n, c, plane) = try normalizedForward(
+      op, x, residual: nil, weight: weight, bias: bias, runningMean: runningMean,
+      runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
+      relu: fusedReLU)
 
     var inputs = [x]
     if let weight { inputs.append(weight) }
@@ -78,16 +73,10 @@ extension Tensor {
         operation: op, shapes: [x.shape, residual.shape],
         detail: "the residual must have the batch norm input's shape")
     }
-    let (n, c) = (x.shape.first ?? 0, x.rank > 1 ? x.shape[1] : 0)
-    let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
-    let (mean, invStd) = try batchNormStatistics(
-      op, x, weight: weight, bias: bias, runningMean: runningMean,
-      runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon)
-    let out = Tensor(uninitializedShape: x.shape)
-    BatchNormKernel.normalize(
-      x.data, out.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
-      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: true,
-      residual: residual.data)
+    let (out, mean, invStd, n, c, plane) = try normalizedForward(
+      op, x, residual: residual, weight: weight, bias: bias, runningMean: runningMean,
+      runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
+      relu: true)
 
     var inputs = [x, residual]
     if let weight { inputs.append(weight) }
@@ -120,6 +109,27 @@ extension Tensor {
       if hasBias { grads.append(db) }
       return grads
     }
+  }
+
+  /// The forward half shared by the batch norm ops: statistics (see
+  /// ``batchNormStatistics(_:_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:planeMeans:)``)
+  /// and one normalising pass, adding `residual` and applying the ReLU when asked.
+  static func normalizedForward(
+    _ op: String, _ x: Tensor, residual: Tensor?, weight: Tensor?, bias: Tensor?,
+    runningMean: Tensor?, runningVariance: Tensor?, training: Bool, momentum: Float,
+    epsilon: Float, relu: Bool
+  ) throws -> (out: Tensor, mean: Tensor, invStd: Tensor, batch: Int, channels: Int, plane: Int) {
+    let (n, c) = (x.shape.first ?? 0, x.rank > 1 ? x.shape[1] : 0)
+    let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
+    let (mean, invStd) = try batchNormStatistics(
+      op, x, weight: weight, bias: bias, runningMean: runningMean,
+      runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon)
+    let out = Tensor(uninitializedShape: x.shape)
+    BatchNormKernel.normalize(
+      x.data, out.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
+      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: relu,
+      residual: residual?.data)
+    return (out, mean, invStd, n, c, plane)
   }
 
   /// Checks a batch norm's arguments and returns the mean and `1 / sqrt(variance + epsilon)`
