@@ -337,9 +337,10 @@ public enum Convolution {
 
   /// The weight gradient alone of a layer with few input taps (a network's first convolution,
   /// whose input needs no gradient): `[cout, k] x [k, spatial]^T` products with a long inner
-  /// dimension and a tiny result, which OpenBLAS cannot split between its threads. Each worker
-  /// instead takes a contiguous run of images with single-threaded BLAS, unfolds and multiplies
-  /// them into its own partial sum, and the partials are added in worker order (deterministic).
+  /// dimension and a tiny result, too small to cut into panels for the workers (``BLAS``). Each
+  /// worker instead takes a contiguous run of images with serial products, unfolds and
+  /// multiplies them into its own partial sum, and the partials are added in worker order
+  /// (deterministic).
   static func weightGradientByImages(
     _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>,
     weightGrad dw: UnsafeMutablePointer<Float>, workspace: UnsafeMutablePointer<Float>, chunks: Int
