@@ -15,8 +15,8 @@ import Synchronization
 /// chunking (and any per-chunk sum) never depends on timing; a matrix product called from
 /// inside a loop should still pass `serial: true` to skip the attempt.
 public enum Parallel {
-  /// How many threads the kernels and the matrix products use (defaults to the number of
-  /// active processors).
+  /// How many threads the kernels and the matrix products use (defaults to the processors this
+  /// process may run on).
   nonisolated(unsafe) public static var workers: Int = max(
     1, min(ProcessInfo_activeProcessorCount(), 64))
 
@@ -47,9 +47,9 @@ public enum Parallel {
   }
 }
 
-@usableFromInline
+/// Processors this process may run on (its affinity mask, as `nproc` counts them).
 func ProcessInfo_activeProcessorCount() -> Int {
-  Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+  Int(acon_available_processors())
 }
 
 /// Persistent helper threads (one per processor after the first) that run the chunks of one

@@ -155,6 +155,8 @@ struct ConvolutionKernelTests {
       geometry(3, 2, 32, 32, 3, 3, 3, p: 1),
       // Large enough for one product per image (and the in-place 1x1 path).
       geometry(2, 2, 48, 48, 3, 1, 1),
+      // One small 1x1 product per image, an odd number of images.
+      geometry(3, 5, 24, 24, 6, 1, 1),
       geometry(2, 4, 24, 24, 4, 1, 1, groups: 2),
       geometry(2, 2, 46, 46, 2, 3, 3, p: 1, groups: 2),
     ]

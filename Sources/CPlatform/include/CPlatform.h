@@ -1,6 +1,29 @@
 #ifndef ACON_CPLATFORM_H
 #define ACON_CPLATFORM_H
 
+#if defined(__linux__)
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <sched.h>
+#endif
+#include <unistd.h>
+
+/// Processors this process may run on: its CPU affinity mask where the system has one (a
+/// container's `--cpuset-cpus`, `taskset`), else the online processors.
+static inline int acon_available_processors(void) {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int count = CPU_COUNT(&set);
+    if (count > 0) return count;
+  }
+#endif
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  return online > 0 ? (int)online : 1;
+}
+
 /// One spin-wait hint to the processor (`pause` on x86-64, `yield` on arm64): a waiting thread
 /// spins politely, leaving the core's shared resources to a sibling hyper-thread.
 static inline void acon_cpu_relax(void) {
