@@ -13,7 +13,8 @@ import Glibc
 public enum BLAS {
   /// Products of fewer multiply-adds run on the calling thread (a few microseconds of work,
   /// less than a hand-over to another thread).
-  nonisolated(unsafe) public static var minimumParallelWork = getenv("MPW").map { Int(atoi($0)) } ?? (1 << 18)
+  nonisolated(unsafe) public static var minimumParallelWork =
+    getenv("MPW").map { Int(atoi($0)) } ?? (1 << 18)
 
   /// Sets OpenBLAS to one thread before the first product.
   private static let singleThreaded: Void = { openblas_set_num_threads(1) }()

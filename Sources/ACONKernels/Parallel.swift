@@ -18,7 +18,7 @@ public enum Parallel {
   /// How many threads the kernels and the matrix products use (defaults to the processors this
   /// process may run on).
   nonisolated(unsafe) public static var workers: Int = max(
-    1, min(ProcessInfo_activeProcessorCount(), 64))
+    1, min(availableProcessorCount(), 64))
 
   /// Calls `body` on disjoint ranges that together cover `0..<count`, in parallel when it pays.
   public static func forRanges(
@@ -48,7 +48,7 @@ public enum Parallel {
 }
 
 /// Processors this process may run on (its affinity mask, as `nproc` counts them).
-func ProcessInfo_activeProcessorCount() -> Int {
+func availableProcessorCount() -> Int {
   Int(acon_available_processors())
 }
 
@@ -67,7 +67,7 @@ func ProcessInfo_activeProcessorCount() -> Int {
 /// claims a chunk by compare-and-swap on it, so a helper that wakes late for a finished loop
 /// finds a newer generation and claims nothing.
 final class WorkerPool: @unchecked Sendable {
-  static let shared = WorkerPool(helpers: max(0, min(ProcessInfo_activeProcessorCount(), 64) - 1))
+  static let shared = WorkerPool(helpers: max(0, min(availableProcessorCount(), 64) - 1))
 
   /// How long an idle helper spins before it sleeps.
   nonisolated(unsafe) static var spinMicroseconds = 200
@@ -112,7 +112,8 @@ final class WorkerPool: @unchecked Sendable {
   func run(chunks: Int, _ body: (Int) -> Void) -> Bool {
     precondition(chunks > 0 && chunks <= Self.chunkMask)
     if helpers == 0 { return false }
-    guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+    guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+    else {
       return false
     }
     withoutActuallyEscaping(body) { body in
