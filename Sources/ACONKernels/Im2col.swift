@@ -58,6 +58,14 @@ public enum Im2col {
     let (oh, ow) = (g.outHeight, g.outWidth)
     let plane = g.height * g.width
     let spatial = oh * ow
+    if g.isPointwise {
+      // 1x1, stride 1, no padding (small images batched side by side): each row is a plane.
+      for item in range {
+        let (b, c) = item.quotientAndRemainder(dividingBy: rows)
+        (col + c * ldc + b * spatial).update(from: x + b * imageStride + c * plane, count: plane)
+      }
+      return
+    }
     for item in range {
       let b = item / rows
       let r = item % rows
@@ -125,6 +133,11 @@ public enum Im2col {
         let b = item / channels
         let c = item % channels
         let dst = dx + b * imageStride + c * plane
+        if g.isPointwise {
+          // One tap, no overlap: the plane is the column row itself.
+          dst.update(from: col + c * ldc + b * spatial, count: plane)
+          continue
+        }
         dst.update(repeating: 0, count: plane)
         for i in 0..<kh {
           for j in 0..<kw {
