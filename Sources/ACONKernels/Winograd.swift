@@ -188,7 +188,7 @@ public enum Winograd {
       let (tiles, lt) = (rows * t.tileColumns, t.channelStride(rows))
       let v = block
       let m = block + 16 * cin * lt
-      transformInput(t, x, channels: 0..<cin, firstRow: firstRow, rows: rows, into: v)
+      transformInput(t, x, firstRow: firstRow, rows: rows, into: v)
       for xi in 0..<16 {
         if readTransposed {
           let source = flip[xi / 4] * 4 + flip[xi % 4]
@@ -204,7 +204,7 @@ public enum Winograd {
         }
       }
       transformOutput(
-        t, UnsafePointer(m), channels: 0..<cout, firstRow: firstRow, rows: rows, bias: bias, into: y
+        t, UnsafePointer(m), firstRow: firstRow, rows: rows, bias: bias, into: y
       )
     }
   }
@@ -226,8 +226,8 @@ public enum Winograd {
       let dm = block + 16 * cin * lt
       let sum = worker == 0 ? du : partials + (worker - 1) * filterFloats
       let first = firstRow == t.totalTileRows * worker / workers
-      transformInput(t, x, channels: 0..<cin, firstRow: firstRow, rows: rows, into: v)
-      transformOutputGradient(t, dy, channels: 0..<cout, firstRow: firstRow, rows: rows, into: dm)
+      transformInput(t, x, firstRow: firstRow, rows: rows, into: v)
+      transformOutputGradient(t, dy, firstRow: firstRow, rows: rows, into: dm)
       for xi in 0..<16 {
         BLAS.sgemm(
           transposeA: false, transposeB: true, m: cout, n: cin, k: tiles,
@@ -285,17 +285,17 @@ public enum Winograd {
   @inline(__always)
   static func outputTransformAdjoint(_ a: Float8, _ b: Float8) -> Quad { (a, a + b, a - b, -b) }
 
-  /// `V[ξ][c][tile] = (Bᵀ d B)[ξ]` for channels `channels` and the block's tiles; `v` is
+  /// `V[ξ][c][tile] = (Bᵀ d B)[ξ]` for every input channel and the block's tiles; `v` is
   /// `[16][t.channels][channelStride(rows)]`.
   static func transformInput(
-    _ t: Tiling, _ x: UnsafePointer<Float>, channels: Range<Int>, firstRow: Int, rows: Int,
+    _ t: Tiling, _ x: UnsafePointer<Float>, firstRow: Int, rows: Int,
     into v: UnsafeMutablePointer<Float>
   ) {
     let (h, w, p, tw) = (t.height, t.width, t.padding, t.tileColumns)
     let lt = t.channelStride(rows)
     let ld = t.channels * lt
     let stride = t.scratchRow
-    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
+    forEachTileRow(t, channels: t.channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
       c, r, n, ty, scratch in
       // The tile row's four input rows, zero-padded: scratch column j is input column j - p.
       loadRows(
@@ -328,17 +328,17 @@ public enum Winograd {
     }
   }
 
-  /// `Y = Aᵀ M A (+ bias)` for output channels `channels` of the block's tiles, cropped to the
+  /// `Y = Aᵀ M A (+ bias)` for every output channel of the block's tiles, cropped to the
   /// output; `m` is `[16][t.outChannels][channelStride(rows)]`.
   static func transformOutput(
-    _ t: Tiling, _ m: UnsafePointer<Float>, channels: Range<Int>, firstRow: Int, rows: Int,
+    _ t: Tiling, _ m: UnsafePointer<Float>, firstRow: Int, rows: Int,
     bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>
   ) {
     let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
     let lt = t.channelStride(rows)
     let ld = t.outChannels * lt
     let stride = t.scratchRow
-    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 2) {
+    forEachTileRow(t, channels: t.outChannels, firstRow: firstRow, rows: rows, scratchRows: 2) {
       k, r, n, ty, scratch in
       let b = bias.map { Float8(repeating: $0[k]) } ?? Float8()
       let source = m + k * lt + r * tw
@@ -370,17 +370,17 @@ public enum Winograd {
     }
   }
 
-  /// `dM = A dY Aᵀ` for output channels `channels` of the block's tiles (zero beyond the output);
+  /// `dM = A dY Aᵀ` for every output channel of the block's tiles (zero beyond the output);
   /// `dm` is `[16][t.outChannels][channelStride(rows)]`.
   static func transformOutputGradient(
-    _ t: Tiling, _ dy: UnsafePointer<Float>, channels: Range<Int>, firstRow: Int, rows: Int,
+    _ t: Tiling, _ dy: UnsafePointer<Float>, firstRow: Int, rows: Int,
     into dm: UnsafeMutablePointer<Float>
   ) {
     let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
     let lt = t.channelStride(rows)
     let ld = t.outChannels * lt
     let stride = t.scratchRow
-    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 2) {
+    forEachTileRow(t, channels: t.outChannels, firstRow: firstRow, rows: rows, scratchRows: 2) {
       k, r, n, ty, scratch in
       // The tile row's two output rows, zero past the output's edges.
       loadRows(
@@ -405,18 +405,18 @@ public enum Winograd {
     }
   }
 
-  /// Calls `body(channel, r, image, tileRow, scratch)` for every channel of `channels` and every
+  /// Calls `body(channel, r, image, tileRow, scratch)` for every channel in `0..<channels` and every
   /// tile row `r` of the block, with `scratchRows` rows of ``Tiling/scratchRow`` floats of
   /// scratch on the stack.
   @inline(__always)
   static func forEachTileRow(
-    _ t: Tiling, channels: Range<Int>, firstRow: Int, rows: Int, scratchRows: Int,
+    _ t: Tiling, channels: Int, firstRow: Int, rows: Int, scratchRows: Int,
     _ body: (
       _ channel: Int, _ r: Int, _ image: Int, _ tileRow: Int, _ scratch: UnsafeMutablePointer<Float>
     ) -> Void
   ) {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: scratchRows * t.scratchRow) { buffer in
-      for c in channels {
+      for c in 0..<channels {
         for r in 0..<rows {
           let (n, ty) = (firstRow + r).quotientAndRemainder(dividingBy: t.tileRows)
           body(c, r, n, ty, buffer.baseAddress!)
