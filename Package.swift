@@ -15,7 +15,9 @@ let package = Package(
   products: [
     .library(
       name: "ACON",
-      targets: ["ACONKernels", "ACONTensor", "ACONNN", "ACONModels", "ACONData", "ACONTraining"]),
+      targets: [
+        "ACONKernels", "ACONTensor", "ACONNN", "ACONModels", "ACONData", "ACONTraining", "ACONInterop",
+      ]),
     .executable(name: "acon", targets: ["ACONCLI"]),
   ],
   dependencies: [
@@ -45,11 +47,13 @@ let package = Package(
     // Layer 6: optimizers, schedules, the training loop, checkpoints, metrics.
     .target(
       name: "ACONTraining", dependencies: ["ACONModels", "ACONData"], swiftSettings: commonFlags),
+    // PyTorch checkpoints read and written without Python, ONNX export.
+    .target(name: "ACONInterop", dependencies: ["ACONModels"], swiftSettings: commonFlags),
     // The `acon` command-line tool: no math of its own.
     .executableTarget(
       name: "ACONCLI",
       dependencies: [
-        "ACONTraining",
+        "ACONTraining", "ACONInterop",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: vectorFlags),
@@ -72,6 +76,9 @@ let package = Package(
       name: "ACONDataTests", dependencies: ["ACONData", "ACONTestSupport"], swiftSettings: commonFlags),
     .testTarget(
       name: "ACONTrainingTests", dependencies: ["ACONTraining", "ACONTestSupport"], swiftSettings: commonFlags),
+    .testTarget(
+      name: "ACONInteropTests", dependencies: ["ACONInterop", "ACONTestSupport"],
+      resources: [.copy("Fixtures")], swiftSettings: commonFlags),
     .testTarget(name: "ACONCLITests", dependencies: ["ACONCLI"], swiftSettings: commonFlags),
   ]
 )

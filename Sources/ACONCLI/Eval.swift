@@ -11,7 +11,7 @@ struct Eval: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Evaluate weights on a data set's test split: top-1, top-5 and loss.")
 
-  @Option(help: "Weights file (safetensors).") var weights: String
+  @Option(help: "Weights file (safetensors or PyTorch .pth).") var weights: String
   @Option(help: "Data set: fashion-mnist, mnist, cifar10, cifar100, imagefolder.") var dataset = "fashion-mnist"
   @Option(help: "Data directory (default: the data set's standard location).") var data: String?
   @Option(help: "Batch size.") var batchSize = 256
@@ -22,7 +22,7 @@ struct Eval: ParsableCommand {
   func run() throws {
     let name = try DataSetName.parse(dataset)
     guard batchSize >= 1 else { throw CLIError("--batch-size must be at least 1") }
-    let file = try SafeTensors.read(URL(fileURLWithPath: weights))
+    let file = try readWeights(weights)
     let (model, config) = try modelOptions.loadModel(from: file, path: weights)
     let splits = try DataSplits.open(name, directory: data, testLimit: limit, augment: false)
     guard splits.classes <= config.classes else {

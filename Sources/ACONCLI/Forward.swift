@@ -10,7 +10,7 @@ struct Forward: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run a network on `input` from a safetensors file; write `logits` (and with --grads, `loss` and `grad.<name>`).")
 
-  @Option(help: "Weights file (safetensors).") var weights: String
+  @Option(help: "Weights file (safetensors or PyTorch .pth).") var weights: String
   @Option(help: "Input file holding the F32 NCHW tensor `input` (and `labels` for --grads).") var input: String
   @Option(help: "Output safetensors file.") var output: String
   @Flag(help: "Training mode (batch statistics) instead of eval mode.") var train = false
@@ -18,7 +18,7 @@ struct Forward: ParsableCommand {
   @OptionGroup var modelOptions: ModelOptions
 
   func run() throws {
-    let weightsFile = try SafeTensors.read(URL(fileURLWithPath: weights))
+    let weightsFile = try readWeights(weights)
     let (model, config) = try modelOptions.loadModel(from: weightsFile, path: weights)
     let inputs = try SafeTensors.read(URL(fileURLWithPath: input))
     let x = try inputs.tensor("input", path: input)

@@ -14,7 +14,7 @@ public struct PlotBeta: ParsableCommand {
     commandName: "beta",
     abstract: "Plot per-channel beta of ACON-A/B/C layers and per-sample beta of meta-ACON layers.")
 
-  @Option(help: "Weights file (safetensors).") public var weights: String
+  @Option(help: "Weights file (safetensors or PyTorch .pth).") public var weights: String
   @Option(help: "Output file (.svg or .png).") public var output: String
   @Option(help: "Data set whose test images feed the meta-ACON layers (e.g. fashion-mnist).")
   public var dataset: String?
@@ -52,7 +52,7 @@ public struct PlotBeta: ParsableCommand {
   }
 
   public func run() throws {
-    let file = try SafeTensors.read(URL(fileURLWithPath: weights))
+    let file = try readWeights(weights)
     let channels = PlotBeta.channelBetas(file)
     var samples: [SampleBeta] = []
     if let dataset {

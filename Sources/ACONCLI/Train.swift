@@ -20,6 +20,7 @@ struct Train: ParsableCommand {
   @Option(help: "Also write a checkpoint every N iterations.") var checkpointEvery = 0
   @Flag(help: "No progress output.") var quiet = false
   @Flag(help: "Print the final metrics as one JSON object on the last line.") var json = false
+  @OptionGroup var initialWeights: InitialWeightsOptions
 
   func run() throws {
     do {
@@ -30,6 +31,7 @@ struct Train: ParsableCommand {
       let trainer = try Trainer(
         configuration: config, outputDirectory: URL(fileURLWithPath: directory), resume: resume,
         progress: ProgressReporter(enabled: !quiet))
+      try initialWeights.apply(to: trainer.model, resuming: resume, quiet: quiet)
       let c = trainer.state.configuration
       if !quiet {
         standardError(
