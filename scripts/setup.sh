@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project builds and runs with; a no-op when they are present.
 set -euo pipefail
-packages=(libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev dataset-fashion-mnist)
+packages=(libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev dataset-fashion-mnist python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,3 +13,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# onnx + onnxruntime for the ONNX export tests, in .venv-onnx/ (never PyTorch).
+"$(dirname "$0")/onnx/setup_venv.sh"

@@ -8,7 +8,7 @@ struct ACONCommand: ParsableCommand {
     abstract: "Train, evaluate and benchmark networks with the ACON family of activations.",
     subcommands: [
       Train.self, Eval.self, Info.self, Forward.self, Compare.self, Bench.self,
-      BenchActivation.self, PlotActivation.self, Plot.self, BenchOp.self, Convert.self,
+      BenchActivation.self, PlotActivation.self, Plot.self, BenchOp.self, Convert.self, Export.self,
     ],
     defaultSubcommand: Train.self)
 }
