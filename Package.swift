@@ -33,6 +33,8 @@ let package = Package(
     .target(name: "CImageDecode", dependencies: ["CJPEG"]),
     // The processor's spin-wait hint, for the kernels' worker threads.
     .target(name: "CPlatform"),
+    // Open MPI (Debian: libopenmpi-dev), for data-parallel training under `mpirun`.
+    .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
     // Layer 1: CPU kernels. The only code with unsafe pointers and SIMD.
     .target(name: "ACONKernels", dependencies: ["CBLAS", "CPlatform"], swiftSettings: vectorFlags),
     // Layer 2: tensors, automatic differentiation, tensor files.
@@ -49,11 +51,13 @@ let package = Package(
       name: "ACONTraining", dependencies: ["ACONModels", "ACONData"], swiftSettings: commonFlags),
     // PyTorch checkpoints read and written without Python, ONNX export.
     .target(name: "ACONInterop", dependencies: ["ACONModels"], swiftSettings: commonFlags),
+    // The MPI process group behind data-parallel training (`mpirun -np K acon train`).
+    .target(name: "ACONDistributed", dependencies: ["ACONTraining", "CMPI"], swiftSettings: commonFlags),
     // The `acon` command-line tool: no math of its own.
     .executableTarget(
       name: "ACONCLI",
       dependencies: [
-        "ACONTraining", "ACONInterop",
+        "ACONTraining", "ACONInterop", "ACONDistributed",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: vectorFlags),

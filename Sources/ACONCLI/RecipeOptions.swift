@@ -8,7 +8,7 @@ struct RecipeOptions: ParsableArguments {
   @Option(help: "Data directory (default: the data set's standard location).") var data: String?
   @Option(help: "Epochs.") var epochs = 1
   @Option(help: "Stop after this many iterations in total (the schedule spans them).") var iterations: Int?
-  @Option(help: "Batch size.") var batchSize = 128
+  @Option(help: "Batch size (per rank under mpirun: the global batch is this times the number of ranks).") var batchSize = 128
   @Option(help: "Base learning rate.") var lr: Float = 0.1
   @Option(help: "Learning-rate decay per iteration: linear (reference), cosine, constant.") var schedule = "linear"
   @Option(help: "Warm-up iterations.") var warmup = 0

@@ -9,7 +9,13 @@ import Foundation
 /// Fashion-MNIST for one epoch and prints the result.
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Train a network with an ACON activation (default: ShuffleNetV2-0.5x, ACON-C, Fashion-MNIST, 1 epoch).")
+    abstract: "Train a network with an ACON activation (default: ShuffleNetV2-0.5x, ACON-C, Fashion-MNIST, 1 epoch).",
+    discussion: """
+      Data-parallel: `mpirun -np K acon train ...` trains K replicas, each on its own share of \
+      every epoch; --batch-size is per rank, so the global batch is K times it (scale --lr \
+      yourself). Rank 0 writes the output directory; --resume continues on any K that \
+      divides the run's global batch.
+      """)
 
   @Option(help: "Model name (see `acon info --list`).") var model = "shufflenetv2-0.5x"
   @Option(help: "Activation: relu, swish, acon-a, acon-b, acon-c, meta-acon, ...") var activation = "acon-c"
@@ -21,8 +27,15 @@ struct Train: ParsableCommand {
   @Flag(help: "No progress output.") var quiet = false
   @Flag(help: "Print the final metrics as one JSON object on the last line.") var json = false
   @OptionGroup var initialWeights: InitialWeightsOptions
+  @OptionGroup(title: "Data-parallel training (under mpirun)") var parallel: DataParallelFlags
 
   func run() throws {
+    guard let replicas = try parallel.replicas() else { return try train(replicas: nil) }
+    try replicas.run { try train(replicas: replicas) }
+  }
+
+  func train(replicas: Replicas?) throws {
+    let quiet = quiet || (replicas.map { $0.group.rank != 0 } ?? false)
     do {
       var config = try recipe.configuration(model: model, activation: activation, seed: seed)
       config.checkpointEvery = checkpointEvery
@@ -30,16 +43,25 @@ struct Train: ParsableCommand {
       InterruptSignal.install()
       let trainer = try Trainer(
         configuration: config, outputDirectory: URL(fileURLWithPath: directory), resume: resume,
-        progress: ProgressReporter(enabled: !quiet))
+        progress: ProgressReporter(enabled: !quiet), dataParallel: replicas?.dataParallel)
       try initialWeights.apply(to: trainer.model, resuming: resume, quiet: quiet)
       let c = trainer.state.configuration
       if !quiet {
         standardError(
           "training \(c.model.model) with \(c.model.activation) on \(c.dataSet.rawValue): "
             + "\(trainer.model.parameterCount) parameters, \(trainer.totalIterations) iterations, "
-            + "batch \(c.batchSize), lr \(c.learningRate) (\(c.schedule.rawValue)); writing \(directory)")
+            + "batch \(c.batchSize)\(replicas.map { " per rank x \($0.group.size) ranks" } ?? ""), lr \(c.learningRate) (\(c.schedule.rawValue)); writing \(directory)")
       }
       let metrics = try trainer.run()
+      if let replicas, replicas.group.rank == 0, !quiet {
+        let d = replicas.dataParallel
+        standardError(
+          String(
+            format: "data parallel: %d ranks, %d gradient buckets (%@ floats), %.2f ms per step waiting for reductions after the backward",
+            d.size, d.bucketSizes.count, d.bucketSizes.map(String.init).joined(separator: ", "),
+            d.reductionWaitSeconds / Double(max(1, d.steps)) * 1e3))
+      }
+      if let replicas, replicas.group.rank != 0 { return }
       guard let last = metrics.last else {
         print("nothing left to train: the run in \(directory) is complete")
         return

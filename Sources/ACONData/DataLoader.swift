@@ -34,6 +34,42 @@ public struct Batch {
   public let skipped: [SkippedSample]
 }
 
+/// One replica's share of every epoch in data-parallel training (PyTorch's
+/// `DistributedSampler`): positions `rank`, `rank + count`, `rank + 2 count`, ... of the epoch's
+/// order. The order does not depend on `count`, so batch `k` of every replica together covers
+/// positions `k * B * count ..< (k + 1) * B * count` of it, for any `count`. With `padding`,
+/// the order is first extended by wrapping around to a multiple of `count`, so that every
+/// replica gets as many samples (and batches); without it, the replicas' shares differ by
+/// at most one and together hold every sample once (evaluation).
+public struct DataShard: Sendable, Equatable {
+  /// This replica's index, `0..<count`.
+  public let rank: Int
+  /// How many replicas share the data.
+  public let count: Int
+  /// Whether the order is padded to a multiple of `count`.
+  public let padding: Bool
+
+  public init(rank: Int, count: Int, padding: Bool) {
+    precondition(count >= 1 && rank >= 0 && rank < count, "rank \(rank) of \(count) replicas")
+    self.rank = rank
+    self.count = count
+    self.padding = padding
+  }
+
+  /// All the data, in one process.
+  public static let whole = DataShard(rank: 0, count: 1, padding: false)
+
+  /// This replica's positions of an order of `total` samples.
+  func positions(of total: Int) -> StrideTo<Int> {
+    stride(from: rank, to: end(of: total), by: count)
+  }
+
+  /// How many samples this replica gets from `total`.
+  func sampleCount(of total: Int) -> Int { max(0, (end(of: total) - rank + count - 1) / count) }
+
+  private func end(of total: Int) -> Int { padding ? (total + count - 1) / count * count : total }
+}
+
 /// Cuts a data set into batches in a seeded, epoch-dependent order, loading and augmenting on a
 /// background thread.
 ///
@@ -65,13 +101,16 @@ public final class DataLoader: @unchecked Sendable {
   /// Whether a sample that fails to load is left out (and reported in ``Batch/skipped``)
   /// instead of ending the epoch with its error.
   public let skipUnreadable: Bool
+  /// The share of each epoch this loader yields (``DataShard/whole`` outside data parallelism).
+  public let shard: DataShard
 
   /// A loader over `dataSet`. The defaults give the reference's input convention: BGR, 0...255.
   public init(
     _ dataSet: any DataSet, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0,
     dropLast: Bool = false, transform: any ImageTransform = Identity(),
     channelOrder: ChannelOrder = .bgr, scale: Float = 1, prefetch: Int = 2,
-    workers: Int = ProcessInfo.processInfo.activeProcessorCount, skipUnreadable: Bool = false
+    workers: Int = ProcessInfo.processInfo.activeProcessorCount, skipUnreadable: Bool = false,
+    shard: DataShard = .whole
   ) throws {
     guard batchSize > 0 else {
       throw TensorError.invalidArgument(
@@ -92,11 +131,13 @@ public final class DataLoader: @unchecked Sendable {
     self.prefetch = prefetch
     self.workers = workers
     self.skipUnreadable = skipUnreadable
+    self.shard = shard
   }
 
   /// Batches in one epoch.
   public var batchesPerEpoch: Int {
-    dropLast ? dataSet.count / batchSize : (dataSet.count + batchSize - 1) / batchSize
+    let samples = shard.sampleCount(of: dataSet.count)
+    return dropLast ? samples / batchSize : (samples + batchSize - 1) / batchSize
   }
 
   /// A 64-bit mix of the inputs (SplitMix64's finaliser), to seed independent generators.
@@ -111,9 +152,16 @@ public final class DataLoader: @unchecked Sendable {
     return h
   }
 
-  /// The order of the samples in `epoch`: a Fisher-Yates permutation seeded by (seed, epoch),
-  /// or the identity without shuffling.
+  /// The samples of `epoch` this loader yields, in order: its ``shard`` of ``globalOrder(epoch:)``.
   public func order(epoch: Int) -> [Int] {
+    let global = globalOrder(epoch: epoch)
+    guard shard != .whole, !global.isEmpty else { return global }
+    return shard.positions(of: global.count).map { global[$0 % global.count] }
+  }
+
+  /// The order of the samples in `epoch` over all replicas: a Fisher-Yates permutation seeded
+  /// by (seed, epoch), or the identity without shuffling.
+  public func globalOrder(epoch: Int) -> [Int] {
     var order = Array(0..<dataSet.count)
     guard shuffle, order.count > 1 else { return order }
     var rng = RandomGenerator(seed: Self.mix(seed, 0x6F72_6465_72, UInt64(bitPattern: Int64(epoch))))

@@ -84,7 +84,8 @@ extension ReLU: FusesAfterBatchNorm {
 
 extension AconC: FusesAfterBatchNorm {
   public func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor) throws -> Tensor? {
-    guard x.rank == 4 else { return nil }
+    // Statistics across replicas: the two layers run separately (the fused op has no such path).
+    guard x.rank == 4, !(batchNorm.isTraining && BatchNormReplicas.reducer != nil) else { return nil }
     try checkActivationInput("AconC", x, channels: channels)
     return try batchNorm.forwardAcon(
       x, p1: p1.value, p2: p2.value, beta: beta.value, gate: gate, generator: nil)
@@ -93,7 +94,8 @@ extension AconC: FusesAfterBatchNorm {
 
 extension MetaAconC: FusesAfterBatchNorm {
   public func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor) throws -> Tensor? {
-    guard x.rank == 4, generator != .pixel else { return nil }
+    guard x.rank == 4, generator != .pixel, !(batchNorm.isTraining && BatchNormReplicas.reducer != nil)
+    else { return nil }
     try checkActivationInput("MetaAconC", x, channels: channels)
     try checkBatch(x)
     return try batchNorm.forwardAcon(
@@ -118,6 +120,10 @@ extension Tensor {
     gate: ACONKernels.Gate = .sigmoid, generator: ((Tensor) throws -> Tensor)? = nil
   ) throws -> Tensor {
     let op = "batchNorm_acon"
+    if training && BatchNormReplicas.reducer != nil {
+      throw TensorError.invalidArgument(
+        operation: op, detail: "no batch statistics across replicas in the fused op; run the layers unfused")
+    }
     guard x.rank == 4 else {
       throw TensorError.shapeMismatch(operation: op, shapes: [x.shape], detail: "expects [N, C, H, W] input")
     }

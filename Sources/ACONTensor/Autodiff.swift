@@ -139,7 +139,13 @@ extension Tensor {
 
   /// Back-propagates from this tensor, seeding it with `seed` (ones by default: the gradient of
   /// a sum), and accumulates into the `grad` of every parameter it depends on.
-  public func backward(seed: Tensor? = nil) throws {
+  ///
+  /// `parameterGradientReady` is called once per parameter, as soon as its gradient is complete
+  /// (the tape's order: roughly the reverse of the forward), while the rest of the backward is
+  /// still to run; data parallelism starts reducing gradients there.
+  public func backward(
+    seed: Tensor? = nil, parameterGradientReady: ((Parameter) -> Void)? = nil
+  ) throws {
     guard let root = node else {
       throw TensorError.invalidArgument(
         operation: "backward", detail: "the tensor does not depend on any trainable parameter")
@@ -171,6 +177,7 @@ extension Tensor {
       n.grad = nil
       if let parameter = n.parameter {
         parameter.accumulate(upstream)
+        parameterGradientReady?(parameter)
         continue
       }
       guard let pullback = n.pullback else { continue }

@@ -26,7 +26,7 @@ extension Tensor {
     training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5, fusedReLU: Bool = false
   ) throws -> Tensor {
     let op = fusedReLU ? "batchNormReLU" : "batchNorm"
-    let (out, mean, invStd, n, c, plane) = try normalizedForward(
+    let (out, mean, invStd, n, c, plane, replicas) = try normalizedForward(
       op, x, residual: nil, weight: weight, bias: bias, runningMean: runningMean,
       runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
       relu: fusedReLU)
@@ -44,6 +44,15 @@ extension Tensor {
       let dx = needX ? Tensor(uninitializedShape: savedX.shape) : nil
       let dw = needW ? Tensor(uninitializedShape: [c]) : nil
       let db = needB ? Tensor(uninitializedShape: [c]) : nil
+      if training, let replicas {
+        backwardAcrossReplicas(
+          replicas, savedX, g, dx: dx, mean: mean, invStd: invStd, weight: savedWeight,
+          bias: savedBias, relu: fusedReLU, dweight: dw, dbias: db)
+        var grads: [Tensor?] = [dx]
+        if hasWeight { grads.append(dw) }
+        if hasBias { grads.append(db) }
+        return grads
+      }
       let kernel = training ? BatchNormKernel.backwardTraining : BatchNormKernel.backwardEval
       kernel(
         savedX.data, g.data, dx?.mutableData, n, c, plane, mean.data, invStd.data,
@@ -73,7 +82,7 @@ extension Tensor {
         operation: op, shapes: [x.shape, residual.shape],
         detail: "the residual must have the batch norm input's shape")
     }
-    let (out, mean, invStd, n, c, plane) = try normalizedForward(
+    let (out, mean, invStd, n, c, plane, replicas) = try normalizedForward(
       op, x, residual: residual, weight: weight, bias: bias, runningMean: runningMean,
       runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
       relu: true)
@@ -91,7 +100,12 @@ extension Tensor {
       let dx = needX ? Tensor(uninitializedShape: savedX.shape) : nil
       let dw = needW ? Tensor(uninitializedShape: [c]) : nil
       let db = needB ? Tensor(uninitializedShape: [c]) : nil
-      if training {
+      if training, let replicas {
+        Elementwise.reluBackward(savedY.data, g.data, dz.mutableData, count: g.count)
+        backwardAcrossReplicas(
+          replicas, savedX, dz, dx: dx, mean: mean, invStd: invStd, weight: savedWeight,
+          bias: savedBias, relu: false, dweight: dw, dbias: db)
+      } else if training {
         BatchNormKernel.backwardTrainingAfterResidualReLU(
           savedX.data, output: savedY.data, g.data, dz: dz.mutableData, dx: dx?.mutableData,
           batch: n, channels: c, plane: plane, mean: mean.data, invStd: invStd.data,
@@ -118,18 +132,49 @@ extension Tensor {
     _ op: String, _ x: Tensor, residual: Tensor?, weight: Tensor?, bias: Tensor?,
     runningMean: Tensor?, runningVariance: Tensor?, training: Bool, momentum: Float,
     epsilon: Float, relu: Bool
-  ) throws -> (out: Tensor, mean: Tensor, invStd: Tensor, batch: Int, channels: Int, plane: Int) {
+  ) throws -> (
+    out: Tensor, mean: Tensor, invStd: Tensor, batch: Int, channels: Int, plane: Int,
+    replicas: (any BatchNormReplicaReducer)?
+  ) {
     let (n, c) = (x.shape.first ?? 0, x.rank > 1 ? x.shape[1] : 0)
     let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
     let (mean, invStd) = try batchNormStatistics(
       op, x, weight: weight, bias: bias, runningMean: runningMean,
       runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon)
+    let replicas = training ? BatchNormReplicas.reducer : nil
     let out = Tensor(uninitializedShape: x.shape)
     BatchNormKernel.normalize(
       x.data, out.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
       invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: relu,
       residual: residual?.data)
-    return (out, mean, invStd, n, c, plane)
+    return (out, mean, invStd, n, c, plane, replicas)
+  }
+
+  /// The training backward of a batch norm whose statistics span the replicas (see
+  /// ``BatchNormReplicaReducer``): this batch's per-channel sums (the weight and bias
+  /// gradients, local as in PyTorch's `SyncBatchNorm`; data parallelism averages them with the
+  /// other gradients), summed over the replicas, then the input gradient from the sums.
+  static func backwardAcrossReplicas(
+    _ replicas: any BatchNormReplicaReducer, _ x: Tensor, _ dy: Tensor, dx: Tensor?,
+    mean: Tensor, invStd: Tensor, weight: Tensor?, bias: Tensor?, relu: Bool, dweight: Tensor?,
+    dbias: Tensor?
+  ) {
+    let (n, c) = (x.shape[0], x.shape[1])
+    let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
+    let sumDy = Tensor(uninitializedShape: [c])
+    let sumDyXhat = Tensor(uninitializedShape: [c])
+    BatchNormKernel.backwardEval(
+      x.data, dy.data, dx: nil, batch: n, channels: c, plane: plane, mean: mean.data,
+      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: relu,
+      dweight: sumDyXhat.mutableData, dbias: sumDy.mutableData)
+    dweight?.mutableData.update(from: sumDyXhat.data, count: c)
+    dbias?.mutableData.update(from: sumDy.data, count: c)
+    guard let dx else { return }
+    let total = replicas.sum(sumDy.scalars + sumDyXhat.scalars + [Float(n * plane)])
+    BatchNormKernel.inputGradientFromSums(
+      x.data, dy.data, dx: dx.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
+      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: relu,
+      sumDy: Array(total[0..<c]), sumDyXhat: Array(total[c..<(2 * c)]), count: Int(total[2 * c]))
   }
 
   /// Checks a batch norm's arguments and returns the mean and `1 / sqrt(variance + epsilon)`
@@ -190,6 +235,13 @@ extension Tensor {
       let vp = variance.mutableData
       BatchNormKernel.statistics(
         x.data, batch: n, channels: c, plane: plane, mean: mp, variance: vp, planeMeans: planeMeans)
+      var m = m
+      if let replicas = BatchNormReplicas.reducer {
+        let whole = replicas.combine(count: m, mean: mean.scalars, variance: variance.scalars)
+        m = whole.count
+        mp.update(from: whole.mean, count: c)
+        vp.update(from: whole.variance, count: c)
+      }
       for ch in 0..<c { ip[ch] = 1 / (vp[ch] + epsilon).squareRoot() }
       if let runningMean, let runningVariance {
         let rm = runningMean.mutableData

@@ -19,6 +19,9 @@ public struct TrainingState: Codable, Equatable, Sendable {
   public var dropoutGenerators: [String: RandomGenerator] = [:]
   /// The optimizer's step count.
   public var optimizerSteps = 0
+  /// How many data-parallel replicas ran the run (nil in checkpoints from before there were
+  /// any: 1); `configuration.batchSize` is per replica.
+  public var worldSize: Int?
 
   public init(configuration: TrainingConfiguration) { self.configuration = configuration }
 }

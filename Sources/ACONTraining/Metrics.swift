@@ -26,6 +26,18 @@ public struct ClassificationMetrics: Codable, Equatable, Sendable {
     }
   }
 
+  /// The counts as numbers, to be summed over the replicas of data-parallel training
+  /// (``init(summing:)`` reads them back).
+  public var sums: [Double] { [Double(samples), lossSum, Double(top1Hits), Double(top5Hits)] }
+
+  /// Metrics from ``sums`` (added up over several sets of metrics).
+  public init(summing sums: [Double]) {
+    samples = Int(sums[0].rounded())
+    lossSum = sums[1]
+    top1Hits = Int(sums[2].rounded())
+    top5Hits = Int(sums[3].rounded())
+  }
+
   /// Mean loss per sample.
   public var loss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
   /// Fraction of samples whose label scored highest.

@@ -69,16 +69,22 @@ public final class Trainer {
   public var stopAfterIteration: Int?
   /// Receives progress and log lines.
   public var progress: ProgressReporter
+  /// The replicas of data-parallel training (nil: this process alone).
+  public let dataParallel: DataParallel?
 
   public var checkpointURL: URL? { outputDirectory?.appendingPathComponent("checkpoint.safetensors") }
   public var modelURL: URL? { outputDirectory?.appendingPathComponent("model.safetensors") }
   public var metricsURL: URL? { outputDirectory?.appendingPathComponent("metrics.jsonl") }
 
-  /// Prepares a run; with `resume`, continues from the checkpoint in `outputDirectory`.
+  /// Prepares a run; with `resume`, continues from the checkpoint in `outputDirectory`. With
+  /// `dataParallel`, this process is one of its replicas (see ``DataParallel``): the batch
+  /// size is per replica, and a run resumed on another number of replicas keeps its global
+  /// batch.
   public init(
     configuration requested: TrainingConfiguration, outputDirectory: URL?, resume: Bool,
-    progress: ProgressReporter = ProgressReporter()
+    progress: ProgressReporter = ProgressReporter(), dataParallel: DataParallel? = nil
   ) throws {
+    let replicas = dataParallel?.size ?? 1
     var configuration = requested
     var resumeFile: SafeTensorsFile? = nil
     var resumedState: TrainingState? = nil
@@ -95,6 +101,8 @@ public final class Trainer {
       let epochs = max(s.configuration.epochs, requested.epochs)
       configuration = s.configuration
       configuration.epochs = epochs
+      configuration.batchSize = try DataParallel.batchSize(
+        s.configuration.batchSize, resumedFrom: s.worldSize ?? 1, on: replicas)
       resumedState = s
       resumeFile = file
     }
@@ -102,6 +110,7 @@ public final class Trainer {
     self.configuration = configuration
     self.outputDirectory = outputDirectory
     self.progress = progress
+    self.dataParallel = dataParallel
     splits = try DataSplits.open(
       configuration.dataSet, directory: configuration.dataDirectory,
       trainLimit: configuration.trainLimit, testLimit: configuration.testLimit,
@@ -115,6 +124,8 @@ public final class Trainer {
     stored.model = modelConfiguration
     self.state = resumedState ?? TrainingState(configuration: stored)
     self.state.configuration.epochs = configuration.epochs
+    self.state.configuration.batchSize = configuration.batchSize
+    self.state.worldSize = replicas
     let groups = ParameterGroup.referenceGroups(of: model, weightDecay: configuration.weightDecay)
     switch configuration.optimizer {
     case .sgd: optimizer = SGD(groups: groups, momentum: configuration.momentum)
@@ -123,10 +134,12 @@ public final class Trainer {
     }
     trainLoader = try DataLoader(
       splits.train, batchSize: configuration.batchSize, shuffle: true, seed: configuration.seed,
-      transform: splits.trainTransform, channelOrder: splits.channelOrder, scale: splits.scale)
+      transform: splits.trainTransform, channelOrder: splits.channelOrder, scale: splits.scale,
+      shard: dataParallel?.shard(padding: true) ?? .whole)
     testLoader = try DataLoader(
       splits.test, batchSize: configuration.evalBatchSize, shuffle: false, seed: configuration.seed,
-      transform: splits.evalTransform, channelOrder: splits.channelOrder, scale: splits.scale)
+      transform: splits.evalTransform, channelOrder: splits.channelOrder, scale: splits.scale,
+      shard: dataParallel?.shard(padding: false) ?? .whole)
     let total = configuration.iterations ?? configuration.epochs * trainLoader.batchesPerEpoch
     schedule = LearningRateSchedule(
       baseRate: configuration.learningRate, decay: configuration.schedule,
@@ -138,6 +151,14 @@ public final class Trainer {
         if let dropout = module as? Dropout, let g = state.dropoutGenerators[name] {
           dropout.generator = g
         }
+      }
+    }
+    if let dataParallel {
+      try dataParallel.start(
+        model: model, settings: dataParallel.settings(configuration: state.configuration, state: state))
+      if !dataParallel.isRoot {
+        // The checkpoint holds the epoch's metrics summed over the ranks: count them once.
+        state.trainMetrics = ClassificationMetrics()
       }
     }
   }
@@ -163,16 +184,26 @@ public final class Trainer {
         let start = Date()
         let rate = schedule.rate(at: state.iteration)
         lastRate = rate
-        let logits = try model(batch.images)
+        let logits = try dataParallel?.forward(model: model) { try model(batch.images) } ?? model(batch.images)
         let loss = try Tensor.crossEntropy(
           logits: logits, labels: batch.labels, labelSmoothing: configuration.labelSmoothing)
-        let value = loss.item
+        var value = loss.item
+        var interrupted = false
+        if let dataParallel {
+          // The mean loss over the ranks, so that every rank stops alike on a non-finite one.
+          (value, interrupted) = try dataParallel.backward(
+            loss, localLoss: value, interrupt: InterruptSignal.isRequested)
+        }
         guard value.isFinite else {
           throw TrainingError.nonFiniteLoss(iteration: state.iteration + 1, loss: value)
         }
-        try loss.backward()
+        if dataParallel == nil {
+          try loss.backward()
+          interrupted = InterruptSignal.isRequested
+        }
         optimizer.step(learningRate: rate)
         optimizer.zeroGrad()
+        try dataParallel?.verifyReplicas(of: model, iteration: state.iteration + 1)
         state.trainMetrics.add(loss: value, logits: logits.detached, labels: batch.labels)
         state.iteration += 1
         state.batchInEpoch += 1
@@ -184,7 +215,7 @@ public final class Trainer {
         if configuration.checkpointEvery > 0, state.iteration % configuration.checkpointEvery == 0 {
           try saveCheckpoint()
         }
-        if InterruptSignal.isRequested {
+        if interrupted {
           stream.cancel()
           try saveCheckpoint()
           throw TrainingError.interrupted(checkpoint: checkpointURL?.path ?? "(no --out given)")
@@ -196,12 +227,16 @@ public final class Trainer {
         }
       }
       // End of the epoch (or of the iteration budget inside it).
-      let test = try evaluate(model: model, loader: testLoader)
+      var test = try evaluate(model: model, loader: testLoader)
+      var train = state.trainMetrics
+      if let dataParallel {
+        (test, train) = (try dataParallel.sum(test), try dataParallel.sum(train))
+      }
       let metrics = EpochMetrics(
         epoch: state.epoch + 1, iteration: state.iteration, lr: lastRate,
-        trainLoss: state.trainMetrics.loss, trainTop1: state.trainMetrics.top1,
+        trainLoss: train.loss, trainTop1: train.top1,
         testLoss: test.loss, testTop1: test.top1, testTop5: test.top5,
-        imagesPerSecond: Double(state.trainMetrics.samples) / max(state.epochSeconds, 1e-9),
+        imagesPerSecond: Double(train.samples) / max(state.epochSeconds, 1e-9),
         seconds: state.epochSeconds)
       finished.append(metrics)
       progress.endEpoch(metrics)
@@ -209,10 +244,11 @@ public final class Trainer {
       state.batchInEpoch = 0
       state.trainMetrics = ClassificationMetrics()
       state.epochSeconds = 0
-      if let metricsURL {
+      let writes = dataParallel?.isRoot ?? true
+      if writes, let metricsURL {
         try appendLine(try JSONEncoder.sortedKeys.encode(metrics), to: metricsURL)
       }
-      if let modelURL {
+      if writes, let modelURL {
         try model.save(to: modelURL, metadata: state.configuration.model.metadata)
       }
       try saveCheckpoint()
@@ -223,12 +259,20 @@ public final class Trainer {
   /// Writes the checkpoint (atomically), if the run has an output directory.
   public func saveCheckpoint() throws {
     guard let url = checkpointURL else { return }
+    var saved = state
+    if let dataParallel {
+      // Rank 0 writes; the epoch's metrics so far are those of every rank.
+      saved.trainMetrics = try dataParallel.sum(state.trainMetrics)
+      guard dataParallel.isRoot else { return }
+    }
     state.optimizerSteps = optimizer.stepCount
     state.dropoutGenerators = [:]
     for (name, module) in model.namedModules() {
       if let dropout = module as? Dropout { state.dropoutGenerators[name] = dropout.generator }
     }
-    try Checkpoint.write(model: model, optimizer: optimizer, state: state, to: url)
+    saved.optimizerSteps = state.optimizerSteps
+    saved.dropoutGenerators = state.dropoutGenerators
+    try Checkpoint.write(model: model, optimizer: optimizer, state: saved, to: url)
   }
 
   private func appendLine(_ data: Data, to url: URL) throws {
