@@ -9,6 +9,7 @@ struct ACONCommand: ParsableCommand {
     subcommands: [
       Train.self, Eval.self, Info.self, Forward.self, Compare.self, Bench.self,
       BenchActivation.self, PlotActivation.self, Plot.self, BenchOp.self, Convert.self, Export.self,
+      BenchAllreduce.self,
     ],
     defaultSubcommand: Train.self)
 }
