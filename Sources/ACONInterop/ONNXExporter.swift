@@ -268,18 +268,26 @@ final class GraphBuilder {
     }
   }
 
-  /// ACON-C with a fixed beta: `d x gate(beta d x) + p2 x`, `d = p1 - p2` and `beta d` folded.
+  /// ACON-C with a fixed beta, `d x gate(beta d x) + p2 x` with `d = p1 - p2`, written as
+  /// `x (d gate(beta d x) + p2)`: one Mul by the folded `beta d`, the gate, then `d s + p2`
+  /// and one Mul by `x` (five ops; ACON-A and Swish-like layers, `d = 1` and `p2 = 0`, three).
   func acon(
     _ x: String, difference d: [Float], p2: [Float]?, scaledBeta: [Float], gate kind: ACONKernels.Gate, path: String
   ) -> String {
-    // ACON-A and Swish-like layers have d = 1: no multiplication by ones.
-    let dx = d.allSatisfy { $0 == 1 } ? x : node("Mul", [x, channels(path + ".p1_minus_p2", d)])
     let switched = gate(node("Mul", [x, channels(path + ".beta_times_p1_minus_p2", scaledBeta)]), kind)
-    let y = node("Mul", [dx, switched])
-    guard let p2, p2.contains(where: { $0 != 0 }) else { return y }
-    return node("Add", [y, node("Mul", [x, channels(path + ".p2", p2)])])
+    return node("Mul", [x, switchCoefficient(switched, difference: d, p2: p2, path: path)])
   }
 
+  /// `d s + p2` per channel (terms that are 1 or 0 left out).
+  func switchCoefficient(_ s: String, difference d: [Float], p2: [Float]?, path: String) -> String {
+    let scaled = d.allSatisfy { $0 == 1 } ? s : node("Mul", [s, channels(path + ".p1_minus_p2", d)])
+    guard let p2, p2.contains(where: { $0 != 0 }) else { return scaled }
+    return node("Add", [scaled, channels(path + ".p2", p2)])
+  }
+
+  /// meta-ACON: beta from the generator (`[N, C, 1, 1]`, `[N, 1, 1, 1]` or x's shape), then
+  /// `x (d gate(beta d x) + p2)`, with `beta d` formed on the small generated tensor where it
+  /// is one.
   func metaAcon(_ m: MetaAconC, _ x: String, path: String) throws -> String {
     let beta: String
     switch m.generator {
@@ -303,9 +311,12 @@ final class GraphBuilder {
       beta = node("Sigmoid", [node("Add", [scaled, channels(path + ".fc.bias", affine.bias.value.scalars)])])
     }
     let p1 = m.p1.value.scalars, p2 = m.p2.value.scalars
-    let dx = node("Mul", [x, channels(path + ".p1_minus_p2", zip(p1, p2).map { $0 - $1 })])
-    let switched = gate(node("Mul", [dx, beta]), m.gate)
-    return node("Add", [node("Mul", [dx, switched]), node("Mul", [x, channels(path + ".p2", p2)])])
+    let d = zip(p1, p2).map { $0 - $1 }
+    let dName = channels(path + ".p1_minus_p2", d)
+    let scaledBeta = node("Mul", [beta, dName])
+    let switched = gate(node("Mul", [x, scaledBeta]), m.gate)
+    let coefficient = node("Add", [node("Mul", [switched, dName]), channels(path + ".p2", p2)])
+    return node("Mul", [x, coefficient])
   }
 
   /// `bn2((a - b) sigmoid(a - b) + b)` with `a = x` or its 3x3/2 max-pool and

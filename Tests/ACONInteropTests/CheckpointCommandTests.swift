@@ -58,6 +58,10 @@ struct CheckpointCommandTests {
     let direct = try withoutGradients { try model(input) }.scalars
     #expect(logits[0] == direct && logits[1] == direct)
 
+    let plot = try runACON(["plot", "beta", "--weights", pth.path, "--output", dir.appendingPathComponent("beta.svg").path])
+    #expect(plot.status == 0, "\(plot.stderr)")
+    #expect(plot.stdout.contains("features.1.2"), "layer names without the module. prefix: \(plot.stdout)")
+
     // And back: safetensors to .pth, read again.
     let back = dir.appendingPathComponent("back.pth.tar")
     #expect(try runACON(["convert", converted.path, back.path]).status == 0)
