@@ -5,7 +5,13 @@ import Dispatch
 import Foundation
 
 /// Times single operations (matrix product, memory copy, convolutions) and prints their
-/// throughput beside the machine's ceilings and PyTorch's figures from `notes/performance.md`.
+/// throughput beside the machine's ceilings and PyTorch's figures for the same convolutions.
+///
+/// The fixed figures were measured on the 2-core AMD EPYC Zen 3 machines (AVX2) of the first
+/// performance work, 2026-12-01: OpenBLAS `cblas_sgemm` (n = 256..2048, 2 threads) at
+/// 150-170 GFLOP/s, a two-thread copy of a 51 MB buffer at 28-31 GB/s counting read + write,
+/// and PyTorch 2.15's convolutions (2 threads) from `scripts/bench/conv_pytorch.py`. On other
+/// CPUs, compare with the rates this command measures in the same run instead.
 ///
 /// The machines are shared and noisy, so besides the fixed ceilings each figure is also given
 /// as a fraction of the sgemm and copy rates measured in the same run.
@@ -17,8 +23,9 @@ public struct BenchOp: ParsableCommand {
       Each figure is the median of --runs timed runs after --warmup untimed ones (--best: the \
       fastest run). FLOPs count two per multiply-add; a backward pass computes both the input \
       and the weight gradient (twice the forward's FLOPs). Convolutions run on a \
-      [batch, 64, 56, 56] input. Ceilings (notes/performance.md): sgemm 150-170 GFLOP/s on two \
-      Zen 3 cores, two-thread copy 28-31 GB/s counting read + write.
+      [batch, 64, 56, 56] input. Fixed ceilings, measured on two AMD EPYC Zen 3 cores: sgemm \
+      150-170 GFLOP/s, two-thread copy 28-31 GB/s counting read + write; PyTorch's figures come \
+      from scripts/bench/conv_pytorch.py on the same machines.
       """)
 
   @Option(help: "Timed runs per measurement.") var runs = 5
@@ -41,7 +48,7 @@ public struct BenchOp: ParsableCommand {
   @Flag(help: "Time every distinct convolution of ResNet-50 at 224x224 (with --batch), weighted by how often the network runs it.")
   var resnet50 = false
 
-  /// Ceilings measured on the target machine (notes/performance.md).
+  /// Ceilings measured on two AMD EPYC Zen 3 cores (see the type's documentation).
   static let sgemmCeiling = 160.0
   static let copyCeiling = 30.0
 
@@ -51,7 +58,8 @@ public struct BenchOp: ParsableCommand {
     public var milliseconds: Double
     public var gflops: Double?
     public var gigabytes: Double?
-    /// PyTorch's figure for the same operation (GFLOP/s), where notes/performance.md has one.
+    /// PyTorch's figure for the same operation (GFLOP/s, `scripts/bench/conv_pytorch.py` on
+    /// two Zen 3 cores), where one was measured.
     public var pytorch: Double?
   }
 
