@@ -21,7 +21,9 @@ let package = Package(
     .executable(name: "acon", targets: ["ACONCLI"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    // `swift package generate-documentation` (scripts/docs.sh); no target depends on it.
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
   ],
   targets: [
     // System libraries (Debian: libopenblas-dev, zlib1g-dev, libpng-dev, libjpeg-dev).

@@ -6,7 +6,7 @@ import Foundation
 public enum FileBytes {
   /// The bytes of the file at `path`; a gzip file (magic `1f 8b`) is inflated transparently.
   ///
-  /// Throws ``TensorError/invalidFile(path:detail:)`` for a missing or unreadable file and for a
+  /// Throws `TensorError.invalidFile` for a missing or unreadable file and for a
   /// corrupt or truncated gzip stream.
   public static func read(_ path: String) throws -> [UInt8] {
     guard FileManager.default.fileExists(atPath: path) else {

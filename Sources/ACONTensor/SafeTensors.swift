@@ -35,7 +35,7 @@ public enum SafeTensorsDType: String, CaseIterable, Sendable {
     }
   }
 
-  /// The types ``SafeTensors/write(_:metadata:to:)`` can store.
+  /// The types `SafeTensors.write` can store.
   public var isWritable: Bool { [.f32, .f64, .i64, .i32].contains(self) }
 }
 
@@ -47,7 +47,7 @@ public struct SafeTensorsFile {
   public var dtypes: [String: SafeTensorsDType]
   /// The free-form string metadata (`__metadata__`).
   public var metadata: [String: String]
-  /// Tensor names in the order of the header. ``SafeTensors/write(_:metadata:to:)`` keeps the
+  /// Tensor names in the order of the header. `SafeTensors.write` keeps the
   /// order it is given; the Python `safetensors` writer sorts by dtype size, then by name.
   public var names: [String]
 
