@@ -22,7 +22,7 @@ public enum BatchNormReplicas {
 
 /// Runs `body` with every training-mode batch norm reducing its statistics through `reducer`.
 /// The fused batch norm + ACON op has no such path and refuses to run inside (run the layers
-/// unfused: ``withoutLayerFusion(_:)`` in ACONNN).
+/// unfused: `withoutLayerFusion(_:)` in ACONNN).
 public func withBatchNormAcrossReplicas<T>(
   _ reducer: any BatchNormReplicaReducer, _ body: () throws -> T
 ) rethrows -> T {

@@ -23,7 +23,7 @@ public struct DataParallelOptions: Sendable, Equatable {
 }
 
 /// PyTorch `DistributedDataParallel` semantics for ``Trainer`` over a ``ProcessGroup``: rank 0's
-/// initial weights and buffers on every rank, a ``DataShard`` of every epoch per rank, gradients
+/// initial weights and buffers on every rank, a `DataShard` of every epoch per rank, gradients
 /// averaged over the ranks in buckets reduced while the backward still runs, metrics summed
 /// over the ranks, and (with ``DataParallelOptions/synchronizeBatchNorm``) batch statistics
 /// over the whole step's batch.
