@@ -53,6 +53,7 @@ public enum PyTorchCheckpoint {
       }
     }
     var unpickler = Unpickler(Array(try archive.contents(of: pickle)), path: path + ":" + pickle.name)
+    defer { unpickler.releaseContainers() }
     let root = try unpickler.load()
     return try stateDictionary(root, path: path) { storage in
       guard let entry = archive.entry(named: prefix + "data/" + storage.key) else {
@@ -64,6 +65,7 @@ public enum PyTorchCheckpoint {
 
   static func decodeLegacy(_ bytes: [UInt8], path: String) throws -> SafeTensorsFile {
     var unpickler = Unpickler(bytes, path: path)
+    defer { unpickler.releaseContainers() }
     guard case .bigInteger(let magic) = try unpickler.load(), magic == legacyMagic else {
       throw InteropError(path, "a pickle without torch.save's magic number: not a PyTorch checkpoint")
     }
@@ -82,8 +84,7 @@ public enum PyTorchCheckpoint {
       return key
     }
     // Each storage's type comes from the pickle; the element count precedes its bytes.
-    var types: [String: StorageType] = [:]
-    collectStorages(root) { types[$0.key] = $0.type }
+    let types = unpickler.storageTypes
     let reader = ByteReader(bytes, path: path)
     var position = unpickler.position
     var storages: [String: ArraySlice<UInt8>] = [:]
@@ -101,18 +102,6 @@ public enum PyTorchCheckpoint {
         throw InteropError(path, "storage \(storage.key) is not in the file (truncated?)")
       }
       return data
-    }
-  }
-
-  /// Visits every storage a value refers to.
-  static func collectStorages(_ value: PickleValue, _ visit: (PickledStorage) -> Void) {
-    switch value {
-    case .tensor(let t): visit(t.storage)
-    case .storage(let s): visit(s)
-    case .tuple(let items): items.forEach { collectStorages($0, visit) }
-    case .list(let list): list.items.forEach { collectStorages($0, visit) }
-    case .dictionary(let dict): dict.entries.forEach { collectStorages($0.value, visit) }
-    default: break
     }
   }
 

@@ -9,7 +9,7 @@ public indirect enum PickleValue {
   case float(Double)
   case string(String)
   case bytes([UInt8])
-  case tuple([PickleValue])
+  case tuple(PickleTuple)
   case list(PickleList)
   case dictionary(PickleDictionary)
   /// One of the allow-listed globals, before it is called.
@@ -33,6 +33,21 @@ public indirect enum PickleValue {
     case .global(let g): return "global \(g)"
     case .storage: return "storage"
     case .tensor: return "tensor"
+    }
+  }
+}
+
+/// A tuple, with how deeply tuples nest inside it (bounded, so that freeing one never
+/// recurses deeper than ``Unpickler/maximumTupleDepth``).
+public struct PickleTuple {
+  public let items: [PickleValue]
+  let depth: Int
+
+  init(_ items: [PickleValue]) {
+    self.items = items
+    depth = 1 + items.reduce(0) { deepest, item in
+      if case .tuple(let t) = item { return max(deepest, t.depth) }
+      return deepest
     }
   }
 }
@@ -151,6 +166,14 @@ public struct Unpickler {
   private let path: String
   /// Where the next opcode is read.
   public private(set) var position: Int
+  /// The element type of every storage the pickles read so far named, by key.
+  public private(set) var storageTypes: [String: StorageType] = [:]
+  /// Every list and dictionary built, so that ``releaseContainers()`` can empty them: a pickle
+  /// may nest them arbitrarily deep or make them contain themselves (through the memo), and
+  /// freeing such a structure the ordinary way would recurse without bound or leak.
+  private var containers: [AnyObject] = []
+  /// How deeply tuples may nest (checkpoints nest them 2 or 3 deep).
+  public static let maximumTupleDepth = 1000
 
   /// Reads the pickle that starts at `position` in `bytes`.
   public init(_ bytes: [UInt8], path: String, position: Int = 0) {
@@ -208,6 +231,36 @@ public struct Unpickler {
     return String(decoding: out, as: UTF8.self)
   }
 
+  /// Empties every list and dictionary the pickles built, one at a time, so that none is freed
+  /// recursively. Values returned by ``load()`` lose their contents: call this last.
+  public mutating func releaseContainers() {
+    for container in containers {
+      if let list = container as? PickleList { list.items.removeAll() }
+      if let dictionary = container as? PickleDictionary { dictionary.entries.removeAll() }
+    }
+    containers.removeAll()
+  }
+
+  private mutating func newList() -> PickleList {
+    let list = PickleList()
+    containers.append(list)
+    return list
+  }
+
+  private mutating func newDictionary() -> PickleDictionary {
+    let dictionary = PickleDictionary()
+    containers.append(dictionary)
+    return dictionary
+  }
+
+  private func tuple(_ items: [PickleValue], at p: Int) throws -> PickleValue {
+    let t = PickleTuple(items)
+    guard t.depth <= Self.maximumTupleDepth else {
+      throw fail("tuples nested more than \(Self.maximumTupleDepth) deep (not a checkpoint)", at: p)
+    }
+    return .tuple(t)
+  }
+
   /// Reads one pickle (up to and including STOP) and returns the value it builds.
   public mutating func load() throws -> PickleValue {
     var stack: [PickleValue] = []
@@ -260,9 +313,9 @@ public struct Unpickler {
         guard stack.count == 1 else { throw fail("STOP with \(stack.count) values on the stack", at: p) }
         return stack[0]
       case 0x28: marks.append(stack.count)  // MARK
-      case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
-      case 0x5D: stack.append(.list(PickleList()))  // EMPTY_LIST
-      case 0x7D: stack.append(.dictionary(PickleDictionary()))  // EMPTY_DICT
+      case 0x29: stack.append(.tuple(PickleTuple([])))  // EMPTY_TUPLE
+      case 0x5D: stack.append(.list(newList()))  // EMPTY_LIST
+      case 0x7D: stack.append(.dictionary(newDictionary()))  // EMPTY_DICT
       case 0x4E: stack.append(.none)  // NONE
       case 0x88: stack.append(.bool(true))  // NEWTRUE
       case 0x89: stack.append(.bool(false))  // NEWFALSE
@@ -297,24 +350,24 @@ public struct Unpickler {
       case 0x42, 0x43, 0x8E:  // BINBYTES, SHORT_BINBYTES, BINBYTES8
         let raw: UInt64 = op == 0x42 ? UInt64(try u32()) : op == 0x43 ? UInt64(try byte()) : try u64()
         stack.append(.bytes(Array(try take(try length(raw, at: p)))))
-      case 0x74: stack.append(.tuple(try popMark(p)))  // TUPLE
-      case 0x85: stack.append(.tuple([try pop(p)]))  // TUPLE1
+      case 0x74: stack.append(try tuple(try popMark(p), at: p))  // TUPLE
+      case 0x85: stack.append(try tuple([try pop(p)], at: p))  // TUPLE1
       case 0x86:  // TUPLE2
         let b = try pop(p)
         let a = try pop(p)
-        stack.append(.tuple([a, b]))
+        stack.append(try tuple([a, b], at: p))
       case 0x87:  // TUPLE3
         let c = try pop(p)
         let b = try pop(p)
         let a = try pop(p)
-        stack.append(.tuple([a, b, c]))
+        stack.append(try tuple([a, b, c], at: p))
       case 0x6C:  // LIST
-        let list = PickleList()
+        let list = newList()
         list.items = try popMark(p)
         stack.append(.list(list))
       case 0x64:  // DICT
         let items = try popMark(p)
-        stack.append(.dictionary(PickleDictionary()))
+        stack.append(.dictionary(newDictionary()))
         try setItems(items, p)
       case 0x71: memo[Int(try byte())] = try top(p)  // BINPUT
       case 0x72: memo[Int(try u32())] = try top(p)  // LONG_BINPUT
@@ -341,7 +394,7 @@ public struct Unpickler {
         guard case .global(let global) = callable else {
           throw fail("a call of a \(callable.kind): only allowed globals may be called", at: p)
         }
-        stack.append(try call(global, args, at: p))
+        stack.append(try call(global, args.items, at: p))
       case 0x62:  // BUILD: object state; the only objects that get one are dicts (_metadata)
         let state = try pop(p)
         switch try top(p) {
@@ -356,7 +409,9 @@ public struct Unpickler {
       case 0x61: try append([try pop(p)], p)  // APPEND
       case 0x65: try append(try popMark(p), p)  // APPENDS
       case 0x51:  // BINPERSID
-        stack.append(try persistentLoad(try pop(p), at: p))
+        let storage = try persistentLoad(try pop(p), at: p)
+        storageTypes[storage.key] = storage.type
+        stack.append(.storage(storage))
       case 0x30: _ = try pop(p)  // POP
       case 0x31: _ = try popMark(p)  // POP_MARK
       case 0x32: stack.append(try top(p))  // DUP
@@ -378,10 +433,10 @@ public struct Unpickler {
     return global
   }
 
-  private func call(_ global: AllowedGlobal, _ args: [PickleValue], at p: Int) throws -> PickleValue {
+  private mutating func call(_ global: AllowedGlobal, _ args: [PickleValue], at p: Int) throws -> PickleValue {
     func integers(_ v: PickleValue, _ what: String) throws -> [Int] {
-      guard case .tuple(let items) = v else { throw fail("\(global): \(what) is a \(v.kind), not a tuple", at: p) }
-      return try items.map {
+      guard case .tuple(let t) = v else { throw fail("\(global): \(what) is a \(v.kind), not a tuple", at: p) }
+      return try t.items.map {
         guard case .int(let i) = $0, i >= 0 else { throw fail("\(global): \(what) holds a \($0.kind)", at: p) }
         return i
       }
@@ -389,7 +444,7 @@ public struct Unpickler {
     switch global {
     case .orderedDict:
       guard args.isEmpty else { throw fail("OrderedDict called with arguments", at: p) }
-      return .dictionary(PickleDictionary())
+      return .dictionary(newDictionary())
     case .rebuildTensorV2, .rebuildTensor:
       guard args.count >= 4, case .storage(let storage) = args[0], case .int(let offset) = args[1], offset >= 0 else {
         throw fail("\(global) needs (storage, offset, size, stride, ...)", at: p)
@@ -410,14 +465,14 @@ public struct Unpickler {
     }
   }
 
-  private func persistentLoad(_ id: PickleValue, at p: Int) throws -> PickleValue {
-    guard case .tuple(let parts) = id, parts.count >= 5, case .string("storage") = parts[0],
+  private func persistentLoad(_ id: PickleValue, at p: Int) throws -> PickledStorage {
+    guard case .tuple(let t) = id, case let parts = t.items, parts.count >= 5, case .string("storage") = parts[0],
       case .global(.storageType(let type)) = parts[1], case .string(let key) = parts[2],
       case .int(let count) = parts[4], count >= 0
     else {
       throw fail("a persistent id that is not ('storage', torch.<Type>Storage, key, location, numel)", at: p)
     }
-    return .storage(PickledStorage(type: type, key: key, elementCount: count))
+    return PickledStorage(type: type, key: key, elementCount: count)
   }
 }
 

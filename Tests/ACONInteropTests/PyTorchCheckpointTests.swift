@@ -90,6 +90,38 @@ struct PyTorchCheckpointTests {
     #expect(throws: InteropError.self) { _ = try PyTorchCheckpoint.decode(Array("hello".utf8), path: "text.pth") }
   }
 
+  /// A legacy-format file whose object is `pickle` (after the magic number, version and info;
+  /// then an empty storage key list).
+  func legacyFile(_ pickle: [UInt8]) -> [UInt8] {
+    let magic: [UInt8] = [0x80, 2, 0x8A, 10, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E]
+    return magic + [0x80, 2, 0x4D, 0xE9, 0x03, 0x2E] + [0x80, 2, 0x7D, 0x2E] + [0x80, 2] + pickle + [0x80, 2, 0x5D, 0x2E]
+  }
+
+  /// Hostile structures end in an error, not in unbounded recursion: a list that contains
+  /// itself, tuples nested 5000 deep, lists nested 200,000 deep through the memo.
+  @Test func refusesHostileStructuresWithoutRecursing() throws {
+    let selfContaining: [UInt8] = [0x5D, 0x71, 0, 0x68, 0, 0x61, 0x2E]  // l = []; l.append(l)
+    #expect {
+      _ = try PyTorchCheckpoint.decode(legacyFile(selfContaining), path: "cycle.pth")
+    } throws: { error in "\(error)".contains("holds a list, not a state dict") }
+
+    let deepTuples: [UInt8] = [0x4B, 1] + [UInt8](repeating: 0x85, count: 5000) + [0x2E]
+    #expect {
+      _ = try PyTorchCheckpoint.decode(legacyFile(deepTuples), path: "deep.pth")
+    } throws: { error in "\(error)".contains("tuples nested more than 1000 deep") }
+
+    func index(_ i: Int) -> [UInt8] { (0..<4).map { UInt8((i >> (8 * $0)) & 0xFF) } }
+    var deepLists: [UInt8] = [0x5D, 0x72] + index(0)
+    for i in 0..<200_000 {
+      // push a new list, memoize it, append it to the top, drop the top, fetch the new one
+      deepLists += [0x5D, 0x72] + index(i + 1) + [0x61, 0x30, 0x6A] + index(i + 1)
+    }
+    deepLists += [0x30, 0x6A] + index(0) + [0x2E]
+    #expect {
+      _ = try PyTorchCheckpoint.decode(legacyFile(deepLists), path: "nested.pth")
+    } throws: { error in "\(error)".contains("holds a list, not a state dict") }
+  }
+
   /// Every prefix of a checkpoint is an error with a message, never a crash or a partial read.
   @Test(arguments: ["small_legacy.pth", "small_zip.pth", "dataparallel.pth"])
   func refusesTruncatedFiles(name: String) throws {
