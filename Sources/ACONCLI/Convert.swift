@@ -18,14 +18,16 @@ struct Convert: ParsableCommand {
 
   @Argument(help: "The weights to read.") var input: String
   @Argument(help: "The file to write.") var output: String
-  @Flag(help: "Keep the `module.` prefix of nn.DataParallel keys (removed by default).") var keepPrefix = false
+  @Flag(help: "Keep the `module.` prefix of nn.DataParallel keys (removed by default).")
+  var keepPrefix = false
 
   func run() throws {
     var file = try WeightsFile.read(input)
     if !keepPrefix { file = WeightsFile.strippingDataParallelPrefix(file) }
     let converted = file.names.filter { file.dtypes[$0].map { !$0.isWritable } ?? false }
     try WeightsFile.write(file, to: output)
-    let note = converted.isEmpty ? "" : " (\(converted.count) half-precision tensors widened to float32)"
+    let note =
+      converted.isEmpty ? "" : " (\(converted.count) half-precision tensors widened to float32)"
     print("wrote \(file.names.count) tensors to \(output)\(note)")
   }
 }

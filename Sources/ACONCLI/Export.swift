@@ -6,7 +6,8 @@ import Foundation
 /// `acon export`: a network's evaluation graph as an ONNX file.
 struct Export: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Export a network's evaluation graph to ONNX (IR version \(ONNXModel.irVersion), opset \(ONNXModel.defaultOpset) by default).",
+    abstract:
+      "Export a network's evaluation graph to ONNX (IR version \(ONNXModel.irVersion), opset \(ONNXModel.defaultOpset) by default).",
     discussion: """
       Writes ONNX IR version \(ONNXModel.irVersion) with the default-domain opset \(ONNXModel.defaultOpset) \
       (--opset \(ONNXModel.supportedOpsets.lowerBound)-\(ONNXModel.supportedOpsets.upperBound)), which onnxruntime \
@@ -19,18 +20,24 @@ struct Export: ParsableCommand {
 
   @Option(help: "Weights file (safetensors or PyTorch .pth).") var weights: String
   @Option(help: "The ONNX file to write.") var output: String
-  @Option(help: "Default-domain operator set version (\(ONNXModel.supportedOpsets.lowerBound)-\(ONNXModel.supportedOpsets.upperBound)).")
+  @Option(
+    help:
+      "Default-domain operator set version (\(ONNXModel.supportedOpsets.lowerBound)-\(ONNXModel.supportedOpsets.upperBound))."
+  )
   var opset = ONNXModel.defaultOpset
-  @Option(help: "Input height and width (default: 224, or 28 with the small-input stem).") var inputSize: Int?
+  @Option(help: "Input height and width (default: 224, or 28 with the small-input stem).")
+  var inputSize: Int?
   @Option(help: "Batch size written into the input's shape.") var batchSize = 1
-  @Flag(help: "A symbolic batch dimension (`batch`) instead of a fixed one.") var dynamicBatch = false
+  @Flag(help: "A symbolic batch dimension (`batch`) instead of a fixed one.") var dynamicBatch =
+    false
   @OptionGroup var modelOptions: ModelOptions
 
   func run() throws {
     let file = try readWeights(weights)
     let (model, config) = try modelOptions.loadModel(from: file, path: weights)
     let options = ONNXExporter.Options(
-      inputSize: inputSize ?? (config.smallInput ? 28 : 224), batchSize: batchSize, dynamicBatch: dynamicBatch,
+      inputSize: inputSize ?? (config.smallInput ? 28 : 224), batchSize: batchSize,
+      dynamicBatch: dynamicBatch,
       opset: opset)
     let onnx = try ONNXExporter.export(model, configuration: config, options: options)
     do {
@@ -38,9 +45,12 @@ struct Export: ParsableCommand {
     } catch {
       throw CLIError("\(output): cannot write: \(error.localizedDescription)")
     }
-    let counts = ONNXExporter.operatorCounts(onnx).sorted { ($0.value, $1.key) > ($1.value, $0.key) }
+    let counts = ONNXExporter.operatorCounts(onnx).sorted {
+      ($0.value, $1.key) > ($1.value, $0.key)
+    }
     print(
       "wrote \(output): \(config.model) \(config.activation), IR \(ONNXModel.irVersion), opset \(opset), "
-        + "\(onnx.graph.nodes.count) nodes (" + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")")
+        + "\(onnx.graph.nodes.count) nodes ("
+        + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")")
   }
 }

@@ -6,7 +6,9 @@ import ACONTensor
 public enum InitialWeights {
   /// The dotted names of the classifier's parameters: those of the network's last `Linear`.
   public static func classifierNames(of model: Module) -> [String] {
-    guard let (name, linear) = model.namedModules().last(where: { $0.1 is Linear }) else { return [] }
+    guard let (name, linear) = model.namedModules().last(where: { $0.1 is Linear }) else {
+      return []
+    }
     let prefix = name.isEmpty ? "" : name + "."
     return linear.namedParameters(prefix: prefix).map(\.0)
   }
@@ -30,12 +32,16 @@ public enum InitialWeights {
     do {
       try model.loadStateDict(tensors, strict: true)
     } catch {
-      let mismatchedClassifier = !resetClassifier && classifier.contains { name in
-        guard let t = tensors[name], let own = model.stateEntries().first(where: { $0.name == name }) else {
-          return false
+      let mismatchedClassifier =
+        !resetClassifier
+        && classifier.contains { name in
+          guard let t = tensors[name],
+            let own = model.stateEntries().first(where: { $0.name == name })
+          else {
+            return false
+          }
+          return t.shape != own.value.shape
         }
-        return t.shape != own.value.shape
-      }
       let hint = mismatchedClassifier ? " (a different class count? pass --reset-classifier)" : ""
       throw InteropError(path, "does not fit the model: \(error)\(hint)")
     }

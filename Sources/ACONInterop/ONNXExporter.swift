@@ -27,7 +27,10 @@ public enum ONNXExporter {
     /// The default-domain operator set version.
     public var opset: Int
 
-    public init(inputSize: Int, batchSize: Int = 1, dynamicBatch: Bool = false, opset: Int = ONNXModel.defaultOpset) {
+    public init(
+      inputSize: Int, batchSize: Int = 1, dynamicBatch: Bool = false,
+      opset: Int = ONNXModel.defaultOpset
+    ) {
       self.inputSize = inputSize
       self.batchSize = batchSize
       self.dynamicBatch = dynamicBatch
@@ -43,22 +46,29 @@ public enum ONNXExporter {
     guard ONNXModel.supportedOpsets.contains(options.opset) else {
       throw InteropError(
         "--opset \(options.opset)",
-        "export writes opsets \(ONNXModel.supportedOpsets.lowerBound) to \(ONNXModel.supportedOpsets.upperBound) (default \(ONNXModel.defaultOpset))")
+        "export writes opsets \(ONNXModel.supportedOpsets.lowerBound) to \(ONNXModel.supportedOpsets.upperBound) (default \(ONNXModel.defaultOpset))"
+      )
     }
     guard options.inputSize >= 1, options.batchSize >= 1 else {
       throw InteropError("export", "the input size and batch size must be positive")
     }
-    let builder = GraphBuilder(name: configuration.model, opset: options.opset, subject: configuration.model)
+    let builder = GraphBuilder(
+      name: configuration.model, opset: options.opset, subject: configuration.model)
     let logits = try builder.emit(model, "input", path: "")
-    builder.graph.nodes.append(ONNXNode(opType: "Identity", name: "output", inputs: [logits], outputs: ["logits"]))
+    builder.graph.nodes.append(
+      ONNXNode(opType: "Identity", name: "output", inputs: [logits], outputs: ["logits"]))
     let batch: Int? = options.dynamicBatch ? nil : options.batchSize
     builder.graph.inputs = [
-      ONNXValueInfo(name: "input", shape: [batch, configuration.inputChannels, options.inputSize, options.inputSize])
+      ONNXValueInfo(
+        name: "input",
+        shape: [batch, configuration.inputChannels, options.inputSize, options.inputSize])
     ]
     builder.graph.outputs = [ONNXValueInfo(name: "logits", shape: [batch, configuration.classes])]
     var onnx = ONNXModel(opset: options.opset, graph: builder.graph)
-    onnx.metadata = configuration.metadata.filter { $0.key.hasPrefix("acon.") }.sorted { $0.key < $1.key }
-      .map { ($0.key, $0.value) }
+    onnx.metadata = configuration.metadata.filter { $0.key.hasPrefix("acon.") }.sorted {
+      $0.key < $1.key
+    }
+    .map { ($0.key, $0.value) }
     return onnx
   }
 
@@ -90,7 +100,10 @@ final class GraphBuilder {
   @discardableResult
   func node(_ op: String, _ inputs: [String], _ attributes: [ONNXAttribute] = []) -> String {
     let output = fresh(op)
-    graph.nodes.append(ONNXNode(opType: op, name: "\(op)_node_\(counter)", inputs: inputs, outputs: [output], attributes: attributes))
+    graph.nodes.append(
+      ONNXNode(
+        opType: op, name: "\(op)_node_\(counter)", inputs: inputs, outputs: [output],
+        attributes: attributes))
     return output
   }
 
@@ -103,13 +116,17 @@ final class GraphBuilder {
   }
 
   /// A per-channel `[1, C, 1, 1]` initializer.
-  func channels(_ name: String, _ values: [Float]) -> String { constant(name, [1, values.count, 1, 1], values) }
+  func channels(_ name: String, _ values: [Float]) -> String {
+    constant(name, [1, values.count, 1, 1], values)
+  }
 
   private func unsupported(_ module: Module, _ path: String) -> InteropError {
     InteropError(subject, "cannot export \(String(describing: type(of: module))) at '\(path)'")
   }
 
-  private func join(_ path: String, _ name: String) -> String { path.isEmpty ? name : path + "." + name }
+  private func join(_ path: String, _ name: String) -> String {
+    path.isEmpty ? name : path + "." + name
+  }
 
   // MARK: Modules
 
@@ -120,23 +137,32 @@ final class GraphBuilder {
     case let m as BatchNorm2d: return standaloneBatchNorm(m, x, path: path)
     case let m as Linear: return linear(m, x, path: path)
     case let m as MaxPool2d:
-      return node("MaxPool", [x], [
-        .init("kernel_shape", .ints([m.kernelSize, m.kernelSize])), .init("strides", .ints([m.stride, m.stride])),
-        .init("pads", .ints([m.padding, m.padding, m.padding, m.padding])),
-      ])
+      return node(
+        "MaxPool", [x],
+        [
+          .init("kernel_shape", .ints([m.kernelSize, m.kernelSize])),
+          .init("strides", .ints([m.stride, m.stride])),
+          .init("pads", .ints([m.padding, m.padding, m.padding, m.padding])),
+        ])
     case is Dropout, is Identity: return x
     case is Flatten: return node("Flatten", [x], [.init("axis", .int(1))])
     case is ReLU: return node("Relu", [x])
     case is Swish: return node("Mul", [x, node("Sigmoid", [x])])
     case let m as AconA:
       let beta = m.beta.value.scalars
-      return acon(x, difference: [Float](repeating: 1, count: beta.count), p2: nil, scaledBeta: beta, gate: .sigmoid, path: path)
+      return acon(
+        x, difference: [Float](repeating: 1, count: beta.count), p2: nil, scaledBeta: beta,
+        gate: .sigmoid, path: path)
     case let m as AconB:
       let d = m.p.value.scalars.map { 1 - $0 }
-      return acon(x, difference: d, p2: m.p.value.scalars, scaledBeta: zip(m.beta.value.scalars, d).map { $0 * $1 }, gate: .sigmoid, path: path)
+      return acon(
+        x, difference: d, p2: m.p.value.scalars,
+        scaledBeta: zip(m.beta.value.scalars, d).map { $0 * $1 }, gate: .sigmoid, path: path)
     case let m as AconC:
       let d = zip(m.p1.value.scalars, m.p2.value.scalars).map { $0 - $1 }
-      return acon(x, difference: d, p2: m.p2.value.scalars, scaledBeta: zip(m.beta.value.scalars, d).map { $0 * $1 }, gate: m.gate, path: path)
+      return acon(
+        x, difference: d, p2: m.p2.value.scalars,
+        scaledBeta: zip(m.beta.value.scalars, d).map { $0 * $1 }, gate: m.gate, path: path)
     case let m as MetaAconC: return try metaAcon(m, x, path: path)
     case let m as AconFReLU: return aconFReLU(m, x, path: path)
     case let m as ShuffleNetV2:
@@ -149,23 +175,33 @@ final class GraphBuilder {
     case let m as ResNet:
       var y = node("Relu", [convolution(m.conv1, folding: m.bn1, x, path: join(path, "conv1"))])
       if let pool = m.maxPool { y = try emit(pool, y, path: join(path, "maxpool")) }
-      for (i, stage) in m.layers.enumerated() { y = try emit(stage, y, path: join(path, "layer\(i + 1)")) }
+      for (i, stage) in m.layers.enumerated() {
+        y = try emit(stage, y, path: join(path, "layer\(i + 1)"))
+      }
       return try classifierHead(y, m.fc, path: join(path, "fc"))
     case let m as BasicBlock:
-      var y = try emit(m.acon1, convolution(m.conv1, folding: m.bn1, x, path: join(path, "conv1")), path: join(path, "acon1"))
+      var y = try emit(
+        m.acon1, convolution(m.conv1, folding: m.bn1, x, path: join(path, "conv1")),
+        path: join(path, "acon1"))
       y = convolution(m.conv2, folding: m.bn2, y, path: join(path, "conv2"))
       let identity = try m.downsample.map { try emit($0, x, path: join(path, "downsample")) } ?? x
       return try emit(m.acon2, node("Add", [y, identity]), path: join(path, "acon2"))
     case let m as Bottleneck:
       var y = node("Relu", [convolution(m.conv1, folding: m.bn1, x, path: join(path, "conv1"))])
-      y = try emit(m.acon, convolution(m.conv2, folding: m.bn2, y, path: join(path, "conv2")), path: join(path, "acon"))
+      y = try emit(
+        m.acon, convolution(m.conv2, folding: m.bn2, y, path: join(path, "conv2")),
+        path: join(path, "acon"))
       y = convolution(m.conv3, folding: m.bn3, y, path: join(path, "conv3"))
       let identity = try m.downsample.map { try emit($0, x, path: join(path, "downsample")) } ?? x
       return node("Relu", [node("Add", [y, identity])])
     case let m as MobileNetV1:
-      return try classifierHead(try emit(m.features, x, path: join(path, "features")), m.classifier, path: join(path, "classifier"))
+      return try classifierHead(
+        try emit(m.features, x, path: join(path, "features")), m.classifier,
+        path: join(path, "classifier"))
     case let m as MobileNetV2:
-      return try classifierHead(try emit(m.features, x, path: join(path, "features")), m.classifier, path: join(path, "classifier"))
+      return try classifierHead(
+        try emit(m.features, x, path: join(path, "features")), m.classifier,
+        path: join(path, "classifier"))
     case let m as InvertedResidual:
       let y = try emit(m.conv, x, path: join(path, "conv"))
       return m.usesResidual ? node("Add", [x, y]) : y
@@ -176,7 +212,9 @@ final class GraphBuilder {
       return try classifierHead(y, m.classifier, path: join(path, "classifier"))
     case let m as TFBlock:
       let branch = try emit(m.branchMain, x, path: join(path, "branch_main"))
-      let merged = m.stride == 1 ? node("Add", [x, branch]) : node("Concat", [x, branch], [.init("axis", .int(1))])
+      let merged =
+        m.stride == 1
+        ? node("Add", [x, branch]) : node("Concat", [x, branch], [.init("axis", .int(1))])
       return try emit(m.acon, merged, path: join(path, "acon"))
     default:
       throw unsupported(module, path)
@@ -188,7 +226,9 @@ final class GraphBuilder {
     var y = x
     var i = 0
     while i < layers.count {
-      if let conv = layers[i] as? Conv2d, i + 1 < layers.count, let bn = layers[i + 1] as? BatchNorm2d {
+      if let conv = layers[i] as? Conv2d, i + 1 < layers.count,
+        let bn = layers[i + 1] as? BatchNorm2d
+      {
         y = convolution(conv, folding: bn, y, path: join(path, String(i)))
         i += 2
       } else {
@@ -209,9 +249,12 @@ final class GraphBuilder {
 
   /// The per-channel `scale` and `shift` of an eval-mode batch norm, in Double.
   func batchNormAffine(_ bn: BatchNorm2d) -> (scale: [Double], shift: [Double]) {
-    let gamma = bn.weight.value.scalars, beta = bn.bias.value.scalars
-    let mean = bn.runningMean.value.scalars, variance = bn.runningVariance.value.scalars
-    var scale: [Double] = [], shift: [Double] = []
+    let gamma = bn.weight.value.scalars
+    let beta = bn.bias.value.scalars
+    let mean = bn.runningMean.value.scalars
+    let variance = bn.runningVariance.value.scalars
+    var scale: [Double] = []
+    var shift: [Double] = []
     for c in 0..<bn.channels {
       let s = Double(gamma[c]) / (Double(variance[c]) + Double(bn.epsilon)).squareRoot()
       scale.append(s)
@@ -229,22 +272,29 @@ final class GraphBuilder {
       let (scale, shift) = batchNormAffine(bn)
       let perChannel = weight.count / conv.outputChannels
       for c in 0..<conv.outputChannels {
-        for j in 0..<perChannel { weight[c * perChannel + j] = Float(Double(weight[c * perChannel + j]) * scale[c]) }
+        for j in 0..<perChannel {
+          weight[c * perChannel + j] = Float(Double(weight[c * perChannel + j]) * scale[c])
+        }
         bias[c] = Float(Double(bias[c]) * scale[c] + shift[c])
       }
     }
     let k = conv.kernelSize
-    let w = constant(path + (bn == nil ? ".weight" : ".weight_bn_folded"), conv.weight.value.shape, weight)
+    let w = constant(
+      path + (bn == nil ? ".weight" : ".weight_bn_folded"), conv.weight.value.shape, weight)
     var inputs = [x, w]
     if conv.bias != nil || bn != nil {
-      inputs.append(constant(path + (bn == nil ? ".bias" : ".bias_bn_folded"), [conv.outputChannels], bias))
+      inputs.append(
+        constant(path + (bn == nil ? ".bias" : ".bias_bn_folded"), [conv.outputChannels], bias))
     }
     let p = conv.padding
-    return node("Conv", inputs, [
-      .init("kernel_shape", .ints([k, k])), .init("strides", .ints([conv.stride, conv.stride])),
-      .init("pads", .ints([p, p, p, p])), .init("dilations", .ints([conv.dilation, conv.dilation])),
-      .init("group", .int(conv.groups)),
-    ])
+    return node(
+      "Conv", inputs,
+      [
+        .init("kernel_shape", .ints([k, k])), .init("strides", .ints([conv.stride, conv.stride])),
+        .init("pads", .ints([p, p, p, p])),
+        .init("dilations", .ints([conv.dilation, conv.dilation])),
+        .init("group", .int(conv.groups)),
+      ])
   }
 
   /// A batch norm with no convolution before it: `x s + t` per channel.
@@ -257,14 +307,17 @@ final class GraphBuilder {
 
   func linear(_ fc: Linear, _ x: String, path: String) -> String {
     var inputs = [x, constant(path + ".weight", fc.weight.value.shape, fc.weight.value.scalars)]
-    if let bias = fc.bias { inputs.append(constant(path + ".bias", bias.value.shape, bias.value.scalars)) }
+    if let bias = fc.bias {
+      inputs.append(constant(path + ".bias", bias.value.shape, bias.value.scalars))
+    }
     return node("Gemm", inputs, [.init("transB", .int(1))])
   }
 
   func gate(_ u: String, _ gate: ACONKernels.Gate) -> String {
     switch gate {
     case .sigmoid: return node("Sigmoid", [u])
-    case .hardSigmoid: return node("HardSigmoid", [u], [.init("alpha", .float(1 / 6)), .init("beta", .float(0.5))])
+    case .hardSigmoid:
+      return node("HardSigmoid", [u], [.init("alpha", .float(1 / 6)), .init("beta", .float(0.5))])
     }
   }
 
@@ -272,15 +325,18 @@ final class GraphBuilder {
   /// `x (d gate(beta d x) + p2)`: one Mul by the folded `beta d`, the gate, then `d s + p2`
   /// and one Mul by `x` (five ops; ACON-A and Swish-like layers, `d = 1` and `p2 = 0`, three).
   func acon(
-    _ x: String, difference d: [Float], p2: [Float]?, scaledBeta: [Float], gate kind: ACONKernels.Gate, path: String
+    _ x: String, difference d: [Float], p2: [Float]?, scaledBeta: [Float],
+    gate kind: ACONKernels.Gate, path: String
   ) -> String {
-    let switched = gate(node("Mul", [x, channels(path + ".beta_times_p1_minus_p2", scaledBeta)]), kind)
+    let switched = gate(
+      node("Mul", [x, channels(path + ".beta_times_p1_minus_p2", scaledBeta)]), kind)
     return node("Mul", [x, switchCoefficient(switched, difference: d, p2: p2, path: path)])
   }
 
   /// `d s + p2` per channel (terms that are 1 or 0 left out).
   func switchCoefficient(_ s: String, difference d: [Float], p2: [Float]?, path: String) -> String {
-    let scaled = d.allSatisfy { $0 == 1 } ? s : node("Mul", [s, channels(path + ".p1_minus_p2", d)])
+    let scaled =
+      d.allSatisfy { $0 == 1 } ? s : node("Mul", [s, channels(path + ".p1_minus_p2", d)])
     guard let p2, p2.contains(where: { $0 != 0 }) else { return scaled }
     return node("Add", [scaled, channels(path + ".p2", p2)])
   }
@@ -302,15 +358,18 @@ final class GraphBuilder {
         graph.initializers.append(ONNXTensor(name: axes, shape: [3], values: .int64([1, 2, 3])))
         mean = node("ReduceMean", [x, axes], [.init("keepdims", .int(1))])
       } else {
-        mean = node("ReduceMean", [x], [.init("axes", .ints([1, 2, 3])), .init("keepdims", .int(1))])
+        mean = node(
+          "ReduceMean", [x], [.init("axes", .ints([1, 2, 3])), .init("keepdims", .int(1))])
       }
       beta = node("Sigmoid", [convolution(m.fc1!, folding: nil, mean, path: path + ".fc")])
     case .pixel:
       let affine = m.affine!
       let scaled = node("Mul", [x, channels(path + ".fc.weight", affine.weight.value.scalars)])
-      beta = node("Sigmoid", [node("Add", [scaled, channels(path + ".fc.bias", affine.bias.value.scalars)])])
+      beta = node(
+        "Sigmoid", [node("Add", [scaled, channels(path + ".fc.bias", affine.bias.value.scalars)])])
     }
-    let p1 = m.p1.value.scalars, p2 = m.p2.value.scalars
+    let p1 = m.p1.value.scalars
+    let p2 = m.p2.value.scalars
     let d = zip(p1, p2).map { $0 - $1 }
     let dName = channels(path + ".p1_minus_p2", d)
     let scaledBeta = node("Mul", [beta, dName])
@@ -322,10 +381,14 @@ final class GraphBuilder {
   /// `bn2((a - b) sigmoid(a - b) + b)` with `a = x` or its 3x3/2 max-pool and
   /// `b = bn1(dwconv(x))`.
   func aconFReLU(_ m: AconFReLU, _ x: String, path: String) -> String {
-    let a = m.stride == 2
-      ? node("MaxPool", [x], [
-        .init("kernel_shape", .ints([3, 3])), .init("strides", .ints([2, 2])), .init("pads", .ints([1, 1, 1, 1])),
-      ]) : x
+    let a =
+      m.stride == 2
+      ? node(
+        "MaxPool", [x],
+        [
+          .init("kernel_shape", .ints([3, 3])), .init("strides", .ints([2, 2])),
+          .init("pads", .ints([1, 1, 1, 1])),
+        ]) : x
     let b = convolution(m.convFReLU, folding: m.bn1, x, path: path + ".conv_frelu")
     let difference = node("Sub", [a, b])
     let smooth = node("Add", [node("Mul", [difference, node("Sigmoid", [difference])]), b])
@@ -343,11 +406,15 @@ final class GraphBuilder {
     }
     guard let first = m.branchMain.layers.first as? Conv2d else { throw unsupported(m, path) }
     let half = first.inputChannels
-    let even = "\(path).even_channels", odd = "\(path).odd_channels"
-    graph.initializers.append(ONNXTensor(name: even, shape: [half], values: .int64((0..<half).map { 2 * $0 })))
-    graph.initializers.append(ONNXTensor(name: odd, shape: [half], values: .int64((0..<half).map { 2 * $0 + 1 })))
+    let even = "\(path).even_channels"
+    let odd = "\(path).odd_channels"
+    graph.initializers.append(
+      ONNXTensor(name: even, shape: [half], values: .int64((0..<half).map { 2 * $0 })))
+    graph.initializers.append(
+      ONNXTensor(name: odd, shape: [half], values: .int64((0..<half).map { 2 * $0 + 1 })))
     let identity = node("Gather", [x, even], [.init("axis", .int(1))])
-    let main = try emit(m.branchMain, node("Gather", [x, odd], [.init("axis", .int(1))]), path: path + ".branch_main")
+    let main = try emit(
+      m.branchMain, node("Gather", [x, odd], [.init("axis", .int(1))]), path: path + ".branch_main")
     return node("Concat", [identity, main], concat)
   }
 }

@@ -72,7 +72,9 @@ public struct ONNXNode {
 /// An `AttributeProto` of the kinds export needs.
 public struct ONNXAttribute {
   public enum Value {
-    case int(Int), float(Float), ints([Int])
+    case int(Int)
+    case float(Float)
+    case ints([Int])
   }
 
   public var name: String
@@ -102,7 +104,8 @@ public struct ONNXAttribute {
 /// A `TensorProto`: float32 values as little-endian `raw_data`, or int64 values.
 public struct ONNXTensor {
   public enum Values {
-    case float([Float]), int64([Int])
+    case float([Float])
+    case int64([Int])
   }
 
   public var name: String
@@ -119,7 +122,9 @@ public struct ONNXTensor {
       raw.reserveCapacity(floats.count * 4)
       for f in floats {
         let bits = f.bitPattern
-        raw += [UInt8(bits & 0xFF), UInt8(bits >> 8 & 0xFF), UInt8(bits >> 16 & 0xFF), UInt8(bits >> 24)]
+        raw += [
+          UInt8(bits & 0xFF), UInt8(bits >> 8 & 0xFF), UInt8(bits >> 16 & 0xFF), UInt8(bits >> 24),
+        ]
       }
       w.data(9, raw)  // raw_data
     case .int64(let ints):

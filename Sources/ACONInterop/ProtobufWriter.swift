@@ -19,7 +19,9 @@ struct ProtobufWriter {
     bytes.append(UInt8(v))
   }
 
-  private mutating func key(_ field: Int, _ wireType: UInt64) { varint(UInt64(field) << 3 | wireType) }
+  private mutating func key(_ field: Int, _ wireType: UInt64) {
+    varint(UInt64(field) << 3 | wireType)
+  }
 
   /// An int32/int64/enum/bool field (negative numbers take ten bytes, as protobuf specifies).
   mutating func integer(_ field: Int, _ value: Int) {

@@ -49,10 +49,12 @@ public enum PyTorchCheckpoint {
     if let order = archive.entry(named: prefix + "byteorder") {
       let text = String(decoding: try archive.contents(of: order), as: UTF8.self)
       guard text.hasPrefix("little") else {
-        throw InteropError(path, "storages are \(text)-endian; only little-endian checkpoints are read")
+        throw InteropError(
+          path, "storages are \(text)-endian; only little-endian checkpoints are read")
       }
     }
-    var unpickler = Unpickler(Array(try archive.contents(of: pickle)), path: path + ":" + pickle.name)
+    var unpickler = Unpickler(
+      Array(try archive.contents(of: pickle)), path: path + ":" + pickle.name)
     defer { unpickler.releaseContainers() }
     let root = try unpickler.load()
     return try stateDictionary(root, path: path) { storage in
@@ -67,12 +69,14 @@ public enum PyTorchCheckpoint {
     var unpickler = Unpickler(bytes, path: path)
     defer { unpickler.releaseContainers() }
     guard case .bigInteger(let magic) = try unpickler.load(), magic == legacyMagic else {
-      throw InteropError(path, "a pickle without torch.save's magic number: not a PyTorch checkpoint")
+      throw InteropError(
+        path, "a pickle without torch.save's magic number: not a PyTorch checkpoint")
     }
     guard case .int(let version) = try unpickler.load(), version == 1001 else {
       throw InteropError(path, "unknown legacy checkpoint protocol (expected 1001)")
     }
-    if case .dictionary(let info) = try unpickler.load(), case .bool(false)? = info["little_endian"] {
+    if case .dictionary(let info) = try unpickler.load(), case .bool(false)? = info["little_endian"]
+    {
       throw InteropError(path, "storages are big-endian; only little-endian checkpoints are read")
     }
     let root = try unpickler.load()
@@ -80,7 +84,9 @@ public enum PyTorchCheckpoint {
       throw InteropError(path, "the legacy checkpoint's storage key list is missing")
     }
     let keys = try keyList.items.map { item -> String in
-      guard case .string(let key) = item else { throw InteropError(path, "a storage key that is not a string") }
+      guard case .string(let key) = item else {
+        throw InteropError(path, "a storage key that is not a string")
+      }
       return key
     }
     // Each storage's type comes from the pickle; the element count precedes its bytes.
@@ -92,7 +98,8 @@ public enum PyTorchCheckpoint {
       let count = try reader.u64(at: position)
       let size = types[key]?.elementSize ?? 1
       guard count <= UInt64(bytes.count / size) else {
-        throw InteropError(path, "storage \(key) claims \(count) elements, more than the file holds (truncated?)")
+        throw InteropError(
+          path, "storage \(key) claims \(count) elements, more than the file holds (truncated?)")
       }
       storages[key] = try reader.slice(position + 8, Int(count) * size)
       position += 8 + Int(count) * size
@@ -138,15 +145,18 @@ public enum PyTorchCheckpoint {
       let storage = t.storage
       guard let dtype = safeTensorsType(storage.type) else {
         throw InteropError(
-          path, "tensor \(name) has dtype \(storage.type.dtypeName); only float32, float16, bfloat16, "
+          path,
+          "tensor \(name) has dtype \(storage.type.dtypeName); only float32, float16, bfloat16, "
             + "float64, int64 and int32 tensors are read")
       }
       if decoded[storage.key] == nil {
         let data = try bytesOf(storage)
         guard data.count == storage.elementCount * storage.type.elementSize else {
           throw InteropError(
-            path, "storage \(storage.key) of tensor \(name) holds \(data.count) bytes, but its "
-              + "\(storage.elementCount) \(storage.type.dtypeName) elements need \(storage.elementCount * storage.type.elementSize)")
+            path,
+            "storage \(storage.key) of tensor \(name) holds \(data.count) bytes, but its "
+              + "\(storage.elementCount) \(storage.type.dtypeName) elements need \(storage.elementCount * storage.type.elementSize)"
+          )
         }
         decoded[storage.key] = decodeElements(data, type: storage.type)
       }
@@ -156,7 +166,8 @@ public enum PyTorchCheckpoint {
       for (size, stride) in zip(t.shape, t.strides) where size > 0 { extent += (size - 1) * stride }
       guard count == 0 || extent < values.count else {
         throw InteropError(
-          path, "tensor \(name) of shape \(describe(t.shape)) reaches element \(extent) of storage "
+          path,
+          "tensor \(name) of shape \(describe(t.shape)) reaches element \(extent) of storage "
             + "\(storage.key), which has \(values.count): storage size mismatch")
       }
       tensors[name] = Tensor(shape: t.shape, values: gather(values, t))
@@ -169,7 +180,9 @@ public enum PyTorchCheckpoint {
         return nil
       }
       throw InteropError(
-        path, "the checkpoint holds no tensors (top-level keys: \(keys.prefix(10).joined(separator: ", ")))")
+        path,
+        "the checkpoint holds no tensors (top-level keys: \(keys.prefix(10).joined(separator: ", ")))"
+      )
     }
     return SafeTensorsFile(tensors: tensors, dtypes: dtypes, names: names, metadata: metadata)
   }
@@ -256,7 +269,9 @@ public enum PyTorchCheckpoint {
   /// `torch.load(path, weights_only=True)` reads: an `OrderedDict` of float32 tensors (I64 and
   /// I32 entries as int64 and int32), wrapped as `{'state_dict': ..., key: value}` when there is
   /// metadata, so that the metadata survives the round trip.
-  public static func encode(_ entries: [SafeTensors.Entry], metadata: [String: String] = [:]) -> [UInt8] {
+  public static func encode(_ entries: [SafeTensors.Entry], metadata: [String: String] = [:])
+    -> [UInt8]
+  {
     var pickle = PickleWriter()
     pickle.protocolHeader()
     if !metadata.isEmpty {
@@ -302,16 +317,21 @@ public enum PyTorchCheckpoint {
       pickle.setItems()
     }
     pickle.stop()
-    let all = [("archive/data.pkl", pickle.bytes), ("archive/byteorder", Array("little".utf8))]
+    let all =
+      [("archive/data.pkl", pickle.bytes), ("archive/byteorder", Array("little".utf8))]
       + files + [("archive/version", Array("3\n".utf8))]
     // Sizes are bounded by the tensors the process holds; stay below the 4 GiB zip limit.
     return (try? StoredZipArchive.write(all, path: "checkpoint")) ?? []
   }
 
   /// Writes `entries` as a zip-format checkpoint at `url` (see ``encode(_:metadata:)``).
-  public static func write(_ entries: [SafeTensors.Entry], metadata: [String: String] = [:], to url: URL) throws {
+  public static func write(
+    _ entries: [SafeTensors.Entry], metadata: [String: String] = [:], to url: URL
+  ) throws {
     let bytes = encode(entries, metadata: metadata)
-    guard !bytes.isEmpty else { throw InteropError(url.path, "the tensors exceed the 4 GiB zip limit") }
+    guard !bytes.isEmpty else {
+      throw InteropError(url.path, "the tensors exceed the 4 GiB zip limit")
+    }
     do {
       try Data(bytes).write(to: url, options: .atomic)
     } catch {
@@ -354,7 +374,7 @@ struct PickleWriter {
   }
   mutating func integerTuple(_ values: [Int]) {
     mark()
-    values.forEach { integer($0) }
+    for value in values { integer(value) }
     tuple()
   }
 
@@ -373,7 +393,9 @@ struct PickleWriter {
     integer(0)
     integerTuple(shape)
     var strides = [Int](repeating: 1, count: shape.count)
-    for d in stride(from: shape.count - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * shape[d + 1] }
+    for d in stride(from: shape.count - 2, through: 0, by: -1) {
+      strides[d] = strides[d + 1] * shape[d + 1]
+    }
     integerTuple(strides)
     bytes.append(0x89)  // NEWFALSE
     global("collections", "OrderedDict")

@@ -30,7 +30,9 @@ public struct StoredZipArchive {
     self.bytes = bytes
     self.path = path
     var reader = ByteReader(bytes, path: path)
-    func fail(_ detail: String) -> InteropError { InteropError(path, "not a valid zip archive: \(detail)") }
+    func fail(_ detail: String) -> InteropError {
+      InteropError(path, "not a valid zip archive: \(detail)")
+    }
 
     // The end-of-central-directory record: 22 bytes plus a comment of at most 65535.
     let signature: [UInt8] = [0x50, 0x4B, 0x05, 0x06]
@@ -89,8 +91,14 @@ public struct StoredZipArchive {
         let length = Int(try reader.u16(at: extra + 2))
         if tag == 1 {
           var field = extra + 4
-          if size == 0xFFFF_FFFF { size = try reader.u64(at: field); field += 8 }
-          if compressedSize == 0xFFFF_FFFF { compressedSize = try reader.u64(at: field); field += 8 }
+          if size == 0xFFFF_FFFF {
+            size = try reader.u64(at: field)
+            field += 8
+          }
+          if compressedSize == 0xFFFF_FFFF {
+            compressedSize = try reader.u64(at: field)
+            field += 8
+          }
           if localOffset == 0xFFFF_FFFF { localOffset = try reader.u64(at: field) }
         }
         extra += 4 + length
@@ -100,7 +108,9 @@ public struct StoredZipArchive {
           "entry \(name) is compressed (method \(method)); checkpoints written by torch.save store "
             + "their entries uncompressed")
       }
-      guard compressedSize == size else { throw fail("entry \(name) is stored but its sizes differ") }
+      guard compressedSize == size else {
+        throw fail("entry \(name) is stored but its sizes differ")
+      }
       let header = try reader.offset(localOffset)
       guard try reader.u32(at: header) == 0x0403_4B50 else {
         throw fail("entry \(name) has no local header at offset \(header)")
@@ -124,7 +134,8 @@ public struct StoredZipArchive {
   public func contents(of entry: Entry) throws -> ArraySlice<UInt8> {
     let data = bytes[entry.dataOffset..<entry.dataOffset + entry.size]
     guard CRC32.checksum(data) == entry.crc32 else {
-      throw InteropError(path, "not a valid zip archive: entry \(entry.name) fails its CRC-32 check (corrupt file)")
+      throw InteropError(
+        path, "not a valid zip archive: entry \(entry.name) fails its CRC-32 check (corrupt file)")
     }
     return data
   }
@@ -132,7 +143,8 @@ public struct StoredZipArchive {
   /// A zip archive of stored entries, as `torch.save` writes it: each entry's data starts on a
   /// multiple of 64 bytes (padding in the local header's extra field), which PyTorch's reader
   /// prefers for memory-mapping. No ZIP64 records: archives over 4 GiB are refused.
-  public static func write(_ files: [(name: String, data: [UInt8])], path: String) throws -> [UInt8] {
+  public static func write(_ files: [(name: String, data: [UInt8])], path: String) throws -> [UInt8]
+  {
     var out: [UInt8] = []
     var directory: [UInt8] = []
     for file in files {
@@ -146,7 +158,10 @@ public struct StoredZipArchive {
       out += le32(crc) + le32(UInt32(file.data.count)) + le32(UInt32(file.data.count))
       out += le16(UInt16(name.count)) + le16(UInt16(extraLength)) + name
       out += le16(0x4246) + le16(UInt16(padding))
-      while padding > 0 { out.append(0x5A); padding -= 1 }
+      while padding > 0 {
+        out.append(0x5A)
+        padding -= 1
+      }
       out += file.data
       directory += le32(0x0201_4B50) + le16(20) + le16(20) + le16(0) + le16(0) + le16(0) + le16(0)
       directory += le32(crc) + le32(UInt32(file.data.count)) + le32(UInt32(file.data.count))
@@ -158,7 +173,8 @@ public struct StoredZipArchive {
     }
     let directoryOffset = out.count
     out += directory
-    out += le32(0x0605_4B50) + le16(0) + le16(0) + le16(UInt16(files.count)) + le16(UInt16(files.count))
+    out +=
+      le32(0x0605_4B50) + le16(0) + le16(0) + le16(UInt16(files.count)) + le16(UInt16(files.count))
     out += le32(UInt32(directory.count)) + le32(UInt32(directoryOffset)) + le16(0)
     return out
   }

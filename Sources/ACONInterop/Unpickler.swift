@@ -45,10 +45,12 @@ public struct PickleTuple {
 
   init(_ items: [PickleValue]) {
     self.items = items
-    depth = 1 + items.reduce(0) { deepest, item in
-      if case .tuple(let t) = item { return max(deepest, t.depth) }
-      return deepest
-    }
+    depth =
+      1
+      + items.reduce(0) { deepest, item in
+        if case .tuple(let t) = item { return max(deepest, t.depth) }
+        return deepest
+      }
   }
 }
 
@@ -70,9 +72,16 @@ public final class PickleDictionary {
 
 /// PyTorch's element types as its storage classes name them (`torch.FloatStorage`).
 public enum StorageType: String, CaseIterable, Sendable {
-  case float = "FloatStorage", half = "HalfStorage", bfloat16 = "BFloat16Storage"
-  case double = "DoubleStorage", long = "LongStorage", int = "IntStorage"
-  case short = "ShortStorage", char = "CharStorage", byte = "ByteStorage", bool = "BoolStorage"
+  case float = "FloatStorage"
+  case half = "HalfStorage"
+  case bfloat16 = "BFloat16Storage"
+  case double = "DoubleStorage"
+  case long = "LongStorage"
+  case int = "IntStorage"
+  case short = "ShortStorage"
+  case char = "CharStorage"
+  case byte = "ByteStorage"
+  case bool = "BoolStorage"
 
   /// Bytes per element.
   public var elementSize: Int {
@@ -135,8 +144,10 @@ public enum AllowedGlobal: Equatable, CustomStringConvertible {
 
   /// Every allowed global's dotted name, for error messages.
   static let names =
-    ["collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
-     "torch._utils._rebuild_parameter"] + StorageType.allCases.map { "torch.\($0.rawValue)" }
+    [
+      "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
+      "torch._utils._rebuild_parameter",
+    ] + StorageType.allCases.map { "torch.\($0.rawValue)" }
 }
 
 /// A storage a persistent id names: `('storage', torch.FloatStorage, key, location, numel)`.
@@ -272,7 +283,9 @@ public struct Unpickler {
       return v
     }
     func popMark(_ p: Int) throws -> [PickleValue] {
-      guard let m = marks.popLast(), m <= stack.count else { throw fail("no MARK to pop to", at: p) }
+      guard let m = marks.popLast(), m <= stack.count else {
+        throw fail("no MARK to pop to", at: p)
+      }
       let items = Array(stack[m...])
       stack.removeSubrange(m...)
       return items
@@ -310,7 +323,9 @@ public struct Unpickler {
         guard version <= 5 else { throw fail("pickle protocol \(version) is newer than 5", at: p) }
       case 0x95: _ = try u64()  // FRAME: a length hint only
       case 0x2E:  // STOP
-        guard stack.count == 1 else { throw fail("STOP with \(stack.count) values on the stack", at: p) }
+        guard stack.count == 1 else {
+          throw fail("STOP with \(stack.count) values on the stack", at: p)
+        }
         return stack[0]
       case 0x28: marks.append(stack.count)  // MARK
       case 0x29: stack.append(.tuple(PickleTuple([])))  // EMPTY_TUPLE
@@ -341,14 +356,16 @@ public struct Unpickler {
         for b in try take(8) { v = v << 8 | UInt64(b) }
         stack.append(.float(Double(bitPattern: v)))
       case 0x58, 0x8C, 0x8D:  // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
-        let raw: UInt64 = op == 0x58 ? UInt64(try u32()) : op == 0x8C ? UInt64(try byte()) : try u64()
+        let raw: UInt64 =
+          op == 0x58 ? UInt64(try u32()) : op == 0x8C ? UInt64(try byte()) : try u64()
         let n = try length(raw, at: p)
         stack.append(.string(String(decoding: try take(n), as: UTF8.self)))
       case 0x54, 0x55:  // BINSTRING, SHORT_BINSTRING (Python 2 str): bytes as Latin-1
         let n = try length(op == 0x54 ? UInt64(try u32()) : UInt64(try byte()), at: p)
         stack.append(.string(String(try take(n).map { Character(Unicode.Scalar($0)) })))
       case 0x42, 0x43, 0x8E:  // BINBYTES, SHORT_BINBYTES, BINBYTES8
-        let raw: UInt64 = op == 0x42 ? UInt64(try u32()) : op == 0x43 ? UInt64(try byte()) : try u64()
+        let raw: UInt64 =
+          op == 0x42 ? UInt64(try u32()) : op == 0x43 ? UInt64(try byte()) : try u64()
         stack.append(.bytes(Array(try take(try length(raw, at: p)))))
       case 0x74: stack.append(try tuple(try popMark(p), at: p))  // TUPLE
       case 0x85: stack.append(try tuple([try pop(p)], at: p))  // TUPLE1
@@ -433,11 +450,17 @@ public struct Unpickler {
     return global
   }
 
-  private mutating func call(_ global: AllowedGlobal, _ args: [PickleValue], at p: Int) throws -> PickleValue {
+  private mutating func call(_ global: AllowedGlobal, _ args: [PickleValue], at p: Int) throws
+    -> PickleValue
+  {
     func integers(_ v: PickleValue, _ what: String) throws -> [Int] {
-      guard case .tuple(let t) = v else { throw fail("\(global): \(what) is a \(v.kind), not a tuple", at: p) }
+      guard case .tuple(let t) = v else {
+        throw fail("\(global): \(what) is a \(v.kind), not a tuple", at: p)
+      }
       return try t.items.map {
-        guard case .int(let i) = $0, i >= 0 else { throw fail("\(global): \(what) holds a \($0.kind)", at: p) }
+        guard case .int(let i) = $0, i >= 0 else {
+          throw fail("\(global): \(what) holds a \($0.kind)", at: p)
+        }
         return i
       }
     }
@@ -446,7 +469,9 @@ public struct Unpickler {
       guard args.isEmpty else { throw fail("OrderedDict called with arguments", at: p) }
       return .dictionary(newDictionary())
     case .rebuildTensorV2, .rebuildTensor:
-      guard args.count >= 4, case .storage(let storage) = args[0], case .int(let offset) = args[1], offset >= 0 else {
+      guard args.count >= 4, case .storage(let storage) = args[0], case .int(let offset) = args[1],
+        offset >= 0
+      else {
         throw fail("\(global) needs (storage, offset, size, stride, ...)", at: p)
       }
       let shape = try integers(args[2], "size")
@@ -454,7 +479,8 @@ public struct Unpickler {
       guard shape.count == strides.count else {
         throw fail("\(global): size \(shape) and stride \(strides) differ in rank", at: p)
       }
-      return .tensor(PickledTensor(storage: storage, offset: offset, shape: shape, strides: strides))
+      return .tensor(
+        PickledTensor(storage: storage, offset: offset, shape: shape, strides: strides))
     case .rebuildParameter:
       guard let first = args.first, case .tensor = first else {
         throw fail("_rebuild_parameter needs a tensor", at: p)
@@ -466,11 +492,13 @@ public struct Unpickler {
   }
 
   private func persistentLoad(_ id: PickleValue, at p: Int) throws -> PickledStorage {
-    guard case .tuple(let t) = id, case let parts = t.items, parts.count >= 5, case .string("storage") = parts[0],
+    guard case .tuple(let t) = id, case let parts = t.items, parts.count >= 5,
+      case .string("storage") = parts[0],
       case .global(.storageType(let type)) = parts[1], case .string(let key) = parts[2],
       case .int(let count) = parts[4], count >= 0
     else {
-      throw fail("a persistent id that is not ('storage', torch.<Type>Storage, key, location, numel)", at: p)
+      throw fail(
+        "a persistent id that is not ('storage', torch.<Type>Storage, key, location, numel)", at: p)
     }
     return PickledStorage(type: type, key: key, elementCount: count)
   }

@@ -10,7 +10,8 @@ import Testing
 @Suite("acon with PyTorch checkpoints", .serialized)
 struct CheckpointCommandTests {
   let configuration = ModelConfiguration(
-    model: "mobilenetv1-0.25", activation: "acon-c", classes: 10, inputChannels: 1, smallInput: true)
+    model: "mobilenetv1-0.25", activation: "acon-c", classes: 10, inputChannels: 1, smallInput: true
+  )
 
   /// Writes a model of `classes` classes as a `.pth` (DataParallel keys) and returns it.
   func writeCheckpoint(_ url: URL, classes: Int, metadata: Bool) throws -> Module {
@@ -50,7 +51,9 @@ struct CheckpointCommandTests {
     var logits: [[Float]] = []
     for weights in [pth, converted] {
       let out = dir.appendingPathComponent("y-\(weights.lastPathComponent).safetensors")
-      let r = try runACON(["forward", "--weights", weights.path, "--input", inputURL.path, "--output", out.path])
+      let r = try runACON([
+        "forward", "--weights", weights.path, "--input", inputURL.path, "--output", out.path,
+      ])
       #expect(r.status == 0, "\(r.stderr)")
       logits.append(try SafeTensors.read(out).tensor("logits").scalars)
     }
@@ -58,9 +61,14 @@ struct CheckpointCommandTests {
     let direct = try withoutGradients { try model(input) }.scalars
     #expect(logits[0] == direct && logits[1] == direct)
 
-    let plot = try runACON(["plot", "beta", "--weights", pth.path, "--output", dir.appendingPathComponent("beta.svg").path])
+    let plot = try runACON([
+      "plot", "beta", "--weights", pth.path, "--output",
+      dir.appendingPathComponent("beta.svg").path,
+    ])
     #expect(plot.status == 0, "\(plot.stderr)")
-    #expect(plot.stdout.contains("features.1.2"), "layer names without the module. prefix: \(plot.stdout)")
+    #expect(
+      plot.stdout.contains("features.1.2"), "layer names without the module. prefix: \(plot.stdout)"
+    )
 
     // And back: safetensors to .pth, read again.
     let back = dir.appendingPathComponent("back.pth.tar")
@@ -74,8 +82,10 @@ struct CheckpointCommandTests {
     let pth = dir.appendingPathComponent("init.pth")
     let model = try writeCheckpoint(pth, classes: 10, metadata: false)
     let common = [
-      "train", "--model", "mobilenetv1-0.25", "--activation", "acon-c", "--batch-size", "8", "--train-limit", "16",
-      "--test-limit", "16", "--iterations", "1", "--lr", "1e-30", "--schedule", "constant", "--quiet",
+      "train", "--model", "mobilenetv1-0.25", "--activation", "acon-c", "--batch-size", "8",
+      "--train-limit", "16",
+      "--test-limit", "16", "--iterations", "1", "--lr", "1e-30", "--schedule", "constant",
+      "--quiet",
     ]
     let run = dir.appendingPathComponent("run")
     let r = try runACON(common + ["--init-weights", pth.path, "--out", run.path])
@@ -91,12 +101,18 @@ struct CheckpointCommandTests {
 
     let five = dir.appendingPathComponent("five.pth")
     _ = try writeCheckpoint(five, classes: 5, metadata: false)
-    let refused = try runACON(common + ["--init-weights", five.path, "--out", dir.appendingPathComponent("r2").path])
+    let refused = try runACON(
+      common + ["--init-weights", five.path, "--out", dir.appendingPathComponent("r2").path])
     #expect(refused.status != 0)
-    #expect(refused.stderr.contains("classifier.weight: expected shape [10, 256], found [5, 256]"), "\(refused.stderr)")
+    #expect(
+      refused.stderr.contains("classifier.weight: expected shape [10, 256], found [5, 256]"),
+      "\(refused.stderr)")
     #expect(refused.stderr.contains("--reset-classifier"))
     let reset = try runACON(
-      common + ["--init-weights", five.path, "--reset-classifier", "--out", dir.appendingPathComponent("r3").path])
+      common + [
+        "--init-weights", five.path, "--reset-classifier", "--out",
+        dir.appendingPathComponent("r3").path,
+      ])
     #expect(reset.status == 0, "\(reset.stderr)")
   }
 
@@ -113,12 +129,18 @@ struct CheckpointCommandTests {
       (try fixture("small_zip.pth").path, "does not fit mobilenetv1-0.25"),
     ]
     for (path, message) in cases {
-      let r = try runACON(["eval", "--weights", path, "--model", "mobilenetv1-0.25", "--activation", "acon-c", "--limit", "8"])
+      let r = try runACON([
+        "eval", "--weights", path, "--model", "mobilenetv1-0.25", "--activation", "acon-c",
+        "--limit", "8",
+      ])
       #expect(r.status != 0, "\(path)")
       #expect(r.stderr.contains(message), "\(path): \(r.stderr)")
       #expect(!r.stderr.contains("Fatal error"), "\(path)")
     }
-    let convert = try runACON(["convert", try fixture("malicious_zip.pth").path, dir.appendingPathComponent("x.safetensors").path])
+    let convert = try runACON([
+      "convert", try fixture("malicious_zip.pth").path,
+      dir.appendingPathComponent("x.safetensors").path,
+    ])
     #expect(convert.status != 0 && convert.stderr.contains("refusing"))
   }
 }

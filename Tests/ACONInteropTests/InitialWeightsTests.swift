@@ -9,20 +9,24 @@ import Testing
 struct InitialWeightsTests {
   func model(classes: Int, seed: UInt64) throws -> Module {
     try ModelZoo.make(
-      ModelConfiguration(model: "mobilenetv1-0.25", activation: "acon-c", classes: classes, inputChannels: 1, smallInput: true),
+      ModelConfiguration(
+        model: "mobilenetv1-0.25", activation: "acon-c", classes: classes, inputChannels: 1,
+        smallInput: true),
       seed: seed)
   }
 
   func file(of model: Module) -> SafeTensorsFile {
     let state = model.stateDict()
     return SafeTensorsFile(
-      tensors: Dictionary(uniqueKeysWithValues: state), dtypes: [:], names: state.map(\.0), metadata: [:])
+      tensors: Dictionary(uniqueKeysWithValues: state), dtypes: [:], names: state.map(\.0),
+      metadata: [:])
   }
 
   @Test func loadsEveryTensorStrictly() throws {
     let source = try model(classes: 10, seed: 1)
     let target = try model(classes: 10, seed: 2)
-    let reset = try InitialWeights.load(file(of: source), into: target, resetClassifier: false, path: "w")
+    let reset = try InitialWeights.load(
+      file(of: source), into: target, resetClassifier: false, path: "w")
     #expect(reset.isEmpty)
     for ((name, a), (_, b)) in zip(source.stateDict(), target.stateDict()) {
       #expect(a.scalars == b.scalars, "\(name)")
@@ -40,13 +44,16 @@ struct InitialWeightsTests {
       return text.contains("classifier.weight: expected shape [5, 256], found [10, 256]")
         && text.contains("pass --reset-classifier")
     }
-    let reset = try InitialWeights.load(file(of: source), into: target, resetClassifier: true, path: "w.pth")
+    let reset = try InitialWeights.load(
+      file(of: source), into: target, resetClassifier: true, path: "w.pth")
     #expect(reset == ["classifier.weight", "classifier.bias"])
     let loaded = Dictionary(uniqueKeysWithValues: target.stateDict())
     for (name, value) in source.stateDict() where !name.hasPrefix("classifier.") {
       #expect(loaded[name]?.scalars == value.scalars, "\(name)")
     }
-    for (name, value) in freshClassifier { #expect(loaded[name]?.scalars == value.scalars, "\(name)") }
+    for (name, value) in freshClassifier {
+      #expect(loaded[name]?.scalars == value.scalars, "\(name)")
+    }
   }
 
   @Test func missingAndUnexpectedNamesAreErrors() throws {
@@ -59,7 +66,8 @@ struct InitialWeightsTests {
     #expect {
       try InitialWeights.load(f, into: target, resetClassifier: true, path: "w")
     } throws: { error in
-      "\(error)".contains("missing keys: features.0.0.weight") && "\(error)".contains("unexpected keys: extra.weight")
+      "\(error)".contains("missing keys: features.0.0.weight")
+        && "\(error)".contains("unexpected keys: extra.weight")
     }
   }
 }

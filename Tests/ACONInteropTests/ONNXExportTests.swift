@@ -9,7 +9,8 @@ import Testing
 /// scripts/onnx/setup_venv.sh makes (scripts/setup.sh, and so scripts/test.sh, runs it).
 @Suite("ONNX export", .serialized)
 struct ONNXExportTests {
-  static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent()
     .deletingLastPathComponent()
 
   /// One exported network: the zoo model, its input layout, and the export's operator set.
@@ -22,9 +23,13 @@ struct ONNXExportTests {
     var opset = ONNXModel.defaultOpset
     var dynamicBatch = true
 
-    var name: String { "\(model)_\(activation)_s\(inputSize)\(smallInput ? "small" : "")_op\(opset)\(dynamicBatch ? "_dyn" : "")" }
+    var name: String {
+      "\(model)_\(activation)_s\(inputSize)\(smallInput ? "small" : "")_op\(opset)\(dynamicBatch ? "_dyn" : "")"
+    }
     var configuration: ModelConfiguration {
-      ModelConfiguration(model: model, activation: activation, classes: 10, inputChannels: inputChannels, smallInput: smallInput)
+      ModelConfiguration(
+        model: model, activation: activation, classes: 10, inputChannels: inputChannels,
+        smallInput: smallInput)
     }
   }
 
@@ -36,17 +41,32 @@ struct ONNXExportTests {
     let activations = ActivationKind.allCases.map(\.rawValue).filter { $0 != "acon-frelu" }
     for activation in activations {
       all.append(Case(model: "shufflenetv2-0.25x", activation: activation))
-      all.append(Case(model: "resnet18", activation: activation, inputChannels: 1, inputSize: 16, smallInput: true))
+      all.append(
+        Case(
+          model: "resnet18", activation: activation, inputChannels: 1, inputSize: 16,
+          smallInput: true))
       all.append(Case(model: "mobilenetv1-0.25", activation: activation))
-      all.append(Case(model: "mobilenetv2-0.17", activation: activation, inputChannels: 1, inputSize: 16, smallInput: true))
+      all.append(
+        Case(
+          model: "mobilenetv2-0.17", activation: activation, inputChannels: 1, inputSize: 16,
+          smallInput: true))
     }
     for activation in ["acon-frelu", "relu"] {
       all.append(Case(model: "tfnet-0.5", activation: activation))
-      all.append(Case(model: "tfnet-0.5", activation: activation, inputChannels: 1, inputSize: 16, smallInput: true))
+      all.append(
+        Case(
+          model: "tfnet-0.5", activation: activation, inputChannels: 1, inputSize: 16,
+          smallInput: true))
     }
     all.append(Case(model: "resnet50", activation: "meta-acon", inputSize: 16, smallInput: true))
-    all.append(Case(model: "shufflenetv2-0.5x", activation: "meta-acon-layer", inputSize: 24, opset: 18, dynamicBatch: false))
-    all.append(Case(model: "shufflenetv2-0.5x", activation: "acon-c-hard", inputSize: 24, opset: 13, dynamicBatch: false))
+    all.append(
+      Case(
+        model: "shufflenetv2-0.5x", activation: "meta-acon-layer", inputSize: 24, opset: 18,
+        dynamicBatch: false))
+    all.append(
+      Case(
+        model: "shufflenetv2-0.5x", activation: "acon-c-hard", inputSize: 24, opset: 13,
+        dynamicBatch: false))
     return all
   }
 
@@ -67,7 +87,8 @@ struct ONNXExportTests {
         let closesResidual = residualEnds.contains { $0 === bn }
         bn.runningMean.value = Tensor.randomNormal([c], std: 0.2, using: &rng)
         bn.runningVariance.value = Tensor.randomUniform([c], low: 0.5, high: 1.5, using: &rng)
-        bn.weight.value = Tensor.randomUniform([c], low: closesResidual ? 0.1 : 0.6, high: closesResidual ? 0.3 : 1.4, using: &rng)
+        bn.weight.value = Tensor.randomUniform(
+          [c], low: closesResidual ? 0.1 : 0.6, high: closesResidual ? 0.3 : 1.4, using: &rng)
         bn.bias.value = Tensor.randomNormal([c], std: 0.2, using: &rng)
       }
     }
@@ -92,19 +113,24 @@ struct ONNXExportTests {
     if perturbExpected != 0 { logits = try logits * Tensor(scalar: 1 + perturbExpected) }
     let onnx = try ONNXExporter.export(
       model, configuration: c.configuration,
-      options: .init(inputSize: c.inputSize, batchSize: 2, dynamicBatch: c.dynamicBatch, opset: c.opset))
+      options: .init(
+        inputSize: c.inputSize, batchSize: 2, dynamicBatch: c.dynamicBatch, opset: c.opset))
     let stem = perturbExpected != 0 ? "control_" + c.name : c.name
     try Data(onnx.serialized()).write(to: dir.appendingPathComponent(stem + ".onnx"))
-    try SafeTensors.write([("input", input), ("logits", logits)], to: dir.appendingPathComponent(stem + ".io.safetensors"))
+    try SafeTensors.write(
+      [("input", input), ("logits", logits)],
+      to: dir.appendingPathComponent(stem + ".io.safetensors"))
   }
 
   /// Runs scripts/onnx/check_onnx.py over `dir`: one result per case, by case name.
   static func check(_ dir: URL) throws -> [String: [String: Any]] {
     let python = repository.appendingPathComponent(".venv-onnx/bin/python")
     guard FileManager.default.isExecutableFile(atPath: python.path) else {
-      throw InteropError(python.path, "missing: run scripts/setup.sh (or scripts/onnx/setup_venv.sh) first")
+      throw InteropError(
+        python.path, "missing: run scripts/setup.sh (or scripts/onnx/setup_venv.sh) first")
     }
-    let r = try run(python, [repository.appendingPathComponent("scripts/onnx/check_onnx.py").path, dir.path])
+    let r = try run(
+      python, [repository.appendingPathComponent("scripts/onnx/check_onnx.py").path, dir.path])
     var results: [String: [String: Any]] = [:]
     for line in r.stdout.split(separator: "\n") {
       if let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
@@ -123,17 +149,20 @@ struct ONNXExportTests {
     let cases = Self.cases
     for c in cases { try Self.write(c, to: dir) }
     // A control: acon's logits moved by 1e-3 relative must fail the comparison.
-    try Self.write(Case(model: "mobilenetv1-0.25", activation: "acon-c"), to: dir, perturbExpected: 1e-3)
+    try Self.write(
+      Case(model: "mobilenetv1-0.25", activation: "acon-c"), to: dir, perturbExpected: 1e-3)
     let results = try Self.check(dir)
     #expect(results.count == cases.count + 1)
     for c in cases {
       let result = try #require(results[c.name], "no result for \(c.name)")
       #expect(result["ok"] as? Bool == true, "\(c.name): \(result)")
       #expect((result["relative_error"] as? Double ?? 1) <= 1e-4, "\(c.name): \(result)")
-      #expect(result["ir_version"] as? Int == ONNXModel.irVersion && result["opset"] as? Int == c.opset)
+      #expect(
+        result["ir_version"] as? Int == ONNXModel.irVersion && result["opset"] as? Int == c.opset)
     }
     let control = try #require(results.first { $0.key.hasPrefix("control_") }?.value)
-    #expect(control["ok"] as? Bool == false, "the check must fail when the outputs differ: \(control)")
+    #expect(
+      control["ok"] as? Bool == false, "the check must fail when the outputs differ: \(control)")
   }
 
   /// The graph has the shape the issue asks for: batch norms folded, ACON-C as core ops, the
@@ -141,12 +170,14 @@ struct ONNXExportTests {
   @Test func graphsUseCoreOpsWithBatchNormFolded() throws {
     let config = ModelConfiguration(model: "shufflenetv2-0.5x", activation: "acon-c", classes: 1000)
     let model = try ModelZoo.make(config)
-    let counts = ONNXExporter.operatorCounts(try ONNXExporter.export(model, configuration: config, options: .init(inputSize: 224)))
+    let counts = ONNXExporter.operatorCounts(
+      try ONNXExporter.export(model, configuration: config, options: .init(inputSize: 224)))
     let convs = model.namedModules().filter { $0.1 is Conv2d }.count
     let aconLayers = model.namedModules().filter { $0.1 is AconC }.count
     #expect(counts["Conv"] == convs && counts["BatchNormalization"] == nil)
     #expect(counts["Sigmoid"] == aconLayers && counts["Gather"] == 2 * 13 && counts["Gemm"] == 1)
-    let metaConfig = ModelConfiguration(model: "shufflenetv2-0.5x", activation: "meta-acon", classes: 1000)
+    let metaConfig = ModelConfiguration(
+      model: "shufflenetv2-0.5x", activation: "meta-acon", classes: 1000)
     let meta = try ModelZoo.make(metaConfig)
     let metaCounts = ONNXExporter.operatorCounts(
       try ONNXExporter.export(meta, configuration: metaConfig, options: .init(inputSize: 224)))
@@ -160,15 +191,21 @@ struct ONNXExportTests {
   @Test func exportCommandMatchesForwardCommand() throws {
     let dir = scratchDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
-    let c = Case(model: "shufflenetv2-0.25x", activation: "meta-acon", inputChannels: 1, inputSize: 28, smallInput: true)
+    let c = Case(
+      model: "shufflenetv2-0.25x", activation: "meta-acon", inputChannels: 1, inputSize: 28,
+      smallInput: true)
     let model = try ModelZoo.make(c.configuration, seed: 8)
     Self.randomizeState(model, seed: 9)
     let weights = dir.appendingPathComponent("w.pth")
     let entries = model.stateEntries().map { SafeTensors.Entry("module." + $0.name, $0.value) }
     try PyTorchCheckpoint.write(entries, to: weights)
-    let flags = ["--model", c.model, "--activation", c.activation, "--classes", "10", "--input-channels", "1", "--small-input"]
+    let flags = [
+      "--model", c.model, "--activation", c.activation, "--classes", "10", "--input-channels", "1",
+      "--small-input",
+    ]
     let onnx = dir.appendingPathComponent("cli.onnx")
-    let export = try runACON(["export", "--weights", weights.path, "--output", onnx.path, "--dynamic-batch"] + flags)
+    let export = try runACON(
+      ["export", "--weights", weights.path, "--output", onnx.path, "--dynamic-batch"] + flags)
     #expect(export.status == 0, "\(export.stderr)")
     #expect(export.stdout.contains("IR 8, opset 17"), "\(export.stdout)")
     var rng = RandomGenerator(seed: 10)
@@ -176,10 +213,13 @@ struct ONNXExportTests {
     let inputURL = dir.appendingPathComponent("x.safetensors")
     try SafeTensors.write([("input", input)], to: inputURL)
     let forwardURL = dir.appendingPathComponent("y.safetensors")
-    let forward = try runACON(["forward", "--weights", weights.path, "--input", inputURL.path, "--output", forwardURL.path] + flags)
+    let forward = try runACON(
+      ["forward", "--weights", weights.path, "--input", inputURL.path, "--output", forwardURL.path]
+        + flags)
     #expect(forward.status == 0, "\(forward.stderr)")
     let logits = try SafeTensors.read(forwardURL).tensor("logits")
-    try SafeTensors.write([("input", input), ("logits", logits)], to: dir.appendingPathComponent("cli.io.safetensors"))
+    try SafeTensors.write(
+      [("input", input), ("logits", logits)], to: dir.appendingPathComponent("cli.io.safetensors"))
     let result = try #require(try Self.check(dir)["cli"])
     #expect(result["ok"] as? Bool == true, "\(result)")
 
@@ -190,10 +230,13 @@ struct ONNXExportTests {
       (flags + ["--opset", "30"], "export writes opsets 13 to 21"),
       (["--model", c.model, "--activation", "acon-c", "--classes", "10"], "does not fit"),
     ] {
-      let r = try runACON(["export", "--weights", weights.path, "--output", dir.appendingPathComponent("bad.onnx").path] + arguments)
+      let r = try runACON(
+        [
+          "export", "--weights", weights.path, "--output",
+          dir.appendingPathComponent("bad.onnx").path,
+        ] + arguments)
       #expect(r.status != 0, "\(arguments)")
       #expect(r.stderr.contains(message), "\(arguments): \(r.stderr)")
     }
   }
 }
-

@@ -16,9 +16,15 @@ struct PyTorchCheckpointTests {
       #expect(got.shape == want.shape, "\(name)")
       #expect(got.scalars == want.scalars, "\(name)")
     }
-    #expect(file.names.first == "0.weight" && file.names.last == "double", "state dict order: \(file.names)")
-    #expect(file.dtypes["1.num_batches_tracked"] == .i64 && file.tensors["1.num_batches_tracked"]?.scalars == [5])
-    #expect(file.dtypes["half"] == .f16 && file.dtypes["double"] == .f64 && file.dtypes["0.weight"] == .f32)
+    #expect(
+      file.names.first == "0.weight" && file.names.last == "double",
+      "state dict order: \(file.names)")
+    #expect(
+      file.dtypes["1.num_batches_tracked"] == .i64
+        && file.tensors["1.num_batches_tracked"]?.scalars == [5])
+    #expect(
+      file.dtypes["half"] == .f16 && file.dtypes["double"] == .f64
+        && file.dtypes["0.weight"] == .f32)
     #expect(file.metadata["epoch"] == "7" && file.metadata["arch"] == "tiny")
   }
 
@@ -37,7 +43,8 @@ struct PyTorchCheckpointTests {
     #expect(file.names.allSatisfy { $0.hasPrefix("module.") })
     var rng = RandomGenerator(seed: 1)
     let net = Sequential([
-      Conv2d(inputChannels: 2, outputChannels: 4, kernelSize: 3, padding: 1, using: &rng), BatchNorm2d(4), ReLU(),
+      Conv2d(inputChannels: 2, outputChannels: 4, kernelSize: 3, padding: 1, using: &rng),
+      BatchNorm2d(4), ReLU(),
       Conv2d(inputChannels: 4, outputChannels: 3, kernelSize: 1, using: &rng), BatchNorm2d(3),
     ])
     try InitialWeights.load(file, into: net, resetClassifier: false, path: "dataparallel.pth")
@@ -51,7 +58,9 @@ struct PyTorchCheckpointTests {
     #expect(relativeError(y, expected["dp.output"]!) < 1e-5)
   }
 
-  @Test(arguments: [("malicious_zip.pth", "posix.system"), ("malicious_legacy.pth", "__builtin__.eval")])
+  @Test(arguments: [
+    ("malicious_zip.pth", "posix.system"), ("malicious_legacy.pth", "__builtin__.eval"),
+  ])
   func refusesForbiddenGlobals(name: String, global: String) throws {
     let marker = "/tmp/acon-pwned"
     try? FileManager.default.removeItem(atPath: marker)
@@ -69,12 +78,14 @@ struct PyTorchCheckpointTests {
     #expect {
       _ = try PyTorchCheckpoint.read(try fixture("storage_mismatch.pth"))
     } throws: { error in
-      "\(error)".contains("storage 0 of tensor 0.weight holds 212 bytes, but its 54 float32 elements need 216")
+      "\(error)".contains(
+        "storage 0 of tensor 0.weight holds 212 bytes, but its 54 float32 elements need 216")
     }
     // A tensor that reaches past its storage's end, in a pickle written here.
     var pickle = PickleWriterProbe.stateDict(name: "w", storageCount: 4, shape: [3, 3])
     let zip = try StoredZipArchive.write(
-      [("a/data.pkl", pickle.removeFirst()), ("a/data/0", [UInt8](repeating: 0, count: 16))], path: "m")
+      [("a/data.pkl", pickle.removeFirst()), ("a/data/0", [UInt8](repeating: 0, count: 16))],
+      path: "m")
     #expect {
       _ = try PyTorchCheckpoint.decode(zip, path: "m.pth")
     } throws: { error in "\(error)".contains("storage size mismatch") }
@@ -86,15 +97,22 @@ struct PyTorchCheckpointTests {
     #expect {
       _ = try PyTorchCheckpoint.decode(bytes, path: "x.pth")
     } throws: { error in "\(error)".contains("unknown or unsupported opcode 0xff") }
-    #expect(throws: InteropError.self) { _ = try PyTorchCheckpoint.decode([0x80, 2, 0x49], path: "int.pth") }
-    #expect(throws: InteropError.self) { _ = try PyTorchCheckpoint.decode(Array("hello".utf8), path: "text.pth") }
+    #expect(throws: InteropError.self) {
+      _ = try PyTorchCheckpoint.decode([0x80, 2, 0x49], path: "int.pth")
+    }
+    #expect(throws: InteropError.self) {
+      _ = try PyTorchCheckpoint.decode(Array("hello".utf8), path: "text.pth")
+    }
   }
 
   /// A legacy-format file whose object is `pickle` (after the magic number, version and info;
   /// then an empty storage key list).
   func legacyFile(_ pickle: [UInt8]) -> [UInt8] {
-    let magic: [UInt8] = [0x80, 2, 0x8A, 10, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E]
-    return magic + [0x80, 2, 0x4D, 0xE9, 0x03, 0x2E] + [0x80, 2, 0x7D, 0x2E] + [0x80, 2] + pickle + [0x80, 2, 0x5D, 0x2E]
+    let magic: [UInt8] = [
+      0x80, 2, 0x8A, 10, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E,
+    ]
+    return magic + [0x80, 2, 0x4D, 0xE9, 0x03, 0x2E] + [0x80, 2, 0x7D, 0x2E] + [0x80, 2] + pickle
+      + [0x80, 2, 0x5D, 0x2E]
   }
 
   /// Hostile structures end in an error, not in unbounded recursion: a list that contains
@@ -145,14 +163,20 @@ struct PyTorchCheckpointTests {
     var broken = try fixtureBytes("small_zip.pth")
     broken[broken.count - 6] = 0xFF
     broken[broken.count - 5] = 0xFF
-    #expect(throws: InteropError.self) { _ = try PyTorchCheckpoint.decode(broken, path: "broken.pth") }
+    #expect(throws: InteropError.self) {
+      _ = try PyTorchCheckpoint.decode(broken, path: "broken.pth")
+    }
   }
 
   /// What this module writes, it reads back the same (torch.load reads it too: see the
   /// fixture script's README entry).
   @Test func writesWhatItReads() throws {
     let original = try PyTorchCheckpoint.read(try fixture("small_zip.pth"))
-    let entries = original.names.map { SafeTensors.Entry($0, original.tensors[$0]!, dtype: original.dtypes[$0]!.isWritable ? original.dtypes[$0]! : .f32) }
+    let entries = original.names.map {
+      SafeTensors.Entry(
+        $0, original.tensors[$0]!,
+        dtype: original.dtypes[$0]!.isWritable ? original.dtypes[$0]! : .f32)
+    }
     let bytes = PyTorchCheckpoint.encode(entries, metadata: ["acon.model": "resnet18"])
     let back = try PyTorchCheckpoint.decode(bytes, path: "roundtrip.pth")
     #expect(back.names == original.names)
@@ -177,9 +201,14 @@ enum PickleWriterProbe {
     func global(_ m: String, _ n: String) -> [UInt8] { [0x63] + Array("\(m)\n\(n)\n".utf8) }
     func int(_ v: Int) -> [UInt8] { [0x4B, UInt8(v)] }
     var strides = [Int](repeating: 1, count: shape.count)
-    for d in stride(from: shape.count - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * shape[d + 1] }
-    var b: [UInt8] = [0x80, 2, 0x7D, 0x28] + string(name) + global("torch._utils", "_rebuild_tensor_v2")
-    b += [0x28, 0x28] + string("storage") + global("torch", "FloatStorage") + string("0") + string("cpu")
+    for d in stride(from: shape.count - 2, through: 0, by: -1) {
+      strides[d] = strides[d + 1] * shape[d + 1]
+    }
+    var b: [UInt8] =
+      [0x80, 2, 0x7D, 0x28] + string(name) + global("torch._utils", "_rebuild_tensor_v2")
+    b +=
+      [0x28, 0x28] + string("storage") + global("torch", "FloatStorage") + string("0")
+      + string("cpu")
     b += int(storageCount) + [0x74, 0x51] + int(0)
     b += [0x28] + shape.flatMap(int) + [0x74] + [0x28] + strides.flatMap(int) + [0x74]
     b += [0x89] + global("collections", "OrderedDict") + [0x29, 0x52, 0x74, 0x52, 0x75, 0x2E]
