@@ -7,7 +7,7 @@ import Foundation
 /// single pickle stream (`_use_new_zipfile_serialization=False`). The pickled object may be a
 /// state dict or a dictionary holding one under `state_dict` or `model_state_dict` (as the ACON
 /// reference saves it); the wrapper's string and number entries become metadata. Keys keep
-/// their `module.` prefix; ``ACONNN/Module/loadStateDict(_:strict:)`` strips it.
+/// their `module.` prefix; `Module.loadStateDict(_:strict:)` (ACONNN) strips it.
 ///
 /// Element types: float32 as is; float16, bfloat16 and float64 converted to float32; int64 and
 /// int32 (`num_batches_tracked`) converted to float32 and remembered as I64/I32. Any other
