@@ -1,7 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project builds and runs with; a no-op when they are present.
 set -euo pipefail
-packages=(libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev dataset-fashion-mnist python3-venv libopenmpi-dev openmpi-bin)
+# One package a line (the test of the start-up check runs `acon` on an emulated older CPU:
+# qemu-user; the ONNX tests' venv: python3-venv; data-parallel training:
+# Open MPI).
+packages=(
+  libopenblas-dev
+  zlib1g-dev
+  libpng-dev
+  libjpeg-dev
+  dataset-fashion-mnist
+  python3-venv
+  qemu-user
+  libopenmpi-dev
+  openmpi-bin
+)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Each target imports only the modules it declares (SwiftPM on Linux does not check this).
+python3 scripts/check_imports.py
 # The command-line tests run the real `acon` binary.
 swift build -c release --product acon
 swift test -c release "$@"
+# The package as a dependency of another package, by URL and version.
+scripts/check_consumer.sh

@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
   @OptionGroup var network: NetworkOptions
   @Option(help: "Timed steps.") var steps = 10
   @Option(help: "Untimed warm-up steps.") var warmup = 2
-  @Option(help: "train (forward, backward, SGD step) or infer (eval-mode forward).") var mode = "train"
+  @Option(help: "train: forward, backward and an SGD step; infer: an eval-mode forward.") var mode = BenchMode.train
   @Flag(help: "Print one JSON object as the last line.") var json = false
   @Flag(help: "Run every batch norm and the activation after it as separate layers (no fusion).")
   var noFusion = false
@@ -25,9 +25,14 @@ struct Bench: ParsableCommand {
   var profile = false
 
   func run() throws {
+    try KernelOptions.with(changing: { $0.usesWinograd = !noWinograd }) {
+      try Profiler.recording(profile || Profiler.isEnabled, measure)
+    }
+  }
+
+  private func measure() throws {
     let (model, activation, inputSize, classes, inputChannels) = (
-      network.model, network.activation, network.inputSize, network.classes, network.inputChannels)
-    guard mode == "train" || mode == "infer" else { throw CLIError("--mode must be train or infer, not \(mode)") }
+      network.model.name, network.activation.rawValue, network.inputSize, network.classes, network.inputChannels)
     guard steps >= 1, warmup >= 0, batchSize >= 1, inputSize >= 1 else {
       throw CLIError("--steps, --batch-size and --input-size must be positive, --warmup non-negative")
     }
@@ -37,14 +42,12 @@ struct Bench: ParsableCommand {
     let x = Tensor.randomUniform([batchSize, inputChannels, inputSize, inputSize], low: 0, high: 1, using: &rng)
     let labels = (0..<batchSize).map { $0 % classes }
     let optimizer = SGD(groups: ParameterGroup.referenceGroups(of: network, weightDecay: 4e-5), momentum: 0.9)
-    if profile { Profiler.isEnabled = true }
-    if noWinograd { Convolution.usesWinograd = false }
     func step() throws {
       if noFusion { try withoutLayerFusion(stepLayers) } else { try stepLayers() }
     }
     func stepLayers() throws {
       Profiler.mark()
-      if mode == "train" {
+      if mode == .train {
         network.train()
         let logits = try network(x)
         let loss = try Tensor.crossEntropy(logits: logits, labels: labels, labelSmoothing: 0.1)
@@ -76,15 +79,17 @@ struct Bench: ParsableCommand {
     print(
       String(
         format: "%@ %@ %@ batch %d at %dx%d: median step %.1f ms (min %.1f, max %.1f over %d), %.1f images/s, peak RSS %.0f MB",
-        model, activation, mode, batchSize, inputSize, inputSize, median * 1000, times.first! * 1000,
+        model, activation, mode.rawValue, batchSize, inputSize, inputSize, median * 1000, times.first! * 1000,
         times.last! * 1000, steps, Double(batchSize) / median, Double(rss) / 1e6)
-        + ", \(allocations) buffer allocations in the timed steps")
+        + ", \(allocations) buffer allocations in the timed steps, kernels for "
+        + InstructionSet.compiled.displayName)
     if json {
       let object: [String: Any] = [
-        "model": model, "activation": activation, "mode": mode, "batch_size": batchSize,
+        "model": model, "activation": activation, "mode": mode.rawValue, "batch_size": batchSize,
         "input_size": inputSize, "steps": steps, "step_seconds_median": median,
         "images_per_second": Double(batchSize) / median, "peak_rss_bytes": rss,
         "timed_system_allocations": allocations,
+        "instruction_set": InstructionSet.compiled.rawValue,
       ]
       print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
     }

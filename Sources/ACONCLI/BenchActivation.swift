@@ -12,7 +12,7 @@ struct BenchActivation: ParsableCommand {
     abstract: "Time one activation's forward and backward pass and the bytes it keeps.",
     discussion: "Activations: \(ActivationKind.names.joined(separator: ", ")).")
 
-  @Option(help: "Activation name (see below).") var activation = "acon-c"
+  @Option(help: "Activation.") var activation = ActivationKind.aconC
   @Option(help: "Input shape N,C,H,W or N,C.") var shape = "64,64,56,56"
   @Option(help: "Timed repetitions; the median is reported.") var repeats = 5
   @Option(help: "Random seed.") var seed: UInt64 = 0
@@ -28,7 +28,7 @@ struct BenchActivation: ParsableCommand {
   }
 
   func measure() throws {
-    let kind = try ActivationKind.named(activation)
+    let kind = activation
     let dims = shape.split(separator: ",").compactMap {
       Int($0.trimmingCharacters(in: .whitespaces))
     }

@@ -15,8 +15,8 @@ import Foundation
 ///
 /// The machines are shared and noisy, so besides the fixed ceilings each figure is also given
 /// as a fraction of the sgemm and copy rates measured in the same run.
-public struct BenchOp: ParsableCommand {
-  public static let configuration = CommandConfiguration(
+struct BenchOp: ParsableCommand {
+  static let configuration = CommandConfiguration(
     commandName: "bench-op",
     abstract: "Measure GFLOP/s of sgemm and of convolution forward and backward.",
     discussion: """
@@ -53,36 +53,41 @@ public struct BenchOp: ParsableCommand {
   static let copyCeiling = 30.0
 
   /// One measured figure.
-  public struct Row {
-    public var name: String
-    public var milliseconds: Double
-    public var gflops: Double?
-    public var gigabytes: Double?
+  struct Row {
+    var name: String
+    var milliseconds: Double
+    var gflops: Double?
+    var gigabytes: Double?
     /// PyTorch's figure for the same operation (GFLOP/s, `scripts/bench/conv_pytorch.py` on
     /// two Zen 3 cores), where one was measured.
-    public var pytorch: Double?
+    var pytorch: Double?
   }
 
-  public init() {}
+  init() {}
 
-  public func run() throws {
+  func run() throws {
     guard runs >= 1, warmup >= 0, batch >= 1 else {
       throw ValidationError("--runs and --batch must be at least 1, --warmup at least 0")
     }
+    var options = KernelOptions()
     if let workers {
       guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
-      Parallel.workers = workers
+      options.workers = workers
     }
     if let targetColumns {
       guard targetColumns >= 1 else { throw ValidationError("--target-columns must be at least 1") }
-      Convolution.targetColumns = targetColumns
-      Convolution.unfoldedTargetColumns = targetColumns
+      options.pointwiseTargetColumns = targetColumns
+      options.unfoldedTargetColumns = targetColumns
     }
-    if noWinograd { Convolution.usesWinograd = false }
+    if noWinograd { options.usesWinograd = false }
     if let winogradBlockFloats {
       guard winogradBlockFloats >= 1 else { throw ValidationError("--winograd-block-floats must be at least 1") }
-      Winograd.blockFloats = winogradBlockFloats
+      options.winogradBlockFloats = winogradBlockFloats
     }
+    try KernelOptions.with(options, measureAndReport)
+  }
+
+  private func measureAndReport() throws {
     print(
       "bench-op: workers \(Parallel.workers) (Swift kernels and matrix products), "
         + "\(best ? "fastest" : "median") of \(runs) runs after \(warmup) warm-up")
@@ -96,7 +101,7 @@ public struct BenchOp: ParsableCommand {
 
   /// Every measurement, with the fastest sgemm and the copy rate of this run; `report` sees
   /// each row as soon as it is measured.
-  public func measure(report: (Row, Double, Double) -> Void = { _, _, _ in }) throws -> (
+  func measure(report: (Row, Double, Double) -> Void = { _, _, _ in }) throws -> (
     rows: [Row], sgemm: Double, copy: Double
   ) {
     var rows: [Row] = []
@@ -149,10 +154,10 @@ public struct BenchOp: ParsableCommand {
   }
 
   /// One convolution geometry for `--conv` and `--resnet50`.
-  public struct ConvSpec {
-    public var inputs: Int, outputs: Int, size: Int, kernel: Int, stride = 1, groups = 1
+  struct ConvSpec {
+    var inputs: Int, outputs: Int, size: Int, kernel: Int, stride = 1, groups = 1
     /// How many layers of the network have this geometry (1 for `--conv`).
-    public var count = 1
+    var count = 1
 
     var name: String {
       "conv\(kernel)x\(kernel)\(stride > 1 ? "/\(stride)" : "") \(inputs)->\(outputs) at \(size)"
@@ -179,7 +184,7 @@ public struct BenchOp: ParsableCommand {
 
     /// ResNet-50 as the reference builds it (the stride on each stage's first 1x1 convolution)
     /// at 224: each distinct convolution and how many layers have it.
-    public static let resnet50: [ConvSpec] = [
+    static let resnet50: [ConvSpec] = [
       ConvSpec(3, 64, 224, 7, stride: 2),
       ConvSpec(64, 64, 56, 1), ConvSpec(256, 64, 56, 1, count: 2), ConvSpec(64, 64, 56, 3, count: 3),
       ConvSpec(64, 256, 56, 1, count: 4),
@@ -193,7 +198,7 @@ public struct BenchOp: ParsableCommand {
   }
 
   /// The figures as one JSON object, keyed by ``key(_:)``.
-  public func jsonObject(_ result: (rows: [Row], sgemm: Double, copy: Double)) -> [String: Any] {
+  func jsonObject(_ result: (rows: [Row], sgemm: Double, copy: Double)) -> [String: Any] {
     var object: [String: Any] = [
       "runs": runs, "batch": batch, "statistic": best ? "fastest" : "median",
       "sgemm_ceiling_gflops": Self.sgemmCeiling, "copy_ceiling_gbs": Self.copyCeiling,

@@ -1,4 +1,5 @@
 import ACONModels
+import ACONNN
 import ACONTensor
 import ACONTraining
 import ArgumentParser
@@ -10,21 +11,18 @@ struct Compare: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Train one model with several activations and seeds; print mean ± std test error per activation.")
 
-  @Option(help: "Model name.") var model = "shufflenetv2-0.5x"
-  @Option(help: "Comma-separated activations.") var activations = "relu,swish,acon-c,meta-acon"
-  @Option(help: "Comma-separated seeds.") var seeds = "0,1,2"
+  @Option(help: "Model name (see `acon info --list`).") var model = ModelName.shuffleNetV2Half
+  @Option(help: "Comma-separated activations; the first is the baseline of the table.")
+  var activations = CommaSeparated<ActivationKind>([.relu, .swish, .aconC, .metaAcon])
+  @Option(help: "Comma-separated seeds.") var seeds = CommaSeparated<UInt64>([0, 1, 2])
   @OptionGroup var recipe: RecipeOptions
   @Option(help: "Directory for the runs (one sub-directory per activation and seed).") var out = "runs/compare"
   @Flag(help: "Reuse finished runs found in --out instead of training them again.") var reuse = false
   @Flag(help: "No progress output.") var quiet = false
 
   func run() throws {
-    let names = activations.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
-    let seedList = try seeds.split(separator: ",").map { s -> UInt64 in
-      guard let v = UInt64(s.trimmingCharacters(in: .whitespaces)) else { throw CLIError("bad seed '\(s)' in --seeds") }
-      return v
-    }
-    guard !names.isEmpty, !seedList.isEmpty else { throw CLIError("--activations and --seeds must not be empty") }
+    let names = activations.values.map(\.rawValue)
+    let seedList = seeds.values
     var rows: [(String, [Double], Int)] = []
     for name in names {
       var errors: [Double] = []
@@ -38,7 +36,7 @@ struct Compare: ParsableCommand {
           continue
         }
         try? FileManager.default.removeItem(at: directory)
-        let config = try recipe.configuration(model: model, activation: name, seed: seed)
+        let config = try recipe.configuration(model: model.name, activation: name, seed: seed)
         let trainer = try Trainer(
           configuration: config, outputDirectory: directory, resume: false,
           progress: ProgressReporter(enabled: !quiet))
@@ -50,7 +48,7 @@ struct Compare: ParsableCommand {
       rows.append((name, errors, params))
     }
     let limit = recipe.trainLimit.map { ", first \($0) training images" } ?? ""
-    print("| \(model) on \(recipe.dataset)\(limit), \(recipe.epochs) epoch(s) | params | test error % (mean ± std over \(seedList.count) seeds) | vs \(rows[0].0) | runs |")
+    print("| \(model) on \(recipe.dataset.rawValue)\(limit), \(recipe.epochs) epoch(s) | params | test error % (mean ± std over \(seedList.count) seeds) | vs \(rows[0].0) | runs |")
     print("|---|---|---|---|---|")
     let baseline = Self.meanAndStd(rows[0].1.map { $0 * 100 }).0
     for (name, errors, params) in rows {

@@ -12,10 +12,12 @@ struct Info: ParsableCommand {
   @OptionGroup var network: NetworkOptions
   @Flag(help: "List the model and activation names.") var list = false
   @Flag(help: "Print one JSON object (params, macs) as the last line instead of the table.") var json = false
+  @Flag(help: "Print the module tree (names, types, settings, parameter shapes) instead of the table.")
+  var tree = false
 
   func run() throws {
     let (model, activation, inputSize, classes, inputChannels) = (
-      network.model, network.activation, network.inputSize, network.classes, network.inputChannels)
+      network.model.name, network.activation.rawValue, network.inputSize, network.classes, network.inputChannels)
     if list {
       print("models: " + ModelZoo.names.joined(separator: ", "))
       print("activations: " + ActivationKind.allCases.map(\.rawValue).joined(separator: ", "))
@@ -24,6 +26,10 @@ struct Info: ParsableCommand {
     guard inputSize >= 1 else { throw CLIError("--input-size must be positive") }
     let config = network.configuration
     let network = try ModelZoo.make(config)
+    if tree {
+      print(network)
+      return
+    }
     let c = try ModelComplexity.measure(network, inputChannels: inputChannels, inputSize: inputSize)
     if json {
       let object: [String: Any] = [

@@ -1,10 +1,11 @@
 import ACONModels
+import ACONNN
 import ArgumentParser
 
 /// The flags that choose a network from the zoo without weights (`acon info`, `acon bench`).
 struct NetworkOptions: ParsableArguments {
-  @Option(help: "Model name (see `acon info --list`).") var model = "shufflenetv2-0.5x"
-  @Option(help: "Activation.") var activation = "acon-c"
+  @Option(help: "Model name (see `acon info --list`).") var model = ModelName.shuffleNetV2Half
+  @Option(help: "Activation.") var activation = ActivationKind.aconC
   @Option(help: "Input size (square).") var inputSize = 224
   @Option(help: "Number of classes.") var classes = 1000
   @Option(help: "Input channels.") var inputChannels = 3
@@ -13,7 +14,7 @@ struct NetworkOptions: ParsableArguments {
   /// The model configuration these flags describe.
   var configuration: ModelConfiguration {
     ModelConfiguration(
-      model: model, activation: activation, classes: classes, inputChannels: inputChannels,
+      model: model.name, activation: activation.rawValue, classes: classes, inputChannels: inputChannels,
       smallInput: smallInput)
   }
 }

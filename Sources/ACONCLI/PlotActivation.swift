@@ -4,27 +4,28 @@ import Foundation
 
 /// Draws ACON-C beside Swish and ReLU, and their first derivatives with ACON-C's learnable
 /// bounds as dashed lines (the paper's figure 7), to an SVG or PNG file.
-public struct PlotActivation: ParsableCommand {
-  public static let configuration = CommandConfiguration(
+struct PlotActivation: ParsableCommand {
+  static let configuration = CommandConfiguration(
     commandName: "plot-activation",
     abstract: "Plot ACON-C, Swish and ReLU and their derivatives (with ACON-C's bounds) to SVG or PNG.")
 
-  @Option(help: "ACON-C's p1.") var p1: Double = 1.2
-  @Option(help: "ACON-C's p2.") var p2: Double = -0.4
-  @Option(help: "ACON-C's switching factor beta.") var beta: Double = 1
+  // `.unconditional`: the value may start with a minus sign (`--p2 -0.4`).
+  @Option(parsing: .unconditional, help: "ACON-C's p1.") var p1: Double = 1.2
+  @Option(parsing: .unconditional, help: "ACON-C's p2.") var p2: Double = -0.4
+  @Option(parsing: .unconditional, help: "ACON-C's switching factor beta.") var beta: Double = 1
   @Option(help: "Half-width of the x range.") var range: Double = 6
   @Option(help: "Output file (.svg or .png).") var output: String
 
-  public init() {}
+  init() {}
 
-  public func validate() throws {
+  func validate() throws {
     try checkChartOutput(output)
     guard range > 0, range.isFinite, p1.isFinite, p2.isFinite, beta.isFinite else {
       throw ValidationError("--range must be positive; p1, p2, beta finite")
     }
   }
 
-  public func run() throws {
+  func run() throws {
     try PlotActivation.figure(p1: p1, p2: p2, beta: beta, range: range).write(to: output)
     let (lower, upper) = ACONMath.derivativeBounds(p1: p1, p2: p2)
     print(
@@ -42,12 +43,12 @@ public struct PlotActivation: ParsableCommand {
   }
 
   /// The SVG document of `figure(p1:p2:beta:range:)`.
-  public static func render(p1: Double, p2: Double, beta: Double, range: Double) -> String {
+  static func render(p1: Double, p2: Double, beta: Double, range: Double) -> String {
     figure(p1: p1, p2: p2, beta: beta, range: range).svg()
   }
 
   /// Two panels (functions, derivatives) with axes, ticks and legends.
-  public static func figure(p1: Double, p2: Double, beta: Double, range: Double) -> ChartFigure {
+  static func figure(p1: Double, p2: Double, beta: Double, range: Double) -> ChartFigure {
     let acon = Curve(name: "ACON-C (p1=\(fmt(p1)), p2=\(fmt(p2)), β=\(fmt(beta)))", color: "#d62728", dash: nil) {
       ACONMath.aconC($0, p1: p1, p2: p2, beta: beta)
     }

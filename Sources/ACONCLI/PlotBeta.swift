@@ -9,49 +9,49 @@ import Foundation
 /// `acon plot beta`: the learned switching factor beta of a weights file: per channel for the
 /// ACON-A/B/C layers (the `.beta` parameters), and per sample for meta-ACON layers over test
 /// images (the paper's figure 8).
-public struct PlotBeta: ParsableCommand {
-  public static let configuration = CommandConfiguration(
+struct PlotBeta: ParsableCommand {
+  static let configuration = CommandConfiguration(
     commandName: "beta",
     abstract: "Plot per-channel beta of ACON-A/B/C layers and per-sample beta of meta-ACON layers.")
 
-  @Option(help: "Weights file (safetensors or PyTorch .pth).") public var weights: String
-  @Option(help: "Output file (.svg or .png).") public var output: String
+  @Option(help: "Weights file (safetensors or PyTorch .pth).") var weights: String
+  @Option(help: "Output file (.svg or .png).") var output: String
   @Option(help: "Data set whose test images feed the meta-ACON layers (e.g. fashion-mnist).")
-  public var dataset: String?
-  @Option(help: "Data directory (default: the data set's standard location).") public var data: String?
-  @Option(help: "Number of test images for the per-sample beta.") public var images = 64
-  @Option(help: "Batch size of the forward passes.") public var batchSize = 32
+  var dataset: String?
+  @Option(help: "Data directory (default: the data set's standard location).") var data: String?
+  @Option(help: "Number of test images for the per-sample beta.") var images = 64
+  @Option(help: "Batch size of the forward passes.") var batchSize = 32
   @Option(
     help: "Comma-separated meta-ACON layers: module names or indices in network order (default: up to 4 spread through the network)."
   )
-  public var layers: String?
+  var layers: String?
   @OptionGroup var modelOptions: ModelOptions
 
-  public init() {}
+  init() {}
 
   /// The per-channel beta of one ACON-A/B/C layer.
-  public struct ChannelBeta {
+  struct ChannelBeta {
     /// The layer's module name (the parameter name without `.beta`).
-    public var layer: String
-    public var values: [Float]
+    var layer: String
+    var values: [Float]
   }
 
   /// The beta one meta-ACON layer generated for each image.
-  public struct SampleBeta {
-    public var layer: String
+  struct SampleBeta {
+    var layer: String
     /// One array per image: its beta per channel (channel-wise generators), its single beta
     /// (layer-wise) or its beta per element (pixel-wise).
-    public var perImage: [[Float]]
+    var perImage: [[Float]]
   }
 
-  public func validate() throws {
+  func validate() throws {
     try checkChartOutput(output)
     guard images >= 1, batchSize >= 1 else {
       throw ValidationError("--images and --batch-size must be at least 1")
     }
   }
 
-  public func run() throws {
+  func run() throws {
     let file = try readWeights(weights)
     let channels = PlotBeta.channelBetas(file)
     var samples: [SampleBeta] = []
@@ -72,7 +72,7 @@ public struct PlotBeta: ParsableCommand {
 
   /// Every `.beta` parameter of `file` in the file's order (network order for files written
   /// by this project and by PyTorch).
-  public static func channelBetas(_ file: SafeTensorsFile) -> [ChannelBeta] {
+  static func channelBetas(_ file: SafeTensorsFile) -> [ChannelBeta] {
     file.names.filter { $0.hasSuffix(".beta") }.map { name in
       ChannelBeta(layer: String(name.dropLast(".beta".count)), values: file.tensors[name]!.scalars)
     }
@@ -92,7 +92,7 @@ public struct PlotBeta: ParsableCommand {
   /// Builds the model from `file` (its metadata, or the model flags), runs the first
   /// `--images` test images through it in eval mode and records the beta each chosen
   /// meta-ACON layer generates, through the layers' `betaObserver`.
-  public func sampleBetas(_ file: SafeTensorsFile, dataset: String) throws -> [SampleBeta] {
+  func sampleBetas(_ file: SafeTensorsFile, dataset: String) throws -> [SampleBeta] {
     let name = try DataSetName.parse(dataset)
     let (model, config) = try modelOptions.loadModel(from: file, path: weights)
     let metaLayers = model.namedModules().compactMap { name, module in
@@ -132,7 +132,7 @@ public struct PlotBeta: ParsableCommand {
 
   /// The indices of the layers `spec` names (module names or indices, comma-separated), or up
   /// to four spread evenly from the first layer to the last.
-  public static func choose(_ spec: String?, from names: [String]) throws -> [Int] {
+  static func choose(_ spec: String?, from names: [String]) throws -> [Int] {
     guard let spec else {
       let k = min(4, names.count)
       guard k > 1 else { return [0] }
@@ -155,7 +155,7 @@ public struct PlotBeta: ParsableCommand {
 
   /// A panel of per-channel beta per ACON layer, then one panel per meta-ACON layer with one
   /// column per image (its beta over channels or elements), stacked vertically.
-  public static func figure(channels: [ChannelBeta], samples: [SampleBeta], title: String) -> ChartFigure {
+  static func figure(channels: [ChannelBeta], samples: [SampleBeta], title: String) -> ChartFigure {
     var panels: [ChartPanel] = []
     var columns = 0
     if !channels.isEmpty {
@@ -188,7 +188,7 @@ public struct PlotBeta: ParsableCommand {
   }
 
   /// Mean, min and max beta per layer, one line each.
-  public static func summary(channels: [ChannelBeta], samples: [SampleBeta]) -> String {
+  static func summary(channels: [ChannelBeta], samples: [SampleBeta]) -> String {
     func stats(_ v: [Float]) -> String {
       guard let lo = v.min(), let hi = v.max() else { return "no values" }
       let mean = v.reduce(0, +) / Float(v.count)

@@ -2,12 +2,12 @@ import ArgumentParser
 import Foundation
 
 /// `acon plot`: figures from training runs and weights files.
-public struct Plot: ParsableCommand {
-  public static let configuration = CommandConfiguration(
+struct Plot: ParsableCommand {
+  static let configuration = CommandConfiguration(
     abstract: "Plot training curves or the learned beta of ACON layers to SVG or PNG.",
     subcommands: [PlotCurves.self, PlotBeta.self])
 
-  public init() {}
+  init() {}
 }
 
 /// Checks that `path` names an SVG or PNG file (the formats `ChartFigure.write` knows).
@@ -20,35 +20,35 @@ func checkChartOutput(_ path: String) throws {
 
 /// `acon plot curves`: train loss, test top-1 error and test loss against epoch, one line per
 /// run, from the `metrics.jsonl` files `acon train` writes.
-public struct PlotCurves: ParsableCommand {
-  public static let configuration = CommandConfiguration(
+struct PlotCurves: ParsableCommand {
+  static let configuration = CommandConfiguration(
     commandName: "curves",
     abstract: "Plot train loss, test top-1 error and test loss per epoch for one or more runs.")
 
   @Option(help: "A run's metrics.jsonl (or its directory); repeat for several runs.")
-  public var metrics: [String] = []
+  var metrics: [String] = []
   @Option(help: "Comma-separated legend labels, one per run (default: each run's directory name).")
-  public var labels: String?
-  @Option(help: "Output file (.svg or .png).") public var output: String
+  var labels: String?
+  @Option(help: "Output file (.svg or .png).") var output: String
 
-  public init() {}
+  init() {}
 
   /// One epoch of a run: the values the curves draw.
-  public struct Epoch: Equatable {
-    public var epoch: Int
-    public var trainLoss: Double
+  struct Epoch: Equatable {
+    var epoch: Int
+    var trainLoss: Double
     /// Test top-1 accuracy in [0, 1] (metrics.jsonl's `test_top1`).
-    public var testTop1: Double
-    public var testLoss: Double
+    var testTop1: Double
+    var testLoss: Double
   }
 
   /// A run: its label and its epochs in order.
-  public struct Run {
-    public var label: String
-    public var epochs: [Epoch]
+  struct Run {
+    var label: String
+    var epochs: [Epoch]
   }
 
-  public func validate() throws {
+  func validate() throws {
     try checkChartOutput(output)
     guard !metrics.isEmpty else { throw ValidationError("pass at least one --metrics FILE") }
     if let labels, labels.split(separator: ",", omittingEmptySubsequences: false).count != metrics.count {
@@ -56,7 +56,7 @@ public struct PlotCurves: ParsableCommand {
     }
   }
 
-  public func run() throws {
+  func run() throws {
     let runs = try loadRuns()
     try PlotCurves.figure(runs).write(to: output)
     var lines = ["wrote \(output)"]
@@ -72,7 +72,7 @@ public struct PlotCurves: ParsableCommand {
   }
 
   /// Reads every `--metrics` file with its label.
-  public func loadRuns() throws -> [Run] {
+  func loadRuns() throws -> [Run] {
     let names = labels.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
     return try metrics.enumerated().map { i, path in
       let file = PlotCurves.metricsFile(path)
@@ -92,7 +92,7 @@ public struct PlotCurves: ParsableCommand {
 
   /// The epochs of a `metrics.jsonl` file, sorted by epoch; a repeated epoch (a resumed run)
   /// keeps its last line. Errors name the file and line.
-  public static func readMetrics(_ path: String) throws -> [Epoch] {
+  static func readMetrics(_ path: String) throws -> [Epoch] {
     guard let data = FileManager.default.contents(atPath: path) else {
       throw CLIError("cannot read metrics file \(path)")
     }
@@ -130,7 +130,7 @@ public struct PlotCurves: ParsableCommand {
   }
 
   /// Three panels side by side, one line per run in each, with markers at the epochs.
-  public static func figure(_ runs: [Run]) -> ChartFigure {
+  static func figure(_ runs: [Run]) -> ChartFigure {
     func series(_ value: (Epoch) -> Double) -> [LineSeries] {
       runs.enumerated().map { i, run in
         LineSeries(

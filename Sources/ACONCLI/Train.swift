@@ -17,8 +17,8 @@ struct Train: ParsableCommand {
       divides the run's global batch.
       """)
 
-  @Option(help: "Model name (see `acon info --list`).") var model = "shufflenetv2-0.5x"
-  @Option(help: "Activation: relu, swish, acon-a, acon-b, acon-c, meta-acon, ...") var activation = "acon-c"
+  @Option(help: "Model name (see `acon info --list`).") var model = ModelName.shuffleNetV2Half
+  @Option(help: "Activation.") var activation = ActivationKind.aconC
   @OptionGroup var recipe: RecipeOptions
   @Option(help: "Random seed (initialisation, data order, augmentation).") var seed: UInt64 = 0
   @Option(help: "Output directory for metrics.jsonl, model.safetensors and the checkpoint.") var out: String?
@@ -37,9 +37,9 @@ struct Train: ParsableCommand {
   func train(replicas: Replicas?) throws {
     let quiet = quiet || (replicas.map { $0.group.rank != 0 } ?? false)
     do {
-      var config = try recipe.configuration(model: model, activation: activation, seed: seed)
+      var config = try recipe.configuration(model: model.name, activation: activation.rawValue, seed: seed)
       config.checkpointEvery = checkpointEvery
-      let directory = out ?? "runs/\(recipe.dataset)-\(model)-\(activation)-s\(seed)"
+      let directory = out ?? "runs/\(recipe.dataset.rawValue)-\(model)-\(activation.rawValue)-s\(seed)"
       InterruptSignal.install()
       let trainer = try Trainer(
         configuration: config, outputDirectory: URL(fileURLWithPath: directory), resume: resume,

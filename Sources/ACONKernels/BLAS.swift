@@ -1,5 +1,10 @@
 import CBLAS
-import Glibc
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
 
 /// Matrix products through OpenBLAS, in row-major order.
 ///
@@ -8,13 +13,16 @@ import Glibc
 /// thread pool for the whole engine: OpenBLAS's own threads busy-wait for about 0.1 s after
 /// each product they share, and on two cores they took a whole core from the Swift kernels
 /// that ran next (a ResNet-50 step was 15% slower with them than with
-/// `OPENBLAS_THREAD_TIMEOUT=4`). Panels of one product are independent sums over the same inner
-/// dimension, so results do not depend on the number of workers.
+/// `OPENBLAS_THREAD_TIMEOUT=4`).
+///
+/// Determinism: the panels follow from the shape and the worker count only, never from timing
+/// (a busy pool runs the same panels one after another), so the same inputs give the same bits
+/// run to run. A panel's bits may differ from the whole product's in the last place: OpenBLAS
+/// blocks and handles edges by core type, so the split itself can change the rounding.
 public enum BLAS {
-  /// Products of fewer multiply-adds run on the calling thread (a few microseconds of work,
-  /// less than a hand-over to another thread).
-  nonisolated(unsafe) public static var minimumParallelWork =
-    getenv("MPW").map { Int(atoi($0)) } ?? (1 << 18)
+  /// Products of fewer multiply-adds run on the calling thread
+  /// (``KernelOptions/minimumParallelMatrixWork``).
+  public static var minimumParallelWork: Int { KernelOptions.current.minimumParallelMatrixWork }
 
   /// Sets OpenBLAS to one thread before the first product.
   private static let singleThreaded: Void = { openblas_set_num_threads(1) }()

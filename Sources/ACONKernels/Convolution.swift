@@ -1,5 +1,7 @@
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif
 
 /// The sizes of one 2-D convolution over NCHW float32 images, with PyTorch's output size:
@@ -82,25 +84,22 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 public enum Convolution {
   /// Runs the layers that ``Winograd/applies(_:)`` to through ``Winograd`` (default); off, they
   /// unfold like every other layer (rounding then follows the direct sum more closely).
-  nonisolated(unsafe) public static var usesWinograd = true
+  /// ``KernelOptions/usesWinograd``.
+  public static var usesWinograd: Bool { KernelOptions.current.usesWinograd }
 
   /// Whether `g` runs through ``Winograd``.
   public static func runsWinograd(_ g: ConvGeometry) -> Bool { usesWinograd && Winograd.applies(g) }
 
-  /// Matrix products of 1x1 layers aim for at least this many columns (images side by side).
-  nonisolated(unsafe) public static var targetColumns = 2048
-  /// The same for layers with larger kernels, whose column matrix is `patchSize` times taller:
-  /// one 28x28 image, four 14x14 ones. ResNet-50's 3x3 layers at 28x28 and 14x14 ran 13-15%
-  /// faster forward + backward with 784 than with 2048 (`acon bench-op --conv`, batch 8: the
-  /// 3.6-7 MB column matrices stay in cache, the 10-14 MB ones did not).
-  nonisolated(unsafe) public static var unfoldedTargetColumns = 784
-  /// Cap on the floats of one column matrix block (32 MB), so that batching never balloons.
-  nonisolated(unsafe) public static var maximumColumnFloats = 8 << 20
-
-  /// A 1x1 layer with at least this many output positions runs one product per image straight
-  /// from the input: batching it would add a copy of the input and the output, which only pays
-  /// for small images (7x7 and 14x14 measured faster batched, 28x28 not).
-  nonisolated(unsafe) public static var pointwiseDirectColumns = 512
+  /// Matrix products of 1x1 layers aim for at least this many columns (images side by side;
+  /// ``KernelOptions/pointwiseTargetColumns``).
+  public static var targetColumns: Int { KernelOptions.current.pointwiseTargetColumns }
+  /// The same for layers with larger kernels (``KernelOptions/unfoldedTargetColumns``).
+  public static var unfoldedTargetColumns: Int { KernelOptions.current.unfoldedTargetColumns }
+  /// Cap on the floats of one column matrix block (``KernelOptions/maximumColumnFloats``).
+  public static var maximumColumnFloats: Int { KernelOptions.current.maximumColumnFloats }
+  /// 1x1 layers with at least this many output positions run one product per image
+  /// (``KernelOptions/pointwiseDirectColumns``).
+  public static var pointwiseDirectColumns: Int { KernelOptions.current.pointwiseDirectColumns }
 
   /// How many images share one matrix product.
   public static func imagesPerProduct(_ g: ConvGeometry) -> Int {

@@ -92,6 +92,8 @@ public func stableSigmoid(_ x: Float) -> Float {
 
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif
 
 /// Runs `body` over `count` floats eight lanes at a time; the tail is padded with zeros, so

@@ -62,4 +62,6 @@ public enum OptimizerKernels {
 
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif

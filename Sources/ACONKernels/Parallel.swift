@@ -3,6 +3,8 @@ import Synchronization
 
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif
 
 /// The one parallel-for of the kernels, matrix products included (``BLAS``).
@@ -15,10 +17,12 @@ import Synchronization
 /// chunking (and any per-chunk sum) never depends on timing; a matrix product called from
 /// inside a loop should still pass `serial: true` to skip the attempt.
 public enum Parallel {
-  /// How many threads the kernels and the matrix products use (defaults to the processors this
-  /// process may run on).
-  nonisolated(unsafe) public static var workers: Int = max(
-    1, min(availableProcessorCount(), 64))
+  /// How many threads the kernels and the matrix products use: ``KernelOptions/workers`` of
+  /// the options in force (by default the processors this process may run on).
+  public static var workers: Int { max(1, min(KernelOptions.current.workers, 64)) }
+
+  /// The processors this process may run on (its affinity mask), at most 64.
+  public static let availableWorkers = max(1, min(availableProcessorCount(), 64))
 
   /// Calls `body` on disjoint ranges that together cover `0..<count`, in parallel when it pays.
   public static func forRanges(
@@ -67,10 +71,10 @@ func availableProcessorCount() -> Int {
 /// claims a chunk by compare-and-swap on it, so a helper that wakes late for a finished loop
 /// finds a newer generation and claims nothing.
 final class WorkerPool: @unchecked Sendable {
-  static let shared = WorkerPool(helpers: max(0, min(availableProcessorCount(), 64) - 1))
+  static let shared = WorkerPool(helpers: Parallel.availableWorkers - 1)
 
   /// How long an idle helper spins before it sleeps.
-  nonisolated(unsafe) static var spinMicroseconds = 200
+  static let spinMicroseconds = 200
 
   private let helpers: Int
   /// `generation << 40 | chunks << 20 | next chunk`.

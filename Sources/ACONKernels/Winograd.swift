@@ -25,12 +25,13 @@
 /// `1 + |value|`) of a Float64 direct sum, and the PyTorch goldens within 1e-5 relative L2.
 public enum Winograd {
   /// Layers with fewer input or output channels use ``Im2col``: their 16 products are too thin
-  /// for BLAS to run at speed.
-  nonisolated(unsafe) public static var minimumChannels = 16
-  /// Target floats of one worker's block: its transformed input plus output (2 MB).
-  nonisolated(unsafe) public static var blockFloats = 1 << 19
-  /// Fewest tiles of a block (the products' column count), whatever ``blockFloats`` says.
-  nonisolated(unsafe) public static var minimumBlockTiles = 64
+  /// for BLAS to run at speed (``KernelOptions/winogradMinimumChannels``).
+  public static var minimumChannels: Int { KernelOptions.current.winogradMinimumChannels }
+  /// Target floats of one worker's block (``KernelOptions/winogradBlockFloats``).
+  public static var blockFloats: Int { KernelOptions.current.winogradBlockFloats }
+  /// Fewest tiles of a block, whatever ``blockFloats`` says
+  /// (``KernelOptions/winogradMinimumBlockTiles``).
+  public static var minimumBlockTiles: Int { KernelOptions.current.winogradMinimumBlockTiles }
 
   /// Whether ``Convolution`` runs `g` here: 3x3, stride 1, dilation 1, one group, padding at
   /// most 2 (the input gradient pads by `2 - padding`) and enough channels.
@@ -51,6 +52,8 @@ public enum Winograd {
     let outChannels: Int, outHeight: Int, outWidth: Int
     /// The target of ``blockWorkspace``.
     let blockFloats: Int
+    /// Read when the tiling is made, on the calling thread, like every option.
+    let minimumBlockTiles = Winograd.minimumBlockTiles
 
     /// Tiles down and across one image.
     var tileRows: Int { (outHeight + 1) / 2 }
@@ -66,7 +69,7 @@ public enum Winograd {
       let fitting = blockFloats / max(1, perRow)
       // Wide layers on small images: the products need enough columns to amortise reading
       // their `[out, in]` filters once per block.
-      let wideEnough = (Winograd.minimumBlockTiles + tileColumns - 1) / tileColumns
+      let wideEnough = (minimumBlockTiles + tileColumns - 1) / tileColumns
       return max(1, min(perWorker, max(fitting, wideEnough)))
     }
 

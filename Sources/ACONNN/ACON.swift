@@ -3,6 +3,8 @@ import ACONTensor
 
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif
 
 // The ACON family ("Activate or Not: Learning Customized Activation", Ma et al., CVPR 2021).
@@ -280,6 +282,12 @@ public final class MetaAconC: Module {
   /// a second generator pass (`acon plot beta`). Nil by default; it must not keep `beta`'s
   /// storage beyond the call without copying (`scalars`), since buffers are pooled.
   public var betaObserver: ((Tensor) -> Void)?
+
+  public override var settingsDescription: String {
+    "\(channels), generator=\(generator.rawValue)"
+      + (generator == .channel || generator == .channelWithoutBatchNorm ? ", hidden=\(hiddenChannels)" : "")
+      + (gate == .sigmoid ? "" : ", gate=\(gate)")
+  }
 
   /// A meta-ACON layer for `channels` channels with reduction `r` (16 in the reference, 8 for
   /// ShuffleNetV2 0.5x).

@@ -20,6 +20,16 @@ public final class Conv2d: Module {
   /// `[out]`, or nil for a layer built with `bias: false` (the usual choice before a batch norm).
   public let bias: Parameter?
 
+  public override var settingsDescription: String {
+    var parts = ["\(inputChannels), \(outputChannels)", "kernel_size=\(kernelSize)"]
+    if stride != 1 { parts.append("stride=\(stride)") }
+    if padding != 0 { parts.append("padding=\(padding)") }
+    if dilation != 1 { parts.append("dilation=\(dilation)") }
+    if groups != 1 { parts.append("groups=\(groups)") }
+    if bias == nil { parts.append("bias=False") }
+    return parts.joined(separator: ", ")
+  }
+
   /// A layer initialised from `rng`, which advances, so that one generator can build a whole
   /// network reproducibly. `inputChannels` and `outputChannels` must be divisible by `groups`.
   public init(

@@ -11,6 +11,8 @@ public final class Dropout: Module {
   /// The generator the masks are drawn from; it advances with every training forward.
   public var generator: RandomGenerator
 
+  public override var settingsDescription: String { "p=\(probability)" }
+
   /// A dropout layer; `probability` must lie in `[0, 1]`.
   public init(probability: Float = 0.5, seed: UInt64 = 0) {
     precondition(

@@ -13,6 +13,10 @@ public final class Linear: Module {
   /// `[out]`, or nil for a layer built with `bias: false`.
   public let bias: Parameter?
 
+  public override var settingsDescription: String {
+    "in_features=\(inputFeatures), out_features=\(outputFeatures)" + (bias == nil ? ", bias=False" : "")
+  }
+
   /// A layer initialised from `rng`, which advances, so that one generator can build a whole
   /// network reproducibly.
   public init(

@@ -18,7 +18,7 @@ public final class Buffer {
 /// A module registers its parameters, buffers and children by name, in the order PyTorch's
 /// reference registers them, so that `namedParameters()` and `stateDict()` give the reference's
 /// checkpoint keys (`features.3.branch_main.0.weight`) in the reference's order.
-open class Module {
+open class Module: CustomStringConvertible {
   /// Whether the module is in training mode (batch statistics, dropout) or evaluation mode.
   public private(set) var isTraining = true
   private var ownParameters: [(String, Parameter)] = []
@@ -120,6 +120,51 @@ open class Module {
 
   /// Total number of parameter elements.
   public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+
+  /// The layer's settings for ``description``, as PyTorch's `extra_repr`: `"3, 24,
+  /// kernel_size=3, stride=2"` for a convolution. Layers with settings override it; the
+  /// default is none.
+  open var settingsDescription: String { "" }
+
+  /// The module tree as `print(model)` shows it: each module's type, its settings and its
+  /// own parameters' shapes, children indented under their names (the keys of `stateDict`),
+  /// and at the root the total parameter count.
+  ///
+  ///     ShuffleNetV2(
+  ///       (first_conv): Sequential(
+  ///         (0): Conv2d(3, 24, kernel_size=3, stride=2, padding=1; weight [24, 3, 3, 3])
+  ///         ...
+  ///     ) 1,380,176 parameters
+  public var description: String {
+    var lines: [String] = []
+    describeTree(name: nil, depth: 0, into: &lines)
+    let total = parameterCount.formatted(.number.grouping(.automatic))
+    lines[lines.count - 1] += ", \(total) parameters"
+    return lines.joined(separator: "\n")
+  }
+
+  private func describeTree(name: String?, depth: Int, into lines: inout [String]) {
+    let indent = String(repeating: "  ", count: depth)
+    let label = name.map { "(\($0)): " } ?? ""
+    let parameters = ownParameters.map { "\($0.0) \(describeShape($0.1.value.shape))" }
+    let details = [settingsDescription, parameters.joined(separator: ", ")]
+      .filter { !$0.isEmpty }.joined(separator: "; ")
+    let type = String(describing: Swift.type(of: self))
+    if ownChildren.isEmpty {
+      lines.append("\(indent)\(label)\(type)(\(details))")
+      return
+    }
+    lines.append("\(indent)\(label)\(type)(\(details)")
+    for (childName, child) in ownChildren {
+      child.describeTree(name: childName, depth: depth + 1, into: &lines)
+    }
+    lines.append("\(indent))")
+  }
+}
+
+/// `[24, 3, 3, 3]`; `[]` for a scalar.
+private func describeShape(_ shape: [Int]) -> String {
+  "[" + shape.map(String.init).joined(separator: ", ") + "]"
 }
 
 /// One entry of a module's state: a parameter or a buffer with its dotted name.

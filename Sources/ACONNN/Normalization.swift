@@ -26,6 +26,10 @@ public final class BatchNorm2d: Module {
   /// Number of training batches seen, shape `[]`.
   public let batchesTracked: Buffer
 
+  public override var settingsDescription: String {
+    "\(channels), eps=\(epsilon), momentum=\(momentum)"
+  }
+
   /// A batch-norm layer over `channels` channels.
   public init(_ channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1) {
     precondition(channels > 0, "BatchNorm2d needs at least one channel, got \(channels)")

@@ -7,6 +7,10 @@ public class Pool2d: Module {
   public let stride: Int
   public let padding: Int
 
+  public override var settingsDescription: String {
+    "kernel_size=\(kernelSize), stride=\(stride)" + (padding != 0 ? ", padding=\(padding)" : "")
+  }
+
   /// `stride` defaults to the kernel size, as in PyTorch.
   public init(kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
     self.kernelSize = kernelSize

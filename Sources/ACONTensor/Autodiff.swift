@@ -2,6 +2,8 @@ import ACONKernels
 
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif
 
 /// One recorded operation of the gradient tape: the nodes of its inputs and a pullback that
@@ -85,30 +87,18 @@ public final class Parameter {
 
 /// Whether operations record gradients; off inside `withoutGradients`.
 ///
-/// The switch is per thread, so that an evaluation on one thread (a data loader, a test running
-/// beside another) does not stop recording on another.
+/// The switch is a task-local value, so that an evaluation on one thread (a data loader, a test
+/// running beside another) does not stop recording on another.
 public enum GradientMode {
-  private static let key: pthread_key_t = {
-    var k = pthread_key_t()
-    pthread_key_create(&k, nil)
-    return k
-  }()
-
-  /// How many `withoutGradients` scopes enclose the calling thread.
-  static var depthDisabled: Int {
-    get { Int(bitPattern: pthread_getspecific(key)) }
-    set { pthread_setspecific(key, UnsafeRawPointer(bitPattern: newValue)) }
-  }
+  @TaskLocal static var recording = true
 
   /// True when operations on the calling thread record the tape.
-  public static var isEnabled: Bool { depthDisabled == 0 }
+  public static var isEnabled: Bool { recording }
 }
 
 /// Runs `body` without recording gradients (evaluation, metrics, optimizer updates).
 public func withoutGradients<T>(_ body: () throws -> T) rethrows -> T {
-  GradientMode.depthDisabled += 1
-  defer { GradientMode.depthDisabled -= 1 }
-  return try body()
+  try GradientMode.$recording.withValue(false, operation: body)
 }
 
 extension Tensor {

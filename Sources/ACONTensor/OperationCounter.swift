@@ -1,5 +1,7 @@
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif
 
 /// Counts the multiply-accumulates of convolution and linear layers during a forward pass
@@ -16,32 +18,22 @@ public enum OperationCounter {
     public let weightStorage: ObjectIdentifier?
   }
 
-  private static let key: pthread_key_t = {
-    var k = pthread_key_t()
-    pthread_key_create(&k, nil)
-    return k
-  }()
+  /// The records of the innermost `counting` scope; only its own thread appends to it.
+  private final class Box: @unchecked Sendable { var records: [Record] = [] }
 
-  private final class Box { var records: [Record] = [] }
+  @TaskLocal private static var scope: Box?
 
   /// Runs `body`, returning what it produced and every conv/linear operation it ran.
   public static func counting<T>(_ body: () throws -> T) rethrows -> (T, [Record]) {
-    let previous = pthread_getspecific(key)
     let box = Box()
-    let unmanaged = Unmanaged.passRetained(box)
-    pthread_setspecific(key, unmanaged.toOpaque())
-    defer {
-      pthread_setspecific(key, previous)
-      unmanaged.release()
-    }
-    let result = try body()
+    let result = try $scope.withValue(box, operation: body)
     return (result, box.records)
   }
 
   /// Called by the conv and linear ops.
   public static func add(_ operation: String, weight: Tensor?, outputShape: [Int], macs: Int) {
-    guard let raw = pthread_getspecific(key) else { return }
-    Unmanaged<Box>.fromOpaque(raw).takeUnretainedValue().records.append(
+    guard let box = scope else { return }
+    box.records.append(
       Record(
         operation: operation, outputShape: outputShape, macs: macs,
         weightStorage: weight.map { ObjectIdentifier($0.storage) }))

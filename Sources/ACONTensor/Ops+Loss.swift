@@ -2,6 +2,8 @@ import ACONKernels
 
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif
 
 /// Softmax cross-entropy, as PyTorch's `F.cross_entropy(logits, labels, label_smoothing:)`.

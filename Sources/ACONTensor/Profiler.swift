@@ -1,11 +1,13 @@
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif
 
 /// A per-op wall-time profile of the tape, for finding where a training step goes.
 ///
-/// Off unless `ACON_PROFILE` is set in the environment or `isEnabled` is set (as
-/// `acon bench --profile` does); when off it costs one load and branch per recorded op.
+/// Off unless `ACON_PROFILE` is set in the environment or inside `recording(true) { }` (as
+/// `acon bench --profile` does); when off it costs a task-local read and a branch per recorded op.
 ///
 /// - Forward: every op that reaches ``Tensor/record(_:output:inputs:pullback:)`` is charged the
 ///   wall time since the previous such op (or since ``mark()``), i.e. its own compute plus the
@@ -15,8 +17,18 @@
 /// Meant for one thread driving the network (a benchmark); the totals are guarded by a lock so
 /// another thread recording at the same time cannot corrupt them, only blur them.
 public enum Profiler {
-  /// Whether ops are being timed.
-  nonisolated(unsafe) public static var isEnabled: Bool = getenv("ACON_PROFILE") != nil
+  /// Whether ops are being timed on this thread: by default when `ACON_PROFILE` is set, else
+  /// inside ``recording(_:_:)``.
+  public static var isEnabled: Bool { enabledScope }
+
+  @TaskLocal private static var enabledScope: Bool = getenv("ACON_PROFILE") != nil
+
+  /// Runs `body` with profiling on (or off).
+  public static func recording<Result>(_ enabled: Bool, _ body: () throws -> Result) rethrows
+    -> Result
+  {
+    try $enabledScope.withValue(enabled, operation: body)
+  }
 
   /// Totals of one op kind in one phase.
   public struct Entry: Sendable {

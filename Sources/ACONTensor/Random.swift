@@ -52,4 +52,6 @@ public struct RandomGenerator: RandomNumberGenerator, Codable, Equatable, Sendab
 
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif

@@ -2,6 +2,8 @@ import ACONKernels
 
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif
 
 /// A pool of float buffers keyed by element count, so that a steady training loop, which asks

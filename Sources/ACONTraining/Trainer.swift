@@ -6,6 +6,8 @@ import Foundation
 
 #if canImport(Glibc)
   import Glibc
+#elseif canImport(Darwin)
+  import Darwin
 #endif
 
 /// One line of `metrics.jsonl`: the state of the run at the end of an epoch.

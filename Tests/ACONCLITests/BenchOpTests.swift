@@ -1,4 +1,4 @@
-import ACONCLI
+@testable import ACONCLI
 import ACONModels
 import Foundation
 import Testing

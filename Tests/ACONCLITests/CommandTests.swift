@@ -119,7 +119,7 @@ struct CommandTests {
     #expect(after == stamps)
     // Bad seeds are refused before anything trains.
     let bad = try runACON(["compare", "--seeds", "0,x", "--out", out.path])
-    #expect(bad.status != 0 && bad.stderr.contains("bad seed"))
+    #expect(bad.status != 0 && bad.stderr.contains("'0,x' is invalid for '--seeds"))
   }
 
   @Test func forwardWritesLogitsAndGradients() throws {
@@ -193,16 +193,20 @@ struct CommandTests {
       try Data([0, 0, 9, 3, 0, 0, 0, 1]).write(to: badIDX.appendingPathComponent(name))
     }
     let cases: [([String], String)] = [
-      (["train", "--model", "resnet9000", "--out", dir.path], "unknown model"),
-      (["train", "--activation", "acon-z", "--out", dir.path], "unknown activation"),
-      (["train", "--dataset", "imagenet-21k", "--out", dir.path], "unknown data set"),
+      (["train", "--model", "resnet9000", "--out", dir.path], "'resnet9000' is invalid for '--model"),
+      (["train", "--activation", "acon-z", "--out", dir.path], "'acon-z' is invalid for '--activation"),
+      (["train", "--dataset", "imagenet-21k", "--out", dir.path], "'imagenet-21k' is invalid for '--dataset"),
       (["train", "--lr", "-1", "--out", dir.path], "--lr"),
       (["train", "--data", dir.appendingPathComponent("missing").path, "--out", dir.path], "does not exist"),
       (["train", "--data", badIDX.path, "--out", dir.path], "magic"),
       (["eval", "--weights", dir.appendingPathComponent("none.safetensors").path], "none.safetensors"),
       (["eval", "--weights", corrupt.path], "corrupt.safetensors"),
-      (["info", "--model", "mobilenetv9"], "unknown model"),
-      (["bench", "--mode", "fly"], "--mode"),
+      (["info", "--model", "mobilenetv9"], "'mobilenetv9' is invalid for '--model"),
+      (["bench", "--mode", "fly"], "'fly' is invalid for '--mode"),
+      (["train", "--schedule", "step", "--out", dir.path], "'step' is invalid for '--schedule"),
+      (["train", "--optimizer", "lamb", "--out", dir.path], "'lamb' is invalid for '--optimizer"),
+      (["compare", "--activations", "relu,acon-z", "--out", dir.path], "invalid for '--activations"),
+      (["compare", "--seeds", "0,x", "--out", dir.path], "invalid for '--seeds"),
     ]
     for (arguments, message) in cases {
       let r = try runACON(arguments)

@@ -1,4 +1,4 @@
-import ACONCLI
+@testable import ACONCLI
 import ACONData
 import ACONModels
 import ACONNN
@@ -199,6 +199,18 @@ struct ChartRasterTests {
     #expect(image.width == 2000 && image.height == 880 && image.channels == 3)
     #expect(image.pixels.contains { $0 < 50 })
     #expect(image.pixels.filter { $0 == 255 }.count > image.pixels.count / 2)
+  }
+
+  /// The README's own command line: negative values are values, not flags.
+  @Test func negativeParametersAsTheREADMEWritesThem() throws {
+    let dir = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let path = dir.appendingPathComponent("acon.svg").path
+    let r = try runACON(["plot-activation", "--p1", "1.2", "--p2", "-0.4", "--beta", "-1", "--output", path])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.contains("p2 -0.4, beta -1"), "\(r.stdout)")
+    let parsed = try PlotActivation.parse(["--p2", "-0.4", "--beta", "-2.5", "--output", path])
+    #expect(parsed.p2 == -0.4 && parsed.beta == -2.5)
   }
 
   @Test func everyGlyphIsFiveColumnsWide() {

@@ -205,12 +205,9 @@ struct ACONKernelTests {
         layout: .perChannel)
       return dp1 + dp2 + db + [dx.reduce(0, +)]
     }
-    let saved = Parallel.workers
-    defer { Parallel.workers = saved }
-    Parallel.workers = 1
-    let one = run()
-    Parallel.workers = 2
-    let two = run()
+    // Options are scoped values: other suites running meanwhile keep their own.
+    let one = KernelOptions.with(changing: { $0.workers = 1 }, run)
+    let two = KernelOptions.with(changing: { $0.workers = 2 }, run)
     #expect(one == two)
   }
 

@@ -3,16 +3,16 @@ import Foundation
 /// A small rasteriser for the chart shapes, for PNG output: anti-aliased lines, circles and
 /// rectangles blended into an RGB float buffer, and text in a built-in 5x7 bitmap font
 /// (`BitmapFont`), so that PNG needs no font library.
-public struct ChartRaster {
-  public let width: Int
-  public let height: Int
+struct ChartRaster {
+  let width: Int
+  let height: Int
   /// Pixels per SVG unit.
-  public let scale: Double
+  let scale: Double
   /// Interleaved RGB in [0, 1], row-major from the top.
-  public private(set) var rgb: [Float]
+  private(set) var rgb: [Float]
 
   /// Draws `figure` at `scale` pixels per SVG unit on white.
-  public init(figure: ChartFigure, scale: Double = 2) {
+  init(figure: ChartFigure, scale: Double = 2) {
     let (w, h) = figure.size
     self.scale = scale
     width = max(1, Int((w * scale).rounded()))
@@ -22,10 +22,10 @@ public struct ChartRaster {
   }
 
   /// 8-bit RGB bytes for `ImageCodec.writePNG`.
-  public func rgbBytes() -> [UInt8] { rgb.map { UInt8((min(max($0, 0), 1) * 255).rounded()) } }
+  func rgbBytes() -> [UInt8] { rgb.map { UInt8((min(max($0, 0), 1) * 255).rounded()) } }
 
   /// The RGB colour at pixel (x, y), for tests.
-  public func pixel(_ x: Int, _ y: Int) -> (Float, Float, Float) {
+  func pixel(_ x: Int, _ y: Int) -> (Float, Float, Float) {
     let i = (y * width + x) * 3
     return (rgb[i], rgb[i + 1], rgb[i + 2])
   }
@@ -208,18 +208,18 @@ public struct ChartRaster {
 
 /// A 5x7 bitmap font for ASCII and the few other characters the charts print (β, ′); rows
 /// below the seventh are descenders. Unknown characters draw as `?`.
-public enum BitmapFont {
-  public static let columns = 5
+enum BitmapFont {
+  static let columns = 5
   /// Rows above the baseline.
-  public static let rows = 7
+  static let rows = 7
 
   /// The rows of `character`'s glyph, one bit per column, most significant bit on the left.
-  public static func glyph(_ character: Character) -> [UInt8] {
+  static func glyph(_ character: Character) -> [UInt8] {
     glyphs[character] ?? glyphs["?"]!
   }
 
   /// Every character with a glyph of its own.
-  public static var characters: [Character] { Array(glyphs.keys) }
+  static var characters: [Character] { Array(glyphs.keys) }
 
   static let glyphs: [Character: [UInt8]] = {
     var table: [Character: [UInt8]] = [:]

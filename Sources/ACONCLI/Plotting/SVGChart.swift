@@ -2,19 +2,19 @@ import ACONData
 import Foundation
 
 /// One line of a chart: points joined in order, optionally marked, drawn as one SVG `<path>`.
-public struct LineSeries {
+struct LineSeries {
   /// The legend entry ("" keeps the series out of the legend).
-  public var name: String
+  var name: String
   /// An SVG colour.
-  public var color: String
+  var color: String
   /// An SVG dash pattern (`"6,4"`), nil for a solid line.
-  public var dash: String?
+  var dash: String?
   /// The data points, in drawing order.
-  public var points: [(x: Double, y: Double)]
+  var points: [(x: Double, y: Double)]
   /// Whether each point gets a dot (useful when there are few points, e.g. epochs).
-  public var markers: Bool
+  var markers: Bool
 
-  public init(
+  init(
     name: String, color: String, dash: String? = nil, points: [(x: Double, y: Double)],
     markers: Bool = false
   ) {
@@ -28,13 +28,13 @@ public struct LineSeries {
 
 /// One column of a categorical panel: a box plot (quartiles, median, min-max whiskers) with the
 /// values drawn over it as a jittered strip.
-public struct Distribution {
+struct Distribution {
   /// The category's label on the x axis.
-  public var label: String
-  public var values: [Double]
-  public var color: String
+  var label: String
+  var values: [Double]
+  var color: String
 
-  public init(label: String, values: [Double], color: String = ChartStyle.palette[0]) {
+  init(label: String, values: [Double], color: String = ChartStyle.palette[0]) {
     self.label = label
     self.values = values
     self.color = color
@@ -42,7 +42,7 @@ public struct Distribution {
 
   /// Minimum, first quartile, median, third quartile, maximum (linear interpolation between
   /// order statistics, as numpy's default); nil for no values.
-  public var summary: (min: Double, q1: Double, median: Double, q3: Double, max: Double)? {
+  var summary: (min: Double, q1: Double, median: Double, q3: Double, max: Double)? {
     guard !values.isEmpty else { return nil }
     let sorted = values.sorted()
     func quantile(_ q: Double) -> Double {
@@ -57,21 +57,21 @@ public struct Distribution {
 }
 
 /// Colours and sizes shared by every chart.
-public enum ChartStyle {
+enum ChartStyle {
   /// Ten distinguishable colours (matplotlib's "tab10").
-  public static let palette = [
+  static let palette = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf",
   ]
   /// Most strip points drawn per column: the box still summarises every value.
-  public static let maximumStripPoints = 256
+  static let maximumStripPoints = 256
 }
 
 /// A point in pixels, y pointing down.
-public struct ChartPoint: Equatable {
-  public var x: Double
-  public var y: Double
-  public init(x: Double, y: Double) {
+struct ChartPoint: Equatable {
+  var x: Double
+  var y: Double
+  init(x: Double, y: Double) {
     self.x = x
     self.y = y
   }
@@ -79,9 +79,9 @@ public struct ChartPoint: Equatable {
 
 /// A drawing primitive in pixels: a figure is laid out once into these, then written as SVG
 /// elements or rasterised for PNG.
-public enum ChartShape {
+enum ChartShape {
   /// Where a text's anchor point sits along it.
-  public enum Anchor: String { case start, middle, end }
+  enum Anchor: String { case start, middle, end }
 
   /// Opens a named group (SVG `<g class=...>`); groups nest and only structure the SVG.
   case group(String)
@@ -100,29 +100,29 @@ public enum ChartShape {
 }
 
 /// One panel: either line series against a numeric x axis, or distributions over categories.
-public struct ChartPanel {
-  public var title: String
-  public var xLabel: String
-  public var yLabel: String
-  public var lines: [LineSeries]
+struct ChartPanel {
+  var title: String
+  var xLabel: String
+  var yLabel: String
+  var lines: [LineSeries]
   /// Categories along the x axis (drawn after the lines, which then share the x positions
   /// 0, 1, 2, ... of the categories).
-  public var distributions: [Distribution]
+  var distributions: [Distribution]
   /// The x range; nil: the data's range (or the categories').
-  public var xDomain: ClosedRange<Double>?
+  var xDomain: ClosedRange<Double>?
   /// The y range; nil: the data's range with `yPadding` on each side.
-  public var yDomain: ClosedRange<Double>?
+  var yDomain: ClosedRange<Double>?
   /// Fraction of the data's y extent added above and below.
-  public var yPadding = 0.05
+  var yPadding = 0.05
   /// Whether to draw the lines x = 0 and y = 0 when they are inside the panel.
-  public var zeroAxes = false
+  var zeroAxes = false
   /// Whether x ticks fall on whole numbers only (epochs).
-  public var integerXTicks = false
+  var integerXTicks = false
   /// Horizontal reference lines (e.g. y = 1), dashed grey, drawn where they fall inside the
   /// y range (they do not widen it).
-  public var referenceLines: [Double] = []
+  var referenceLines: [Double] = []
 
-  public init(
+  init(
     title: String, xLabel: String = "", yLabel: String = "", lines: [LineSeries] = [],
     distributions: [Distribution] = []
   ) {
@@ -134,7 +134,7 @@ public struct ChartPanel {
   }
 
   /// The x and y ranges the panel draws: they contain every finite data value.
-  public func domains() -> (x: ClosedRange<Double>, y: ClosedRange<Double>) {
+  func domains() -> (x: ClosedRange<Double>, y: ClosedRange<Double>) {
     var xs: [Double] = lines.flatMap { $0.points.map(\.x) }
     let ys: [Double] = lines.flatMap { $0.points.map(\.y) } + distributions.flatMap(\.values)
     if !distributions.isEmpty { xs += [-0.5, Double(distributions.count) - 0.5] }
@@ -156,16 +156,16 @@ public struct ChartPanel {
 }
 
 /// A figure of panels on a grid, written as a standalone SVG document.
-public struct ChartFigure {
-  public var title: String?
-  public var panels: [ChartPanel]
+struct ChartFigure {
+  var title: String?
+  var panels: [ChartPanel]
   /// Panels per row.
-  public var columns: Int
+  var columns: Int
   /// Size of one panel in pixels.
-  public var panelWidth: Double
-  public var panelHeight: Double
+  var panelWidth: Double
+  var panelHeight: Double
 
-  public init(
+  init(
     title: String? = nil, panels: [ChartPanel], columns: Int = 1, panelWidth: Double = 500,
     panelHeight: Double = 400
   ) {
@@ -179,13 +179,13 @@ public struct ChartFigure {
   var titleHeight: Double { title == nil ? 0 : 30 }
   var rows: Int { (panels.count + columns - 1) / columns }
   /// The document's size in pixels.
-  public var size: (width: Double, height: Double) {
+  var size: (width: Double, height: Double) {
     (panelWidth * Double(min(columns, max(panels.count, 1))), titleHeight + panelHeight * Double(rows))
   }
 
   /// Every shape of the figure in drawing order, in pixels (y down): what both the SVG and
   /// the PNG writers draw.
-  public func shapes() -> [ChartShape] {
+  func shapes() -> [ChartShape] {
     let (width, _) = size
     var s: [ChartShape] = []
     if let title {
@@ -201,7 +201,7 @@ public struct ChartFigure {
   }
 
   /// The SVG document.
-  public func svg() -> String {
+  func svg() -> String {
     let (width, height) = size
     var s = """
       <?xml version="1.0" encoding="UTF-8"?>
@@ -216,7 +216,7 @@ public struct ChartFigure {
 
   /// Writes the figure to `path`: PNG when the name ends in `.png` (drawn `pngScale` times the
   /// SVG's pixel size), SVG otherwise.
-  public func write(to path: String, pngScale: Double = 2) throws {
+  func write(to path: String, pngScale: Double = 2) throws {
     if path.lowercased().hasSuffix(".png") {
       let raster = ChartRaster(figure: self, scale: pngScale)
       try ImageCodec.writePNG(
@@ -465,7 +465,7 @@ public struct ChartFigure {
 
   /// About six round tick values (steps of 1, 2 or 5 times a power of ten, at least
   /// `minimumStep`) inside `[lo, hi]`.
-  public static func ticks(_ lo: Double, _ hi: Double, minimumStep: Double = 0) -> [Double] {
+  static func ticks(_ lo: Double, _ hi: Double, minimumStep: Double = 0) -> [Double] {
     guard lo.isFinite, hi.isFinite, hi > lo else { return [] }
     let raw = max((hi - lo) / 6, minimumStep)
     let magnitude = pow(10, floor(log10(raw)))
@@ -487,10 +487,10 @@ public struct ChartFigure {
   }
 
   /// A short number: four decimals at most, no trailing zeros.
-  public static func format(_ v: Double) -> String { String(format: "%g", (v * 1e4).rounded() / 1e4) }
+  static func format(_ v: Double) -> String { String(format: "%g", (v * 1e4).rounded() / 1e4) }
 
   /// `s` safe inside SVG text and attribute values.
-  public static func escape(_ s: String) -> String {
+  static func escape(_ s: String) -> String {
     s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
       .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
   }

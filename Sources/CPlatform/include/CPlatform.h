@@ -34,4 +34,8 @@ static inline void acon_cpu_relax(void) {
 #endif
 }
 
+/// The x86-64 feature level the Swift kernels were compiled for: 0 the baseline, 3 AVX2 + FMA,
+/// 4 AVX-512 (chosen by Package.swift; checked against the CPU at start-up, CPUCheck.c).
+int acon_required_x86_level(void);
+
 #endif
