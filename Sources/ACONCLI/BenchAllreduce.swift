@@ -50,7 +50,7 @@ struct BenchAllreduce: ParsableCommand {
     print(
       String(
         format: "%@ %@: %d parameters, %.2f MB of gradients, %d ranks: allreduce median %.2f ms (min %.2f), %.2f GB/s bus bandwidth",
-        network.model, network.activation, parameters, Double(bytes) / 1e6, group.size, median * 1e3,
+        network.model.name, network.activation.rawValue, parameters, Double(bytes) / 1e6, group.size, median * 1e3,
         times[0] * 1e3, busBytes / median / 1e9))
     if json {
       let object: [String: Any] = [
