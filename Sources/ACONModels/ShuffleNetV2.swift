@@ -11,6 +11,8 @@ public final class ShuffleNetV2: Module {
   /// 0.25x is not in the reference: it halves 0.5x's stem and stages (16, 32, 64, 128) and keeps
   /// the 1024-channel last convolution, so each stride-2 block still splits its output evenly
   /// between the two branches. It exists for the gain-against-model-size study (docs/RESULTS.md).
+  // The case names spell the reference's multipliers ("0.5x"), which lowerCamelCase cannot.
+  // swift-format-ignore: AlwaysUseLowerCamelCase
   public enum Width: String, CaseIterable, Sendable {
     case x0_25 = "0.25x", x0_5 = "0.5x", x1_0 = "1.0x", x1_5 = "1.5x", x2_0 = "2.0x"
 

@@ -121,7 +121,7 @@ struct ConvolutionTests {
       (error(x: [1, 3, 8, 8], weight: [4, 1, 3, 3], groups: 2), [1, 3, 8, 8]),  // Cin % groups
       (error(x: [1, 4, 8, 8], weight: [3, 2, 3, 3], groups: 2), [3, 2, 3, 3]),  // Cout % groups
       (error(x: [1, 3, 4, 4], weight: [2, 3, 5, 5]), [2, 3, 5, 5]),  // kernel > input
-      (error(x: [1, 3, 4, 4], weight: [2, 3, 3, 3], dilation: 2), [1, 3, 4, 4]),  // dilated reach 5 > 4
+      (error(x: [1, 3, 4, 4], weight: [2, 3, 3, 3], dilation: 2), [1, 3, 4, 4]),  // reach 5 > 4
       (error(x: [1, 3, 8, 8], weight: [4, 3, 3, 3], bias: [3]), [3]),  // bias length
       (error(x: [1, 3, 8, 8], weight: [4, 3, 3, 3], bias: [4, 1]), [4, 1]),  // bias rank
     ]
