@@ -100,26 +100,26 @@ struct PlotCurves: ParsableCommand {
     for (index, line) in String(decoding: data, as: UTF8.self).split(
       separator: "\n", omittingEmptySubsequences: false
     ).enumerated() {
-      let where_ = "\(path) line \(index + 1)"
+      let location = "\(path) line \(index + 1)"
       guard !line.allSatisfy(\.isWhitespace) else { continue }
       let object: Any
       do {
         object = try JSONSerialization.jsonObject(with: Data(line.utf8))
       } catch {
-        throw CLIError("\(where_): not valid JSON")
+        throw CLIError("\(location): not valid JSON")
       }
       guard let fields = object as? [String: Any] else {
-        throw CLIError("\(where_): expected a JSON object, one per epoch")
+        throw CLIError("\(location): expected a JSON object, one per epoch")
       }
       func number(_ key: String) throws -> Double {
         guard let value = fields[key] as? NSNumber else {
-          throw CLIError("\(where_): missing or non-numeric \"\(key)\"")
+          throw CLIError("\(location): missing or non-numeric \"\(key)\"")
         }
         return value.doubleValue
       }
       let epoch = try number("epoch")
       guard epoch == epoch.rounded(), epoch >= 0, epoch < 1e9 else {
-        throw CLIError("\(where_): \"epoch\" must be a non-negative integer")
+        throw CLIError("\(location): \"epoch\" must be a non-negative integer")
       }
       byEpoch[Int(epoch)] = Epoch(
         epoch: Int(epoch), trainLoss: try number("train_loss"), testTop1: try number("test_top1"),
