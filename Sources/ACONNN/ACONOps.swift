@@ -177,7 +177,7 @@ extension Tensor {
 extension Tensor {
   /// meta-ACON with the pixel-wise generator, fused: `beta = sigmoid(weight_c x + bias_c)` and
   /// ACON-C with it, in one pass; the pullback recomputes beta from `x`, so only `x` is kept
-  /// (see ``ACONKernels/pixelForward(_:_:geometry:p1:p2:weight:bias:gate:)``).
+  /// (see `ACONKernels.pixelForward`).
   ///
   /// - `x`: `[N, C, H, W]` or `[N, C]`; `p1`, `p2`, `weight`, `bias`: one value per channel.
   public static func pixelMetaAcon(

@@ -106,9 +106,9 @@ extension MetaAconC: FusesAfterBatchNorm {
 extension Tensor {
   /// Batch norm followed by ACON-C (or meta-ACON channel-wise) as one op:
   /// `acon(batchNorm(x))` with the values, gradients and running-statistics updates of
-  /// ``batchNorm(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:fusedReLU:)``
+  /// `batchNorm(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:fusedReLU:)`
   /// then ``acon(_:p1:p2:beta:gate:)`` (or ``metaAcon(_:p1:p2:gate:generator:)``), in fewer
-  /// passes over memory and keeping only `x` (see ``ACONKernels/forwardAfterBatchNorm(_:_:geometry:scale:shift:p1:p2:beta:layout:gate:)``).
+  /// passes over memory and keeping only `x` (see `ACONKernels.forwardAfterBatchNorm`).
   ///
   /// - `x`: `[N, C, H, W]`; `weight`, `bias`, the running statistics: `[C]`.
   /// - `p1`, `p2`: one value per channel. Give `beta` (one per channel) for ACON-C, or

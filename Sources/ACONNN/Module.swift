@@ -121,7 +121,7 @@ open class Module: CustomStringConvertible {
   /// Total number of parameter elements.
   public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
 
-  /// The layer's settings for ``description``, as PyTorch's `extra_repr`: `"3, 24,
+  /// The layer's settings for ``Module/description``, as PyTorch's `extra_repr`: `"3, 24,
   /// kernel_size=3, stride=2"` for a convolution. Layers with settings override it; the
   /// default is none.
   open var settingsDescription: String { "" }

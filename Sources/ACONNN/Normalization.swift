@@ -58,7 +58,7 @@ public final class BatchNorm2d: Module {
   public func forwardWithReLU(_ x: Tensor) throws -> Tensor { try run(x, relu: true) }
 
   /// `relu(self(x) + residual)` as one op (see
-  /// ``ACONTensor/Tensor/batchNormAddReLU(_:residual:weight:bias:runningMean:runningVariance:training:momentum:epsilon:)``).
+  /// `Tensor.batchNormAddReLU(_:residual:weight:bias:runningMean:runningVariance:training:momentum:epsilon:)`).
   public func forwardWithResidualReLU(_ x: Tensor, residual: Tensor) throws -> Tensor {
     let y = try Tensor.batchNormAddReLU(
       x, residual: residual, weight: weight.value, bias: bias.value,
