@@ -25,7 +25,8 @@ struct Bench: ParsableCommand {
   var profile = false
 
   func run() throws {
-    try KernelOptions.with(changing: { $0.usesWinograd = !noWinograd }) {
+    let winograd: (inout KernelOptions) -> Void = { $0.usesWinograd = !noWinograd }
+    try KernelOptions.with(changing: winograd) {
       try Profiler.recording(profile || Profiler.isEnabled, measure)
     }
   }

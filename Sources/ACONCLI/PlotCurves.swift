@@ -6,8 +6,6 @@ struct Plot: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Plot training curves or the learned beta of ACON layers to SVG or PNG.",
     subcommands: [PlotCurves.self, PlotBeta.self])
-
-  init() {}
 }
 
 /// Checks that `path` names an SVG or PNG file (the formats `ChartFigure.write` knows).

@@ -71,10 +71,6 @@ enum ChartStyle {
 struct ChartPoint: Equatable {
   var x: Double
   var y: Double
-  init(x: Double, y: Double) {
-    self.x = x
-    self.y = y
-  }
 }
 
 /// A drawing primitive in pixels: a figure is laid out once into these, then written as SVG
