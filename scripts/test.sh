@@ -11,8 +11,3 @@ swift build -c release --product acon
 swift test -c release "$@"
 # The package as a dependency of another package, by URL and version.
 scripts/check_consumer.sh
-# The DocC documentation builds without warnings (broken symbol links included).
-scripts/docs.sh
-# Style, last so that a layout finding does not hide test results: swift format lint --strict
-# with the repository's .swift-format.
-scripts/lint.sh
