@@ -44,7 +44,15 @@ struct Train: ParsableCommand {
       let trainer = try Trainer(
         configuration: config, outputDirectory: URL(fileURLWithPath: directory), resume: resume,
         progress: ProgressReporter(enabled: !quiet), dataParallel: replicas?.dataParallel)
-      try initialWeights.apply(to: trainer.model, resuming: resume, quiet: quiet)
+      if let replicas {
+        // Rank 0's weights, as every data-parallel start: only it reads the file.
+        if replicas.group.rank == 0 {
+          try initialWeights.apply(to: trainer.model, resuming: resume, quiet: quiet)
+        }
+        try replicas.dataParallel.broadcastParameters(of: trainer.model)
+      } else {
+        try initialWeights.apply(to: trainer.model, resuming: resume, quiet: quiet)
+      }
       let c = trainer.state.configuration
       if !quiet {
         standardError(
@@ -74,6 +82,8 @@ struct Train: ParsableCommand {
       print("weights: \(directory)/model.safetensors  metrics: \(directory)/metrics.jsonl")
       if json { print(String(decoding: try JSONEncoder.sortedKeys.encode(last), as: UTF8.self)) }
     } catch let error as TrainingError {
+      // Under mpirun, `Replicas.run` decides how the job ends.
+      if replicas != nil { throw error }
       throw CLIError(error.description)
     }
   }

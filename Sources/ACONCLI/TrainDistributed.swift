@@ -25,6 +25,13 @@ struct DataParallelFlags: ParsableArguments {
   /// initialising MPI.
   func replicas() throws -> Replicas? {
     guard MPIProcessGroup.isLaunchedByMPI else { return nil }
+    // mpirun turns Ctrl-C into SIGTERM for the ranks: make it the interrupt `acon train`
+    // handles (every rank learns of it in the same step, saves and stops).
+    signal(SIGTERM) { _ in raise(SIGINT) }
+    var terminate = sigset_t()
+    sigemptyset(&terminate)
+    sigaddset(&terminate, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &terminate, nil)
     let group = try MPIProcessGroup(timeout: collectiveTimeout)
     var options = DataParallelOptions()
     options.synchronizeBatchNorm = syncBatchnorm
@@ -41,7 +48,8 @@ struct Replicas {
   let dataParallel: DataParallel
 
   /// Runs the training body; turns its failure into the job's end. Errors every rank meets at
-  /// the same point (settings that differ, a non-finite mean loss, diverged replicas) end each
+  /// the same point (settings that differ, a non-finite mean loss, an interrupt, which every
+  /// rank learns in the same step, diverged replicas) end each
   /// rank cleanly with status 1, rank 0 printing the message; any other error on one rank
   /// aborts the whole job at once (its peers would otherwise wait in their next collective).
   func run(_ body: () throws -> Void) throws {
@@ -51,16 +59,19 @@ struct Replicas {
     } catch let error as ProcessGroupError {
       try endTogether(error.description)
     } catch let error as TrainingError {
-      if case .nonFiniteLoss = error { try endTogether(error.description) }
-      group.abort(error.description, code: 1)
+      switch error {
+      case .nonFiniteLoss, .interrupted: try endTogether(error.description)
+      default: group.abort(error.description, code: 1)
+      }
     } catch {
       group.abort("\(error)", code: 1)
     }
   }
 
   private func endTogether(_ message: String) throws -> Never {
-    group.finalize()
+    // The message first: after a Ctrl-C, mpirun may end the ranks during MPI_Finalize.
     if group.rank == 0 { standardError("acon: \(message)") }
+    group.finalize()
     throw ExitCode(1)
   }
 }

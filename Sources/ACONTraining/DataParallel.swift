@@ -145,6 +145,11 @@ public final class DataParallel: BatchNormReplicaReducer, @unchecked Sendable {
     }
   }
 
+  /// Rank 0's parameters and buffers on every rank (after weights were loaded on rank 0 alone).
+  public func broadcastParameters(of model: Module) throws {
+    try broadcastState(of: model, parametersToo: true)
+  }
+
   /// Rank 0's buffers (and parameters) on every rank.
   func broadcastState(of model: Module, parametersToo: Bool) throws {
     var tensors: [(set: (Tensor) -> Void, value: Tensor)] = []

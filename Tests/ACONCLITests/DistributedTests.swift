@@ -195,6 +195,30 @@ struct DistributedTests {
     }
   }
 
+  /// Ctrl-C or `kill` on mpirun sends the ranks SIGTERM: every rank learns of it in the same
+  /// step (the flag travels with the gradients), rank 0 saves the checkpoint, the job ends
+  /// non-zero with the usual message.
+  @Test func stoppingMpirunSavesACheckpoint() throws {
+    let out = temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let job = try Job(
+      ["-np", "2", try aconBinary().path] + Self.tiny(out, lr: "0.01")
+        + ["--train-limit", "64", "--batch-size", "16", "--epochs", "200"])
+    let metrics = out.appendingPathComponent("metrics.jsonl")
+    let deadline = Date().addingTimeInterval(120)
+    while !FileManager.default.fileExists(atPath: metrics.path) && Date() < deadline { usleep(100_000) }
+    // What mpirun sends the ranks on Ctrl-C, here to rank 1 alone (this test runner leaves
+    // mpirun's own signals blocked): rank 0 learns of it with the step's gradients.
+    let rank1 = try #require(Self.rankProcess(1, parent: job.process.processIdentifier))
+    kill(rank1, SIGTERM)
+    let status = job.finish()
+    #expect(status != 0)
+    #expect(job.stderr.contains("acon: interrupted; checkpoint saved to"), "\(job.stderr)")
+    let state = try #require(
+      try SafeTensors.read(out.appendingPathComponent("checkpoint.safetensors")).metadata["acon.training_state"])
+    #expect(state.contains("\"worldSize\":2"))
+  }
+
   /// Ranks started with different flags are stopped before training, each naming what differs.
   @Test func mismatchedSettingsAreDetectedAtStart() throws {
     let out = temporaryDirectory()
