@@ -5,20 +5,30 @@ import Foundation
 
 /// `acon train`'s data-parallel flags; they take effect under `mpirun -np K acon train ...`.
 struct DataParallelFlags: ParsableArguments {
-  @Flag(help: "Under mpirun: batch-norm statistics over every rank's batch (SyncBatchNorm); default: per rank, rank 0's running statistics broadcast each step.")
+  @Flag(
+    help:
+      "Under mpirun: batch-norm statistics over every rank's batch (SyncBatchNorm); default: per rank, rank 0's running statistics broadcast each step."
+  )
   var syncBatchnorm = false
   @Option(help: "Under mpirun: gradient bucket size in MB (the first bucket is 1 MB).")
   var bucketMb: Double = 4
   @Flag(help: "Under mpirun: reduce the gradients only after the whole backward (no overlap).")
   var noGradientOverlap = false
-  @Flag(help: "Under mpirun: after every step, check that every rank's weights are bitwise rank 0's.")
+  @Flag(
+    help: "Under mpirun: after every step, check that every rank's weights are bitwise rank 0's.")
   var verifyReplicas = false
-  @Option(help: "Under mpirun: seconds a collective may wait for the other ranks before the job is aborted.")
+  @Option(
+    help:
+      "Under mpirun: seconds a collective may wait for the other ranks before the job is aborted.")
   var collectiveTimeout: Double = 600
 
   func validate() throws {
-    guard bucketMb > 0, bucketMb.isFinite else { throw ValidationError("--bucket-mb must be positive") }
-    guard collectiveTimeout > 0 else { throw ValidationError("--collective-timeout must be positive") }
+    guard bucketMb > 0, bucketMb.isFinite else {
+      throw ValidationError("--bucket-mb must be positive")
+    }
+    guard collectiveTimeout > 0 else {
+      throw ValidationError("--collective-timeout must be positive")
+    }
   }
 
   /// The replicas when the process runs under an MPI launcher; nil otherwise, without

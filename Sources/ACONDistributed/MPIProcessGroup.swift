@@ -67,7 +67,8 @@ public final class MPIProcessGroup: ProcessGroup, @unchecked Sendable {
     var buffer = [CChar](repeating: 0, count: Int(acon_mpi_max_error_string()) + 1)
     var length: Int32 = 0
     MPI_Error_string(rc, &buffer, &length)
-    let text = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let text = String(
+      decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     throw ProcessGroupError.communication("rank \(rank): \(what) failed: \(text)")
   }
 

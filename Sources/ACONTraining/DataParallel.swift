@@ -133,7 +133,9 @@ public final class DataParallel: BatchNormReplicaReducer, @unchecked Sendable {
     }
     if !differences.isEmpty {
       FileHandle.standardError.write(
-        Data("acon: rank \(rank): settings differ from rank 0's: \(differences.joined(separator: "; "))\n".utf8))
+        Data(
+          "acon: rank \(rank): settings differ from rank 0's: \(differences.joined(separator: "; "))\n"
+            .utf8))
     }
     let flags = try group.allgather([differences.isEmpty ? 0 : 1])
     let differing = flags.indices.filter { flags[$0][0] != 0 }
@@ -141,7 +143,8 @@ public final class DataParallel: BatchNormReplicaReducer, @unchecked Sendable {
       throw ProcessGroupError.configurationMismatch(
         "the ranks were started with different settings: rank(s) "
           + differing.map(String.init).joined(separator: ", ")
-          + " differ from rank 0 (each printed what differs); start every rank with the same flags and checkpoint")
+          + " differ from rank 0 (each printed what differs); start every rank with the same flags and checkpoint"
+      )
     }
   }
 
@@ -191,7 +194,8 @@ public final class DataParallel: BatchNormReplicaReducer, @unchecked Sendable {
       b.ready = 0
       b.pending = nil
     }
-    try loss.backward(parameterGradientReady: options.overlap ? { [self] in gradientReady($0) } : nil)
+    try loss.backward(
+      parameterGradientReady: options.overlap ? { [self] in gradientReady($0) } : nil)
     if let launchError { throw launchError }
     let start = DispatchTime.now().uptimeNanoseconds
     while nextLaunch < buckets.count { try launch(buckets[nextLaunch]) }
@@ -204,7 +208,8 @@ public final class DataParallel: BatchNormReplicaReducer, @unchecked Sendable {
       for (p, had) in zip(b.parameters, b.hadGradient) {
         let n = p.value.count
         if had {
-          p.grad = Tensor(shape: p.value.shape, values: sums[offset..<(offset + n)].map { $0 * scale })
+          p.grad = Tensor(
+            shape: p.value.shape, values: sums[offset..<(offset + n)].map { $0 * scale })
         }
         offset += n
       }
@@ -220,7 +225,9 @@ public final class DataParallel: BatchNormReplicaReducer, @unchecked Sendable {
     buckets[i].ready += 1
     do {
       // Buckets start in order on every rank (MPI matches collectives by order).
-      while nextLaunch < buckets.count, buckets[nextLaunch].ready == buckets[nextLaunch].parameters.count {
+      while nextLaunch < buckets.count,
+        buckets[nextLaunch].ready == buckets[nextLaunch].parameters.count
+      {
         try launch(buckets[nextLaunch])
       }
     } catch {
@@ -273,7 +280,9 @@ public final class DataParallel: BatchNormReplicaReducer, @unchecked Sendable {
 
   /// The settings every rank must share: the run's configuration (flattened to dotted keys),
   /// the state it starts from and the data-parallel options.
-  public func settings(configuration: TrainingConfiguration, state: TrainingState) throws -> [String: String] {
+  public func settings(configuration: TrainingConfiguration, state: TrainingState) throws
+    -> [String: String]
+  {
     var result: [String: String] = [:]
     func flatten(_ value: Any, _ key: String) {
       if let d = value as? [String: Any] {
@@ -301,7 +310,9 @@ public final class DataParallel: BatchNormReplicaReducer, @unchecked Sendable {
     count: Int, mean: [Float], variance: [Float]
   ) {
     let c = mean.count
-    let all = collective { try group.allgather([Double(count)] + mean.map(Double.init) + variance.map(Double.init)) }
+    let all = collective {
+      try group.allgather([Double(count)] + mean.map(Double.init) + variance.map(Double.init))
+    }
     let total = all.reduce(0.0) { $0 + $1[0] }
     var outMean = [Float](repeating: 0, count: c)
     var outVariance = [Float](repeating: 0, count: c)

@@ -41,7 +41,9 @@ struct DistributedTests {
     }
   }
 
-  static func mpirun(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+  static func mpirun(_ arguments: [String]) throws -> (
+    status: Int32, stdout: String, stderr: String
+  ) {
     let job = try Job(arguments)
     let status = job.finish()
     return (status, job.stdout, job.stderr)
@@ -89,7 +91,9 @@ struct DistributedTests {
     let single = try runACON(Self.tiny(one) + common + ["--batch-size", "64"])
     #expect(single.status == 0, "\(single.stderr)")
     let parallel = try Self.mpirun(
-      ["-np", "2", try aconBinary().path] + Self.tiny(two) + common + ["--batch-size", "32", "--sync-batchnorm"])
+      ["-np", "2", try aconBinary().path] + Self.tiny(two) + common + [
+        "--batch-size", "32", "--sync-batchnorm",
+      ])
     #expect(parallel.status == 0, "\(parallel.stderr)")
     let (a, b) = (try Self.metrics(one), try Self.metrics(two))
     #expect(a.count == 20 && b.count == 20)
@@ -122,7 +126,10 @@ struct DistributedTests {
     defer { try? FileManager.default.removeItem(at: out) }
     let r = try Self.mpirun(
       ["-np", "2", try aconBinary().path] + Self.tiny(out, lr: "0.05")
-        + ["--train-limit", "128", "--batch-size", "16", "--epochs", "2", "--verify-replicas", "--bucket-mb", "0.25"])
+        + [
+          "--train-limit", "128", "--batch-size", "16", "--epochs", "2", "--verify-replicas",
+          "--bucket-mb", "0.25",
+        ])
     #expect(r.status == 0, "\(r.stderr)")
     let m = try Self.metrics(out)
     #expect(m.count == 2)
@@ -150,13 +157,16 @@ struct DistributedTests {
     #expect(differences[0] == 0 && differences[1] == 0, "\(differences)")
     #expect(differences.allSatisfy { $0 <= 1e-3 }, "\(differences)")
     // The checkpoint now records 2 ranks of 32.
-    let state = try SafeTensors.read(resumed.appendingPathComponent("checkpoint.safetensors"))
+    let state =
+      try SafeTensors.read(resumed.appendingPathComponent("checkpoint.safetensors"))
       .metadata["acon.training_state"] ?? ""
     #expect(state.contains("\"worldSize\":2"), "\(state.prefix(300))")
     #expect(state.contains("\"batchSize\":32"))
     // A global batch that 3 ranks cannot share is refused with a clear message.
     let three = try Self.mpirun(
-      ["-np", "3", try aconBinary().path] + Self.tiny(resumed) + common + ["--epochs", "5", "--resume"])
+      ["-np", "3", try aconBinary().path] + Self.tiny(resumed) + common + [
+        "--epochs", "5", "--resume",
+      ])
     #expect(three.status != 0)
     #expect(three.stderr.contains("cannot share evenly"), "\(three.stderr)")
   }
@@ -168,8 +178,11 @@ struct DistributedTests {
       defer { try? FileManager.default.removeItem(at: out) }
       let job = try Job(
         ["-np", "2", try aconBinary().path] + Self.tiny(out, lr: "0.01")
-          + ["--train-limit", "64", "--batch-size", "16", "--epochs", "200", "--checkpoint-every", "1",
-             "--collective-timeout", "5"])
+          + [
+            "--train-limit", "64", "--batch-size", "16", "--epochs", "200", "--checkpoint-every",
+            "1",
+            "--collective-timeout", "5",
+          ])
       let checkpoint = out.appendingPathComponent("checkpoint.safetensors")
       let deadline = Date().addingTimeInterval(120)
       while !FileManager.default.fileExists(atPath: checkpoint.path) && Date() < deadline {
@@ -185,7 +198,8 @@ struct DistributedTests {
       if signal == SIGKILL {
         #expect(job.stderr.contains("rank 1"), "\(job.stderr)")
       } else {
-        #expect(job.stderr.contains("got no answer from the other ranks within 5 s"), "\(job.stderr)")
+        #expect(
+          job.stderr.contains("got no answer from the other ranks within 5 s"), "\(job.stderr)")
       }
       // The last checkpoint is whole: it reads back with its training state.
       let file = try SafeTensors.read(checkpoint)
@@ -206,7 +220,9 @@ struct DistributedTests {
         + ["--train-limit", "64", "--batch-size", "16", "--epochs", "200"])
     let metrics = out.appendingPathComponent("metrics.jsonl")
     let deadline = Date().addingTimeInterval(120)
-    while !FileManager.default.fileExists(atPath: metrics.path) && Date() < deadline { usleep(100_000) }
+    while !FileManager.default.fileExists(atPath: metrics.path) && Date() < deadline {
+      usleep(100_000)
+    }
     // What mpirun sends the ranks on Ctrl-C, here to rank 1 alone (this test runner leaves
     // mpirun's own signals blocked): rank 0 learns of it with the step's gradients.
     let rank1 = try #require(Self.rankProcess(1, parent: job.process.processIdentifier))
@@ -215,7 +231,8 @@ struct DistributedTests {
     #expect(status != 0)
     #expect(job.stderr.contains("acon: interrupted; checkpoint saved to"), "\(job.stderr)")
     let state = try #require(
-      try SafeTensors.read(out.appendingPathComponent("checkpoint.safetensors")).metadata["acon.training_state"])
+      try SafeTensors.read(out.appendingPathComponent("checkpoint.safetensors")).metadata[
+        "acon.training_state"])
     #expect(state.contains("\"worldSize\":2"))
   }
 
@@ -226,11 +243,16 @@ struct DistributedTests {
     let binary = try aconBinary().path
     let base = Self.tiny(out) + ["--train-limit", "64", "--batch-size", "16", "--epochs", "1"]
     let r = try Self.mpirun(
-      ["-np", "1", binary] + base + ["--seed", "1", ":", "-np", "1", binary] + base + ["--seed", "2"])
+      ["-np", "1", binary] + base + ["--seed", "1", ":", "-np", "1", binary] + base + [
+        "--seed", "2",
+      ])
     #expect(r.status != 0)
-    #expect(r.stderr.contains("rank 1: settings differ from rank 0's: seed = 2 here, 1 on rank 0"), "\(r.stderr)")
+    #expect(
+      r.stderr.contains("rank 1: settings differ from rank 0's: seed = 2 here, 1 on rank 0"),
+      "\(r.stderr)")
     #expect(r.stderr.contains("the ranks were started with different settings"))
-    #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("metrics.jsonl").path))
+    #expect(
+      !FileManager.default.fileExists(atPath: out.appendingPathComponent("metrics.jsonl").path))
   }
 
   /// Without mpirun, `acon train` never initialises MPI (which would create its session
@@ -240,7 +262,8 @@ struct DistributedTests {
     defer { for d in [out, tmp] { try? FileManager.default.removeItem(at: d) } }
     let process = Process()
     process.executableURL = try aconBinary()
-    process.arguments = Self.tiny(out) + ["--train-limit", "16", "--batch-size", "16", "--epochs", "1"]
+    process.arguments =
+      Self.tiny(out) + ["--train-limit", "16", "--batch-size", "16", "--epochs", "1"]
     var environment = ProcessInfo.processInfo.environment
     environment["TMPDIR"] = tmp.path
     for key in environment.keys where key.hasPrefix("OMPI_") || key.hasPrefix("PMIX_") {
@@ -256,7 +279,9 @@ struct DistributedTests {
 
   /// The pid of the child of `parent` whose environment says OMPI_COMM_WORLD_RANK=`rank`.
   static func rankProcess(_ rank: Int, parent: Int32) -> pid_t? {
-    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else {
+      return nil
+    }
     for entry in entries {
       guard let pid = Int32(entry),
         let status = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

@@ -18,7 +18,8 @@ final class ScriptedGroup: ProcessGroup {
   func broadcast(_ values: [Float], root: Int) throws -> [Float] { values }
   func broadcastBytes(_ bytes: [UInt8], root: Int) throws -> [UInt8] { bytes }
   func allreduceSum(_ values: [Double]) throws -> [Double] {
-    ([values] + others(values)).reduce(into: [Double](repeating: 0, count: values.count)) { total, v in
+    ([values] + others(values)).reduce(into: [Double](repeating: 0, count: values.count)) {
+      total, v in
       for i in v.indices { total[i] += v[i] }
     }
   }
@@ -40,7 +41,8 @@ final class ScriptedGroup: ProcessGroup {
 struct DataParallelTests {
   /// Batch statistics combined from two halves of a batch are the whole batch's.
   @Test func combinedStatisticsEqualTheWholeBatch() throws {
-    let x = Tensor(shape: [8, 3, 4, 4], values: (0..<384).map { Float(sin(Double($0) * 0.37)) * 2 + 0.5 })
+    let x = Tensor(
+      shape: [8, 3, 4, 4], values: (0..<384).map { Float(sin(Double($0) * 0.37)) * 2 + 0.5 })
     func statistics(_ t: Tensor) -> (count: Int, mean: [Float], variance: [Float]) {
       let (n, c, plane) = (t.shape[0], t.shape[1], t.shape[2] * t.shape[3])
       let v = t.scalars
@@ -74,18 +76,23 @@ struct DataParallelTests {
 
   /// --verify-replicas stops the run when another rank's weights hash differently.
   @Test func verifyReplicasDetectsDivergedWeights() throws {
-    let model = try ModelZoo.make(ModelConfiguration(model: "mobilenetv1-0.25", activation: "relu"), seed: 0)
+    let model = try ModelZoo.make(
+      ModelConfiguration(model: "mobilenetv1-0.25", activation: "relu"), seed: 0)
     var options = DataParallelOptions()
     options.verifyReplicas = true
     let same = DataParallel(group: ScriptedGroup(size: 2) { [$0] }, options: options)
     try same.verifyReplicas(of: model, iteration: 1)
     let differing = DataParallel(
       group: ScriptedGroup(size: 3) { mine in [mine, [mine[0], mine[1] + 1]] }, options: options)
-    #expect(throws: ProcessGroupError.self) { try differing.verifyReplicas(of: model, iteration: 7) }
+    #expect(throws: ProcessGroupError.self) {
+      try differing.verifyReplicas(of: model, iteration: 7)
+    }
     do {
       try differing.verifyReplicas(of: model, iteration: 7)
     } catch {
-      #expect("\(error)" == "the replicas' parameters differ after iteration 7: rank(s) 2 differ from rank 0")
+      #expect(
+        "\(error)"
+          == "the replicas' parameters differ after iteration 7: rank(s) 2 differ from rank 0")
     }
   }
 
@@ -93,7 +100,8 @@ struct DataParallelTests {
   /// times 3, so the mean is twice it), the loss is the ranks' mean, and any rank's interrupt
   /// reaches every rank.
   @Test func gradientsAreAveragedInBuckets() throws {
-    let model = try ModelZoo.make(ModelConfiguration(model: "mobilenetv1-0.25", activation: "relu"), seed: 0)
+    let model = try ModelZoo.make(
+      ModelConfiguration(model: "mobilenetv1-0.25", activation: "relu"), seed: 0)
     var options = DataParallelOptions()
     options.bucketBytes = 16 << 10
     let group = ScriptedGroup(size: 2) { [$0] }
@@ -112,7 +120,8 @@ struct DataParallelTests {
     var rng = RandomGenerator(seed: 1)
     let x = Tensor.randomNormal([2, 3, 32, 32], using: &rng)
     let loss = try Tensor.crossEntropy(logits: try model(x), labels: [1, 2])
-    let reference = try ModelZoo.make(ModelConfiguration(model: "mobilenetv1-0.25", activation: "relu"), seed: 0)
+    let reference = try ModelZoo.make(
+      ModelConfiguration(model: "mobilenetv1-0.25", activation: "relu"), seed: 0)
     try Tensor.crossEntropy(logits: try reference(x), labels: [1, 2]).backward()
     let (mean, interrupt) = try parallel.backward(loss, localLoss: loss.item, interrupt: false)
     #expect(abs(mean - 2 * loss.item) < 1e-5 * loss.item)
