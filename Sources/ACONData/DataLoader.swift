@@ -179,7 +179,7 @@ public final class DataLoader: @unchecked Sendable {
 
   /// The batches of `epoch`, starting at batch `start` (for exact resume mid-epoch).
   public func batches(epoch: Int, startingAt start: Int = 0) -> BatchStream {
-    BatchStream(loader: self, epoch: epoch, start: max(0, start))
+    BatchStream(loader: self, epoch: epoch, start: min(max(0, start), batchesPerEpoch))
   }
 
   /// Loads batch `k` of `epoch` on the calling thread (with the loader's workers).

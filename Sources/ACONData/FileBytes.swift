@@ -24,13 +24,15 @@ public enum FileBytes {
 
   /// Inflates a gzip stream (possibly several members concatenated, as `gzip` allows).
   static func gunzip(_ input: [UInt8], path: String) throws -> [UInt8] {
-    // The trailer's ISIZE is the uncompressed size mod 2^32: a good first capacity.
+    // The trailer's ISIZE is the uncompressed size mod 2^32: a good first capacity, but only a
+    // claim: deflate expands at most 1032-fold, so a larger ISIZE is not trusted (a corrupt
+    // 20-byte file must not allocate 4 GB before inflating a byte).
     var capacity = input.count * 4
     if input.count >= 18 {
       let n = input.count
       let isize =
         Int(input[n - 4]) | Int(input[n - 3]) << 8 | Int(input[n - 2]) << 16 | Int(input[n - 1]) << 24
-      if isize > 0 { capacity = isize + 1 }
+      if isize > 0 { capacity = min(isize + 1, input.count * 1032 + 1) }
     }
     var output = [UInt8](repeating: 0, count: max(capacity, 1024))
     var produced = 0

@@ -112,7 +112,18 @@ public struct IDXDataSet: DataSet {
       dims.append(
         Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3]))
     }
-    let expected = dims.reduce(1, *)
+    // Each size is below 2^32, so three of them can overflow Int: multiply with a check, and
+    // compare with the bytes actually there before anything is allocated.
+    var expected = 1
+    for d in dims {
+      let (product, overflow) = expected.multipliedReportingOverflow(by: d)
+      guard !overflow else {
+        throw TensorError.invalidFile(
+          path: path,
+          detail: "header says \(dims.map(String.init).joined(separator: " x ")): more data bytes than a file can hold")
+      }
+      expected = product
+    }
     let actual = bytes.count - headerSize
     guard actual == expected else {
       let shape = dims.map(String.init).joined(separator: " x ")

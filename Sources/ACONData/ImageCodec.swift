@@ -33,6 +33,10 @@ public enum ImageCodec {
       path: path, detail: "cannot decode image: neither a JPEG nor a PNG (\(bytes.count) bytes)")
   }
 
+  /// The most pixels an image may have: PIL's decompression-bomb limit (twice
+  /// `Image.MAX_IMAGE_PIXELS`), beyond which torchvision's loader refuses an image too.
+  public static let maximumPixels = 178_956_970
+
   static func decodeJPEG(_ bytes: [UInt8], path: String) throws -> PixelImage {
     var out: UnsafeMutablePointer<UInt8>? = nil
     var width: Int32 = 0
@@ -70,8 +74,17 @@ public enum ImageCodec {
     }
     let width = Int(image.width)
     let height = Int(image.height)
-    guard width > 0, height > 0, width * height <= 1 << 28 else {
+    guard width > 0, height > 0, width * height <= maximumPixels else {
       throw TensorError.invalidFile(path: path, detail: "unsupported PNG size \(width)x\(height)")
+    }
+    // Deflate expands at most 1032-fold and a stored row takes at least a filter byte and one
+    // bit per pixel: a header claiming more rows than the file's bytes can hold is refused
+    // before the pixel buffer is allocated.
+    let rawBytes = height * (1 + (width + 7) / 8)
+    guard rawBytes <= 1032 * bytes.count else {
+      throw TensorError.invalidFile(
+        path: path,
+        detail: "cannot decode PNG: the header claims \(width)x\(height), more than \(bytes.count) bytes can hold")
     }
     // Read as 8-bit RGBA and drop alpha, as PIL's convert("RGB") does (no compositing).
     image.format = UInt32(PNG_FORMAT_RGB) | UInt32(PNG_FORMAT_FLAG_ALPHA)

@@ -56,7 +56,15 @@ public struct ImageFolder: DataSet {
   }
 
   /// Image files under `dir`, recursively, sorted at each level like `os.walk` + `sorted`.
+  /// Symbolic links to folders are followed (as torchvision does), but each real folder is listed
+  /// once: a link back up the tree would otherwise recurse without end.
   static func images(in dir: String) throws -> [String] {
+    var visited = Set<String>()
+    return try images(in: dir, visited: &visited)
+  }
+
+  private static func images(in dir: String, visited: inout Set<String>) throws -> [String] {
+    guard visited.insert((dir as NSString).resolvingSymlinksInPath).inserted else { return [] }
     let fm = FileManager.default
     var result: [String] = []
     var subdirs: [String] = []
@@ -70,7 +78,7 @@ public struct ImageFolder: DataSet {
         result.append(path)
       }
     }
-    for sub in subdirs { result += try images(in: sub) }
+    for sub in subdirs { result += try images(in: sub, visited: &visited) }
     return result
   }
 

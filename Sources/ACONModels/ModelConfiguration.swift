@@ -38,6 +38,24 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     ]
   }
 
+  /// The largest class count accepted (ImageNet-21k has 21,841; a file claiming more is corrupt,
+  /// and building its classifier would allocate without bound).
+  public static let maximumClasses = 1 << 20
+  /// The largest input channel count accepted.
+  public static let maximumInputChannels = 1 << 12
+
+  /// Rejects counts no model can be built with: below 1, or beyond ``maximumClasses`` and
+  /// ``maximumInputChannels`` (so a corrupt file's metadata cannot ask for terabytes).
+  public func validate() throws {
+    guard (1...Self.maximumClasses).contains(classes) else {
+      throw ModelError("the class count must lie in 1...\(Self.maximumClasses), not \(classes)")
+    }
+    guard (1...Self.maximumInputChannels).contains(inputChannels) else {
+      throw ModelError(
+        "the input channel count must lie in 1...\(Self.maximumInputChannels), not \(inputChannels)")
+    }
+  }
+
   /// Reads a configuration from weights-file metadata; nil when the file was not written by
   /// this project.
   public init?(metadata: [String: String]) {
@@ -75,12 +93,7 @@ public enum ModelZoo {
         "unknown activation '\(configuration.activation)'; choose one of: "
           + ActivationKind.allCases.map(\.rawValue).joined(separator: ", "))
     }
-    guard configuration.classes >= 1 else {
-      throw ModelError("the class count must be at least 1, not \(configuration.classes)")
-    }
-    guard configuration.inputChannels >= 1 else {
-      throw ModelError("the input channel count must be at least 1, not \(configuration.inputChannels)")
-    }
+    try configuration.validate()
     let builder = ModelBuilder(activation: activation, seed: seed)
     let name = configuration.model.lowercased()
     func suffix(_ prefix: String) -> String? {

@@ -24,6 +24,25 @@ public struct TrainingState: Codable, Equatable, Sendable {
   public var worldSize: Int?
 
   public init(configuration: TrainingConfiguration) { self.configuration = configuration }
+
+  /// Rejects a state no run can continue from (negative counters, a position beyond the end,
+  /// settings that do not validate): a checkpoint's metadata is outside input like any file.
+  public func validate() throws {
+    func check(_ ok: Bool, _ what: String) throws {
+      if !ok { throw TrainingError.badCheckpoint("training state: \(what)") }
+    }
+    try check(epoch >= 0 && batchInEpoch >= 0 && iteration >= 0, "negative epoch, batch or iteration")
+    try check(optimizerSteps >= 0, "negative optimizer step count \(optimizerSteps)")
+    try check(epochSeconds.isFinite && epochSeconds >= 0, "epoch time \(epochSeconds)")
+    try check(trainMetrics.samples >= 0, "negative sample count")
+    do {
+      try configuration.validate()
+      try configuration.model.validate()
+    } catch {
+      throw TrainingError.badCheckpoint("training state: \(error)")
+    }
+    try check(epoch <= configuration.epochs, "epoch \(epoch) is beyond the run's \(configuration.epochs)")
+  }
 }
 
 /// The training checkpoint: one safetensors file with the model (`model.<name>`), the optimizer
@@ -57,11 +76,18 @@ public enum Checkpoint {
     guard let json = file.metadata[stateKey] else {
       throw TrainingError.badCheckpoint("\(url.path) is not a training checkpoint (no \(stateKey) metadata)")
     }
+    let state: TrainingState
     do {
-      return (try JSONDecoder().decode(TrainingState.self, from: Data(json.utf8)), file)
+      state = try JSONDecoder().decode(TrainingState.self, from: Data(json.utf8))
     } catch {
       throw TrainingError.badCheckpoint("\(url.path): unreadable training state: \(error)")
     }
+    do {
+      try state.validate()
+    } catch let error as TrainingError {
+      throw TrainingError.badCheckpoint("\(url.path): \(error)")
+    }
+    return (state, file)
   }
 
   /// Loads model and optimizer tensors from a checkpoint file read by `readState`.

@@ -6,6 +6,10 @@
 #include <string.h>
 
 #include <jpeglib.h>
+#include <jerror.h>
+
+// PIL's decompression-bomb limit (twice Image.MAX_IMAGE_PIXELS), beyond which it refuses an image.
+#define ACON_MAX_IMAGE_PIXELS ((size_t)178956970)
 
 // An error manager that jumps back to the caller instead of calling exit().
 struct acon_error_mgr {
@@ -25,7 +29,14 @@ static void acon_error_exit(j_common_ptr cinfo) {
   longjmp(err->jump, 1);
 }
 
-// Warnings (corrupt-data recoveries) are silenced: a truncated image still decodes, as with PIL.
+// Warnings about corrupt data that libjpeg recovers from are silenced, as PIL ignores them. Data
+// that ends before the image does is an error, as in PIL ("image file is truncated"): libjpeg
+// would otherwise fill the rest with gray, and a few hundred bytes claiming a huge image would
+// cost seconds of decoding.
+static void acon_emit_message(j_common_ptr cinfo, int msg_level) {
+  if (msg_level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) (*cinfo->err->error_exit)(cinfo);
+}
+
 static void acon_output_message(j_common_ptr cinfo) { (void)cinfo; }
 
 static void set_message(char *message, size_t size, const char *text) {
@@ -38,6 +49,7 @@ static struct jpeg_error_mgr *acon_error_mgr_init(struct acon_error_mgr *err, ch
   struct jpeg_error_mgr *base = jpeg_std_error(&err->base);
   err->base.error_exit = acon_error_exit;
   err->base.output_message = acon_output_message;
+  err->base.emit_message = acon_emit_message;
   err->message = message;
   err->message_size = message_size;
   return base;
@@ -65,13 +77,22 @@ int acon_jpeg_decode(const uint8_t *data, size_t size, uint8_t **pixels, int *wi
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, (unsigned char *)data, (unsigned long)size);
   jpeg_read_header(&cinfo, TRUE);
+  // Refused before jpeg_start_decompress, which for a progressive file allocates the whole
+  // image's coefficients and reads every scan.
+  if (cinfo.image_width == 0 || cinfo.image_height == 0 ||
+      (size_t)cinfo.image_width * (size_t)cinfo.image_height > ACON_MAX_IMAGE_PIXELS) {
+    snprintf(message, message_size, "image size %ux%u is beyond %zu pixels",
+             (unsigned)cinfo.image_width, (unsigned)cinfo.image_height, ACON_MAX_IMAGE_PIXELS);
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
   int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   int gray = cinfo.jpeg_color_space == JCS_GRAYSCALE;
   cinfo.out_color_space = cmyk ? JCS_CMYK : (gray ? JCS_GRAYSCALE : JCS_RGB);
   jpeg_start_decompress(&cinfo);
   int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
   int comps = cinfo.output_components;
-  if (w <= 0 || h <= 0 || (size_t)w * (size_t)h > ((size_t)1 << 28)) {
+  if (w <= 0 || h <= 0 || (size_t)w * (size_t)h > ACON_MAX_IMAGE_PIXELS) {
     set_message(message, message_size, "unsupported image size");
     jpeg_destroy_decompress(&cinfo);
     return -1;
