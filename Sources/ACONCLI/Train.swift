@@ -24,6 +24,7 @@ struct Train: ParsableCommand {
   @Option(help: "Output directory for metrics.jsonl, model.safetensors and the checkpoint.") var out: String?
   @Flag(help: "Continue the run saved in --out exactly where it stopped.") var resume = false
   @Option(help: "Also write a checkpoint every N iterations.") var checkpointEvery = 0
+  @Option(help: "Append each iteration's number and exact loss to this file.") var lossLog: String?
   @Flag(help: "No progress output.") var quiet = false
   @Flag(help: "Print the final metrics as one JSON object on the last line.") var json = false
   @OptionGroup var initialWeights: InitialWeightsOptions
@@ -52,6 +53,10 @@ struct Train: ParsableCommand {
         try replicas.dataParallel.broadcastParameters(of: trainer.model)
       } else {
         try initialWeights.apply(to: trainer.model, resuming: resume, quiet: quiet)
+      }
+      if let lossLog {
+        let log = try LossLog(path: lossLog)
+        trainer.onIteration = { log.append(iteration: $0, loss: $1) }
       }
       let c = trainer.state.configuration
       if !quiet {

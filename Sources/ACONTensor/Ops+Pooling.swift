@@ -87,4 +87,8 @@ final class IndexStorage {
     storage = TensorStorage(count: max(count, 1))
     pointer = UnsafeMutableRawPointer(storage.pointer).bindMemory(to: Int32.self, capacity: max(count, 1))
   }
+
+  // The memory goes back to the pool, which hands it out as Float again: bind it back, so that
+  // it is never read through a Float pointer while bound to Int32.
+  deinit { _ = UnsafeMutableRawPointer(pointer).bindMemory(to: Float.self, capacity: storage.count) }
 }

@@ -329,36 +329,7 @@ public enum SafeTensors {
     _ entries: [Entry], metadata: [String: String] = [:], to url: URL
   ) throws {
     let data = try encode(entries, metadata: metadata, path: url.path)
-    let directory = url.deletingLastPathComponent()
-    let temporary = directory.appendingPathComponent(
-      ".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).\(UInt32.random(in: 0...UInt32.max)).tmp")
-    do {
-      guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-        throw TensorError.invalidFile(path: url.path, detail: "cannot create \(temporary.path)")
-      }
-      let handle = try FileHandle(forWritingTo: temporary)
-      do {
-        try handle.write(contentsOf: data)
-        // On disk before the rename, so a crash leaves the old file or the new one, whole.
-        try handle.synchronize()
-        try handle.close()
-      } catch {
-        try? handle.close()
-        throw error
-      }
-      // rename(2) replaces the destination atomically.
-      guard rename(temporary.path, url.path) == 0 else {
-        throw TensorError.invalidFile(
-          path: url.path, detail: "cannot rename the temporary file: \(String(cString: strerror(errno)))")
-      }
-    } catch let error as TensorError {
-      try? FileManager.default.removeItem(at: temporary)
-      throw error
-    } catch {
-      try? FileManager.default.removeItem(at: temporary)
-      throw TensorError.invalidFile(
-        path: url.path, detail: "cannot write: \(error.localizedDescription)")
-    }
+    try AtomicFile.write(data, to: url)
   }
 
   /// The bytes of a safetensors file holding `entries`; `path` names it in errors.

@@ -34,17 +34,20 @@ public struct EpochMetrics: Codable, Equatable, Sendable {
   }
 }
 
-/// Ctrl-C handling: the first SIGINT asks the loop to save a checkpoint and stop.
+/// Ctrl-C and SIGTERM handling: the first SIGINT or SIGTERM (what batch schedulers and
+/// `kill` send) asks the loop to save a checkpoint and stop.
 public enum InterruptSignal {
   nonisolated(unsafe) static var requested: Int32 = 0
 
-  /// Installs the handler.
+  /// Installs the handler for SIGINT and SIGTERM.
   public static func install() {
-    signal(SIGINT) { _ in InterruptSignal.requested = 1 }
-    // A parent may have left SIGINT blocked (test runners, some shells' background jobs).
     var set = sigset_t()
     sigemptyset(&set)
-    sigaddset(&set, SIGINT)
+    for number in [SIGINT, SIGTERM] {
+      signal(number) { received in InterruptSignal.requested = received }
+      sigaddset(&set, number)
+    }
+    // A parent may have left them blocked (test runners, some shells' background jobs).
     pthread_sigmask(SIG_UNBLOCK, &set, nil)
   }
 
@@ -147,6 +150,10 @@ public final class Trainer {
       baseRate: configuration.learningRate, decay: configuration.schedule,
       totalIterations: total, warmupIterations: configuration.warmupIterations)
     if let resumeFile {
+      guard state.batchInEpoch <= trainLoader.batchesPerEpoch else {
+        throw TrainingError.badCheckpoint(
+          "the checkpoint stands at batch \(state.batchInEpoch) of an epoch of \(trainLoader.batchesPerEpoch)")
+      }
       try Checkpoint.restore(resumeFile, model: model, optimizer: optimizer)
       optimizer.stepCount = state.optimizerSteps
       for (name, module) in model.namedModules() {
@@ -173,7 +180,8 @@ public final class Trainer {
   @discardableResult
   public func run() throws -> [EpochMetrics] {
     if let outputDirectory {
-      try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
+      // Only the writing rank clears temporaries (another host's writer is not a local process).
+      try OutputDirectory.prepare(outputDirectory, removingStaleTemporaries: dataParallel?.isRoot ?? true)
     }
     var finished: [EpochMetrics] = []
     let perEpoch = trainLoader.batchesPerEpoch
@@ -248,7 +256,12 @@ public final class Trainer {
       state.epochSeconds = 0
       let writes = dataParallel?.isRoot ?? true
       if writes, let metricsURL {
-        try appendLine(try JSONEncoder.sortedKeys.encode(metrics), to: metricsURL)
+        do {
+          try appendLine(try JSONEncoder.sortedKeys.encode(metrics), to: metricsURL)
+        } catch {
+          throw TrainingError.outputFailed(
+            "cannot append to \(metricsURL.path): \(OutputDirectory.reason(error))")
+        }
       }
       if writes, let modelURL {
         try model.save(to: modelURL, metadata: state.configuration.model.metadata)

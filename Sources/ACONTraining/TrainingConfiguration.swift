@@ -11,6 +11,8 @@ public enum TrainingError: Error, CustomStringConvertible {
   case badCheckpoint(String)
   /// The user interrupted the run (Ctrl-C); a checkpoint was saved.
   case interrupted(checkpoint: String)
+  /// An output file or folder cannot be written (full disk, vanished or read-only folder).
+  case outputFailed(String)
 
   public var description: String {
     switch self {
@@ -19,6 +21,7 @@ public enum TrainingError: Error, CustomStringConvertible {
       return "the training loss became \(loss) at iteration \(it); stopping (the last checkpoint is kept intact). Try a lower --lr."
     case .badCheckpoint(let m): return m
     case .interrupted(let path): return "interrupted; checkpoint saved to \(path) (continue with --resume)"
+    case .outputFailed(let m): return m
     }
   }
 }

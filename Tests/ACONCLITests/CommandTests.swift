@@ -46,7 +46,7 @@ func lastJSONLine(_ text: String) throws -> [String: Any] {
   return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
 }
 
-@Suite("acon command line", .serialized)
+@Suite("acon command line", .serialized, .enabled(if: TestEnvironment.aconBuilt, "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)"))
 struct CommandTests {
   @Test func infoPrintsParamsAndMACs() throws {
     let r = try runACON(["info", "--model", "shufflenetv2-0.5x", "--activation", "acon-c", "--json"])
@@ -59,7 +59,7 @@ struct CommandTests {
     #expect(table.stdout.contains("layer1.0.conv1.weight"))
   }
 
-  @Test func trainEvalAndResumeOnRealData() throws {
+  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func trainEvalAndResumeOnRealData() throws {
     let out = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: out) }
     let common = [
@@ -86,7 +86,7 @@ struct CommandTests {
     for key in ["top1", "top5", "loss"] { #expect(result[key] is Double, "eval --json lacks \(key)") }
   }
 
-  @Test func compareTabulatesSeedsAndReusesFinishedRuns() throws {
+  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func compareTabulatesSeedsAndReusesFinishedRuns() throws {
     let out = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: out) }
     let arguments = [
@@ -153,7 +153,7 @@ struct CommandTests {
     }
   }
 
-  @Test func interruptSavesACompleteCheckpoint() throws {
+  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func interruptSavesACompleteCheckpoint() throws {
     let out = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: out) }
     let arguments = [
@@ -182,7 +182,7 @@ struct CommandTests {
     #expect(state.contains("\"batchInEpoch\""))
   }
 
-  @Test func badInputGivesAClearErrorAndNonZeroExit() throws {
+  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func badInputGivesAClearErrorAndNonZeroExit() throws {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let corrupt = dir.appendingPathComponent("corrupt.safetensors")

@@ -277,7 +277,7 @@ struct PlotCurvesTests {
     #expect(image.width == 2 * 3 * 420 && image.height == 2 * 360)
   }
 
-  @Test func theToolReportsABadLineAndExitsNonZero() throws {
+  @Test(.enabled(if: TestEnvironment.aconBuilt, "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)")) func theToolReportsABadLineAndExitsNonZero() throws {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let bad = dir.appendingPathComponent("metrics.jsonl")
@@ -381,7 +381,7 @@ struct PlotBetaTests {
     }
   }
 
-  @Test func perSampleBetaOfMetaACONOverTestImages() throws {
+  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func perSampleBetaOfMetaACONOverTestImages() throws {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let path = try saveModel(activation: "meta-acon", in: dir)
@@ -410,7 +410,7 @@ struct PlotBetaTests {
     #expect(try PlotBeta.choose(nil, from: ["only"]) == [0])
   }
 
-  @Test func badInputsGiveClearErrors() throws {
+  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func badInputsGiveClearErrors() throws {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let out = dir.appendingPathComponent("x.svg").path

@@ -1,5 +1,6 @@
 import ACONData
 import ACONTensor
+import ACONTestSupport
 import Foundation
 import Testing
 
@@ -8,7 +9,7 @@ struct IDXTests {
   /// The real training split, loaded once for the tests that read it.
   static let fashionTrain = Result { try IDXDataSet(split: .train) }
 
-  @Test func realFashionMNISTTrain() throws {
+  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func realFashionMNISTTrain() throws {
     let data = try Self.fashionTrain.get()
     #expect(data.count == 60000)
     #expect(data.rows == 28 && data.columns == 28)
@@ -26,7 +27,7 @@ struct IDXTests {
     #expect(data.labels.reduce(0) { $0 + Int($1) } == 270000)
   }
 
-  @Test func realFashionMNISTTest() throws {
+  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func realFashionMNISTTest() throws {
     let data = try IDXDataSet(split: .test)
     #expect(data.count == 10000)
     #expect(data.labels.prefix(20).map(Int.init) == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7, 4, 5, 7, 3, 4, 1, 2, 4, 8, 0])
@@ -34,7 +35,7 @@ struct IDXTests {
     #expect(data.images.reduce(0) { $0 + Int($1) } == 573_469_082)
   }
 
-  @Test func realSliceThroughLoader() throws {
+  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func realSliceThroughLoader() throws {
     let data = try Self.fashionTrain.get().prefix(100)
     #expect(data.count == 100)
     let loader = try DataLoader(data, batchSize: 32, shuffle: false, scale: 1.0 / 255)

@@ -2,13 +2,14 @@ import ACONData
 import ACONModels
 import ACONNN
 import ACONTensor
+import ACONTestSupport
 import ACONTraining
 import Foundation
 import Testing
 
 /// End-to-end training on a slice of the real Fashion-MNIST (Debian's dataset-fashion-mnist,
 /// installed by scripts/setup.sh).
-@Suite("Trainer", .serialized)
+@Suite("Trainer", .serialized, .enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"))
 struct TrainerTests {
   /// A small, quick run: a narrow ResNet-free model keeps the suite fast.
   func configuration(iterations: Int? = nil) -> TrainingConfiguration {
