@@ -1,6 +1,10 @@
 import ACONTensor
 import Foundation
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Images laid out as `root/<class>/<image>.{jpg,jpeg,png}` (the ImageNet layout), as
 /// torchvision's `ImageFolder` reads them: class folders sorted by name give the label indices,
 /// files are found recursively in sorted order. Images are decoded when a sample is read.
@@ -64,7 +68,12 @@ public struct ImageFolder: DataSet {
   }
 
   private static func images(in dir: String, visited: inout Set<String>) throws -> [String] {
-    guard visited.insert((dir as NSString).resolvingSymlinksInPath).inserted else { return [] }
+    // A folder is known by its device and inode, whatever chain of links led to it.
+    var info = stat()
+    guard stat(dir, &info) == 0 else {
+      throw TensorError.invalidFile(path: dir, detail: String(cString: strerror(errno)))
+    }
+    guard visited.insert("\(info.st_dev):\(info.st_ino)").inserted else { return [] }
     let fm = FileManager.default
     var result: [String] = []
     var subdirs: [String] = []

@@ -4,6 +4,15 @@ import Foundation
   import Glibc
 #endif
 
+/// write(2) (inside `AtomicFile` the name `write` is its own method).
+private func writeToDescriptor(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+  #if canImport(Glibc)
+    return Glibc.write(fd, bytes, count)
+  #else
+    return Darwin.write(fd, bytes, count)
+  #endif
+}
+
 /// Whole-file writes that a crash, a kill or a full disk cannot leave half done: the bytes go to a
 /// temporary file beside the destination (`.NAME.PID.RANDOM.tmp`), are flushed to disk, and the
 /// temporary file is renamed over the destination. Until the rename the old file stays as it was;
@@ -32,7 +41,7 @@ public enum AtomicFile {
     var code: Int32 = 0
     data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
       while written < raw.count {
-        let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+        let n = writeToDescriptor(fd, raw.baseAddress! + written, raw.count - written)
         if n < 0 {
           if errno == EINTR { continue }
           code = errno

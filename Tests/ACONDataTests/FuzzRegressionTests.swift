@@ -130,7 +130,7 @@ struct DataFuzzRegressionTests {
 /// The process's peak resident set so far, in bytes (getrusage).
 func peakResidentBytes() -> Int {
   var usage = rusage()
-  getrusage(RUSAGE_SELF, &usage)
+  getrusage(RUSAGE_SELF.rawValue, &usage)
   return usage.ru_maxrss * 1024
 }
 
@@ -160,7 +160,7 @@ func buildImageFolderFuzzInput(_ bytes: [UInt8], at root: String) {
     case 0:
       let size = i < bytes.count ? Int(bytes[i]) * 16 : 0
       i += 1
-      FileManager.default.createFile(atPath: path, contents: Data(take(size)))
+      _ = FileManager.default.createFile(atPath: path, contents: Data(take(size)))
     case 1: try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     case 2: _ = symlink("..", path)
     default: _ = symlink(".", path)

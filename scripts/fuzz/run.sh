@@ -39,7 +39,7 @@ build() {
       continue
     fi
     echo "linking $binary" >&2
-    nice -n 10 swiftc -O -parse-as-library -sanitize=$SANITIZE -module-name FuzzTarget \
+    nice -n 10 swiftc -O -parse-as-library -sanitize=$SANITIZE -use-ld=lld -module-name FuzzTarget \
       -I "$release/Modules" -I Sources/CBLAS -I Sources/CZlib -I Sources/CJPEG -I Sources/CPNG \
       -Xcc -fmodule-map-file="$release/CImageDecode.build/module.modulemap" \
       -Xcc -fmodule-map-file="$release/CPlatform.build/module.modulemap" \
