@@ -158,8 +158,11 @@ func buildImageFolderFuzzInput(_ bytes: [UInt8], at root: String) {
       atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
     switch kind {
     case 0:
-      let size = i < bytes.count ? Int(bytes[i]) * 16 : 0
-      i += 1
+      var size = 0
+      if i < bytes.count {
+        size = Int(bytes[i]) * 16
+        i += 1
+      }
       _ = FileManager.default.createFile(atPath: path, contents: Data(take(size)))
     case 1: try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     case 2: _ = symlink("..", path)

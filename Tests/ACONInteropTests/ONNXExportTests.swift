@@ -2,6 +2,7 @@ import ACONInterop
 import ACONModels
 import ACONNN
 import ACONTensor
+import ACONTestSupport
 import Foundation
 import Testing
 
@@ -188,7 +189,8 @@ struct ONNXExportTests {
 
   /// `acon export` on a `.pth`, checked against `acon forward` through the binary; and the
   /// bad inputs.
-  @Test func exportCommandMatchesForwardCommand() throws {
+  @Test(.enabled(if: TestEnvironment.aconBuilt, "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)"))
+  func exportCommandMatchesForwardCommand() throws {
     let dir = scratchDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let c = Case(

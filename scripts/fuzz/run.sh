@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of every reader of outside bytes (libFuzzer, AddressSanitizer).
+# Coverage-guided fuzzing of every reader of outside bytes, and of the ONNX writer (libFuzzer,
+# AddressSanitizer).
 #
 #   scripts/fuzz/run.sh TARGET [SECONDS]   build, then fuzz TARGET for SECONDS (default 60)
 #   scripts/fuzz/run.sh all [SECONDS]      every target in turn, SECONDS each
@@ -17,18 +18,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-TARGETS=(${FUZZ_TARGETS:-safetensors idx idx-gzip cifar png jpeg imagefolder checkpoint})
+TARGETS=(${FUZZ_TARGETS:-safetensors idx idx-gzip cifar png jpeg imagefolder checkpoint pth onnx})
 SCRATCH=.build-fuzz
 SANITIZE=fuzzer,address
 
 source_of() { case "$1" in idx-gzip) echo idx ;; *) echo "$1" ;; esac; }
 
 build() {
-  nice -n 10 swift build -c release --scratch-path "$SCRATCH" --target ACONTraining \
+  # The library product: every module of the package, none of the executables (libFuzzer
+  # brings its own main).
+  nice -n 10 swift build -c release --scratch-path "$SCRATCH" --product ACON \
     -Xswiftc -sanitize=$SANITIZE -Xcc -fsanitize=fuzzer-no-link,address >&2
   local release="$SCRATCH/release"
   local objects=()
-  for module in ACONKernels ACONTensor ACONNN ACONModels ACONData ACONTraining CImageDecode CPlatform; do
+  for module in ACONKernels ACONTensor ACONNN ACONModels ACONData ACONTraining ACONInterop CImageDecode CPlatform; do
     objects+=("$release/$module.build"/*.o)
   done
   for target in "${TARGETS[@]}"; do
