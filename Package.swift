@@ -176,7 +176,7 @@ let package = Package(
       resources: [.copy("Fixtures")], swiftSettings: commonFlags),
     .testTarget(
       name: "ACONCLITests",
-      dependencies: ["ACONCLI", "ACONKernels", "ACONTensor", "ACONNN", "ACONModels", "ACONData"],
+      dependencies: ["ACONCLI", "ACONKernels", "ACONTensor", "ACONNN", "ACONModels", "ACONData", "ACONTraining"],
       swiftSettings: commonFlags),
   ]
 )
