@@ -505,25 +505,31 @@ extension ACONKernels {
     }
   }
 
-  /// Per-plane means of `x` (`planes` planes of `plane` floats), in one pass.
+  /// Per-plane means of `x` (`planes` planes of `plane` floats), in one pass. With `centres`
+  /// (one value per channel, plane `q` being of channel `q % channels`), the means of
+  /// `x - centres[channel]`: subtracting before summing keeps the sums accurate when `x` is far
+  /// from zero against its spread.
   public static func planeMeans(
-    _ x: UnsafePointer<Float>, planes: Int, plane: Int, into means: UnsafeMutablePointer<Float>
+    _ x: UnsafePointer<Float>, planes: Int, plane: Int, into means: UnsafeMutablePointer<Float>,
+    centres: UnsafePointer<Float>? = nil, channels: Int = 1
   ) {
     let inverse = 1 / Float(max(plane, 1))
     Parallel.forRanges(planes, minimumChunk: max(1, 32768 / max(plane, 1))) { range in
       for q in range {
         let p = x + q * plane
+        let centre = centres?[q % channels] ?? 0
+        let m = Float8(repeating: centre)
         var a = Float8(repeating: 0)
         var b = Float8(repeating: 0)
         var i = 0
         while i + 16 <= plane {
-          a += load8(p + i)
-          b += load8(p + i + 8)
+          a += load8(p + i) - m
+          b += load8(p + i + 8) - m
           i += 16
         }
         var total = horizontalSum(a + b)
         while i < plane {
-          total += p[i]
+          total += p[i] - centre
           i += 1
         }
         means[q] = total * inverse

@@ -102,22 +102,25 @@ extension ACONKernels {
 
 extension BatchNormKernel {
   /// The batch norm half of the fused pullback, in place: `dx = (dz + constant[n, c]) * k[c]
-  /// + x * q[c] + r[c]` per plane (`constant` nil for 0), where `k`, `q`, `r` come from the
-  /// batch norm's sums (training) or are `weight / std`, 0, 0 (evaluation).
+  /// + (x - mean[c]) * q[c] + r[c]` per plane (`constant` nil for 0), where `k`, `q`, `r` come
+  /// from the batch norm's sums (training) or are `weight / std`, 0, 0 (evaluation). `x` is
+  /// centred before the product so that no two terms of the input's magnitude cancel.
   public static func applyGradient(
     _ x: UnsafePointer<Float>, _ dz: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-    batch n: Int, channels c: Int, plane: Int, k: UnsafePointer<Float>, q: UnsafePointer<Float>,
-    r: UnsafePointer<Float>, planeConstants: UnsafePointer<Float>?
+    batch n: Int, channels c: Int, plane: Int, mean: UnsafePointer<Float>,
+    k: UnsafePointer<Float>, q: UnsafePointer<Float>, r: UnsafePointer<Float>,
+    planeConstants: UnsafePointer<Float>?
   ) {
     Parallel.forRanges(n * c, minimumChunk: max(1, 32768 / plane)) { planes in
       for p in planes {
         let ch = p % c
         let kv = Float8(repeating: k[ch])
         let qv = Float8(repeating: q[ch])
+        let mv = Float8(repeating: mean[ch])
         let rv = Float8(repeating: r[ch] + (planeConstants?[p] ?? 0) * k[ch])
         let (xr, gr, dr) = (x + p * plane, dz + p * plane, dx + p * plane)
         forEachVector(plane) { i, lanes in
-          let v = rv.addingProduct(load8(xr + i, lanes: lanes), qv)
+          let v = rv.addingProduct(load8(xr + i, lanes: lanes) - mv, qv)
           store8(v.addingProduct(load8(gr + i, lanes: lanes), kv), dr + i, lanes: lanes)
         }
       }

@@ -1,9 +1,10 @@
 /// Batch-normalisation kernels over `[N, C, plane]` float buffers (`plane` = H * W, or 1 for
 /// `[N, C]` input), split across the cores by channel.
 ///
-/// Each channel's statistics are reduced in two passes (mean, then squared deviations) with
-/// Float64 accumulation of Float8 partial sums: one extra read of the input buys a variance that
-/// stays accurate when the mean is large against the spread.
+/// Each channel's statistics are reduced in two passes (mean, then deviations from it) with
+/// Float64 accumulation of Float8 partial sums: one extra read of the input buys a mean and a
+/// variance that stay accurate when the mean is large against the spread (the second pass also
+/// sums the deviations, which corrects the first pass's rounding of the mean).
 public enum BatchNormKernel {
   /// How many channels one parallel chunk should hold so that it carries enough work.
   @inlinable
@@ -35,61 +36,70 @@ public enum BatchNormKernel {
     return total
   }
 
-  /// Sum of `(x - mean)^2` over one channel, in Float64.
+  /// Sums of `x - mean` and `(x - mean)^2` over one row of `plane` values, in Float64.
   @inlinable @inline(__always)
-  static func channelSquaredDeviation(
-    _ x: UnsafePointer<Float>, n: Int, plane: Int, stride: Int, mean: Float
-  ) -> Double {
-    var total = 0.0
+  static func rowDeviations(_ row: UnsafePointer<Float>, plane: Int, mean: Float) -> (Double, Double) {
     let m = Float8(repeating: mean)
-    for b in 0..<n {
-      let row = x + b * stride
-      var acc = Float8(repeating: 0)
-      var i = 0
-      while i + 8 <= plane {
-        let d = load8(row + i) - m
-        acc = acc.addingProduct(d, d)
-        i += 8
-      }
-      var tail: Float = 0
-      while i < plane {
-        let d = row[i] - mean
-        tail += d * d
-        i += 1
-      }
-      total += Double(horizontalSum(acc)) + Double(tail)
+    var linear = Float8(repeating: 0)
+    var squares = Float8(repeating: 0)
+    var i = 0
+    while i + 8 <= plane {
+      let d = load8(row + i) - m
+      linear += d
+      squares = squares.addingProduct(d, d)
+      i += 8
     }
-    return total
+    var (tailLinear, tailSquares): (Float, Float) = (0, 0)
+    while i < plane {
+      let d = row[i] - mean
+      tailLinear += d
+      tailSquares += d * d
+      i += 1
+    }
+    return (
+      Double(horizontalSum(linear)) + Double(tailLinear),
+      Double(horizontalSum(squares)) + Double(tailSquares)
+    )
   }
 
   /// Per-channel mean and biased variance of `x` (`[n, channels, plane]`) over batch and plane;
-  /// with `planeMeans` (`[n, channels]`), also each plane's own mean, from the same pass (what
-  /// meta-ACON's pooled means need after a fused batch norm).
+  /// with `centredPlaneMeans` (`[n, channels]`), also each plane's mean of `x - mean[channel]`
+  /// from the same passes (what meta-ACON's pooled means need after a fused batch norm).
+  ///
+  /// The first pass sums `x` for a provisional mean `m0`; the second sums `d = x - m0` and
+  /// `d^2`. The mean is then `m0 + sum(d) / M` and the variance `(sum(d^2) - sum(d)^2 / M) / M`
+  /// (the corrected two-pass algorithm), and the centred plane means come from the plane sums
+  /// of `d`: nothing is formed as a difference of two numbers of the input's magnitude, so an
+  /// input whose mean is large against its spread (raw 0..255 pixels) loses no precision.
   public static func statistics(
     _ x: UnsafePointer<Float>, batch n: Int, channels c: Int, plane: Int,
     mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>,
-    planeMeans: UnsafeMutablePointer<Float>? = nil
+    centredPlaneMeans: UnsafeMutablePointer<Float>? = nil
   ) {
     let count = Double(n * plane)
     let stride = c * plane
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
       for ch in range {
         let base = x + ch * plane
-        var sum = 0.0
-        if let planeMeans {
-          // Row by row, adding up exactly as channelSum does.
-          for b in 0..<n {
-            let s = channelSum(base + b * stride, n: 1, plane: plane, stride: stride)
-            planeMeans[b * c + ch] = Float(s / Double(plane))
-            sum += s
-          }
-        } else {
-          sum = channelSum(base, n: n, plane: plane, stride: stride)
+        let provisional = Float(channelSum(base, n: n, plane: plane, stride: stride) / count)
+        var (linear, squares) = (0.0, 0.0)
+        for b in 0..<n {
+          let (l, q) = rowDeviations(base + b * stride, plane: plane, mean: provisional)
+          centredPlaneMeans?[b * c + ch] = Float(l / Double(plane))
+          linear += l
+          squares += q
         }
-        let mu = Float(sum / count)
-        let squares = channelSquaredDeviation(base, n: n, plane: plane, stride: stride, mean: mu)
-        mean[ch] = mu
-        variance[ch] = Float(squares / count)
+        let correction = linear / count
+        let mu = Double(provisional) + correction
+        mean[ch] = Float(mu)
+        variance[ch] = Float(max(0, squares / count - correction * correction))
+        if let centredPlaneMeans {
+          // From the provisional mean to the stored one (a difference of two floats, exact).
+          let shift = Double(provisional) - Double(mean[ch])
+          for b in 0..<n {
+            centredPlaneMeans[b * c + ch] = Float(Double(centredPlaneMeans[b * c + ch]) + shift)
+          }
+        }
       }
     }
   }
@@ -238,12 +248,14 @@ public enum BatchNormKernel {
     n: Int, plane: Int, stride: Int, mean mu: Float, invStd inv: Float, weight: Float,
     sumDy: Double, sumDyXhat: Double, count: Double, relu: Bool, scale: Float, shift: Float
   ) {
-    // dx = k * (g - a - (x - mean) * b), written as g * k + (x * q + r).
+    // dx = k * (g - a - (x - mean) * b), written as g * k + ((x - mean) * q + r): centring x
+    // first keeps x * q and mean * q, two numbers of the input's magnitude, from cancelling.
     let k = weight * inv
     let a = Float(sumDy / count)
     let bq = Float(sumDyXhat / count) * inv
-    let (q, r) = (-k * bq, k * (mu * bq - a))
+    let (q, r) = (-k * bq, -k * a)
     let (kv, qv, rv) = (Float8(repeating: k), Float8(repeating: q), Float8(repeating: r))
+    let mv = Float8(repeating: mu)
     let sv = Float8(repeating: scale)
     let hv = Float8(repeating: shift)
     let zero = Float8(repeating: 0)
@@ -256,12 +268,12 @@ public enum BatchNormKernel {
         let xv = load8(xr + i)
         var g = load8(gr + i)
         if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
-        store8(rv.addingProduct(xv, qv).addingProduct(g, kv), dr + i)
+        store8(rv.addingProduct(xv - mv, qv).addingProduct(g, kv), dr + i)
         i += 8
       }
       while i < plane {
         let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
-        dr[i] = g * k + (xr[i] * q + r)
+        dr[i] = g * k + ((xr[i] - mu) * q + r)
         i += 1
       }
     }

@@ -131,13 +131,16 @@ extension Tensor {
       throw TensorError.invalidArgument(operation: op, detail: "give beta or a generator, not both")
     }
     let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+    // Each plane's mean of x - mean[c]: centred, so the pooled means below are formed without
+    // cancellation when x is far from zero against its spread (raw pixels).
     let xMeans = Tensor(uninitializedShape: [n, c])
     let (mean, invStd) = try batchNormStatistics(
       op, x, weight: weight, bias: bias, runningMean: runningMean,
       runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
-      planeMeans: generator != nil && training ? xMeans.mutableData : nil)
+      centredPlaneMeans: generator != nil && training ? xMeans.mutableData : nil)
     if generator != nil && !training {
-      ACONKernels.planeMeans(x.data, planes: n * c, plane: plane, into: xMeans.mutableData)
+      ACONKernels.planeMeans(
+        x.data, planes: n * c, plane: plane, into: xMeans.mutableData, centres: mean.data, channels: c)
     }
     let scale = Tensor(uninitializedShape: [c])
     let shift = Tensor(uninitializedShape: [c])
@@ -151,8 +154,8 @@ extension Tensor {
     let betaUsed: Tensor
     if let generator {
       let means = Tensor(uninitializedShape: [n, c, 1, 1])
-      let (mp, xp, sp, hp) = (means.mutableData, xMeans.data, scale.data, shift.data)
-      for q in 0..<(n * c) { mp[q] = hp[q % c].addingProduct(xp[q], sp[q % c]) }
+      let (mp, xp, sp, bp) = (means.mutableData, xMeans.data, scale.data, bias.data)
+      for q in 0..<(n * c) { mp[q] = bp[q % c].addingProduct(xp[q], sp[q % c]) }
       let leaf = Parameter(means)
       pooled = leaf
       betaUsed = try generator(GradientMode.isEnabled ? leaf.value : leaf.value.detached)
@@ -204,7 +207,7 @@ extension Tensor {
       let dw = Tensor(uninitializedShape: [c])
       let db = Tensor(uninitializedShape: [c])
       let (kq, qq, rq) = (Tensor(uninitializedShape: [c]), Tensor(uninitializedShape: [c]), Tensor(uninitializedShape: [c]))
-      let (ns, mu, inv, w) = (normSums.data, mean.data, invStd.data, sw.data)
+      let (ns, inv, w) = (normSums.data, invStd.data, sw.data)
       for ch in 0..<c {
         var sumDz = 0.0
         var sumDzXc = 0.0
@@ -215,7 +218,7 @@ extension Tensor {
           if let constants {
             let k = Double(constants.data[q])
             sumDz += Double(plane) * k
-            sumDzXc += k * Double(plane) * (Double(xMeans.data[q]) - Double(mu[ch]))
+            sumDzXc += k * Double(plane) * Double(xMeans.data[q])
           }
         }
         let sumDzXhat = sumDzXc * Double(inv[ch])
@@ -226,7 +229,7 @@ extension Tensor {
         if training {
           let a = Float(sumDz / count)
           let bq = Float(sumDzXhat / count) * inv[ch]
-          (qq.mutableData[ch], rq.mutableData[ch]) = (-k * bq, k * (mu[ch] * bq - a))
+          (qq.mutableData[ch], rq.mutableData[ch]) = (-k * bq, -k * a)
         } else {
           (qq.mutableData[ch], rq.mutableData[ch]) = (0, 0)
         }
@@ -234,7 +237,8 @@ extension Tensor {
       // Pass 2, in place: dx from dz.
       if needX {
         BatchNormKernel.applyGradient(
-          sx.data, dx.data, dx: dx.mutableData, batch: n, channels: c, plane: plane, k: kq.data,
+          sx.data, dx.data, dx: dx.mutableData, batch: n, channels: c, plane: plane,
+          mean: mean.data, k: kq.data,
           q: qq.data, r: rq.data, planeConstants: constants?.data)
       }
       return [needX ? dx : nil, dw, db, dp1, dp2, pooled == nil ? dbeta : nil]

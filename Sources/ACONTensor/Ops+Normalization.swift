@@ -126,7 +126,7 @@ extension Tensor {
   }
 
   /// The forward half shared by the batch norm ops: statistics (see
-  /// ``batchNormStatistics(_:_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:planeMeans:)``)
+  /// ``batchNormStatistics(_:_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:centredPlaneMeans:)``)
   /// and one normalising pass, adding `residual` and applying the ReLU when asked.
   static func normalizedForward(
     _ op: String, _ x: Tensor, residual: Tensor?, weight: Tensor?, bias: Tensor?,
@@ -180,13 +180,13 @@ extension Tensor {
   /// Checks a batch norm's arguments and returns the mean and `1 / sqrt(variance + epsilon)`
   /// per channel it normalises with: the batch's in training (updating the running statistics
   /// in place, as ``batchNorm(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:fusedReLU:)``
-  /// documents), the running ones in evaluation. With `planeMeans` (`[N, C]` floats), training
-  /// also writes each plane's mean of `x` from the same pass. Layers fused with a batch norm
+  /// documents), the running ones in evaluation. With `centredPlaneMeans` (`[N, C]` floats),
+  /// training also writes each plane's mean of `x - mean[channel]` from the same passes. Layers fused with a batch norm
   /// (batch norm + ACON) share this with the plain op, so both validate and update alike.
   public static func batchNormStatistics(
     _ op: String, _ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor?,
     runningVariance: Tensor?, training: Bool, momentum: Float, epsilon: Float,
-    planeMeans: UnsafeMutablePointer<Float>? = nil
+    centredPlaneMeans: UnsafeMutablePointer<Float>? = nil
   ) throws -> (mean: Tensor, invStd: Tensor) {
     guard x.rank == 2 || x.rank == 4 else {
       throw TensorError.shapeMismatch(
@@ -234,13 +234,23 @@ extension Tensor {
       let variance = Tensor(uninitializedShape: [c])
       let vp = variance.mutableData
       BatchNormKernel.statistics(
-        x.data, batch: n, channels: c, plane: plane, mean: mp, variance: vp, planeMeans: planeMeans)
+        x.data, batch: n, channels: c, plane: plane, mean: mp, variance: vp,
+        centredPlaneMeans: centredPlaneMeans)
       var m = m
       if let replicas = BatchNormReplicas.reducer {
-        let whole = replicas.combine(count: m, mean: mean.scalars, variance: variance.scalars)
+        let local = mean.scalars
+        let whole = replicas.combine(count: m, mean: local, variance: variance.scalars)
         m = whole.count
         mp.update(from: whole.mean, count: c)
         vp.update(from: whole.variance, count: c)
+        // The plane means were centred on this replica's mean: re-centre them on the whole's.
+        if let centredPlaneMeans {
+          for q in 0..<(n * c) {
+            let ch = q % c
+            centredPlaneMeans[q] = Float(
+              Double(centredPlaneMeans[q]) + Double(local[ch]) - Double(whole.mean[ch]))
+          }
+        }
       }
       for ch in 0..<c { ip[ch] = 1 / (vp[ch] + epsilon).squareRoot() }
       if let runningMean, let runningVariance {
