@@ -5,6 +5,8 @@ import ACONTraining
 import ArgumentParser
 import Foundation
 
+extension WeightInitialization: ExpressibleByArgument {}
+
 /// `acon train`: the main job. With no flags it trains ShuffleNetV2-0.5x with ACON-C on
 /// Fashion-MNIST for one epoch and prints the result.
 struct Train: ParsableCommand {
@@ -21,6 +23,8 @@ struct Train: ParsableCommand {
   @Option(help: "Activation.") var activation = ActivationKind.aconC
   @OptionGroup var recipe: RecipeOptions
   @Option(help: "Random seed (initialisation, data order, augmentation).") var seed: UInt64 = 0
+  @Option(name: .customLong("init"), help: "Weight initialisation: reference (the paper's) or pytorch (PyTorch's module defaults).")
+  var initialization: WeightInitialization = .reference
   @Option(help: "Output directory for metrics.jsonl, model.safetensors and the checkpoint.") var out: String?
   @Flag(help: "Continue the run saved in --out exactly where it stopped.") var resume = false
   @Option(help: "Also write a checkpoint every N iterations.") var checkpointEvery = 0
@@ -40,6 +44,7 @@ struct Train: ParsableCommand {
     do {
       var config = try recipe.configuration(model: model.name, activation: activation.rawValue, seed: seed)
       config.checkpointEvery = checkpointEvery
+      config.initialization = initialization
       let directory = out ?? "runs/\(recipe.dataset.rawValue)-\(model)-\(activation.rawValue)-s\(seed)"
       InterruptSignal.install()
       let trainer = try Trainer(

@@ -85,9 +85,13 @@ public enum ModelZoo {
     + MobileNetV2.widths.map { "mobilenetv2-\($0)" }
     + TFNet.widths.map { "tfnet-\($0)" }
 
-  /// Builds the network that `configuration` describes, initialised as the reference does from
-  /// `seed`.
-  public static func make(_ configuration: ModelConfiguration, seed: UInt64 = 0) throws -> Module {
+  /// Builds the network that `configuration` describes, initialised from `seed` as the
+  /// reference does or, with `initialization: .pytorch`, with PyTorch's module defaults (see
+  /// ``WeightInitialization``).
+  public static func make(
+    _ configuration: ModelConfiguration, seed: UInt64 = 0,
+    initialization: WeightInitialization = .reference
+  ) throws -> Module {
     guard let activation = ActivationKind(rawValue: configuration.activation) else {
       throw ModelError(
         "unknown activation '\(configuration.activation)'; choose one of: "
@@ -95,6 +99,16 @@ public enum ModelZoo {
     }
     try configuration.validate()
     let builder = ModelBuilder(activation: activation, seed: seed)
+    let model = try build(configuration, builder: builder)
+    if initialization == .pytorch {
+      WeightInitialization.applyPyTorchDefaults(to: model, using: &builder.rng)
+    }
+    return model
+  }
+
+  /// The network named by `configuration.model`, built and initialised (the reference's way) by
+  /// `builder`.
+  static func build(_ configuration: ModelConfiguration, builder: ModelBuilder) throws -> Module {
     let name = configuration.model.lowercased()
     func suffix(_ prefix: String) -> String? {
       name.hasPrefix(prefix) ? String(name.dropFirst(prefix.count)) : nil

@@ -124,7 +124,9 @@ public final class Trainer {
     modelConfiguration.classes = splits.classes
     modelConfiguration.inputChannels = splits.inputChannels
     modelConfiguration.smallInput = modelConfiguration.smallInput || splits.smallInput
-    self.model = try ModelZoo.make(modelConfiguration, seed: configuration.seed)
+    self.model = try ModelZoo.make(
+      modelConfiguration, seed: configuration.seed,
+      initialization: configuration.initialization ?? .reference)
     var stored = configuration
     stored.model = modelConfiguration
     self.state = resumedState ?? TrainingState(configuration: stored)

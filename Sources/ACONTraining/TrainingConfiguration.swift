@@ -53,6 +53,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var trainLimit: Int?
   public var testLimit: Int?
   public var augment: Bool = true
+  /// How the network's weights start; nil (as in checkpoints written before the choice existed)
+  /// is `.reference`.
+  public var initialization: WeightInitialization?
 
   public init(model: ModelConfiguration, dataSet: DataSetName) {
     self.model = model
