@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""The initialisation-study table of docs/RESULTS.md, from the runs init_study.sh wrote
+(runs/init-study*/<activation>-<init>-s<seed>/, finished runs: those with a `done` file): the
+last metrics.jsonl line's test top-1 error (%) per
+activation and initialisation, mean ± sample std over the seeds that finished, the per-seed
+values, the change against ReLU under the same initialisation, and the change the PyTorch
+initialisation brings per activation, each with its standard error
+sqrt(s_a^2 / n_a + s_b^2 / n_b) (0 where a cell has one seed).
+
+    python3 scripts/experiments/init_table.py [runs/init-study]
+"""
+import glob
+import json
+import math
+import os
+import re
+import sys
+
+
+def load(root):
+    cells = {}
+    for path in sorted(glob.glob(os.path.join(root, "*-s*", "metrics.jsonl"))):
+        m = re.match(r"(.+)-(reference|pytorch)-s(\d+)$", os.path.basename(os.path.dirname(path)))
+        if not m:
+            continue
+        if not os.path.exists(os.path.join(os.path.dirname(path), "done")):
+            continue  # unfinished
+        last = [json.loads(l) for l in open(path) if l.strip()][-1]
+        cells.setdefault((m.group(1), m.group(2)), []).append(
+            (int(m.group(3)), 100 * (1 - last["test_top1"]), 100 * last["train_top1"], last["seconds"],
+             last["iteration"], last["epoch"]))
+    return cells
+
+
+def stats(values):
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, var, n
+
+
+def diff(a, b):
+    (ma, va, na), (mb, vb, nb) = stats(a), stats(b)
+    return ma - mb, math.sqrt(va / na + vb / nb)
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else "runs/init-study"
+    cells = load(root)
+    order = ["relu", "swish", "acon-a", "acon-b", "acon-c", "meta-acon"]
+    activations = [a for a in order if any(k[0] == a for k in cells)]
+    activations += sorted({k[0] for k in cells} - set(activations))
+    if not cells:
+        print(f"no finished runs under {root}")
+        return
+    seconds = sum(r[3] for runs in cells.values() for r in runs)
+    lengths = sorted({(r[4], r[5]) for runs in cells.values() for r in runs})
+    length = ", ".join(f"{it} iterations ({ep} epoch(s) begun)" for it, ep in lengths)
+    print(f"ShuffleNetV2-0.5x, Fashion-MNIST (batches from all 60,000 training images), {length}; "
+          f"test top-1 error %, mean ± std over seeds ({sum(len(v) for v in cells.values())} runs, "
+          f"{seconds / 3600:.1f} h of training time in all)\n")
+    print("| activation | init | test error % | vs relu (same init) | train top-1 % | seeds: errors |")
+    print("|---|---|---|---|---|---|")
+    for a in activations:
+        for init in ("reference", "pytorch"):
+            runs = sorted(cells.get((a, init), []))
+            if not runs:
+                continue
+            errors = [e for (_, e, *_) in runs]
+            mean, var, n = stats(errors)
+            train = sum(t for (_, _, t, *_) in runs) / n
+            relu = [e for (_, e, *_) in cells.get(("relu", init), [])]
+            vs = "" if a == "relu" or not relu else "{:+.2f} ± {:.2f}".format(*diff(errors, relu))
+            per_seed = ", ".join(f"s{s}: {e:.2f}" for (s, e, *_) in runs)
+            print(f"| {a} | {init} | {mean:.2f} ± {math.sqrt(var):.2f} | {vs} | {train:.2f} | {per_seed} |")
+    print("\nThe PyTorch initialisation against the reference's, per activation "
+          "(change in test error, points; negative: PyTorch's is better):\n")
+    print("| activation | pytorch - reference | seeds (reference, pytorch) |")
+    print("|---|---|---|")
+    for a in activations:
+        ref = [e for (_, e, *_) in cells.get((a, "reference"), [])]
+        pt = [e for (_, e, *_) in cells.get((a, "pytorch"), [])]
+        if ref and pt:
+            d, se = diff(pt, ref)
+            print(f"| {a} | {d:+.2f} ± {se:.2f} | {len(ref)}, {len(pt)} |")
+
+
+if __name__ == "__main__":
+    main()
