@@ -41,7 +41,7 @@ struct BenchOp: ParsableCommand {
   var convolutions: [String] = []
   @Option(help: "Tuning: the columns a convolution's matrix product aims for, small images unfolded side by side (default 2048 for 1x1 layers, 784 for larger kernels; this sets both).")
   var targetColumns: Int?
-  @Option(help: "Tuning: floats of one Winograd block's transformed input and output (default \(Winograd.blockFloats)).")
+  @Option(help: "Tuning: floats of one Winograd block's transformed input and output (default \(WinogradKernel.blockFloats)).")
   var winogradBlockFloats: Int?
   @Flag(help: "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's F(2x2, 3x3).")
   var noWinograd = false

@@ -107,7 +107,7 @@ public final class DataLoader: @unchecked Sendable {
   /// A loader over `dataSet`. The defaults give the reference's input convention: BGR, 0...255.
   public init(
     _ dataSet: any DataSet, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0,
-    dropLast: Bool = false, transform: any ImageTransform = Identity(),
+    dropLast: Bool = false, transform: any ImageTransform = IdentityTransform(),
     channelOrder: ChannelOrder = .bgr, scale: Float = 1, prefetch: Int = 2,
     workers: Int = ProcessInfo.processInfo.activeProcessorCount, skipUnreadable: Bool = false,
     shard: DataShard = .whole

@@ -1,5 +1,5 @@
 /// Elementwise kernels over contiguous float buffers, vectorised and split across the cores.
-public enum Elementwise {
+public enum ElementwiseKernel {
   /// Applies `f` to every element of `x`, writing `y` (which may be `x`).
   @inlinable @inline(__always)
   public static func map(
@@ -137,7 +137,7 @@ public enum Elementwise {
   }
 }
 
-extension Elementwise {
+extension ElementwiseKernel {
   /// Sum of a short run on the calling thread (for use inside a parallel loop).
   @inlinable
   public static func sumSerial(_ x: UnsafePointer<Float>, count: Int) -> Float {

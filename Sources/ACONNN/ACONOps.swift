@@ -14,12 +14,12 @@ extension Tensor {
   /// The pullback keeps only `x` (and the small parameter tensors) and returns gradients for
   /// `x`, `p1`, `p2` and `beta` in their own shapes.
   public static func acon(
-    _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor, gate: ACONKernels.Gate = .sigmoid
+    _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor, gate: ACONKernel.Gate = .sigmoid
   ) throws -> Tensor {
     let op = gate == .sigmoid ? "acon" : "acon_hard"
     let (geometry, layout) = try aconPlan(op, x, p1, p2, beta)
     let out = Tensor(uninitializedShape: x.shape)
-    ACONKernels.forward(
+    ACONKernel.forward(
       x.data, out.mutableData, geometry: geometry, p1: p1.data, p2: p2.data, beta: beta.data,
       layout: layout, gate: gate)
     // Only x and the per-channel (or meta-ACON's per-sample) tensors stay alive for backward.
@@ -29,13 +29,13 @@ extension Tensor {
       let sums = Tensor(uninitializedShape: [3 * geometry.batch * geometry.channels])
       let perElement = layout.elementStride != 0 && geometry.plane > 1
       let dbeta = Tensor(uninitializedShape: sb.shape)
-      ACONKernels.backward(
+      ACONKernel.backward(
         sx.data, g.data, dx.mutableData, geometry: geometry, p1: s1.data, p2: s2.data,
         beta: sb.data, layout: layout, gate: gate, planeSums: sums.mutableData,
         dbetaElements: perElement ? dbeta.mutableData : nil)
       let dp1 = Tensor(uninitializedShape: s1.shape)
       let dp2 = Tensor(uninitializedShape: s2.shape)
-      ACONKernels.reduceParameterGradients(
+      ACONKernel.reduceParameterGradients(
         planeSums: sums.data, geometry: geometry, dp1: dp1.mutableData, dp2: dp2.mutableData,
         dbeta: perElement ? nil : dbeta.mutableData, dbetaCount: sb.count, layout: layout)
       return [dx, dp1, dp2, dbeta]
@@ -45,7 +45,7 @@ extension Tensor {
   /// Checks the shapes of an ACON call and works out how the kernel reads beta.
   static func aconPlan(
     _ op: String, _ x: Tensor, _ p1: Tensor, _ p2: Tensor, _ beta: Tensor
-  ) throws -> (ACONKernels.Geometry, ACONKernels.BetaLayout) {
+  ) throws -> (ACONKernel.Geometry, ACONKernel.BetaLayout) {
     guard x.rank == 4 || x.rank == 2 else {
       throw TensorError.shapeMismatch(
         operation: op, shapes: [x.shape], detail: "expects x as [N, C, H, W] or [N, C]")
@@ -77,9 +77,9 @@ extension Tensor {
     let elementStride = betaPlane > 1 ? 1 : 0
     let channelStride = b[1] > 1 ? betaPlane : 0
     let sampleStride = b[0] > 1 ? b[1] * betaPlane : 0
-    let layout = ACONKernels.BetaLayout(
+    let layout = ACONKernel.BetaLayout(
       sampleStride: sampleStride, channelStride: channelStride, elementStride: elementStride)
-    return (ACONKernels.Geometry(batch: n, channels: c, plane: plane), layout)
+    return (ACONKernel.Geometry(batch: n, channels: c, plane: plane), layout)
   }
 
   private static func isPerChannel(_ shape: [Int], _ c: Int) -> Bool {
@@ -94,12 +94,12 @@ extension Tensor {
         operation: "smooth_maximum", shapes: [a.shape, b.shape], detail: "shapes must be equal")
     }
     let out = Tensor(uninitializedShape: a.shape)
-    ACONKernels.smoothMaximumForward(a.data, b.data, out.mutableData, count: a.count)
+    ACONKernel.smoothMaximumForward(a.data, b.data, out.mutableData, count: a.count)
     let (sa, sb) = (a.detached, b.detached)
     return record("smooth_maximum", output: out, inputs: [a, b]) { g in
       let da = Tensor(uninitializedShape: sa.shape)
       let db = Tensor(uninitializedShape: sa.shape)
-      ACONKernels.smoothMaximumBackward(
+      ACONKernel.smoothMaximumBackward(
         sa.data, sb.data, g.data, da: da.mutableData, db: db.mutableData, count: sa.count)
       return [da, db]
     }
@@ -117,7 +117,7 @@ extension Tensor {
   /// unfused form (`spatialMean`, then `acon`) makes a broadcast `[N, C, H, W]` gradient and adds
   /// it, two more full passes.
   public static func metaAcon(
-    _ x: Tensor, p1: Tensor, p2: Tensor, gate: ACONKernels.Gate = .sigmoid,
+    _ x: Tensor, p1: Tensor, p2: Tensor, gate: ACONKernel.Gate = .sigmoid,
     generator: (Tensor) throws -> Tensor
   ) throws -> Tensor {
     guard x.rank == 4 || x.rank == 2 else {
@@ -127,7 +127,7 @@ extension Tensor {
     let (n, c) = (x.shape[0], x.shape[1])
     let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
     let means = Tensor(uninitializedShape: [n, c, 1, 1])
-    ACONKernels.planeMeans(x.data, planes: n * c, plane: plane, into: means.mutableData)
+    ACONKernel.planeMeans(x.data, planes: n * c, plane: plane, into: means.mutableData)
     // The generator's own tape starts at this leaf; its gradient is read back in the pullback.
     let pooled = Parameter(means)
     let recording = GradientMode.isEnabled
@@ -141,7 +141,7 @@ extension Tensor {
       shape: x.rank == 4 ? [n, c, 1, 1] : [n, c], storage: beta.storage, offset: beta.offset)
     let (geometry, layout) = try aconPlan("meta_acon", x, p1, p2, betaView)
     let out = Tensor(uninitializedShape: x.shape)
-    ACONKernels.forward(
+    ACONKernel.forward(
       x.data, out.mutableData, geometry: geometry, p1: p1.data, p2: p2.data, beta: beta.data,
       layout: layout, gate: gate)
     let (sx, s1, s2, sb) = (x.detached, p1.detached, p2.detached, beta.detached)
@@ -149,14 +149,14 @@ extension Tensor {
     return record("meta_acon", output: out, inputs: [x, p1, p2, beta]) { g in
       let dx = Tensor(uninitializedShape: sx.shape)
       let sums = Tensor(uninitializedShape: [3 * n * c])
-      ACONKernels.backward(
+      ACONKernel.backward(
         sx.data, g.data, dx.mutableData, geometry: geometry, p1: s1.data, p2: s2.data,
         beta: sb.data, layout: layout, gate: gate, planeSums: sums.mutableData,
         dbetaElements: nil)
       let dp1 = Tensor(uninitializedShape: s1.shape)
       let dp2 = Tensor(uninitializedShape: s2.shape)
       let dbeta = Tensor(uninitializedShape: [n, c, 1, 1])
-      ACONKernels.reduceParameterGradients(
+      ACONKernel.reduceParameterGradients(
         planeSums: sums.data, geometry: geometry, dp1: dp1.mutableData, dp2: dp2.mutableData,
         dbeta: dbeta.mutableData, dbetaCount: n * c, layout: layout)
       if beta.node != nil {
@@ -164,7 +164,7 @@ extension Tensor {
         // The generator's tape is separate, so the outer backward finds it already spent.
         try? beta.backward(seed: dbeta)
         if needsX, let dpooled = pooled.grad {
-          ACONKernels.addPlaneConstants(
+          ACONKernel.addPlaneConstants(
             dx.mutableData, planes: n * c, plane: plane, values: dpooled.data,
             scale: 1 / Float(plane))
         }
@@ -177,12 +177,12 @@ extension Tensor {
 extension Tensor {
   /// meta-ACON with the pixel-wise generator, fused: `beta = sigmoid(weight_c x + bias_c)` and
   /// ACON-C with it, in one pass; the pullback recomputes beta from `x`, so only `x` is kept
-  /// (see `ACONKernels.pixelForward`).
+  /// (see ``ACONKernel/pixelForward(_:_:geometry:p1:p2:weight:bias:gate:)``).
   ///
   /// - `x`: `[N, C, H, W]` or `[N, C]`; `p1`, `p2`, `weight`, `bias`: one value per channel.
   public static func pixelMetaAcon(
     _ x: Tensor, p1: Tensor, p2: Tensor, weight: Tensor, bias: Tensor,
-    gate: ACONKernels.Gate = .sigmoid
+    gate: ACONKernel.Gate = .sigmoid
   ) throws -> Tensor {
     let op = "meta_acon_pixel"
     let (geometry, _) = try aconPlan(op, x, p1, p2, weight)
@@ -191,18 +191,18 @@ extension Tensor {
         operation: op, shapes: [x.shape, bias.shape], detail: "bias must hold one value per channel")
     }
     let out = Tensor(uninitializedShape: x.shape)
-    ACONKernels.pixelForward(
+    ACONKernel.pixelForward(
       x.data, out.mutableData, geometry: geometry, p1: p1.data, p2: p2.data, weight: weight.data,
       bias: bias.data, gate: gate)
     let (sx, s1, s2, sw, sb) = (x.detached, p1.detached, p2.detached, weight.detached, bias.detached)
     return record(op, output: out, inputs: [x, p1, p2, weight, bias]) { g in
       let dx = Tensor(uninitializedShape: sx.shape)
       let sums = Tensor(uninitializedShape: [4 * geometry.batch * geometry.channels])
-      ACONKernels.pixelBackward(
+      ACONKernel.pixelBackward(
         sx.data, g.data, dx.mutableData, geometry: geometry, p1: s1.data, p2: s2.data,
         weight: sw.data, bias: sb.data, gate: gate, planeSums: sums.mutableData)
       let grads = [s1, s2, sw, sb].map { Tensor(uninitializedShape: $0.shape) }
-      ACONKernels.reducePixelGradients(
+      ACONKernel.reducePixelGradients(
         planeSums: sums.data, geometry: geometry, dp1: grads[0].mutableData,
         dp2: grads[1].mutableData, dweight: grads[2].mutableData, dbias: grads[3].mutableData)
       return [dx] + grads

@@ -64,7 +64,7 @@ extension BatchNorm2d {
   /// The fused batch norm + ACON of this layer's state (see
   /// ``ACONTensor/Tensor/batchNormAcon(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:p1:p2:beta:gate:generator:)``).
   func forwardAcon(
-    _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor?, gate: ACONKernels.Gate,
+    _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor?, gate: ACONKernel.Gate,
     generator: ((Tensor) throws -> Tensor)?
   ) throws -> Tensor {
     let y = try Tensor.batchNormAcon(
@@ -108,7 +108,7 @@ extension Tensor {
   /// `acon(batchNorm(x))` with the values, gradients and running-statistics updates of
   /// `batchNorm(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:fusedReLU:)`
   /// then ``acon(_:p1:p2:beta:gate:)`` (or ``metaAcon(_:p1:p2:gate:generator:)``), in fewer
-  /// passes over memory and keeping only `x` (see `ACONKernels.forwardAfterBatchNorm`).
+  /// passes over memory and keeping only `x` (see ``ACONKernel/forwardAfterBatchNorm(_:_:geometry:scale:shift:p1:p2:beta:layout:gate:)``).
   ///
   /// - `x`: `[N, C, H, W]`; `weight`, `bias`, the running statistics: `[C]`.
   /// - `p1`, `p2`: one value per channel. Give `beta` (one per channel) for ACON-C, or
@@ -117,7 +117,7 @@ extension Tensor {
   public static func batchNormAcon(
     _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVariance: Tensor,
     training: Bool, momentum: Float, epsilon: Float, p1: Tensor, p2: Tensor, beta: Tensor?,
-    gate: ACONKernels.Gate = .sigmoid, generator: ((Tensor) throws -> Tensor)? = nil
+    gate: ACONKernel.Gate = .sigmoid, generator: ((Tensor) throws -> Tensor)? = nil
   ) throws -> Tensor {
     let op = "batchNorm_acon"
     if training && BatchNormReplicas.reducer != nil {
@@ -137,7 +137,7 @@ extension Tensor {
       runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
       planeMeans: generator != nil && training ? xMeans.mutableData : nil)
     if generator != nil && !training {
-      ACONKernels.planeMeans(x.data, planes: n * c, plane: plane, into: xMeans.mutableData)
+      ACONKernel.planeMeans(x.data, planes: n * c, plane: plane, into: xMeans.mutableData)
     }
     let scale = Tensor(uninitializedShape: [c])
     let shift = Tensor(uninitializedShape: [c])
@@ -166,7 +166,7 @@ extension Tensor {
     }
     let (geometry, layout) = try aconPlan(op, x, p1, p2, betaUsed)
     let out = Tensor(uninitializedShape: x.shape)
-    ACONKernels.forwardAfterBatchNorm(
+    ACONKernel.forwardAfterBatchNorm(
       x.data, out.mutableData, geometry: geometry, scale: scale.data, shift: shift.data,
       p1: p1.data, p2: p2.data, beta: betaUsed.data, layout: layout, gate: gate)
 
@@ -178,14 +178,14 @@ extension Tensor {
       let dx = Tensor(uninitializedShape: sx.shape)
       let sums = Tensor(uninitializedShape: [3 * n * c])
       let normSums = Tensor(uninitializedShape: [2 * n * c])
-      ACONKernels.backwardAfterBatchNorm(
+      ACONKernel.backwardAfterBatchNorm(
         sx.data, g.data, dz: dx.mutableData, geometry: geometry, scale: scale.data,
         shift: shift.data, mean: mean.data, p1: s1.data, p2: s2.data, beta: sb.data,
         layout: layout, gate: gate, planeSums: sums.mutableData, normSums: normSums.mutableData)
       let dp1 = Tensor(uninitializedShape: s1.shape)
       let dp2 = Tensor(uninitializedShape: s2.shape)
       let dbeta = Tensor(uninitializedShape: sb.shape)
-      ACONKernels.reduceParameterGradients(
+      ACONKernel.reduceParameterGradients(
         planeSums: sums.data, geometry: geometry, dp1: dp1.mutableData, dp2: dp2.mutableData,
         dbeta: dbeta.mutableData, dbetaCount: sb.count, layout: layout)
       // meta-ACON: through the generator to the pooled means; their gradient reaches z as a

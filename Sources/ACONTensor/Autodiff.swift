@@ -189,7 +189,7 @@ extension Tensor {
   /// Elementwise sum without recording, for gradient accumulation.
   static func addRaw(_ a: Tensor, _ b: Tensor) -> Tensor {
     let out = Tensor(uninitializedShape: a.shape)
-    Elementwise.add(a.data, b.data, out.mutableData, count: a.count)
+    ElementwiseKernel.add(a.data, b.data, out.mutableData, count: a.count)
     return out
   }
 }

@@ -97,7 +97,7 @@ extension Tensor {
   ) throws -> Tensor {
     if a.shape == b.shape {
       let out = Tensor(uninitializedShape: a.shape)
-      Elementwise.zip(a.data, b.data, out.mutableData, count: a.count, f)
+      ElementwiseKernel.zip(a.data, b.data, out.mutableData, count: a.count, f)
       return out
     }
     let plan = try BroadcastPlan.make(op, a.shape, b.shape)
@@ -140,9 +140,9 @@ extension Tensor {
     plan.forEachRun { og, ot, _ in
       let x = pg + og
       if st == 1 {
-        Elementwise.axpy(alpha: 1, x, po + ot, count: n)
+        ElementwiseKernel.axpy(alpha: 1, x, po + ot, count: n)
       } else {
-        po[ot] += Elementwise.sum(x, count: n)
+        po[ot] += ElementwiseKernel.sum(x, count: n)
       }
     }
     return out

@@ -43,14 +43,14 @@ extension Tensor {
   public func adding(_ c: Float) -> Tensor {
     let out = Tensor(uninitializedShape: shape)
     let v = Float8(repeating: c)
-    Elementwise.map(data, out.mutableData, count: count) { $0 + v }
+    ElementwiseKernel.map(data, out.mutableData, count: count) { $0 + v }
     return Tensor.record("add_scalar", output: out, inputs: [self]) { g in [g] }
   }
 
   /// `alpha * x` without recording.
   public func scaledRaw(_ alpha: Float) -> Tensor {
     let out = Tensor(uninitializedShape: shape)
-    Elementwise.scale(data, by: alpha, out.mutableData, count: count)
+    ElementwiseKernel.scale(data, by: alpha, out.mutableData, count: count)
     return out
   }
 
@@ -66,12 +66,12 @@ extension Tensor {
   /// `max(x, 0)`; keeps only the input for the pullback.
   public func relu() -> Tensor {
     let out = Tensor(uninitializedShape: shape)
-    Elementwise.relu(data, out.mutableData, count: count)
+    ElementwiseKernel.relu(data, out.mutableData, count: count)
     // The output carries the same sign information as the input and is already alive.
     let saved = out
     return Tensor.record("relu", output: out, inputs: [self]) { g in
       let dx = Tensor(uninitializedShape: g.shape)
-      Elementwise.reluBackward(saved.data, g.data, dx.mutableData, count: g.count)
+      ElementwiseKernel.reluBackward(saved.data, g.data, dx.mutableData, count: g.count)
       return [dx]
     }
   }
@@ -79,11 +79,11 @@ extension Tensor {
   /// The logistic sigmoid.
   public func sigmoid() -> Tensor {
     let out = Tensor(uninitializedShape: shape)
-    Elementwise.sigmoid(data, out.mutableData, count: count)
+    ElementwiseKernel.sigmoid(data, out.mutableData, count: count)
     let saved = out
     return Tensor.record("sigmoid", output: out, inputs: [self]) { g in
       let dx = Tensor(uninitializedShape: g.shape)
-      Elementwise.sigmoidBackward(output: saved.data, g.data, dx.mutableData, count: g.count)
+      ElementwiseKernel.sigmoidBackward(output: saved.data, g.data, dx.mutableData, count: g.count)
       return [dx]
     }
   }

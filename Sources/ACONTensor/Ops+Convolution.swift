@@ -33,16 +33,16 @@ extension Tensor {
     OperationCounter.add(
       "conv", weight: weight, outputShape: out.shape,
       macs: out.count * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth)
-    let workspaceCount = Convolution.forwardWorkspaceCount(g)
+    let workspaceCount = ConvolutionKernel.forwardWorkspaceCount(g)
     // Pooled scratch: a training loop asks for the same size every step.
     let workspace = workspaceCount > 0 ? Tensor(uninitializedShape: [workspaceCount]) : nil
     let kind =
       g.isDepthwise
       ? "conv depthwise"
-      : Convolution.runsWinograd(g) ? "conv winograd" : g.isPointwise ? "conv 1x1" : "conv im2col"
+      : ConvolutionKernel.runsWinograd(g) ? "conv winograd" : g.isPointwise ? "conv 1x1" : "conv im2col"
     Profiler.time("kernel fwd", kind) {
       withExtendedLifetime(workspace) {
-        Convolution.forward(
+        ConvolutionKernel.forward(
           g, input: x.data, weight: weight.data, bias: bias?.data, output: out.mutableData,
           workspace: workspace?.mutableData ?? out.mutableData)
       }
@@ -63,13 +63,13 @@ extension Tensor {
         ? Tensor(uninitializedShape: [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth])
         : nil
       let db = needB ? Tensor(uninitializedShape: [g.outChannels]) : nil
-      let count = Convolution.backwardWorkspaceCount(g)
+      let count = ConvolutionKernel.backwardWorkspaceCount(g)
       let workspace = count > 0 && (needX || needW) ? Tensor(uninitializedShape: [count]) : nil
       // An unused pointer argument still needs a valid address; dy's storage serves.
       let anyPointer = UnsafePointer(dy.storage.pointer)
       Profiler.time("kernel bwd", kind) {
         withExtendedLifetime(workspace) {
-          Convolution.backward(
+          ConvolutionKernel.backward(
           g, input: savedX?.data ?? anyPointer, weight: savedW?.data ?? anyPointer,
           outputGrad: dy.data, inputGrad: dx?.mutableData, weightGrad: dw?.mutableData,
             biasGrad: db?.mutableData, workspace: workspace?.mutableData ?? dy.storage.pointer)

@@ -101,7 +101,7 @@ extension Tensor {
       let dw = needW ? Tensor(uninitializedShape: [c]) : nil
       let db = needB ? Tensor(uninitializedShape: [c]) : nil
       if training, let replicas {
-        Elementwise.reluBackward(savedY.data, g.data, dz.mutableData, count: g.count)
+        ElementwiseKernel.reluBackward(savedY.data, g.data, dz.mutableData, count: g.count)
         backwardAcrossReplicas(
           replicas, savedX, dz, dx: dx, mean: mean, invStd: invStd, weight: savedWeight,
           bias: savedBias, relu: false, dweight: dw, dbias: db)
@@ -112,7 +112,7 @@ extension Tensor {
           weight: savedWeight?.data, bias: savedBias?.data, dweight: dw?.mutableData,
           dbias: db?.mutableData)
       } else {
-        Elementwise.reluBackward(savedY.data, g.data, dz.mutableData, count: g.count)
+        ElementwiseKernel.reluBackward(savedY.data, g.data, dz.mutableData, count: g.count)
         BatchNormKernel.backwardEval(
           savedX.data, dz.data, dx: dx?.mutableData, batch: n, channels: c, plane: plane,
           mean: mean.data, invStd: invStd.data, weight: savedWeight?.data, bias: savedBias?.data,

@@ -4,7 +4,7 @@ import ACONKernels
 extension Tensor {
   /// Sum of all elements, as a 0-d tensor.
   public func sum() -> Tensor {
-    let out = Tensor(scalar: Elementwise.sum(data, count: count))
+    let out = Tensor(scalar: ElementwiseKernel.sum(data, count: count))
     let s = shape
     return Tensor.record("sum", output: out, inputs: [self]) { g in
       [Tensor(shape: s, repeating: g.item)]
@@ -14,7 +14,7 @@ extension Tensor {
   /// Mean of all elements, as a 0-d tensor.
   public func mean() -> Tensor {
     let n = Float(count)
-    let out = Tensor(scalar: Elementwise.sum(data, count: count) / n)
+    let out = Tensor(scalar: ElementwiseKernel.sum(data, count: count) / n)
     let s = shape
     return Tensor.record("mean", output: out, inputs: [self]) { g in
       [Tensor(shape: s, repeating: g.item / n)]
@@ -34,7 +34,7 @@ extension Tensor {
     let dst = out.mutableData
     let inv = 1 / Float(plane)
     Parallel.forRanges(n * c, minimumChunk: max(1, 16384 / max(plane, 1))) { range in
-      for i in range { dst[i] = Elementwise.sumSerial(src + i * plane, count: plane) * inv }
+      for i in range { dst[i] = ElementwiseKernel.sumSerial(src + i * plane, count: plane) * inv }
     }
     let s = shape
     return Tensor.record("spatialMean", output: out, inputs: [self]) { g in

@@ -102,7 +102,7 @@ public final class SGD: Optimizer {
       }
       let buffer = buffers[key]
       p.update { pointer, count in
-        OptimizerKernels.sgd(
+        OptimizerKernel.sgd(
           parameter: pointer, gradient: g.data, momentumBuffer: buffer?.mutableData,
           count: count, learningRate: learningRate, momentum: momentum,
           weightDecay: group.weightDecay, firstStep: first)
@@ -153,7 +153,7 @@ public final class Adam: Optimizer {
       }
       let (m, v) = (first[key]!, second[key]!)
       p.update { pointer, count in
-        OptimizerKernels.adam(
+        OptimizerKernel.adam(
           parameter: pointer, gradient: g.data, firstMoment: m.mutableData,
           secondMoment: v.mutableData, count: count, learningRate: learningRate,
           beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: group.weightDecay,
