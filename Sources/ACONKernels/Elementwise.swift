@@ -131,6 +131,13 @@ public enum ElementwiseKernel {
     return Float(total)
   }
 
+  /// Copies `count` floats from `x` to `y` (which must not overlap) on the kernels' threads.
+  public static func copy(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+    Parallel.forRanges(count, minimumChunk: 1 << 16) { r in
+      (y + r.lowerBound).update(from: x + r.lowerBound, count: r.count)
+    }
+  }
+
   /// Fills `y` with `value`.
   public static func fill(_ y: UnsafeMutablePointer<Float>, count: Int, value: Float) {
     y.update(repeating: value, count: count)

@@ -64,14 +64,14 @@ extension BatchNorm2d {
   /// The fused batch norm + ACON of this layer's state (see
   /// ``ACONTensor/Tensor/batchNormAcon(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:p1:p2:beta:gate:generator:)``).
   func forwardAcon(
-    _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor?, gate: ACONKernel.Gate,
+    _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor?, gate: ACONGate,
     generator: ((Tensor) throws -> Tensor)?
   ) throws -> Tensor {
     let y = try Tensor.batchNormAcon(
       x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
       runningVariance: runningVariance.value, training: isTraining, momentum: momentum,
       epsilon: epsilon, p1: p1, p2: p2, beta: beta, gate: gate, generator: generator)
-    if isTraining { batchesTracked.value.mutableData[0] += 1 }
+    if isTraining { batchesTracked.increment() }
     return y
   }
 }
@@ -117,7 +117,7 @@ extension Tensor {
   public static func batchNormAcon(
     _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVariance: Tensor,
     training: Bool, momentum: Float, epsilon: Float, p1: Tensor, p2: Tensor, beta: Tensor?,
-    gate: ACONKernel.Gate = .sigmoid, generator: ((Tensor) throws -> Tensor)? = nil
+    gate: ACONGate = .sigmoid, generator: ((Tensor) throws -> Tensor)? = nil
   ) throws -> Tensor {
     let op = "batchNorm_acon"
     if training && BatchNormReplicas.reducer != nil {
@@ -135,7 +135,7 @@ extension Tensor {
     let (mean, invStd) = try batchNormStatistics(
       op, x, weight: weight, bias: bias, runningMean: runningMean,
       runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
-      planeMeans: generator != nil && training ? xMeans.mutableData : nil)
+      planeMeans: generator != nil && training ? xMeans : nil)
     if generator != nil && !training {
       ACONKernel.planeMeans(x.data, planes: n * c, plane: plane, into: xMeans.mutableData)
     }
@@ -168,7 +168,7 @@ extension Tensor {
     let out = Tensor(uninitializedShape: x.shape)
     ACONKernel.forwardAfterBatchNorm(
       x.data, out.mutableData, geometry: geometry, scale: scale.data, shift: shift.data,
-      p1: p1.data, p2: p2.data, beta: betaUsed.data, layout: layout, gate: gate)
+      p1: p1.data, p2: p2.data, beta: betaUsed.data, layout: layout, gate: gate.kernelGate)
 
     let (sx, sw, s1, s2, sb) = (x.detached, weight.detached, p1.detached, p2.detached, betaUsed.detached)
     let needX = x.node != nil
@@ -181,7 +181,7 @@ extension Tensor {
       ACONKernel.backwardAfterBatchNorm(
         sx.data, g.data, dz: dx.mutableData, geometry: geometry, scale: scale.data,
         shift: shift.data, mean: mean.data, p1: s1.data, p2: s2.data, beta: sb.data,
-        layout: layout, gate: gate, planeSums: sums.mutableData, normSums: normSums.mutableData)
+        layout: layout, gate: gate.kernelGate, planeSums: sums.mutableData, normSums: normSums.mutableData)
       let dp1 = Tensor(uninitializedShape: s1.shape)
       let dp2 = Tensor(uninitializedShape: s2.shape)
       let dbeta = Tensor(uninitializedShape: sb.shape)
