@@ -32,7 +32,7 @@ extension Tensor {
   }
 
   /// Checks the shapes of an ACON call and works out how the kernel reads beta.
-  package static func aconPlan(
+  static func aconPlan(
     _ op: String, _ x: Tensor, _ p1: Tensor, _ p2: Tensor, _ beta: Tensor
   ) throws -> (ACONKernel.Geometry, ACONKernel.BetaLayout) {
     guard x.rank == 4 || x.rank == 2 else {
@@ -116,7 +116,7 @@ extension Tensor {
     let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
     let backend = backend("meta_acon", x, p1, p2)
     let means = x.empty([n, c, 1, 1])
-    backend.planeMeans(x, planes: n * c, plane: plane, into: means)
+    backend.planeMeans(x, centres: nil, planes: n * c, plane: plane, into: means)
     // The generator's own tape starts at this leaf; its gradient is read back in the pullback.
     let pooled = Parameter(means)
     let recording = GradientMode.isEnabled
@@ -192,7 +192,7 @@ public enum ACONGate: Sendable, Hashable {
   case hardSigmoid
 
   /// The same gate in the kernel layer's terms.
-  package var kernelGate: ACONKernel.Gate {
+  var kernelGate: ACONKernel.Gate {
     switch self {
     case .sigmoid: .sigmoid
     case .hardSigmoid: .hardSigmoid

@@ -119,7 +119,7 @@ extension Tensor {
   }
 
   /// The forward half shared by the batch norm ops: statistics (see
-  /// ``batchNormStatistics(_:_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:planeMeans:)``)
+  /// ``batchNormStatistics(_:_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:centredPlaneMeans:)``)
   /// and one normalising pass, adding `residual` and applying the ReLU when asked.
   static func normalizedForward(
     _ op: String, _ x: Tensor, residual: Tensor?, weight: Tensor?, bias: Tensor?,
@@ -141,13 +141,13 @@ extension Tensor {
   /// Checks a batch norm's arguments and returns the mean and `1 / sqrt(variance + epsilon)`
   /// per channel it normalises with: the batch's in training (updating the running statistics
   /// in place, as ``batchNorm(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:fusedReLU:)``
-  /// documents), the running ones in evaluation. With `planeMeans` (`[N, C]` floats), training
-  /// also writes each plane's mean of `x` from the same pass. Layers fused with a batch norm
+  /// documents), the running ones in evaluation. With `centredPlaneMeans` (`[N, C]` floats),
+  /// training also writes each plane's mean of `x - mean[channel]` from the same passes. Layers fused with a batch norm
   /// (batch norm + ACON) share this with the plain op, so both validate and update alike.
-  package static func batchNormStatistics(
+  static func batchNormStatistics(
     _ op: String, _ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor?,
     runningVariance: Tensor?, training: Bool, momentum: Float, epsilon: Float,
-    planeMeans: Tensor? = nil
+    centredPlaneMeans: Tensor? = nil
   ) throws -> (mean: Tensor, invStd: Tensor) {
     guard x.rank == 2 || x.rank == 4 else {
       throw TensorError.shapeMismatch(
@@ -194,7 +194,7 @@ extension Tensor {
       backend.batchNormTrainingStatistics(
         x, epsilon: epsilon, momentum: momentum, runningMean: runningMean,
         runningVariance: runningVariance, replicas: BatchNormReplicas.reducer, mean: mean,
-        invStd: invStd, planeMeans: planeMeans)
+        invStd: invStd, centredPlaneMeans: centredPlaneMeans)
     } else if let bad = backend.batchNormEvaluationStatistics(
       runningMean: runningMean!, runningVariance: runningVariance!, epsilon: epsilon, mean: mean,
       invStd: invStd)

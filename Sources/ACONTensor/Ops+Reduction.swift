@@ -29,7 +29,7 @@ extension Tensor {
     let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
     let backend = device.backend
     let out = empty([n, c, 1, 1])
-    backend.planeMeans(self, planes: n * c, plane: plane, into: out)
+    backend.planeMeans(self, centres: nil, planes: n * c, plane: plane, into: out)
     let s = shape
     return Tensor.record("spatialMean", output: out, inputs: [self]) { g in
       let dx = g.empty(s)

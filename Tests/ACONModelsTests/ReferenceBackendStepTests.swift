@@ -50,6 +50,7 @@ import Testing
   @Test(arguments: [
     // The reference stem (stride-2 convolution, max-pool) and the small-input stem.
     ("acon-c", false, true), ("acon-c", true, true), ("relu", false, true), ("acon-c", false, false),
+    ("meta-acon", false, true),
   ])
   func shuffleNetStepAgrees(activation: String, smallInput: Bool, fusion: Bool) throws {
     let configuration = ModelConfiguration(

@@ -91,6 +91,37 @@ import Testing
     }
   }
 
+  @Test func batchNormAcon() throws {
+    for training in [true, false] {
+      try expectAgreement("batchNormAcon training \(training)") { rng in
+        let (mean, variance) = (Tensor.randomNormal([6], using: &rng), Tensor.ones([6]))
+        return try forwardBackward([[2, 6, 5, 5], [6], [6], [6], [6], [6]], rng: &rng) {
+          try Tensor.batchNormAcon(
+            $0[0], weight: $0[1], bias: $0[2], runningMean: mean, runningVariance: variance,
+            training: training, momentum: 0.1, epsilon: 1e-5, p1: $0[3], p2: $0[4], beta: $0[5])
+        } + [("running mean", mean)]
+      }
+    }
+  }
+
+  @Test func batchNormMetaAcon() throws {
+    for training in [true, false] {
+      try expectAgreement("batchNormAcon with a generator, training \(training)") { rng in
+        let (mean, variance) = (Tensor.randomNormal([6], using: &rng), Tensor.ones([6]))
+        let w = Parameter(Tensor.randomNormal([6, 6, 1, 1], std: 0.5, using: &rng))
+        // Far from zero against its spread, as raw pixels are.
+        let out = try forwardBackward([[2, 6, 5, 5], [6], [6], [6], [6]], rng: &rng) {
+          try Tensor.batchNormAcon(
+            $0[0].adding(20), weight: $0[1], bias: $0[2], runningMean: mean,
+            runningVariance: variance, training: training, momentum: 0.1, epsilon: 1e-5,
+            p1: $0[3], p2: $0[4], beta: nil
+          ) { pooled in try Tensor.conv2d(pooled, weight: w.value, bias: nil).sigmoid() }
+        }
+        return out + [("generator weight gradient", w.grad!), ("running mean", mean)]
+      }
+    }
+  }
+
   @Test func metaAconWithGenerator() throws {
     try expectAgreement("metaAcon") { rng in
       let w = Parameter(Tensor.randomNormal([6, 6, 1, 1], std: 0.5, using: &rng))

@@ -122,10 +122,11 @@ public final class ReferenceBackend: ComputeBackend {
     }
   }
 
-  public func planeMeans(_ x: Tensor, planes: Int, plane: Int, into means: Tensor) {
+  public func planeMeans(_ x: Tensor, centres: Tensor?, planes: Int, plane: Int, into means: Tensor) {
     for q in 0..<planes {
+      let centre = centres.map { Double(read($0)[q % $0.count]) } ?? 0
       var total = 0.0
-      for i in 0..<plane { total += Double(read(x)[q * plane + i]) }
+      for i in 0..<plane { total += Double(read(x)[q * plane + i]) - centre }
       write(means)[q] = Float(total / Double(plane))
     }
   }
@@ -299,7 +300,8 @@ public final class ReferenceBackend: ComputeBackend {
 
   public func batchNormTrainingStatistics(
     _ x: Tensor, epsilon: Float, momentum: Float, runningMean: Tensor?, runningVariance: Tensor?,
-    replicas: (any BatchNormReplicaReducer)?, mean: Tensor, invStd: Tensor, planeMeans: Tensor?
+    replicas: (any BatchNormReplicaReducer)?, mean: Tensor, invStd: Tensor,
+    centredPlaneMeans: Tensor?
   ) {
     let (n, c, plane) = dims(x)
     var m = Double(n * plane)
@@ -308,12 +310,16 @@ public final class ReferenceBackend: ComputeBackend {
     for ch in 0..<c {
       var total = 0.0
       for b in 0..<n {
-        var planeTotal = 0.0
-        for i in 0..<plane { planeTotal += Double(p[(b * c + ch) * plane + i]) }
-        if let planeMeans { write(planeMeans)[b * c + ch] = Float(planeTotal / Double(plane)) }
-        total += planeTotal
+        for i in 0..<plane { total += Double(p[(b * c + ch) * plane + i]) }
       }
       let mu = total / m
+      if let centredPlaneMeans {
+        for b in 0..<n {
+          var planeTotal = 0.0
+          for i in 0..<plane { planeTotal += Double(p[(b * c + ch) * plane + i]) - Double(Float(mu)) }
+          write(centredPlaneMeans)[b * c + ch] = Float(planeTotal / Double(plane))
+        }
+      }
       var squares = 0.0
       for b in 0..<n {
         for i in 0..<plane {
@@ -572,18 +578,60 @@ public final class ReferenceBackend: ComputeBackend {
     store(sums, normSums)
   }
 
-  public func batchNormApplyGradient(
-    _ x: Tensor, dz: Tensor, mean: Tensor, k: Tensor, q: Tensor, r: Tensor,
-    planeConstants: Tensor?, into dx: Tensor
+  public func batchNormAffine(
+    mean: Tensor, invStd: Tensor, weight: Tensor, bias: Tensor, scale: Tensor, shift: Tensor
+  ) {
+    for ch in 0..<mean.count {
+      let s = Double(read(invStd)[ch]) * Double(read(weight)[ch])
+      write(scale)[ch] = Float(s)
+      write(shift)[ch] = Float(Double(read(bias)[ch]) - Double(read(mean)[ch]) * s)
+    }
+  }
+
+  public func batchNormPooledMeans(
+    centredPlaneMeans: Tensor, scale: Tensor, bias: Tensor, into means: Tensor
+  ) {
+    let c = scale.count
+    for q in 0..<means.count {
+      write(means)[q] = Float(
+        Double(read(bias)[q % c]) + Double(read(scale)[q % c]) * Double(read(centredPlaneMeans)[q]))
+    }
+  }
+
+  // From the definition: dz plus the meta-ACON constants, then the batch norm's backward over
+  // x itself (the sums the CPU backend reuses are not read here).
+  public func batchNormAfterACONBackward(
+    _ x: Tensor, dz: Tensor, normSums: Tensor, mean: Tensor, invStd: Tensor, weight: Tensor,
+    training: Bool, pooledGradient: Tensor?, centredPlaneMeans: Tensor?, inputGradient dx: Tensor?,
+    weightGradient dw: Tensor, biasGradient db: Tensor
   ) {
     let (n, c, plane) = dims(x)
-    for p in 0..<(n * c) {
-      let ch = p % c
-      let constant = planeConstants.map { Double(read($0)[p]) } ?? 0
-      let (kk, qq, rr) = (Double(read(k)[ch]), Double(read(q)[ch]), Double(read(r)[ch]))
-      for i in 0..<plane {
-        let j = p * plane + i
-        write(dx)[j] = Float((Double(read(dz)[j]) + constant) * kk + Double(read(x)[j]) * qq + rr)
+    let m = Double(n * plane)
+    var total = [Double](repeating: 0, count: x.count)
+    for j in 0..<x.count {
+      let constant = pooledGradient.map { Double(read($0)[j / plane]) / Double(plane) } ?? 0
+      total[j] = Double(read(dz)[j]) + constant
+    }
+    for ch in 0..<c {
+      let (mu, inv, w) = (Double(read(mean)[ch]), Double(read(invStd)[ch]), Double(read(weight)[ch]))
+      var (sumDz, sumDzXhat) = (0.0, 0.0)
+      for b in 0..<n {
+        for i in 0..<plane {
+          let j = (b * c + ch) * plane + i
+          sumDz += total[j]
+          sumDzXhat += total[j] * (Double(read(x)[j]) - mu) * inv
+        }
+      }
+      write(db)[ch] = Float(sumDz)
+      write(dw)[ch] = Float(sumDzXhat)
+      guard let dx else { continue }
+      for b in 0..<n {
+        for i in 0..<plane {
+          let j = (b * c + ch) * plane + i
+          let xhat = (Double(read(x)[j]) - mu) * inv
+          let d = training ? total[j] - sumDz / m - xhat * sumDzXhat / m : total[j]
+          write(dx)[j] = Float(w * inv * d)
+        }
       }
     }
   }

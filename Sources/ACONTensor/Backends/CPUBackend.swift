@@ -119,8 +119,12 @@ public final class CPUBackend: ComputeBackend {
     ElementwiseKernel.sigmoidBackward(output: output.data, g.data, dx.mutableData, count: g.count)
   }
 
-  public func planeMeans(_ x: Tensor, planes: Int, plane: Int, into means: Tensor) {
+  public func planeMeans(_ x: Tensor, centres: Tensor?, planes: Int, plane: Int, into means: Tensor) {
     ACONKernel.planeMeans(x.data, planes: planes, plane: plane, into: means.mutableData)
+    if let centres {
+      let (mp, cp) = (means.mutableData, centres.data)
+      for q in 0..<planes { mp[q] -= cp[q % centres.count] }
+    }
   }
 
   public func spreadPlanes(_ values: Tensor, scale: Float, planes: Int, plane: Int, into out: Tensor) {
@@ -216,14 +220,15 @@ public final class CPUBackend: ComputeBackend {
 
   public func batchNormTrainingStatistics(
     _ x: Tensor, epsilon: Float, momentum: Float, runningMean: Tensor?, runningVariance: Tensor?,
-    replicas: (any BatchNormReplicaReducer)?, mean: Tensor, invStd: Tensor, planeMeans: Tensor?
+    replicas: (any BatchNormReplicaReducer)?, mean: Tensor, invStd: Tensor,
+    centredPlaneMeans: Tensor?
   ) {
     let (n, c, plane) = dims(x)
     let variance = mean.empty([c])
     let (mp, vp, ip) = (mean.mutableData, variance.mutableData, invStd.mutableData)
     BatchNormKernel.statistics(
       x.data, batch: n, channels: c, plane: plane, mean: mp, variance: vp,
-      planeMeans: planeMeans?.mutableData)
+      planeMeans: centredPlaneMeans?.mutableData)
     var m = n * plane
     if let replicas {
       let whole = replicas.combine(count: m, mean: mean.scalars, variance: variance.scalars)
@@ -367,14 +372,69 @@ public final class CPUBackend: ComputeBackend {
       dbeta: dbeta.mutableData, dbetaCount: beta.count, layout: layout)
   }
 
-  public func batchNormApplyGradient(
-    _ x: Tensor, dz: Tensor, mean: Tensor, k: Tensor, q: Tensor, r: Tensor,
-    planeConstants: Tensor?, into dx: Tensor
+  public func batchNormAffine(
+    mean: Tensor, invStd: Tensor, weight: Tensor, bias: Tensor, scale: Tensor, shift: Tensor
+  ) {
+    BatchNormKernel.affineCoefficients(
+      channels: mean.count, mean: mean.data, invStd: invStd.data, weight: weight.data,
+      bias: bias.data, scale: scale.mutableData, shift: shift.mutableData)
+  }
+
+  public func batchNormPooledMeans(
+    centredPlaneMeans: Tensor, scale: Tensor, bias: Tensor, into means: Tensor
+  ) {
+    let c = scale.count
+    let (mp, xp, sp, bp) = (means.mutableData, centredPlaneMeans.data, scale.data, bias.data)
+    for q in 0..<means.count { mp[q] = bp[q % c].addingProduct(xp[q], sp[q % c]) }
+  }
+
+  public func batchNormAfterACONBackward(
+    _ x: Tensor, dz: Tensor, normSums: Tensor, mean: Tensor, invStd: Tensor, weight: Tensor,
+    training: Bool, pooledGradient: Tensor?, centredPlaneMeans: Tensor?, inputGradient dx: Tensor?,
+    weightGradient dw: Tensor, biasGradient db: Tensor
   ) {
     let (n, c, plane) = dims(x)
-    BatchNormKernel.applyGradient(
-      x.data, dz.data, dx: dx.mutableData, batch: n, channels: c, plane: plane, k: k.data,
-      q: q.data, r: r.data, planeConstants: planeConstants?.data)
+    let count = Double(n * plane)
+    // A constant k per plane adds plane * k to sum dz and k * sum (x - mean) to sum dz (x - mean).
+    let constants: Tensor? = pooledGradient.map { dpooled in
+      let k = dz.empty([n * c])
+      for q in 0..<(n * c) { k.mutableData[q] = dpooled.data[q] / Float(plane) }
+      return k
+    }
+    let (kq, qq, rq) = (dz.empty([c]), dz.empty([c]), dz.empty([c]))
+    let (ns, mu, inv, w) = (normSums.data, mean.data, invStd.data, weight.data)
+    for ch in 0..<c {
+      var sumDz = 0.0
+      var sumDzXc = 0.0
+      for b in 0..<n {
+        let q = b * c + ch
+        sumDz += Double(ns[2 * q])
+        sumDzXc += Double(ns[2 * q + 1])
+        if let constants, let centredPlaneMeans {
+          let k = Double(constants.data[q])
+          sumDz += Double(plane) * k
+          sumDzXc += k * Double(plane) * Double(centredPlaneMeans.data[q])
+        }
+      }
+      let sumDzXhat = sumDzXc * Double(inv[ch])
+      db.mutableData[ch] = Float(sumDz)
+      dw.mutableData[ch] = Float(sumDzXhat)
+      let k = w[ch] * inv[ch]
+      kq.mutableData[ch] = k
+      if training {
+        let a = Float(sumDz / count)
+        let bq = Float(sumDzXhat / count) * inv[ch]
+        (qq.mutableData[ch], rq.mutableData[ch]) = (-k * bq, k * (mu[ch] * bq - a))
+      } else {
+        (qq.mutableData[ch], rq.mutableData[ch]) = (0, 0)
+      }
+    }
+    // dx from dz, in place: dx = (dz + constant) k + x q + r per plane (r holds -mean q).
+    if let dx {
+      BatchNormKernel.applyGradient(
+        x.data, dz.data, dx: dx.mutableData, batch: n, channels: c, plane: plane, k: kq.data,
+        q: qq.data, r: rq.data, planeConstants: constants?.data)
+    }
   }
 
   public func smoothMaximumForward(_ a: Tensor, _ b: Tensor, into out: Tensor) {

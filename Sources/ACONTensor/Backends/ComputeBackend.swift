@@ -52,8 +52,10 @@ public protocol ComputeBackend: AnyObject, Sendable {
   func sigmoid(_ x: Tensor, into out: Tensor)
   /// `dx = g * output * (1 - output)`.
   func sigmoidBackward(output: Tensor, gradient g: Tensor, into dx: Tensor)
-  /// `means[q]` = the mean of plane `q` of `x` (`planes` planes of `plane` floats).
-  func planeMeans(_ x: Tensor, planes: Int, plane: Int, into means: Tensor)
+  /// `means[q]` = the mean of plane `q` of `x` (`planes` planes of `plane` floats); with
+  /// `centres` (one per channel, plane `q` being of channel `q % centres.count`), the mean of
+  /// `x - centres[channel]`.
+  func planeMeans(_ x: Tensor, centres: Tensor?, planes: Int, plane: Int, into means: Tensor)
   /// `out[q * plane + i] = scale * values[q]` (the gradient of a plane mean).
   func spreadPlanes(_ values: Tensor, scale: Float, planes: Int, plane: Int, into out: Tensor)
 
@@ -88,12 +90,14 @@ public protocol ComputeBackend: AnyObject, Sendable {
 
   /// Training statistics: `mean` and `invStd = 1 / sqrt(biased variance + epsilon)` per
   /// channel; the running statistics, when given, move by `momentum` towards the batch's (the
-  /// variance unbiased); `planeMeans` (`[N * C]`), when given, receives each plane's mean of `x`.
+  /// variance unbiased); `centredPlaneMeans` (`[N * C]`), when given, receives each plane's mean
+  /// of `x - mean[c]`.
   /// With `replicas`, this batch's count, mean and variance are combined through it into the
   /// whole data-parallel batch's before the rest (``BatchNormReplicaReducer``).
   func batchNormTrainingStatistics(
     _ x: Tensor, epsilon: Float, momentum: Float, runningMean: Tensor?, runningVariance: Tensor?,
-    replicas: (any BatchNormReplicaReducer)?, mean: Tensor, invStd: Tensor, planeMeans: Tensor?)
+    replicas: (any BatchNormReplicaReducer)?, mean: Tensor, invStd: Tensor,
+    centredPlaneMeans: Tensor?)
   /// Evaluation statistics from the running ones; returns the first channel whose variance plus
   /// epsilon is not positive (nothing is defined then), else nil.
   func batchNormEvaluationStatistics(
@@ -140,11 +144,24 @@ public protocol ComputeBackend: AnyObject, Sendable {
     _ x: Tensor, gradient g: Tensor, scale: Tensor, shift: Tensor, mean: Tensor, p1: Tensor,
     p2: Tensor, beta: Tensor, layout: ACONKernel.BetaLayout, gate: ACONGate, dz: Tensor,
     normSums: Tensor, p1Gradient dp1: Tensor, p2Gradient dp2: Tensor, betaGradient dbeta: Tensor)
-  /// The batch norm half of the fused pullback, in place over `dz`'s storage (`dx` may be
-  /// `dz`): `dx = (dz + constant[q]) k[c] + (x - mean[c]) q[c] + r[c]` per plane `q`.
-  func batchNormApplyGradient(
-    _ x: Tensor, dz: Tensor, mean: Tensor, k: Tensor, q: Tensor, r: Tensor,
-    planeConstants: Tensor?, into dx: Tensor)
+  /// The batch norm as an affine map per channel: `scale = invStd * weight`,
+  /// `shift = bias - mean * scale`.
+  func batchNormAffine(
+    mean: Tensor, invStd: Tensor, weight: Tensor, bias: Tensor, scale: Tensor, shift: Tensor)
+  /// The plane means of a batch norm's output, from its input's centred plane means:
+  /// `means[q] = bias[c] + scale[c] * centredPlaneMeans[q]` (meta-ACON's pooled input).
+  func batchNormPooledMeans(
+    centredPlaneMeans: Tensor, scale: Tensor, bias: Tensor, into means: Tensor)
+  /// The batch norm half of the fused pullback: its parameters' gradients and, when `dx` is
+  /// given, the input's (through the batch statistics when `training`), from `dz` and the
+  /// per-plane sums of ``aconAfterBatchNormBackward(_:gradient:scale:shift:mean:p1:p2:beta:layout:gate:dz:normSums:p1Gradient:p2Gradient:betaGradient:)``.
+  /// With meta-ACON, `pooledGradient` (`[N * C]`, the gradient at the pooled means) adds
+  /// `pooledGradient[q] / plane` to every `dz` of plane `q`, and `centredPlaneMeans` are the
+  /// planes' means of `x - mean[c]`. `dx` may be `dz` (in place).
+  func batchNormAfterACONBackward(
+    _ x: Tensor, dz: Tensor, normSums: Tensor, mean: Tensor, invStd: Tensor, weight: Tensor,
+    training: Bool, pooledGradient: Tensor?, centredPlaneMeans: Tensor?, inputGradient dx: Tensor?,
+    weightGradient dw: Tensor, biasGradient db: Tensor)
   /// `(a - b) sigmoid(a - b) + b`.
   func smoothMaximumForward(_ a: Tensor, _ b: Tensor, into out: Tensor)
   /// The gradients of ``smoothMaximumForward(_:_:into:)``.
