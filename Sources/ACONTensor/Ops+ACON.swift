@@ -155,7 +155,7 @@ extension Tensor {
 extension Tensor {
   /// meta-ACON with the pixel-wise generator, fused: `beta = sigmoid(weight_c x + bias_c)` and
   /// ACON-C with it, in one pass; the pullback recomputes beta from `x`, so only `x` is kept
-  /// (see ``ACONKernel/pixelForward(_:_:geometry:p1:p2:weight:bias:gate:)``).
+  /// (see `ACONKernel.pixelForward` in the kernel layer).
   ///
   /// - `x`: `[N, C, H, W]` or `[N, C]`; `p1`, `p2`, `weight`, `bias`: one value per channel.
   public static func pixelMetaAcon(

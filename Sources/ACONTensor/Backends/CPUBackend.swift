@@ -229,6 +229,10 @@ public final class CPUBackend: ComputeBackend {
     BatchNormKernel.statistics(
       x.data, batch: n, channels: c, plane: plane, mean: mp, variance: vp,
       planeMeans: centredPlaneMeans?.mutableData)
+    if let centredPlaneMeans {
+      let cp = centredPlaneMeans.mutableData
+      for q in 0..<(n * c) { cp[q] -= mp[q % c] }
+    }
     var m = n * plane
     if let replicas {
       let whole = replicas.combine(count: m, mean: mean.scalars, variance: variance.scalars)
