@@ -146,7 +146,7 @@ let package = Package(
       swiftSettings: vectorFlags),
     // Helpers shared by the test targets: finite-difference gradient checks, golden files.
     .target(
-      name: "ACONTestSupport", dependencies: ["ACONTensor"], path: "Tests/ACONTestSupport",
+      name: "ACONTestSupport", dependencies: ["ACONTensor", "ACONKernels"], path: "Tests/ACONTestSupport",
       swiftSettings: commonFlags),
     .testTarget(
       name: "ACONKernelsTests", dependencies: ["ACONKernels", "ACONTensor", "ACONTestSupport"],

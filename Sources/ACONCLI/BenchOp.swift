@@ -41,7 +41,7 @@ struct BenchOp: ParsableCommand {
   var convolutions: [String] = []
   @Option(help: "Tuning: the columns a convolution's matrix product aims for, small images unfolded side by side (default 2048 for 1x1 layers, 784 for larger kernels; this sets both).")
   var targetColumns: Int?
-  @Option(help: "Tuning: floats of one Winograd block's transformed input and output (default \(Winograd.blockFloats)).")
+  @Option(help: "Tuning: floats of one Winograd block's transformed input and output (default \(WinogradKernel.blockFloats)).")
   var winogradBlockFloats: Int?
   @Flag(help: "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's F(2x2, 3x3).")
   var noWinograd = false
@@ -262,12 +262,7 @@ struct BenchOp: ParsableCommand {
     var rng = RandomGenerator(seed: 1)
     let a = Tensor.randomNormal([n, n], using: &rng)
     let b = Tensor.randomNormal([n, n], using: &rng)
-    let c = Tensor(uninitializedShape: [n, n])
-    let seconds = try time(prepare: {}) {
-      BLAS.sgemm(
-        transposeA: false, transposeB: false, m: n, n: n, k: n, a: a.data, lda: n, b: b.data,
-        ldb: n, c: c.mutableData, ldc: n)
-    }
+    let seconds = try time(prepare: {}) { _ = try Tensor.matmul(a, b) }
     let flops = 2.0 * Double(n) * Double(n) * Double(n)
     return Row(name: "sgemm \(n)", milliseconds: seconds * 1e3, gflops: flops / seconds * 1e-9)
   }
@@ -276,12 +271,7 @@ struct BenchOp: ParsableCommand {
   func benchCopy() throws -> Row {
     let count = batch * 64 * 56 * 56
     let a = Tensor(shape: [count], repeating: 1)
-    let b = Tensor(shape: [count], repeating: 0)
-    let seconds = try time(prepare: {}) {
-      Parallel.forRanges(count, minimumChunk: 1 << 18) { r in
-        (b.mutableData + r.lowerBound).update(from: a.data + r.lowerBound, count: r.count)
-      }
-    }
+    let seconds = try time(prepare: {}) { _ = a.copy() }
     return Row(
       name: "copy \((count * 4) >> 20) MB, 2 threads", milliseconds: seconds * 1e3,
       gigabytes: Double(2 * 4 * count) / seconds * 1e-9)

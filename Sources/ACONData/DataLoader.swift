@@ -107,7 +107,7 @@ public final class DataLoader: @unchecked Sendable {
   /// A loader over `dataSet`. The defaults give the reference's input convention: BGR, 0...255.
   public init(
     _ dataSet: any DataSet, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0,
-    dropLast: Bool = false, transform: any ImageTransform = Identity(),
+    dropLast: Bool = false, transform: any ImageTransform = IdentityTransform(),
     channelOrder: ChannelOrder = .bgr, scale: Float = 1, prefetch: Int = 2,
     workers: Int = ProcessInfo.processInfo.activeProcessorCount, skipUnreadable: Bool = false,
     shard: DataShard = .whole
@@ -237,31 +237,18 @@ public final class DataLoader: @unchecked Sendable {
         detail: "no sample of batch \(k) of epoch \(epoch) could be read: \(skipped[0].reason)")
     }
     let (c, h, w) = (first.channels, first.height, first.width)
-    let tensor = Tensor(uninitializedShape: [kept.count, c, h, w])
-    let per = c * h * w
-    let plane = h * w
-    for (b, j) in kept.enumerated() {
+    for j in kept {
       let image = images[j]!
       guard image.channels == c, image.height == h, image.width == w else {
         throw TensorError.shapeMismatch(
           operation: "DataLoader.batch", shapes: [[c, h, w], [image.channels, image.height, image.width]],
           detail: "samples \(indices[kept[0]]) and \(indices[j]) have different sizes after the transform; add a crop or resize")
       }
-      let dst = tensor.mutableData + b * per
-      image.pixels.withUnsafeBufferPointer { src in
-        for ch in 0..<c {
-          // BGR reverses the planes of a 3-channel image.
-          let from = channelOrder == .bgr && c == 3 ? 2 - ch : ch
-          let s = src.baseAddress! + from * plane
-          let d = dst + ch * plane
-          if scale == 1 {
-            d.update(from: s, count: plane)
-          } else {
-            for i in 0..<plane { d[i] = s[i] * scale }
-          }
-        }
-      }
     }
+    // BGR reverses the planes of a 3-channel image.
+    let tensor = try Tensor(
+      batch: kept.map { images[$0]!.pixels }, sampleShape: [c, h, w],
+      channelOrder: channelOrder == .bgr && c == 3 ? [2, 1, 0] : nil, scale: scale)
     return Batch(
       images: tensor, labels: kept.map { labels[$0] }, indices: kept.map { indices[$0] },
       batchIndex: k, epoch: epoch, skipped: skipped)

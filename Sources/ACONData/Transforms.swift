@@ -11,7 +11,7 @@ public protocol ImageTransform: Sendable {
 }
 
 /// Leaves the image as it is.
-public struct Identity: ImageTransform {
+public struct IdentityTransform: ImageTransform {
   public init() {}
   public func apply(_ image: FloatImage, rng: inout RandomGenerator) -> FloatImage { image }
 }

@@ -1,4 +1,3 @@
-import ACONKernels
 import ACONModels
 import ACONNN
 import ACONTensor
@@ -313,7 +312,7 @@ final class GraphBuilder {
     return node("Gemm", inputs, [.init("transB", .int(1))])
   }
 
-  func gate(_ u: String, _ gate: ACONKernels.Gate) -> String {
+  func gate(_ u: String, _ gate: ACONGate) -> String {
     switch gate {
     case .sigmoid: return node("Sigmoid", [u])
     case .hardSigmoid:
@@ -326,7 +325,7 @@ final class GraphBuilder {
   /// and one Mul by `x` (five ops; ACON-A and Swish-like layers, `d = 1` and `p2 = 0`, three).
   func acon(
     _ x: String, difference d: [Float], p2: [Float]?, scaledBeta: [Float],
-    gate kind: ACONKernels.Gate, path: String
+    gate kind: ACONGate, path: String
   ) -> String {
     let switched = gate(
       node("Mul", [x, channels(path + ".beta_times_p1_minus_p2", scaledBeta)]), kind)

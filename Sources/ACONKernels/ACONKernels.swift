@@ -16,7 +16,7 @@
 /// (beta per sample, per (sample, channel) or per element) are the same kernel.
 /// Partial sums are kept per (n, c) plane and combined in a fixed order, so results do not
 /// depend on the number of threads.
-public enum ACONKernels {
+public enum ACONKernel {
   /// The switching gate `h` of the smooth maximum.
   public enum Gate: Sendable {
     /// The logistic sigmoid, as in the paper.
@@ -373,7 +373,7 @@ public enum ACONKernels {
     _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
     count: Int
   ) {
-    Elementwise.zip(a, b, y, count: count) { a, b in
+    ElementwiseKernel.zip(a, b, y, count: count) { a, b in
       let e = a - b
       return b.addingProduct(e, fastSigmoid(e))
     }
@@ -399,7 +399,7 @@ public enum ACONKernels {
   }
 }
 
-/// The partial sums of one plane's backward (see ``ACONKernels/backward(_:_:_:geometry:p1:p2:beta:layout:gate:planeSums:dbetaElements:)``).
+/// The partial sums of one plane's backward (see ``ACONKernel/backward(_:_:_:geometry:p1:p2:beta:layout:gate:planeSums:dbetaElements:)``).
 struct PlaneSums {
   /// `sum g x t`, `sum g x`, `sum g (d x)^2 h'`.
   var gxt: Float, gx: Float, dbeta: Float
@@ -481,7 +481,7 @@ enum HardSigmoidGate: GateFunction {
   }
 }
 
-extension ACONKernels {
+extension ACONKernel {
   /// `y[q * plane + i] += values[q] * scale` for every plane `q`: adds the gradient of a
   /// spatial mean (meta-ACON's pooled input) into `dx` in one pass.
   public static func addPlaneConstants(

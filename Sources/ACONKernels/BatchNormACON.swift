@@ -10,7 +10,7 @@
 /// meta-ACON's pooled means come for free from the statistics pass (the mean of `z` over a
 /// plane is the affine map of the mean of `x`), and the gradient of those means is a constant
 /// per plane that the `dx` pass adds at no cost: the pair costs what BN + ACON-C costs.
-extension ACONKernels {
+extension ACONKernel {
   /// `y = acon(x * scale + shift)`; beta per channel or per (sample, channel) (`layout` with
   /// `elementStride` 0). `x` is `[N, C, plane]`; `y` may be `x`.
   public static func forwardAfterBatchNorm(

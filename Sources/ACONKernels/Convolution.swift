@@ -71,7 +71,7 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 ///
 /// Four paths, chosen from the geometry:
 /// - depthwise (``ConvGeometry/isDepthwise``): a direct SIMD kernel, see ``Depthwise``;
-/// - 3x3 stride 1 with enough channels (``Winograd/applies(_:)``, unless ``usesWinograd`` is
+/// - 3x3 stride 1 with enough channels (``WinogradKernel/applies(_:)``, unless ``usesWinograd`` is
 ///   off): Winograd's F(2x2, 3x3), 2.25x fewer FLOPs than the matrix product of the unfolded input;
 /// - 1x1 stride 1 without padding on images of ``pointwiseDirectColumns`` pixels or more: one
 ///   matrix product per image and group, straight from the input (no copy);
@@ -81,14 +81,14 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 ///   `192 x 1568` one, and the scatter this costs moves far fewer bytes than the product reads.
 ///
 /// The Swift loops (unfold, fold, scatter) and the products (``BLAS``) run on ``Parallel``.
-public enum Convolution {
-  /// Runs the layers that ``Winograd/applies(_:)`` to through ``Winograd`` (default); off, they
+public enum ConvolutionKernel {
+  /// Runs the layers that ``WinogradKernel/applies(_:)`` to through ``Winograd`` (default); off, they
   /// unfold like every other layer (rounding then follows the direct sum more closely).
   /// ``KernelOptions/usesWinograd``.
   public static var usesWinograd: Bool { KernelOptions.current.usesWinograd }
 
   /// Whether `g` runs through ``Winograd``.
-  public static func runsWinograd(_ g: ConvGeometry) -> Bool { usesWinograd && Winograd.applies(g) }
+  public static func runsWinograd(_ g: ConvGeometry) -> Bool { usesWinograd && WinogradKernel.applies(g) }
 
   /// Matrix products of 1x1 layers aim for at least this many columns (images side by side;
   /// ``KernelOptions/pointwiseTargetColumns``).
@@ -116,7 +116,7 @@ public enum Convolution {
   /// Floats of scratch memory ``forward(_:input:weight:bias:output:workspace:)`` needs.
   public static func forwardWorkspaceCount(_ g: ConvGeometry) -> Int {
     if g.isDepthwise { return 0 }
-    if runsWinograd(g) { return Winograd.forwardWorkspaceCount(g) }
+    if runsWinograd(g) { return WinogradKernel.forwardWorkspaceCount(g) }
     let images = imagesPerProduct(g)
     let columns = images * g.outHeight * g.outWidth
     let col = g.isPointwise && images == 1 ? 0 : g.patchSize * columns
@@ -127,7 +127,7 @@ public enum Convolution {
   /// Floats of scratch memory ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:biasGrad:workspace:)``
   /// needs.
   public static func backwardWorkspaceCount(_ g: ConvGeometry) -> Int {
-    if runsWinograd(g) { return Winograd.backwardWorkspaceCount(g) }
+    if runsWinograd(g) { return WinogradKernel.backwardWorkspaceCount(g) }
     let chunks = weightOnlyChunks(g)
     if chunks > 1 {
       return max(forwardWorkspaceCount(g), chunks * g.patchSize * g.outHeight * g.outWidth
@@ -160,11 +160,11 @@ public enum Convolution {
     workspace: UnsafeMutablePointer<Float>
   ) {
     if g.isDepthwise {
-      Depthwise.forward(g, input: x, weight: weight, bias: bias, output: y)
+      DepthwiseKernel.forward(g, input: x, weight: weight, bias: bias, output: y)
       return
     }
     if runsWinograd(g) {
-      Winograd.forward(g, input: x, weight: weight, bias: bias, output: y, workspace: workspace)
+      WinogradKernel.forward(g, input: x, weight: weight, bias: bias, output: y, workspace: workspace)
       return
     }
     let spatial = g.outHeight * g.outWidth
@@ -222,7 +222,7 @@ public enum Convolution {
     /// The column matrix of these images: `x` itself when direct, else unfolded into `col`.
     func columnMatrix(of x: UnsafePointer<Float>) -> UnsafePointer<Float> {
       if direct { return input(x) }
-      Im2col.unfold(
+      Im2colKernel.unfold(
         input(x), imageStride: geometry.inChannels * geometry.height * geometry.width, images: count,
         channels: geometry.inChannelsPerGroup, geometry: geometry, col: col, ldc: columns)
       return UnsafePointer(col)
@@ -272,7 +272,7 @@ public enum Convolution {
     if let db { biasGradient(dy, batch: g.batch, channels: g.outChannels, spatial: spatial, db) }
     if dx == nil && dw == nil { return }
     if runsWinograd(g) {
-      Winograd.backward(
+      WinogradKernel.backward(
         g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw,
         workspace: workspace)
       return
@@ -287,7 +287,7 @@ public enum Convolution {
       dw = nil
     }
     if g.isDepthwise {
-      Depthwise.backward(g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
+      DepthwiseKernel.backward(g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
       return
     }
     let plane = g.height * g.width
@@ -326,7 +326,7 @@ public enum Convolution {
           BLAS.sgemm(
             transposeA: true, transposeB: false, m: k, n: columns, k: coutG, a: wg, lda: k,
             b: dyg, ldb: columns, c: col, ldc: columns)
-          Im2col.fold(
+          Im2colKernel.fold(
             col, ldc: columns, images: count, channels: cinG, geometry: g, dx: dxg,
             imageStride: g.inChannels * plane)
         }
@@ -353,7 +353,7 @@ public enum Convolution {
       let acc = chunk == 0 ? dw : partials + (chunk - 1) * cout * k
       let first = g.batch * chunk / chunks
       for n in first..<(g.batch * (chunk + 1) / chunks) {
-        Im2col.unfoldSerial(
+        Im2colKernel.unfoldSerial(
           x + n * g.inChannels * plane, channels: g.inChannels, geometry: g, col: col, ldc: spatial)
         BLAS.sgemm(
           transposeA: false, transposeB: true, m: cout, n: k, k: spatial,
@@ -362,7 +362,7 @@ public enum Convolution {
       }
     }
     for chunk in 1..<chunks {
-      Elementwise.add(dw, partials + (chunk - 1) * cout * k, dw, count: cout * k)
+      ElementwiseKernel.add(dw, partials + (chunk - 1) * cout * k, dw, count: cout * k)
     }
   }
 
@@ -375,7 +375,7 @@ public enum Convolution {
       for c in range {
         var total = 0.0
         for n in 0..<batch {
-          total += Double(Elementwise.sumSerial(dy + (n * channels + c) * spatial, count: spatial))
+          total += Double(ElementwiseKernel.sumSerial(dy + (n * channels + c) * spatial, count: spatial))
         }
         db[c] = Float(total)
       }

@@ -7,7 +7,7 @@
 /// with its columns split by phase (column mod stride): every tap of every output vector then
 /// reads 8 contiguous floats, whatever the stride, dilation or padding, and no bounds are
 /// checked in the inner loop.
-public enum Depthwise {
+public enum DepthwiseKernel {
   /// Where a zero-padded, phase-split plane keeps its elements: logical column `c` of row `r`
   /// lives at `r * rowStride + (c % stride) * phaseWidth + c / stride`.
   struct PaddedPlane {

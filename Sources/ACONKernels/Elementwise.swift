@@ -1,5 +1,5 @@
 /// Elementwise kernels over contiguous float buffers, vectorised and split across the cores.
-public enum Elementwise {
+public enum ElementwiseKernel {
   /// Applies `f` to every element of `x`, writing `y` (which may be `x`).
   @inlinable @inline(__always)
   public static func map(
@@ -131,13 +131,20 @@ public enum Elementwise {
     return Float(total)
   }
 
+  /// Copies `count` floats from `x` to `y` (which must not overlap) on the kernels' threads.
+  public static func copy(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+    Parallel.forRanges(count, minimumChunk: 1 << 16) { r in
+      (y + r.lowerBound).update(from: x + r.lowerBound, count: r.count)
+    }
+  }
+
   /// Fills `y` with `value`.
   public static func fill(_ y: UnsafeMutablePointer<Float>, count: Int, value: Float) {
     y.update(repeating: value, count: count)
   }
 }
 
-extension Elementwise {
+extension ElementwiseKernel {
   /// Sum of a short run on the calling thread (for use inside a parallel loop).
   @inlinable
   public static func sumSerial(_ x: UnsafePointer<Float>, count: Int) -> Float {

@@ -5,7 +5,7 @@
 /// `(c * kernelHeight + i) * kernelWidth + j` holding input channel `c` seen through tap `(i, j)`
 /// at every output position `oh * outWidth + ow`. Several images can sit side by side in one
 /// matrix: image `b` fills columns `b * outHeight * outWidth ..< (b + 1) * outHeight * outWidth`.
-public enum Im2col {
+public enum Im2colKernel {
   /// The output columns `ow` whose input column `ow * stride - padding + tap * dilation` lies in
   /// `0 ..< width`, for one kernel column `tap`.
   @inlinable

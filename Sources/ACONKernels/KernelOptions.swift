@@ -12,7 +12,7 @@ public struct KernelOptions: Sendable, Equatable {
   /// Threads the kernels and the matrix products use (default: the processors this process
   /// may run on).
   public var workers: Int = Parallel.availableWorkers
-  /// Runs 3x3 stride-1 convolutions that ``Winograd/applies(_:options:)`` to through Winograd's
+  /// Runs 3x3 stride-1 convolutions that ``WinogradKernel/applies(_:options:)`` to through Winograd's
   /// F(2x2, 3x3); off, they unfold like every other layer.
   public var usesWinograd = true
   /// Winograd takes layers with at least this many input and output channels (thinner ones make

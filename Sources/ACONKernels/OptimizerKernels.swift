@@ -1,5 +1,5 @@
 /// Parameter-update kernels: one fused pass over the parameter, its gradient and its state.
-public enum OptimizerKernels {
+public enum OptimizerKernel {
   /// PyTorch's SGD step (dampening 0, no Nesterov):
   /// `g = grad + decay * p; buf = momentum * buf + g` (`buf = g` on the first step); `p -= lr * buf`.
   public static func sgd(

@@ -8,7 +8,7 @@
 ///     t = h + u h'(u)                  (dy/dx at fixed beta is d t + p2)
 ///     e = g (d x)^2 h'(u) s (1 - s)    (the gradient at w x + b)
 ///     dx = g (d t + p2) + e w;  dp1 = sum g x t;  dp2 = sum g x - dp1;  dw = sum e x;  db = sum e
-extension ACONKernels {
+extension ACONKernel {
   /// Forward over `[N, C, plane]`; `weight`, `bias` (the generator), `p1`, `p2` per channel.
   public static func pixelForward(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, geometry: Geometry,

@@ -23,7 +23,7 @@
 /// Rounding differs from the direct sum (the transforms add and subtract inputs before the
 /// products): the kernel tests hold every output and gradient within 1e-5 (relative to
 /// `1 + |value|`) of a Float64 direct sum, and the PyTorch goldens within 1e-5 relative L2.
-public enum Winograd {
+public enum WinogradKernel {
   /// Layers with fewer input or output channels use ``Im2col``: their 16 products are too thin
   /// for BLAS to run at speed (``KernelOptions/winogradMinimumChannels``).
   public static var minimumChannels: Int { KernelOptions.current.winogradMinimumChannels }
@@ -53,7 +53,7 @@ public enum Winograd {
     /// The target of ``blockWorkspace``.
     let blockFloats: Int
     /// Read when the tiling is made, on the calling thread, like every option.
-    let minimumBlockTiles = Winograd.minimumBlockTiles
+    let minimumBlockTiles = WinogradKernel.minimumBlockTiles
 
     /// Tiles down and across one image.
     var tileRows: Int { (outHeight + 1) / 2 }
@@ -84,7 +84,7 @@ public enum Winograd {
 
     /// Floats of every worker's block.
     var workspace: Int {
-      let workers = Winograd.workerCount(self)
+      let workers = WinogradKernel.workerCount(self)
       return workers * blockWorkspace(workers: workers)
     }
 
@@ -111,7 +111,7 @@ public enum Winograd {
   /// Floats of scratch memory ``forward(_:input:weight:bias:output:workspace:blockFloats:)``
   /// needs.
   public static func forwardWorkspaceCount(
-    _ g: ConvGeometry, blockFloats: Int = Winograd.blockFloats
+    _ g: ConvGeometry, blockFloats: Int = WinogradKernel.blockFloats
   ) -> Int {
     16 * g.outChannels * g.inChannels + forwardTiling(g, blockFloats: blockFloats).workspace
   }
@@ -119,7 +119,7 @@ public enum Winograd {
   /// Floats of scratch memory
   /// ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:workspace:blockFloats:)`` needs.
   public static func backwardWorkspaceCount(
-    _ g: ConvGeometry, blockFloats: Int = Winograd.blockFloats
+    _ g: ConvGeometry, blockFloats: Int = WinogradKernel.blockFloats
   ) -> Int {
     let forward = forwardTiling(g, blockFloats: blockFloats)
     // The transformed filters (or dU), each extra worker's partial dU, and the blocks.
@@ -128,14 +128,14 @@ public enum Winograd {
   }
 
   /// `y = conv(x, w) + b` for a geometry that ``applies(_:)``; same arguments as
-  /// ``Convolution/forward(_:input:weight:bias:output:workspace:)``; `blockFloats` overrides
+  /// ``ConvolutionKernel/forward(_:input:weight:bias:output:workspace:)``; `blockFloats` overrides
   /// ``blockFloats`` for this call (the workspace must be sized with the same value).
   public static func forward(
     _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
-    workspace: UnsafeMutablePointer<Float>, blockFloats: Int = Winograd.blockFloats
+    workspace: UnsafeMutablePointer<Float>, blockFloats: Int = WinogradKernel.blockFloats
   ) {
-    precondition(applies(g), "Winograd.forward: unsupported \(g)")
+    precondition(applies(g), "WinogradKernel.forward: unsupported \(g)")
     let u = workspace
     transformFilters(weight, outChannels: g.outChannels, inChannels: g.inChannels, into: u)
     convolve(
@@ -151,9 +151,9 @@ public enum Winograd {
     _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     outputGrad dy: UnsafePointer<Float>, inputGrad dx: UnsafeMutablePointer<Float>?,
     weightGrad dw: UnsafeMutablePointer<Float>?, workspace: UnsafeMutablePointer<Float>,
-    blockFloats: Int = Winograd.blockFloats
+    blockFloats: Int = WinogradKernel.blockFloats
   ) {
-    precondition(applies(g), "Winograd.backward: unsupported \(g)")
+    precondition(applies(g), "WinogradKernel.backward: unsupported \(g)")
     let filterFloats = 16 * g.outChannels * g.inChannels
     let forwardTiling = forwardTiling(g, blockFloats: blockFloats)
     let blocks = workspace + filterFloats * workerCount(forwardTiling)
@@ -239,7 +239,7 @@ public enum Winograd {
       }
     }
     for worker in 1..<max(1, workers) {
-      Elementwise.add(du, partials + (worker - 1) * filterFloats, du, count: filterFloats)
+      ElementwiseKernel.add(du, partials + (worker - 1) * filterFloats, du, count: filterFloats)
     }
   }
 

@@ -1,4 +1,3 @@
-import ACONKernels
 import ACONTensor
 
 #if canImport(Glibc)
@@ -184,11 +183,11 @@ public final class AconC: Module {
   /// `[1, C, 1, 1]`.
   public let beta: Parameter
   public let channels: Int
-  public let gate: ACONKernels.Gate
+  public let gate: ACONGate
 
   /// The reference initialisation: p1, p2 ~ N(0, 1), beta = 1.
   public convenience init(
-    channels: Int, gate: ACONKernels.Gate = .sigmoid, using rng: inout RandomGenerator
+    channels: Int, gate: ACONGate = .sigmoid, using rng: inout RandomGenerator
   ) {
     let p1 = Tensor.randomNormal([1, channels, 1, 1], using: &rng)
     let p2 = Tensor.randomNormal([1, channels, 1, 1], using: &rng)
@@ -196,7 +195,7 @@ public final class AconC: Module {
   }
 
   /// Explicit initial values, each `[1, C, 1, 1]` (or `C` values in any per-channel shape).
-  public init(p1: Tensor, p2: Tensor, beta: Tensor, gate: ACONKernels.Gate = .sigmoid) {
+  public init(p1: Tensor, p2: Tensor, beta: Tensor, gate: ACONGate = .sigmoid) {
     let c = p1.count
     precondition(p2.count == c && beta.count == c, "p1, p2 and beta need one value per channel")
     func shaped(_ t: Tensor) -> Tensor { Tensor(shape: [1, c, 1, 1], values: t.scalars) }
@@ -265,7 +264,7 @@ public final class MetaAconC: Module {
 
   public let channels: Int
   public let generator: Generator
-  public let gate: ACONKernels.Gate
+  public let gate: ACONGate
   /// Hidden width of the channel-wise generator, `max(r, C / r)`.
   public let hiddenChannels: Int
   public let p1: Parameter
@@ -293,7 +292,7 @@ public final class MetaAconC: Module {
   /// ShuffleNetV2 0.5x).
   public init(
     channels: Int, reduction r: Int = 16, generator: Generator = .channel,
-    gate: ACONKernels.Gate = .sigmoid, using rng: inout RandomGenerator
+    gate: ACONGate = .sigmoid, using rng: inout RandomGenerator
   ) {
     precondition(channels > 0 && r > 0, "MetaAconC needs positive channels and reduction")
     self.channels = channels
@@ -310,8 +309,8 @@ public final class MetaAconC: Module {
       affine = nil
     case .layer:
       let fc = Conv2d(inputChannels: 1, outputChannels: 1, kernelSize: 1, using: &rng)
-      fc.weight.value.mutableData[0] = 1
-      fc.bias!.value.mutableData[0] = 0
+      fc.weight.value = Tensor(shape: [1, 1, 1, 1], values: [1])
+      fc.bias!.value = Tensor(shape: [1], values: [0])
       fc1 = fc
       bn1 = nil
       fc2 = nil

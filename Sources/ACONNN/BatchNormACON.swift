@@ -1,4 +1,3 @@
-import ACONKernels
 import ACONTensor
 #if canImport(Glibc)
 import Glibc
@@ -64,14 +63,14 @@ extension BatchNorm2d {
   /// The fused batch norm + ACON of this layer's state (see
   /// ``ACONTensor/Tensor/batchNormAcon(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:p1:p2:beta:gate:generator:)``).
   func forwardAcon(
-    _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor?, gate: ACONKernels.Gate,
+    _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor?, gate: ACONGate,
     generator: ((Tensor) throws -> Tensor)?
   ) throws -> Tensor {
     let y = try Tensor.batchNormAcon(
       x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
       runningVariance: runningVariance.value, training: isTraining, momentum: momentum,
       epsilon: epsilon, p1: p1, p2: p2, beta: beta, gate: gate, generator: generator)
-    if isTraining { batchesTracked.value.mutableData[0] += 1 }
+    if isTraining { batchesTracked.increment() }
     return y
   }
 }
@@ -100,148 +99,5 @@ extension MetaAconC: FusesAfterBatchNorm {
     try checkBatch(x)
     return try batchNorm.forwardAcon(
       x, p1: p1.value, p2: p2.value, beta: nil, gate: gate, generator: planeGenerator)
-  }
-}
-
-extension Tensor {
-  /// Batch norm followed by ACON-C (or meta-ACON channel-wise) as one op:
-  /// `acon(batchNorm(x))` with the values, gradients and running-statistics updates of
-  /// `batchNorm(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:fusedReLU:)`
-  /// then ``acon(_:p1:p2:beta:gate:)`` (or ``metaAcon(_:p1:p2:gate:generator:)``), in fewer
-  /// passes over memory and keeping only `x` (see `ACONKernels.forwardAfterBatchNorm`).
-  ///
-  /// - `x`: `[N, C, H, W]`; `weight`, `bias`, the running statistics: `[C]`.
-  /// - `p1`, `p2`: one value per channel. Give `beta` (one per channel) for ACON-C, or
-  ///   `generator` for meta-ACON: it maps the pooled means of the normalised input,
-  ///   `[N, C, 1, 1]`, to beta `[N, C, 1, 1]` with recorded ops, as in `metaAcon`.
-  public static func batchNormAcon(
-    _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVariance: Tensor,
-    training: Bool, momentum: Float, epsilon: Float, p1: Tensor, p2: Tensor, beta: Tensor?,
-    gate: ACONKernels.Gate = .sigmoid, generator: ((Tensor) throws -> Tensor)? = nil
-  ) throws -> Tensor {
-    let op = "batchNorm_acon"
-    if training && BatchNormReplicas.reducer != nil {
-      throw TensorError.invalidArgument(
-        operation: op, detail: "no batch statistics across replicas in the fused op; run the layers unfused")
-    }
-    guard x.rank == 4 else {
-      throw TensorError.shapeMismatch(operation: op, shapes: [x.shape], detail: "expects [N, C, H, W] input")
-    }
-    guard (beta == nil) != (generator == nil) else {
-      throw TensorError.invalidArgument(operation: op, detail: "give beta or a generator, not both")
-    }
-    let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
-    // Each plane's mean of x - mean[c]: centred, so the pooled means below are formed without
-    // cancellation when x is far from zero against its spread (raw pixels).
-    let xMeans = Tensor(uninitializedShape: [n, c])
-    let (mean, invStd) = try batchNormStatistics(
-      op, x, weight: weight, bias: bias, runningMean: runningMean,
-      runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
-      centredPlaneMeans: generator != nil && training ? xMeans.mutableData : nil)
-    if generator != nil && !training {
-      ACONKernels.planeMeans(
-        x.data, planes: n * c, plane: plane, into: xMeans.mutableData, centres: mean.data, channels: c)
-    }
-    let scale = Tensor(uninitializedShape: [c])
-    let shift = Tensor(uninitializedShape: [c])
-    BatchNormKernel.affineCoefficients(
-      channels: c, mean: mean.data, invStd: invStd.data, weight: weight.data, bias: bias.data,
-      scale: scale.mutableData, shift: shift.mutableData)
-
-    // beta: the parameter, or the generator's output from the pooled normalised input, whose
-    // plane means are the affine map of x's (its tape starts at the `pooled` leaf).
-    var pooled: Parameter?
-    let betaUsed: Tensor
-    if let generator {
-      let means = Tensor(uninitializedShape: [n, c, 1, 1])
-      let (mp, xp, sp, bp) = (means.mutableData, xMeans.data, scale.data, bias.data)
-      for q in 0..<(n * c) { mp[q] = bp[q % c].addingProduct(xp[q], sp[q % c]) }
-      let leaf = Parameter(means)
-      pooled = leaf
-      betaUsed = try generator(GradientMode.isEnabled ? leaf.value : leaf.value.detached)
-      guard betaUsed.shape == [n, c, 1, 1] else {
-        throw TensorError.shapeMismatch(
-          operation: op, shapes: [x.shape, betaUsed.shape],
-          detail: "the generator must return beta as [N, C, 1, 1]")
-      }
-    } else {
-      betaUsed = beta!
-    }
-    let (geometry, layout) = try aconPlan(op, x, p1, p2, betaUsed)
-    let out = Tensor(uninitializedShape: x.shape)
-    ACONKernels.forwardAfterBatchNorm(
-      x.data, out.mutableData, geometry: geometry, scale: scale.data, shift: shift.data,
-      p1: p1.data, p2: p2.data, beta: betaUsed.data, layout: layout, gate: gate)
-
-    let (sx, sw, s1, s2, sb) = (x.detached, weight.detached, p1.detached, p2.detached, betaUsed.detached)
-    let needX = x.node != nil
-    let count = Double(n * plane)
-    return record(op + (training ? "(train)" : "(eval)"), output: out, inputs: [x, weight, bias, p1, p2, betaUsed]) { g in
-      // Pass 1: dz (into dx's buffer) and the ACON's and the batch norm's sums per plane.
-      let dx = Tensor(uninitializedShape: sx.shape)
-      let sums = Tensor(uninitializedShape: [3 * n * c])
-      let normSums = Tensor(uninitializedShape: [2 * n * c])
-      ACONKernels.backwardAfterBatchNorm(
-        sx.data, g.data, dz: dx.mutableData, geometry: geometry, scale: scale.data,
-        shift: shift.data, mean: mean.data, p1: s1.data, p2: s2.data, beta: sb.data,
-        layout: layout, gate: gate, planeSums: sums.mutableData, normSums: normSums.mutableData)
-      let dp1 = Tensor(uninitializedShape: s1.shape)
-      let dp2 = Tensor(uninitializedShape: s2.shape)
-      let dbeta = Tensor(uninitializedShape: sb.shape)
-      ACONKernels.reduceParameterGradients(
-        planeSums: sums.data, geometry: geometry, dp1: dp1.mutableData, dp2: dp2.mutableData,
-        dbeta: dbeta.mutableData, dbetaCount: sb.count, layout: layout)
-      // meta-ACON: through the generator to the pooled means; their gradient reaches z as a
-      // constant per plane, dmean / (H W).
-      var constants: Tensor?
-      if let pooled, betaUsed.node != nil {
-        try? betaUsed.backward(seed: dbeta)
-        if let dpooled = pooled.grad {
-          let k = Tensor(uninitializedShape: [n * c])
-          for q in 0..<(n * c) { k.mutableData[q] = dpooled.data[q] / Float(plane) }
-          constants = k
-        }
-      }
-      // The batch norm's backward from the sums, with the constants folded in: a constant k
-      // per plane adds plane * k to sum dz and k * sum (x - mean) to sum dz (x - mean).
-      let dw = Tensor(uninitializedShape: [c])
-      let db = Tensor(uninitializedShape: [c])
-      let (kq, qq, rq) = (Tensor(uninitializedShape: [c]), Tensor(uninitializedShape: [c]), Tensor(uninitializedShape: [c]))
-      let (ns, inv, w) = (normSums.data, invStd.data, sw.data)
-      for ch in 0..<c {
-        var sumDz = 0.0
-        var sumDzXc = 0.0
-        for b in 0..<n {
-          let q = b * c + ch
-          sumDz += Double(ns[2 * q])
-          sumDzXc += Double(ns[2 * q + 1])
-          if let constants {
-            let k = Double(constants.data[q])
-            sumDz += Double(plane) * k
-            sumDzXc += k * Double(plane) * Double(xMeans.data[q])
-          }
-        }
-        let sumDzXhat = sumDzXc * Double(inv[ch])
-        db.mutableData[ch] = Float(sumDz)
-        dw.mutableData[ch] = Float(sumDzXhat)
-        let k = w[ch] * inv[ch]
-        kq.mutableData[ch] = k
-        if training {
-          let a = Float(sumDz / count)
-          let bq = Float(sumDzXhat / count) * inv[ch]
-          (qq.mutableData[ch], rq.mutableData[ch]) = (-k * bq, -k * a)
-        } else {
-          (qq.mutableData[ch], rq.mutableData[ch]) = (0, 0)
-        }
-      }
-      // Pass 2, in place: dx from dz.
-      if needX {
-        BatchNormKernel.applyGradient(
-          sx.data, dx.data, dx: dx.mutableData, batch: n, channels: c, plane: plane,
-          mean: mean.data, k: kq.data,
-          q: qq.data, r: rq.data, planeConstants: constants?.data)
-      }
-      return [needX ? dx : nil, dw, db, dp1, dp2, pooled == nil ? dbeta : nil]
-    }
   }
 }

@@ -11,6 +11,9 @@ public final class Buffer {
     self.value = value.copy()
     self.storedAsInteger = storedAsInteger
   }
+
+  /// Adds `amount` to the value in place (a counter such as `num_batches_tracked`).
+  public func increment(by amount: Float = 1) { value.incrementInPlace(by: amount) }
 }
 
 /// The base of every layer and network, like PyTorch's `nn.Module`.

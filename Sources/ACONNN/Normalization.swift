@@ -64,7 +64,7 @@ public final class BatchNorm2d: Module {
       x, residual: residual, weight: weight.value, bias: bias.value,
       runningMean: runningMean.value, runningVariance: runningVariance.value,
       training: isTraining, momentum: momentum, epsilon: epsilon)
-    if isTraining { batchesTracked.value.mutableData[0] += 1 }
+    if isTraining { batchesTracked.increment() }
     return y
   }
 
@@ -73,7 +73,7 @@ public final class BatchNorm2d: Module {
       x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
       runningVariance: runningVariance.value, training: isTraining, momentum: momentum,
       epsilon: epsilon, fusedReLU: relu)
-    if isTraining { batchesTracked.value.mutableData[0] += 1 }
+    if isTraining { batchesTracked.increment() }
     return y
   }
 }

@@ -15,7 +15,7 @@ public final class GradNode {
   /// The nodes of the inputs, in the order the pullback returns their gradients.
   let inputs: [GradNode?]
   /// Maps the output gradient to one gradient per input (nil where an input needs none).
-  var pullback: ((Tensor) -> [Tensor?])?
+  var pullback: ((Tensor) throws -> [Tensor?])?
   /// The gradient accumulated so far during a backward pass.
   var grad: Tensor?
   /// For a leaf: where its gradient goes.
@@ -23,7 +23,7 @@ public final class GradNode {
   /// The name of the operation, for error messages and debugging.
   public let operation: String
 
-  init(operation: String, inputs: [GradNode?], pullback: @escaping (Tensor) -> [Tensor?]) {
+  init(operation: String, inputs: [GradNode?], pullback: @escaping (Tensor) throws -> [Tensor?]) {
     self.operation = operation
     self.inputs = inputs
     self.pullback = pullback
@@ -72,7 +72,7 @@ public final class Parameter {
   public func zeroGrad() { grad = nil }
 
   /// Updates the value in place. The parameter owns its storage (it copies what it is given).
-  public func update(_ body: (UnsafeMutablePointer<Float>, Int) -> Void) {
+  package func update(_ body: (UnsafeMutablePointer<Float>, Int) -> Void) {
     body(value.mutableData, value.count)
   }
 
@@ -107,7 +107,7 @@ extension Tensor {
   @inlinable
   public static func record(
     _ operation: String, output: Tensor, inputs: [Tensor],
-    pullback: @escaping (Tensor) -> [Tensor?]
+    pullback: @escaping (Tensor) throws -> [Tensor?]
   ) -> Tensor {
     recordEntry(operation, output: output, inputs: inputs, pullback: pullback)
   }
@@ -115,7 +115,7 @@ extension Tensor {
   @usableFromInline
   static func recordEntry(
     _ operation: String, output: Tensor, inputs: [Tensor],
-    pullback: @escaping (Tensor) -> [Tensor?]
+    pullback: @escaping (Tensor) throws -> [Tensor?]
   ) -> Tensor {
     if Profiler.isEnabled { Profiler.forwardMark(operation) }
     guard GradientMode.isEnabled, inputs.contains(where: { $0.node != nil }) else {
@@ -133,6 +133,10 @@ extension Tensor {
   /// `parameterGradientReady` is called once per parameter, as soon as its gradient is complete
   /// (the tape's order: roughly the reverse of the forward), while the rest of the backward is
   /// still to run; data parallelism starts reducing gradients there.
+  ///
+  /// - Throws: `TensorError` when this tensor records no gradients or `seed` has another shape,
+  ///   and whatever a pullback throws (the fused meta-ACON ops back-propagate through their
+  ///   generator's own tape inside their pullback).
   public func backward(
     seed: Tensor? = nil, parameterGradientReady: ((Parameter) -> Void)? = nil
   ) throws {
@@ -140,7 +144,7 @@ extension Tensor {
       throw TensorError.invalidArgument(
         operation: "backward", detail: "the tensor does not depend on any trainable parameter")
     }
-    let g = seed ?? Tensor(shape: shape, repeating: 1)
+    let g = seed ?? Tensor(shape: shape, repeating: 1, device: device)
     guard g.shape == shape else {
       throw TensorError.shapeMismatch(
         operation: "backward", shapes: [shape, g.shape], detail: "seed must match the output")
@@ -173,7 +177,7 @@ extension Tensor {
       guard let pullback = n.pullback else { continue }
       n.pullback = nil
       let start = Profiler.isEnabled ? Profiler.now() : 0
-      let grads = pullback(upstream)
+      let grads = try pullback(upstream)
       for (input, grad) in zip(n.inputs, grads) {
         guard let input, let grad else { continue }
         if let existing = input.grad {
@@ -188,8 +192,8 @@ extension Tensor {
 
   /// Elementwise sum without recording, for gradient accumulation.
   static func addRaw(_ a: Tensor, _ b: Tensor) -> Tensor {
-    let out = Tensor(uninitializedShape: a.shape)
-    Elementwise.add(a.data, b.data, out.mutableData, count: a.count)
+    let out = a.empty(a.shape)
+    backend("add", a, b).binary(.add, a, b, into: out)
     return out
   }
 }

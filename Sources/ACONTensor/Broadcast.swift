@@ -1,5 +1,3 @@
-import ACONKernels
-
 /// NumPy/PyTorch broadcasting for binary elementwise operations, with dimensions coalesced so
 /// that the inner loop runs over one contiguous stretch (or a repeated scalar) at a time.
 struct BroadcastPlan {
@@ -91,60 +89,21 @@ struct BroadcastPlan {
 }
 
 extension Tensor {
-  /// Applies `f` elementwise with broadcasting; no gradient recording.
-  static func broadcastBinary(
-    _ op: String, _ a: Tensor, _ b: Tensor, _ f: (Float8, Float8) -> Float8
-  ) throws -> Tensor {
-    if a.shape == b.shape {
-      let out = Tensor(uninitializedShape: a.shape)
-      Elementwise.zip(a.data, b.data, out.mutableData, count: a.count, f)
-      return out
-    }
-    let plan = try BroadcastPlan.make(op, a.shape, b.shape)
-    let out = Tensor(uninitializedShape: plan.outputShape)
-    let n = plan.shape.last!
-    let sa = plan.stridesA.last!
-    let sb = plan.stridesB.last!
-    let pa = a.data
-    let pb = b.data
-    let po = out.mutableData
-    plan.forEachRun { oa, ob, oo in
-      let x = pa + oa
-      let y = pb + ob
-      let z = po + oo
-      if sa == 1 && sb == 1 {
-        forEachVector(n) { i, l in store8(f(load8(x + i, lanes: l), load8(y + i, lanes: l)), z + i, lanes: l) }
-      } else if sa == 1 {
-        let v = Float8(repeating: y[0])
-        forEachVector(n) { i, l in store8(f(load8(x + i, lanes: l), v), z + i, lanes: l) }
-      } else if sb == 1 {
-        let v = Float8(repeating: x[0])
-        forEachVector(n) { i, l in store8(f(v, load8(y + i, lanes: l)), z + i, lanes: l) }
-      } else {
-        let v = f(Float8(repeating: x[0]), Float8(repeating: y[0]))
-        for i in 0..<n { z[i] = v[0] }
-      }
-    }
+  /// `op(a, b)` elementwise with broadcasting; no gradient recording.
+  static func broadcastBinary(_ op: BinaryOperation, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+    let name = "\(op)"
+    let backend = backend(name, a, b)
+    let shape = a.shape == b.shape ? a.shape : try BroadcastPlan.make(name, a.shape, b.shape).outputShape
+    let out = a.empty(shape)
+    backend.binary(op, a, b, into: out)
     return out
   }
 
   /// Sums this tensor down to `target` (the shape of a broadcast operand). No recording.
   public func sumRaw(toShape target: [Int]) -> Tensor {
     if target == shape { return self }
-    let plan = try! BroadcastPlan.make("sum", shape, target)
-    let out = Tensor(shape: target, repeating: 0)
-    let n = plan.shape.last!
-    let st = plan.stridesB.last!
-    let pg = data
-    let po = out.mutableData
-    plan.forEachRun { og, ot, _ in
-      let x = pg + og
-      if st == 1 {
-        Elementwise.axpy(alpha: 1, x, po + ot, count: n)
-      } else {
-        po[ot] += Elementwise.sum(x, count: n)
-      }
-    }
+    let out = empty(target)
+    device.backend.reduce(self, toShapeOf: out)
     return out
   }
 }

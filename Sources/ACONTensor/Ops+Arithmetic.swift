@@ -1,10 +1,8 @@
-import ACONKernels
-
 /// Differentiable elementwise arithmetic with PyTorch broadcasting.
 extension Tensor {
   /// `a + b`, broadcasting.
   public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-    let out = try broadcastBinary("add", a, b) { $0 + $1 }
+    let out = try broadcastBinary(.add, a, b)
     let (sa, sb) = (a.shape, b.shape)
     return record("add", output: out, inputs: [a, b]) { g in
       [g.sumRaw(toShape: sa), g.sumRaw(toShape: sb)]
@@ -13,7 +11,7 @@ extension Tensor {
 
   /// `a - b`, broadcasting.
   public static func subtract(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-    let out = try broadcastBinary("subtract", a, b) { $0 - $1 }
+    let out = try broadcastBinary(.subtract, a, b)
     let (sa, sb) = (a.shape, b.shape)
     return record("subtract", output: out, inputs: [a, b]) { g in
       [g.sumRaw(toShape: sa), g.scaledRaw(-1).sumRaw(toShape: sb)]
@@ -22,13 +20,13 @@ extension Tensor {
 
   /// `a * b`, broadcasting.
   public static func multiply(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-    let out = try broadcastBinary("multiply", a, b) { $0 * $1 }
+    let out = try broadcastBinary(.multiply, a, b)
     let (ra, rb) = (a.detached, b.detached)
     let (na, nb) = (a.node != nil, b.node != nil)
     return record("multiply", output: out, inputs: [a, b]) { g in
       [
-        na ? (try! broadcastBinary("multiply", g, rb) { $0 * $1 }).sumRaw(toShape: ra.shape) : nil,
-        nb ? (try! broadcastBinary("multiply", g, ra) { $0 * $1 }).sumRaw(toShape: rb.shape) : nil,
+        na ? try broadcastBinary(.multiply, g, rb).sumRaw(toShape: ra.shape) : nil,
+        nb ? try broadcastBinary(.multiply, g, ra).sumRaw(toShape: rb.shape) : nil,
       ]
     }
   }
@@ -41,16 +39,15 @@ extension Tensor {
 
   /// `x + c` for a constant `c`.
   public func adding(_ c: Float) -> Tensor {
-    let out = Tensor(uninitializedShape: shape)
-    let v = Float8(repeating: c)
-    Elementwise.map(data, out.mutableData, count: count) { $0 + v }
+    let out = empty(shape)
+    device.backend.affine(self, scale: 1, shift: c, into: out)
     return Tensor.record("add_scalar", output: out, inputs: [self]) { g in [g] }
   }
 
   /// `alpha * x` without recording.
   public func scaledRaw(_ alpha: Float) -> Tensor {
-    let out = Tensor(uninitializedShape: shape)
-    Elementwise.scale(data, by: alpha, out.mutableData, count: count)
+    let out = empty(shape)
+    device.backend.affine(self, scale: alpha, shift: 0, into: out)
     return out
   }
 
@@ -65,25 +62,27 @@ extension Tensor {
 extension Tensor {
   /// `max(x, 0)`; keeps only the input for the pullback.
   public func relu() -> Tensor {
-    let out = Tensor(uninitializedShape: shape)
-    Elementwise.relu(data, out.mutableData, count: count)
+    let backend = device.backend
+    let out = empty(shape)
+    backend.relu(self, into: out)
     // The output carries the same sign information as the input and is already alive.
     let saved = out
     return Tensor.record("relu", output: out, inputs: [self]) { g in
-      let dx = Tensor(uninitializedShape: g.shape)
-      Elementwise.reluBackward(saved.data, g.data, dx.mutableData, count: g.count)
+      let dx = g.empty(g.shape)
+      backend.reluBackward(output: saved, gradient: g, into: dx)
       return [dx]
     }
   }
 
   /// The logistic sigmoid.
   public func sigmoid() -> Tensor {
-    let out = Tensor(uninitializedShape: shape)
-    Elementwise.sigmoid(data, out.mutableData, count: count)
+    let backend = device.backend
+    let out = empty(shape)
+    backend.sigmoid(self, into: out)
     let saved = out
     return Tensor.record("sigmoid", output: out, inputs: [self]) { g in
-      let dx = Tensor(uninitializedShape: g.shape)
-      Elementwise.sigmoidBackward(output: saved.data, g.data, dx.mutableData, count: g.count)
+      let dx = g.empty(g.shape)
+      backend.sigmoidBackward(output: saved, gradient: g, into: dx)
       return [dx]
     }
   }

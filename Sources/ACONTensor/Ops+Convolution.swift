@@ -6,7 +6,7 @@ extension Tensor {
   ///
   /// The output is `[N, Cout, OH, OW]` with `OH = (H + 2 * padding - dilation * (kh - 1) - 1) /
   /// stride + 1` (and likewise `OW`). Depthwise layers (`groups == Cin == Cout`) run a direct
-  /// SIMD kernel; every other layer runs as matrix products through BLAS.
+  /// kernel; every other layer runs as matrix products (on ``Device/cpu``).
   ///
   /// - Parameters:
   ///   - x: `[N, Cin, H, W]`.
@@ -29,24 +29,12 @@ extension Tensor {
     let g = try convGeometry(
       x: x.shape, weight: weight.shape, bias: bias?.shape, stride: stride, padding: padding,
       dilation: dilation, groups: groups)
-    let out = Tensor(uninitializedShape: [g.batch, g.outChannels, g.outHeight, g.outWidth])
+    let backend = backend("conv2d", x, weight, bias)
+    let out = x.empty([g.batch, g.outChannels, g.outHeight, g.outWidth])
     OperationCounter.add(
       "conv", weight: weight, outputShape: out.shape,
       macs: out.count * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth)
-    let workspaceCount = Convolution.forwardWorkspaceCount(g)
-    // Pooled scratch: a training loop asks for the same size every step.
-    let workspace = workspaceCount > 0 ? Tensor(uninitializedShape: [workspaceCount]) : nil
-    let kind =
-      g.isDepthwise
-      ? "conv depthwise"
-      : Convolution.runsWinograd(g) ? "conv winograd" : g.isPointwise ? "conv 1x1" : "conv im2col"
-    Profiler.time("kernel fwd", kind) {
-      withExtendedLifetime(workspace) {
-        Convolution.forward(
-          g, input: x.data, weight: weight.data, bias: bias?.data, output: out.mutableData,
-          workspace: workspace?.mutableData ?? out.mutableData)
-      }
-    }
+    backend.convolutionForward(g, input: x, weight: weight, bias: bias, into: out)
     let needX = x.node != nil
     let needW = weight.node != nil
     let needB = bias?.node != nil
@@ -57,24 +45,15 @@ extension Tensor {
     if let bias { inputs.append(bias) }
     let hasBias = bias != nil
     return record("conv2d", output: out, inputs: inputs) { dy in
-      let dx = needX ? Tensor(uninitializedShape: [g.batch, g.inChannels, g.height, g.width]) : nil
+      let dx = needX ? dy.empty([g.batch, g.inChannels, g.height, g.width]) : nil
       let dw =
         needW
-        ? Tensor(uninitializedShape: [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth])
+        ? dy.empty([g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth])
         : nil
-      let db = needB ? Tensor(uninitializedShape: [g.outChannels]) : nil
-      let count = Convolution.backwardWorkspaceCount(g)
-      let workspace = count > 0 && (needX || needW) ? Tensor(uninitializedShape: [count]) : nil
-      // An unused pointer argument still needs a valid address; dy's storage serves.
-      let anyPointer = UnsafePointer(dy.storage.pointer)
-      Profiler.time("kernel bwd", kind) {
-        withExtendedLifetime(workspace) {
-          Convolution.backward(
-          g, input: savedX?.data ?? anyPointer, weight: savedW?.data ?? anyPointer,
-          outputGrad: dy.data, inputGrad: dx?.mutableData, weightGrad: dw?.mutableData,
-            biasGrad: db?.mutableData, workspace: workspace?.mutableData ?? dy.storage.pointer)
-        }
-      }
+      let db = needB ? dy.empty([g.outChannels]) : nil
+      backend.convolutionBackward(
+        g, input: savedX, weight: savedW, outputGradient: dy, inputGradient: dx,
+        weightGradient: dw, biasGradient: db)
       var grads: [Tensor?] = [dx, dw]
       if hasBias { grads.append(db) }
       return grads

@@ -1,5 +1,3 @@
-import ACONKernels
-
 /// Matrix products through BLAS.
 extension Tensor {
   /// `[m, k] x [k, n]`.
@@ -9,27 +7,22 @@ extension Tensor {
         operation: "matmul", shapes: [a.shape, b.shape], detail: "expects [m, k] and [k, n]")
     }
     let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1])
-    let out = Tensor(uninitializedShape: [m, n])
-    BLAS.sgemm(
-      transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.data, lda: k, b: b.data,
-      ldb: n, c: out.mutableData, ldc: n)
+    let backend = backend("matmul", a, b)
+    let out = a.empty([m, n])
+    backend.matrixMultiply(a, transposed: false, b, transposed: false, m: m, n: n, k: k, beta: 0, into: out)
     let (ra, rb) = (a.detached, b.detached)
     let (na, nb) = (a.node != nil, b.node != nil)
     return record("matmul", output: out, inputs: [a, b]) { g in
       var da: Tensor? = nil
       var db: Tensor? = nil
       if na {
-        let t = Tensor(uninitializedShape: [m, k])
-        BLAS.sgemm(
-          transposeA: false, transposeB: true, m: m, n: k, k: n, a: g.data, lda: n, b: rb.data,
-          ldb: n, c: t.mutableData, ldc: k)
+        let t = g.empty([m, k])
+        backend.matrixMultiply(g, transposed: false, rb, transposed: true, m: m, n: k, k: n, beta: 0, into: t)
         da = t
       }
       if nb {
-        let t = Tensor(uninitializedShape: [k, n])
-        BLAS.sgemm(
-          transposeA: true, transposeB: false, m: k, n: n, k: m, a: ra.data, lda: k, b: g.data,
-          ldb: n, c: t.mutableData, ldc: n)
+        let t = g.empty([k, n])
+        backend.matrixMultiply(ra, transposed: true, g, transposed: false, m: k, n: n, k: m, beta: 0, into: t)
         db = t
       }
       return [da, db]
@@ -49,14 +42,18 @@ extension Tensor {
       throw TensorError.shapeMismatch(
         operation: "linear", shapes: [weight.shape, bias.shape], detail: "bias must be [out]")
     }
-    let out = Tensor(uninitializedShape: [n, outF])
+    let backend = backend("linear", x, weight, bias)
+    let out = x.empty([n, outF])
     OperationCounter.add("linear", weight: weight, outputShape: [n, outF], macs: n * outF * inF)
     if let bias {
-      for i in 0..<n { (out.mutableData + i * outF).update(from: bias.data, count: outF) }
+      // Every row starts as the bias; the product adds to it.
+      backend.copyBlocks(
+        from: bias, sourceStart: 0, sourceStride: 0, into: out, destinationStart: 0,
+        destinationStride: outF, blocks: n, length: outF)
     }
-    BLAS.sgemm(
-      transposeA: false, transposeB: true, m: n, n: outF, k: inF, a: x.data, lda: inF,
-      b: weight.data, ldb: inF, beta: bias == nil ? 0 : 1, c: out.mutableData, ldc: outF)
+    backend.matrixMultiply(
+      x, transposed: false, weight, transposed: true, m: n, n: outF, k: inF,
+      beta: bias == nil ? 0 : 1, into: out)
     let (rx, rw) = (x.detached, weight.detached)
     let needX = x.node != nil
     let needW = weight.node != nil
@@ -66,17 +63,13 @@ extension Tensor {
     return record("linear", output: out, inputs: inputs) { g in
       var grads: [Tensor?] = [nil, nil]
       if needX {
-        let dx = Tensor(uninitializedShape: [n, inF])
-        BLAS.sgemm(
-          transposeA: false, transposeB: false, m: n, n: inF, k: outF, a: g.data, lda: outF,
-          b: rw.data, ldb: inF, c: dx.mutableData, ldc: inF)
+        let dx = g.empty([n, inF])
+        backend.matrixMultiply(g, transposed: false, rw, transposed: false, m: n, n: inF, k: outF, beta: 0, into: dx)
         grads[0] = dx
       }
       if needW {
-        let dw = Tensor(uninitializedShape: [outF, inF])
-        BLAS.sgemm(
-          transposeA: true, transposeB: false, m: outF, n: inF, k: n, a: g.data, lda: outF,
-          b: rx.data, ldb: inF, c: dw.mutableData, ldc: inF)
+        let dw = g.empty([outF, inF])
+        backend.matrixMultiply(g, transposed: true, rx, transposed: false, m: outF, n: inF, k: n, beta: 0, into: dw)
         grads[1] = dw
       }
       if hasBias { grads.append(g.sumRaw(toShape: [outF])) }

@@ -1,11 +1,3 @@
-import ACONKernels
-
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
-
 /// Softmax cross-entropy, as PyTorch's `F.cross_entropy(logits, labels, label_smoothing:)`.
 extension Tensor {
   /// Mean cross-entropy of `logits` `[N, K]` against class indices `labels` (N of them).
@@ -30,41 +22,16 @@ extension Tensor {
         operation: "crossEntropy", detail: "label \(label) of sample \(i) is outside 0..<\(k)")
     }
     // Softmax probabilities are kept for the pullback: N x K floats, tiny.
-    let probabilities = Tensor(uninitializedShape: [n, k])
-    var total = 0.0
-    let x = logits.data
-    let p = probabilities.mutableData
-    for i in 0..<n {
-      let row = x + i * k
-      var m = -Float.infinity
-      for j in 0..<k { m = max(m, row[j]) }
-      var z = 0.0
-      for j in 0..<k {
-        let e = exp(Double(row[j] - m))
-        p[i * k + j] = Float(e)
-        z += e
-      }
-      let logZ = log(z) + Double(m)
-      var sumLogP = 0.0
-      for j in 0..<k {
-        p[i * k + j] = Float(Double(p[i * k + j]) / z)
-        sumLogP += Double(row[j]) - logZ
-      }
-      let nll = logZ - Double(row[labels[i]])
-      total += Double(1 - epsilon) * nll - Double(epsilon) * sumLogP / Double(k)
-    }
-    let out = Tensor(scalar: Float(total / Double(n)))
+    let backend = logits.device.backend
+    let probabilities = logits.empty([n, k])
+    let loss = backend.crossEntropyForward(
+      logits, labels: labels, labelSmoothing: epsilon, probabilities: probabilities)
+    let out = Tensor(shape: [], values: [loss], device: logits.device)
     return record("crossEntropy", output: out, inputs: [logits]) { g in
-      let scale = g.item / Float(n)
-      let dx = Tensor(uninitializedShape: [n, k])
-      let d = dx.mutableData
-      let pp = probabilities.data
-      for i in 0..<n {
-        for j in 0..<k {
-          let target = epsilon / Float(k) + (j == labels[i] ? 1 - epsilon : 0)
-          d[i * k + j] = (pp[i * k + j] - target) * scale
-        }
-      }
+      let dx = g.empty([n, k])
+      backend.crossEntropyBackward(
+        probabilities: probabilities, labels: labels, labelSmoothing: epsilon,
+        scale: g.item / Float(n), into: dx)
       return [dx]
     }
   }

@@ -1,5 +1,3 @@
-import ACONKernels
-
 /// Differentiable batch normalisation and dropout.
 extension Tensor {
   /// Batch normalisation over the channel dimension of `[N, C, H, W]` or `[N, C]` input, as
@@ -26,7 +24,7 @@ extension Tensor {
     training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5, fusedReLU: Bool = false
   ) throws -> Tensor {
     let op = fusedReLU ? "batchNormReLU" : "batchNorm"
-    let (out, mean, invStd, n, c, plane, replicas) = try normalizedForward(
+    let (out, mean, invStd, _, c, _) = try normalizedForward(
       op, x, residual: nil, weight: weight, bias: bias, runningMean: runningMean,
       runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
       relu: fusedReLU)
@@ -40,23 +38,16 @@ extension Tensor {
     let (needX, needW, needB) = (x.node != nil, weight?.node != nil, bias?.node != nil)
     let hasWeight = weight != nil
     let hasBias = bias != nil
+    let backend = x.device.backend
+    let replicas = training ? BatchNormReplicas.reducer : nil
     return record(op + (training ? "(train)" : "(eval)"), output: out, inputs: inputs) { g in
-      let dx = needX ? Tensor(uninitializedShape: savedX.shape) : nil
-      let dw = needW ? Tensor(uninitializedShape: [c]) : nil
-      let db = needB ? Tensor(uninitializedShape: [c]) : nil
-      if training, let replicas {
-        backwardAcrossReplicas(
-          replicas, savedX, g, dx: dx, mean: mean, invStd: invStd, weight: savedWeight,
-          bias: savedBias, relu: fusedReLU, dweight: dw, dbias: db)
-        var grads: [Tensor?] = [dx]
-        if hasWeight { grads.append(dw) }
-        if hasBias { grads.append(db) }
-        return grads
-      }
-      let kernel = training ? BatchNormKernel.backwardTraining : BatchNormKernel.backwardEval
-      kernel(
-        savedX.data, g.data, dx?.mutableData, n, c, plane, mean.data, invStd.data,
-        savedWeight?.data, savedBias?.data, fusedReLU, dw?.mutableData, db?.mutableData)
+      let dx = needX ? g.empty(savedX.shape) : nil
+      let dw = needW ? g.empty([c]) : nil
+      let db = needB ? g.empty([c]) : nil
+      backend.batchNormBackward(
+        savedX, gradient: g, training: training, mean: mean, invStd: invStd,
+        weight: savedWeight, bias: savedBias, relu: fusedReLU, replicas: replicas,
+        inputGradient: dx, weightGradient: dw, biasGradient: db)
       var grads: [Tensor?] = [dx]
       if hasWeight { grads.append(dw) }
       if hasBias { grads.append(db) }
@@ -82,7 +73,7 @@ extension Tensor {
         operation: op, shapes: [x.shape, residual.shape],
         detail: "the residual must have the batch norm input's shape")
     }
-    let (out, mean, invStd, n, c, plane, replicas) = try normalizedForward(
+    let (out, mean, invStd, _, c, _) = try normalizedForward(
       op, x, residual: residual, weight: weight, bias: bias, runningMean: runningMean,
       runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
       relu: true)
@@ -94,29 +85,31 @@ extension Tensor {
     let (savedWeight, savedBias) = (weight?.detached, bias?.detached)
     let (needX, needW, needB) = (x.node != nil, weight?.node != nil, bias?.node != nil)
     let (hasWeight, hasBias) = (weight != nil, bias != nil)
+    let backend = x.device.backend
+    let replicas = training ? BatchNormReplicas.reducer : nil
     return record(op + (training ? "(train)" : "(eval)"), output: out, inputs: inputs) { g in
       // dz, the gated gradient, is also the residual's gradient.
-      let dz = Tensor(uninitializedShape: savedX.shape)
-      let dx = needX ? Tensor(uninitializedShape: savedX.shape) : nil
-      let dw = needW ? Tensor(uninitializedShape: [c]) : nil
-      let db = needB ? Tensor(uninitializedShape: [c]) : nil
-      if training, let replicas {
-        Elementwise.reluBackward(savedY.data, g.data, dz.mutableData, count: g.count)
-        backwardAcrossReplicas(
-          replicas, savedX, dz, dx: dx, mean: mean, invStd: invStd, weight: savedWeight,
-          bias: savedBias, relu: false, dweight: dw, dbias: db)
+      let dz = g.empty(savedX.shape)
+      let dx = needX ? g.empty(savedX.shape) : nil
+      let dw = needW ? g.empty([c]) : nil
+      let db = needB ? g.empty([c]) : nil
+      if let replicas {
+        backend.reluBackward(output: savedY, gradient: g, into: dz)
+        backend.batchNormBackward(
+          savedX, gradient: dz, training: true, mean: mean, invStd: invStd, weight: savedWeight,
+          bias: savedBias, relu: false, replicas: replicas, inputGradient: dx,
+          weightGradient: dw, biasGradient: db)
       } else if training {
-        BatchNormKernel.backwardTrainingAfterResidualReLU(
-          savedX.data, output: savedY.data, g.data, dz: dz.mutableData, dx: dx?.mutableData,
-          batch: n, channels: c, plane: plane, mean: mean.data, invStd: invStd.data,
-          weight: savedWeight?.data, bias: savedBias?.data, dweight: dw?.mutableData,
-          dbias: db?.mutableData)
+        backend.batchNormAddReLUBackward(
+          savedX, output: savedY, gradient: g, mean: mean, invStd: invStd, weight: savedWeight,
+          bias: savedBias, gatedGradient: dz, inputGradient: dx, weightGradient: dw,
+          biasGradient: db)
       } else {
-        Elementwise.reluBackward(savedY.data, g.data, dz.mutableData, count: g.count)
-        BatchNormKernel.backwardEval(
-          savedX.data, dz.data, dx: dx?.mutableData, batch: n, channels: c, plane: plane,
-          mean: mean.data, invStd: invStd.data, weight: savedWeight?.data, bias: savedBias?.data,
-          relu: false, dweight: dw?.mutableData, dbias: db?.mutableData)
+        backend.reluBackward(output: savedY, gradient: g, into: dz)
+        backend.batchNormBackward(
+          savedX, gradient: dz, training: false, mean: mean, invStd: invStd,
+          weight: savedWeight, bias: savedBias, relu: false, replicas: nil, inputGradient: dx,
+          weightGradient: dw, biasGradient: db)
       }
       var grads: [Tensor?] = [dx, dz]
       if hasWeight { grads.append(dw) }
@@ -132,49 +125,17 @@ extension Tensor {
     _ op: String, _ x: Tensor, residual: Tensor?, weight: Tensor?, bias: Tensor?,
     runningMean: Tensor?, runningVariance: Tensor?, training: Bool, momentum: Float,
     epsilon: Float, relu: Bool
-  ) throws -> (
-    out: Tensor, mean: Tensor, invStd: Tensor, batch: Int, channels: Int, plane: Int,
-    replicas: (any BatchNormReplicaReducer)?
-  ) {
+  ) throws -> (out: Tensor, mean: Tensor, invStd: Tensor, batch: Int, channels: Int, plane: Int) {
     let (n, c) = (x.shape.first ?? 0, x.rank > 1 ? x.shape[1] : 0)
     let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
     let (mean, invStd) = try batchNormStatistics(
       op, x, weight: weight, bias: bias, runningMean: runningMean,
       runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon)
-    let replicas = training ? BatchNormReplicas.reducer : nil
-    let out = Tensor(uninitializedShape: x.shape)
-    BatchNormKernel.normalize(
-      x.data, out.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
-      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: relu,
-      residual: residual?.data)
-    return (out, mean, invStd, n, c, plane, replicas)
-  }
-
-  /// The training backward of a batch norm whose statistics span the replicas (see
-  /// ``BatchNormReplicaReducer``): this batch's per-channel sums (the weight and bias
-  /// gradients, local as in PyTorch's `SyncBatchNorm`; data parallelism averages them with the
-  /// other gradients), summed over the replicas, then the input gradient from the sums.
-  static func backwardAcrossReplicas(
-    _ replicas: any BatchNormReplicaReducer, _ x: Tensor, _ dy: Tensor, dx: Tensor?,
-    mean: Tensor, invStd: Tensor, weight: Tensor?, bias: Tensor?, relu: Bool, dweight: Tensor?,
-    dbias: Tensor?
-  ) {
-    let (n, c) = (x.shape[0], x.shape[1])
-    let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
-    let sumDy = Tensor(uninitializedShape: [c])
-    let sumDyXhat = Tensor(uninitializedShape: [c])
-    BatchNormKernel.backwardEval(
-      x.data, dy.data, dx: nil, batch: n, channels: c, plane: plane, mean: mean.data,
-      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: relu,
-      dweight: sumDyXhat.mutableData, dbias: sumDy.mutableData)
-    dweight?.mutableData.update(from: sumDyXhat.data, count: c)
-    dbias?.mutableData.update(from: sumDy.data, count: c)
-    guard let dx else { return }
-    let total = replicas.sum(sumDy.scalars + sumDyXhat.scalars + [Float(n * plane)])
-    BatchNormKernel.inputGradientFromSums(
-      x.data, dy.data, dx: dx.mutableData, batch: n, channels: c, plane: plane, mean: mean.data,
-      invStd: invStd.data, weight: weight?.data, bias: bias?.data, relu: relu,
-      sumDy: Array(total[0..<c]), sumDyXhat: Array(total[c..<(2 * c)]), count: Int(total[2 * c]))
+    let out = x.empty(x.shape)
+    backend(op, x, residual, weight, bias).batchNormNormalize(
+      x, mean: mean, invStd: invStd, weight: weight, bias: bias, relu: relu, residual: residual,
+      into: out)
+    return (out, mean, invStd, n, c, plane)
   }
 
   /// Checks a batch norm's arguments and returns the mean and `1 / sqrt(variance + epsilon)`
@@ -183,10 +144,10 @@ extension Tensor {
   /// documents), the running ones in evaluation. With `centredPlaneMeans` (`[N, C]` floats),
   /// training also writes each plane's mean of `x - mean[channel]` from the same passes. Layers fused with a batch norm
   /// (batch norm + ACON) share this with the plain op, so both validate and update alike.
-  public static func batchNormStatistics(
+  static func batchNormStatistics(
     _ op: String, _ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor?,
     runningVariance: Tensor?, training: Bool, momentum: Float, epsilon: Float,
-    centredPlaneMeans: UnsafeMutablePointer<Float>? = nil
+    centredPlaneMeans: Tensor? = nil
   ) throws -> (mean: Tensor, invStd: Tensor) {
     guard x.rank == 2 || x.rank == 4 else {
       throw TensorError.shapeMismatch(
@@ -226,53 +187,21 @@ extension Tensor {
       }
     }
 
-    let mean = Tensor(uninitializedShape: [c])
-    let invStd = Tensor(uninitializedShape: [c])
-    let mp = mean.mutableData
-    let ip = invStd.mutableData
+    let backend = backend(op, x, weight, bias, runningMean, runningVariance)
+    let mean = x.empty([c])
+    let invStd = x.empty([c])
     if training {
-      let variance = Tensor(uninitializedShape: [c])
-      let vp = variance.mutableData
-      BatchNormKernel.statistics(
-        x.data, batch: n, channels: c, plane: plane, mean: mp, variance: vp,
-        centredPlaneMeans: centredPlaneMeans)
-      var m = m
-      if let replicas = BatchNormReplicas.reducer {
-        let local = mean.scalars
-        let whole = replicas.combine(count: m, mean: local, variance: variance.scalars)
-        m = whole.count
-        mp.update(from: whole.mean, count: c)
-        vp.update(from: whole.variance, count: c)
-        // The plane means were centred on this replica's mean: re-centre them on the whole's.
-        if let centredPlaneMeans {
-          for q in 0..<(n * c) {
-            let ch = q % c
-            centredPlaneMeans[q] = Float(
-              Double(centredPlaneMeans[q]) + Double(local[ch]) - Double(whole.mean[ch]))
-          }
-        }
-      }
-      for ch in 0..<c { ip[ch] = 1 / (vp[ch] + epsilon).squareRoot() }
-      if let runningMean, let runningVariance {
-        let rm = runningMean.mutableData
-        let rv = runningVariance.mutableData
-        let unbias = Float(m) / Float(m - 1)
-        for ch in 0..<c {
-          rm[ch] = (1 - momentum) * rm[ch] + momentum * mp[ch]
-          rv[ch] = (1 - momentum) * rv[ch] + momentum * vp[ch] * unbias
-        }
-      }
-    } else {
-      let rm = runningMean!.data
-      let rv = runningVariance!.data
-      for ch in 0..<c {
-        guard rv[ch] + epsilon > 0 else {
-          throw TensorError.invalidArgument(
-            operation: op, detail: "running variance \(rv[ch]) of channel \(ch) plus epsilon is not positive")
-        }
-        mp[ch] = rm[ch]
-        ip[ch] = 1 / (rv[ch] + epsilon).squareRoot()
-      }
+      backend.batchNormTrainingStatistics(
+        x, epsilon: epsilon, momentum: momentum, runningMean: runningMean,
+        runningVariance: runningVariance, replicas: BatchNormReplicas.reducer, mean: mean,
+        invStd: invStd, centredPlaneMeans: centredPlaneMeans)
+    } else if let bad = backend.batchNormEvaluationStatistics(
+      runningMean: runningMean!, runningVariance: runningVariance!, epsilon: epsilon, mean: mean,
+      invStd: invStd)
+    {
+      let variance = runningVariance!.scalars[bad]
+      throw TensorError.invalidArgument(
+        operation: op, detail: "running variance \(variance) of channel \(bad) plus epsilon is not positive")
     }
 
     return (mean, invStd)
@@ -294,35 +223,16 @@ extension Tensor {
         operation: "dropout", detail: "probability \(probability) is outside [0, 1]")
     }
     if !training || probability == 0 || count == 0 { return self }
-    let words = DropoutKernel.maskWords(count)
-    let mask = MaskStorage(words: words)
-    if probability < 1 {
-      // One draw from `rng` seeds the whole mask, which the kernel builds in parallel.
-      DropoutKernel.makeMask(mask.bits, count: count, probability: probability, seed: rng.next())
-    } else {
-      mask.bits.update(repeating: 0, count: words)
-    }
+    // One draw from `rng` seeds the whole mask.
+    let backend = device.backend
+    let mask = backend.dropoutMask(count: count, probability: probability, seed: rng.next())
     let scale: Float = probability < 1 ? 1 / (1 - probability) : 0
-    let n = count
-    let out = Tensor(uninitializedShape: shape)
-    DropoutKernel.apply(data, mask: mask.bits, scale: scale, out.mutableData, count: n)
+    let out = empty(shape)
+    backend.applyDropout(self, mask: mask, scale: scale, into: out)
     return Tensor.record("dropout", output: out, inputs: [self]) { g in
-      let dx = Tensor(uninitializedShape: g.shape)
-      DropoutKernel.apply(g.data, mask: mask.bits, scale: scale, dx.mutableData, count: n)
+      let dx = g.empty(g.shape)
+      backend.applyDropout(g, mask: mask, scale: scale, into: dx)
       return [dx]
     }
   }
-}
-
-/// The bit mask a dropout pullback keeps, freed with the pullback.
-final class MaskStorage {
-  let bits: UnsafeMutablePointer<UInt64>
-  let words: Int
-
-  init(words: Int) {
-    self.words = words
-    bits = .allocate(capacity: max(words, 1))
-  }
-
-  deinit { bits.deallocate() }
 }

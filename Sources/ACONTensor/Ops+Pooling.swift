@@ -44,15 +44,15 @@ extension Tensor {
     let g = try poolGeometry("maxPool2d", x, kernelSize: kernelSize, stride: stride, padding: padding)
     let (n, c) = (x.shape[0], x.shape[1])
     let outShape = [n, c, g.outputHeight, g.outputWidth]
-    let out = Tensor(uninitializedShape: outShape)
-    let indices = IndexStorage(count: out.count)
-    PoolingKernel.maxForward(
-      x.data, out.mutableData, indices: indices.pointer, planes: n * c, geometry: g)
+    let backend = x.device.backend
+    let out = x.empty(outShape)
+    // Pooled storage, so that a training loop's indices allocate nothing after its first step.
+    let indices = x.empty(outShape)
+    backend.maxPoolForward(x, planes: n * c, geometry: g, into: out, indices: indices)
     let inShape = x.shape
     return record("maxPool2d", output: out, inputs: [x]) { grad in
-      let dx = Tensor(uninitializedShape: inShape)
-      PoolingKernel.maxBackward(
-        grad.data, indices: indices.pointer, dx.mutableData, planes: n * c, geometry: g)
+      let dx = grad.empty(inShape)
+      backend.maxPoolBackward(grad, indices: indices, planes: n * c, geometry: g, into: dx)
       return [dx]
     }
   }
@@ -65,30 +65,14 @@ extension Tensor {
   ) throws -> Tensor {
     let g = try poolGeometry("avgPool2d", x, kernelSize: kernelSize, stride: stride, padding: padding)
     let (n, c) = (x.shape[0], x.shape[1])
-    let out = Tensor(uninitializedShape: [n, c, g.outputHeight, g.outputWidth])
-    PoolingKernel.averageForward(x.data, out.mutableData, planes: n * c, geometry: g)
+    let backend = x.device.backend
+    let out = x.empty([n, c, g.outputHeight, g.outputWidth])
+    backend.averagePoolForward(x, planes: n * c, geometry: g, into: out)
     let inShape = x.shape
     return record("avgPool2d", output: out, inputs: [x]) { grad in
-      let dx = Tensor(uninitializedShape: inShape)
-      PoolingKernel.averageBackward(grad.data, dx.mutableData, planes: n * c, geometry: g)
+      let dx = grad.empty(inShape)
+      backend.averagePoolBackward(grad, planes: n * c, geometry: g, into: dx)
       return [dx]
     }
   }
-}
-
-/// The argmax positions a max-pooling pullback keeps, freed with the pullback.
-final class IndexStorage {
-  /// Pooled float storage reused as Int32 (same size and alignment), so that a training loop's
-  /// max-pool indices allocate and page-fault nothing after the first step.
-  let storage: TensorStorage
-  let pointer: UnsafeMutablePointer<Int32>
-
-  init(count: Int) {
-    storage = TensorStorage(count: max(count, 1))
-    pointer = UnsafeMutableRawPointer(storage.pointer).bindMemory(to: Int32.self, capacity: max(count, 1))
-  }
-
-  // The memory goes back to the pool, which hands it out as Float again: bind it back, so that
-  // it is never read through a Float pointer while bound to Int32.
-  deinit { _ = UnsafeMutableRawPointer(pointer).bindMemory(to: Float.self, capacity: storage.count) }
 }

@@ -1,23 +1,21 @@
-import ACONKernels
-
 /// Differentiable reductions.
 extension Tensor {
   /// Sum of all elements, as a 0-d tensor.
   public func sum() -> Tensor {
-    let out = Tensor(scalar: Elementwise.sum(data, count: count))
+    let out = Tensor(shape: [], values: [device.backend.sum(self)], device: device)
     let s = shape
     return Tensor.record("sum", output: out, inputs: [self]) { g in
-      [Tensor(shape: s, repeating: g.item)]
+      [Tensor(shape: s, repeating: g.item, device: g.device)]
     }
   }
 
   /// Mean of all elements, as a 0-d tensor.
   public func mean() -> Tensor {
     let n = Float(count)
-    let out = Tensor(scalar: Elementwise.sum(data, count: count) / n)
+    let out = Tensor(shape: [], values: [device.backend.sum(self) / n], device: device)
     let s = shape
     return Tensor.record("mean", output: out, inputs: [self]) { g in
-      [Tensor(shape: s, repeating: g.item / n)]
+      [Tensor(shape: s, repeating: g.item / n, device: g.device)]
     }
   }
 
@@ -29,21 +27,13 @@ extension Tensor {
         operation: "spatialMean", shapes: [shape], detail: "expects [N, C, H, W]")
     }
     let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
-    let out = Tensor(uninitializedShape: [n, c, 1, 1])
-    let src = data
-    let dst = out.mutableData
-    let inv = 1 / Float(plane)
-    Parallel.forRanges(n * c, minimumChunk: max(1, 16384 / max(plane, 1))) { range in
-      for i in range { dst[i] = Elementwise.sumSerial(src + i * plane, count: plane) * inv }
-    }
+    let backend = device.backend
+    let out = empty([n, c, 1, 1])
+    backend.planeMeans(self, centres: nil, planes: n * c, plane: plane, into: out)
     let s = shape
     return Tensor.record("spatialMean", output: out, inputs: [self]) { g in
-      let dx = Tensor(uninitializedShape: s)
-      let gp = g.data
-      let dp = dx.mutableData
-      Parallel.forRanges(n * c, minimumChunk: max(1, 16384 / max(plane, 1))) { range in
-        for i in range { (dp + i * plane).update(repeating: gp[i] * inv, count: plane) }
-      }
+      let dx = g.empty(s)
+      backend.spreadPlanes(g, scale: 1 / Float(plane), planes: n * c, plane: plane, into: dx)
       return [dx]
     }
   }

@@ -1,5 +1,3 @@
-import ACONKernels
-
 /// Differentiable shape operations: views where possible, one copy where not.
 extension Tensor {
   /// The same elements under a new shape (a view; one dimension may be -1).
@@ -52,14 +50,16 @@ extension Tensor {
     let total = channels.reduce(0, +)
     var outShape = first.shape
     outShape[1] = total
-    let out = Tensor(uninitializedShape: outShape)
-    let dst = out.mutableData
-    Parallel.forEach(n) { b in
-      var c0 = 0
-      for (p, c) in zip(parts, channels) {
-        (dst + (b * total + c0) * inner).update(from: p.data + b * c * inner, count: c * inner)
-        c0 += c
-      }
+    let backend = backend("concat", parts[0], parts.count > 1 ? parts[1] : nil)
+    let out = first.empty(outShape)
+    var c0 = 0
+    for (p, c) in zip(parts, channels) {
+      precondition(p.device == first.device, "concat: inputs on devices \(first.device) and \(p.device)")
+      backend.copyBlocks(
+        from: p, sourceStart: 0, sourceStride: c * inner, into: out,
+        destinationStart: c0 * inner, destinationStride: total * inner, blocks: n,
+        length: c * inner)
+      c0 += c
     }
     return record("concat", output: out, inputs: parts) { g in
       var c0 = 0
@@ -82,12 +82,12 @@ extension Tensor {
     let out = narrowChannelsRaw(start: start, count: c)
     let s = shape
     return Tensor.record("narrowChannels", output: out, inputs: [self]) { g in
-      let dx = Tensor(shape: s, repeating: 0)
+      let dx = Tensor(shape: s, repeating: 0, device: g.device)
       let inner = s.dropFirst(2).reduce(1, *)
-      for b in 0..<s[0] {
-        (dx.mutableData + (b * s[1] + start) * inner).update(
-          from: g.data + b * c * inner, count: c * inner)
-      }
+      g.device.backend.copyBlocks(
+        from: g, sourceStart: 0, sourceStride: c * inner, into: dx,
+        destinationStart: start * inner, destinationStride: s[1] * inner, blocks: s[0],
+        length: c * inner)
       return [dx]
     }
   }
@@ -101,14 +101,11 @@ extension Tensor {
       if c == shape[1] { return Tensor(shape: outShape, storage: storage, offset: offset) }
       return Tensor(shape: outShape, storage: storage, offset: offset + start * inner)
     }
-    let out = Tensor(uninitializedShape: outShape)
+    let out = empty(outShape)
     let inner = shape.dropFirst(2).reduce(1, *)
-    let src = data
-    let dst = out.mutableData
-    let total = shape[1]
-    Parallel.forEach(shape[0]) { b in
-      (dst + b * c * inner).update(from: src + (b * total + start) * inner, count: c * inner)
-    }
+    device.backend.copyBlocks(
+      from: self, sourceStart: start * inner, sourceStride: shape[1] * inner, into: out,
+      destinationStart: 0, destinationStride: c * inner, blocks: shape[0], length: c * inner)
     return out
   }
 
@@ -123,25 +120,22 @@ extension Tensor {
     let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
     let half = c / 2
     let outShape = [n, half, shape[2], shape[3]]
-    let even = Tensor(uninitializedShape: outShape)
-    let odd = Tensor(uninitializedShape: outShape)
-    let src = data
-    Parallel.forEach(n * half) { i in
-      let b = i / half
-      let k = i % half
-      let base = src + (b * c + 2 * k) * plane
-      (even.mutableData + i * plane).update(from: base, count: plane)
-      (odd.mutableData + i * plane).update(from: base + plane, count: plane)
+    // Channel 2k + parity of every sample is plane (2 (b half + k) + parity): every other plane.
+    let backend = device.backend
+    let even = empty(outShape)
+    let odd = empty(outShape)
+    for (part, parity) in [(even, 0), (odd, 1)] {
+      backend.copyBlocks(
+        from: self, sourceStart: parity * plane, sourceStride: 2 * plane, into: part,
+        destinationStart: 0, destinationStride: plane, blocks: n * half, length: plane)
     }
     let s = shape
     func interleave(_ g: Tensor, parity: Int) -> Tensor {
-      let dx = Tensor(shape: s, repeating: 0)
-      Parallel.forEach(n * half) { i in
-        let b = i / half
-        let k = i % half
-        (dx.mutableData + (b * c + 2 * k + parity) * plane).update(
-          from: g.data + i * plane, count: plane)
-      }
+      let dx = Tensor(shape: s, repeating: 0, device: g.device)
+      backend.copyBlocks(
+        from: g, sourceStart: 0, sourceStride: plane, into: dx,
+        destinationStart: parity * plane, destinationStride: 2 * plane, blocks: n * half,
+        length: plane)
       return dx
     }
     let e = Tensor.record("splitEven", output: even, inputs: [self]) { g in
@@ -165,8 +159,10 @@ extension Tensor {
     let out = Tensor(shape: outShape, storage: storage, offset: offset + start * inner)
     let s = shape
     return Tensor.record("narrowBatch", output: out, inputs: [self]) { g in
-      let dx = Tensor(shape: s, repeating: 0)
-      (dx.mutableData + start * inner).update(from: g.data, count: c * inner)
+      let dx = Tensor(shape: s, repeating: 0, device: g.device)
+      g.device.backend.copyBlocks(
+        from: g, sourceStart: 0, sourceStride: 0, into: dx, destinationStart: start * inner,
+        destinationStride: 0, blocks: 1, length: c * inner)
       return [dx]
     }
   }

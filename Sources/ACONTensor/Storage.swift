@@ -30,7 +30,7 @@ public final class BufferPool: @unchecked Sendable {
   static let poisons = getenv("ACON_POISON_BUFFERS").map { String(cString: $0) == "1" } ?? false
 
   /// A buffer of `count` floats, 64-byte aligned, contents undefined.
-  public func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+  package func take(_ count: Int) -> UnsafeMutablePointer<Float> {
     let p = takeUnpoisoned(count)
     if Self.poisons { p.update(repeating: .nan, count: max(count, 1)) }
     return p
@@ -55,7 +55,7 @@ public final class BufferPool: @unchecked Sendable {
   }
 
   /// Returns a buffer obtained from `take` to the pool.
-  public func give(_ p: UnsafeMutablePointer<Float>, count: Int) {
+  package func give(_ p: UnsafeMutablePointer<Float>, count: Int) {
     let n = max(count, 1)
     pthread_mutex_lock(&lock)
     liveBytes -= n * 4
@@ -80,16 +80,20 @@ public final class BufferPool: @unchecked Sendable {
   }
 }
 
-/// The contiguous float memory behind one or more tensors.
+/// The contiguous float memory behind one or more tensors: a handle that ops pass to their
+/// device's ``ComputeBackend``.
 public final class TensorStorage: @unchecked Sendable {
-  /// The first element.
-  public let pointer: UnsafeMutablePointer<Float>
+  /// The first element (kernel layer and backends only).
+  package let pointer: UnsafeMutablePointer<Float>
   /// Number of floats.
   public let count: Int
+  /// The device the memory belongs to.
+  public let device: Device
 
-  /// Fresh storage from the pool; contents undefined.
-  public init(count: Int) {
+  /// Fresh storage from the pool on `device`; contents undefined.
+  public init(count: Int, device: Device = .current) {
     self.count = count
+    self.device = device
     self.pointer = BufferPool.shared.take(count)
   }
 

@@ -4,7 +4,8 @@ import ACONKernels
 ///
 /// A tensor is a value: operations return new tensors and never change their inputs, so views
 /// (`reshaped`, `narrowBatch`) can share storage safely. The only in-place changes are explicit
-/// (`withMutableData`), used by optimizers and running statistics on storage they own.
+/// ops on storage the caller owns: optimizer steps and counters on a ``Parameter``, running
+/// statistics inside the batch norm ops.
 /// A tensor produced while gradients are recorded carries a ``GradNode``; `backward()` on a
 /// scalar result fills the gradients of the parameters it depends on.
 public struct Tensor: CustomStringConvertible {
@@ -43,22 +44,23 @@ public struct Tensor: CustomStringConvertible {
     self.node = nil
   }
 
-  /// A tensor with fresh pooled storage and undefined contents; the caller fills every element.
-  public init(uninitializedShape shape: [Int]) {
+  /// A tensor with fresh pooled storage on `device` and undefined contents; the caller fills
+  /// every element.
+  public init(uninitializedShape shape: [Int], device: Device = .current) {
     let n = shape.reduce(1, *)
-    self.init(shape: shape, storage: TensorStorage(count: n))
+    self.init(shape: shape, storage: TensorStorage(count: n, device: device))
   }
 
-  /// A tensor filled with `value`.
-  public init(shape: [Int], repeating value: Float) {
-    self.init(uninitializedShape: shape)
-    storage.pointer.update(repeating: value, count: count)
+  /// A tensor filled with `value`, on `device`.
+  public init(shape: [Int], repeating value: Float, device: Device = .current) {
+    self.init(uninitializedShape: shape, device: device)
+    device.backend.fill(self, with: value)
   }
 
-  /// A tensor holding `values` in row-major order.
-  public init(shape: [Int], values: [Float]) {
+  /// A tensor holding `values` in row-major order, on `device`.
+  public init(shape: [Int], values: [Float], device: Device = .current) {
     precondition(values.count == shape.reduce(1, *), "\(values.count) values for shape \(shape)")
-    self.init(uninitializedShape: shape)
+    self.init(uninitializedShape: shape, device: device)
     values.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: count) }
   }
 
@@ -90,12 +92,16 @@ public struct Tensor: CustomStringConvertible {
     return t
   }
 
-  /// Pointer to the first element, for reading.
-  public var data: UnsafePointer<Float> { UnsafePointer(storage.pointer + offset) }
+  /// Pointer to the first element, for reading (kernel layer and backends only).
+  package var data: UnsafePointer<Float> { UnsafePointer(storage.pointer + offset) }
 
   /// Pointer to the first element, for writing into a tensor whose storage the caller owns
-  /// (a freshly made result, a parameter, a running statistic).
-  public var mutableData: UnsafeMutablePointer<Float> { storage.pointer + offset }
+  /// (a freshly made result, a parameter, a running statistic); kernel layer and backends only.
+  package var mutableData: UnsafeMutablePointer<Float> { storage.pointer + offset }
+
+  // Values enter and leave a device only through `init(shape:values:)`, the random
+  // initialisers and `scalars`: both backends keep host memory, so these read and write it
+  // directly (a device backend would upload and download here).
 
   /// The elements as an array, in row-major order.
   public var scalars: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
@@ -113,10 +119,10 @@ public struct Tensor: CustomStringConvertible {
     return t
   }
 
-  /// A copy with its own storage (detached from gradients).
+  /// A copy with its own storage on the same device (detached from gradients).
   public func copy() -> Tensor {
-    let t = Tensor(uninitializedShape: shape)
-    t.mutableData.update(from: data, count: count)
+    let t = empty(shape)
+    device.backend.copy(self, into: t)
     return t
   }
 

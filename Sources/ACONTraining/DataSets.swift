@@ -73,7 +73,7 @@ public struct DataSplits {
       return DataSplits(
         train: limited(train, trainLimit), test: limited(test, testLimit), classes: 10,
         inputChannels: 1, inputSize: 28, smallInput: true,
-        trainTransform: augment ? RandomHorizontalFlip() : Identity(), evalTransform: Identity(),
+        trainTransform: augment ? RandomHorizontalFlip() : IdentityTransform(), evalTransform: IdentityTransform(),
         scale: 1 / 255, channelOrder: .rgb)
     case .cifar10, .cifar100:
       let variant: CIFARDataSet.Variant = name == .cifar10 ? .cifar10 : .cifar100(fine: true)
@@ -82,7 +82,7 @@ public struct DataSplits {
       return DataSplits(
         train: limited(train, trainLimit), test: limited(test, testLimit),
         classes: variant.classCount, inputChannels: 3, inputSize: 32, smallInput: true,
-        trainTransform: augment ? Transforms.cifarTrain() : Identity(), evalTransform: Identity(),
+        trainTransform: augment ? Transforms.cifarTrain() : IdentityTransform(), evalTransform: IdentityTransform(),
         scale: 1 / 255, channelOrder: .rgb)
     case .imageFolder:
       let trainRoot = (root as NSString).appendingPathComponent("train")

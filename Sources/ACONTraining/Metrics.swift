@@ -14,13 +14,12 @@ public struct ClassificationMetrics: Codable, Equatable, Sendable {
     let (n, k) = (logits.shape[0], logits.shape[1])
     lossSum += Double(loss) * Double(n)
     samples += n
-    let p = logits.data
+    let scores = logits.scalars
     for i in 0..<n {
-      let row = p + i * k
-      let target = row[labels[i]]
+      let row = scores[(i * k)..<((i + 1) * k)]
+      let target = row[i * k + labels[i]]
       // Rank of the label: how many classes score strictly higher (ties favour the label).
-      var higher = 0
-      for j in 0..<k where row[j] > target { higher += 1 }
+      let higher = row.reduce(0) { $0 + ($1 > target ? 1 : 0) }
       if higher == 0 { top1Hits += 1 }
       if higher < 5 { top5Hits += 1 }
     }

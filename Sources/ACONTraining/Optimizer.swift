@@ -1,4 +1,3 @@
-import ACONKernels
 import ACONNN
 import ACONTensor
 
@@ -100,13 +99,9 @@ public final class SGD: Optimizer {
         buffers[key] = Tensor.zeros(p.value.shape)
         first = true
       }
-      let buffer = buffers[key]
-      p.update { pointer, count in
-        OptimizerKernels.sgd(
-          parameter: pointer, gradient: g.data, momentumBuffer: buffer?.mutableData,
-          count: count, learningRate: learningRate, momentum: momentum,
-          weightDecay: group.weightDecay, firstStep: first)
-      }
+      p.sgdStep(
+        gradient: g, momentumBuffer: buffers[key], learningRate: learningRate,
+        momentum: momentum, weightDecay: group.weightDecay, firstStep: first)
     }
   }
 
@@ -151,14 +146,10 @@ public final class Adam: Optimizer {
         first[key] = Tensor.zeros(p.value.shape)
         second[key] = Tensor.zeros(p.value.shape)
       }
-      let (m, v) = (first[key]!, second[key]!)
-      p.update { pointer, count in
-        OptimizerKernels.adam(
-          parameter: pointer, gradient: g.data, firstMoment: m.mutableData,
-          secondMoment: v.mutableData, count: count, learningRate: learningRate,
-          beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: group.weightDecay,
-          decoupled: decoupled, step: stepCount)
-      }
+      p.adamStep(
+        gradient: g, firstMoment: first[key]!, secondMoment: second[key]!,
+        learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+        weightDecay: group.weightDecay, decoupled: decoupled, step: stepCount)
     }
   }
 

@@ -58,7 +58,7 @@ struct ACONKernelTests {
 
   /// Runs the kernels on a `[n, c, plane]` input with beta laid out per `layout`.
   private func check(
-    n: Int, c: Int, plane: Int, betaCount: Int, layout: ACONKernels.BetaLayout, hard: Bool,
+    n: Int, c: Int, plane: Int, betaCount: Int, layout: ACONKernel.BetaLayout, hard: Bool,
     seed: UInt64, betaScale: Float = 1
   ) {
     var rng = RandomGenerator(seed: seed)
@@ -68,8 +68,8 @@ struct ACONKernelTests {
     let p1 = random(c, &rng)
     let p2 = random(c, &rng)
     let beta = random(betaCount, &rng, scale: betaScale)
-    let geo = ACONKernels.Geometry(batch: n, channels: c, plane: plane)
-    let gate: ACONKernels.Gate = hard ? .hardSigmoid : .sigmoid
+    let geo = ACONKernel.Geometry(batch: n, channels: c, plane: plane)
+    let gate: ACONKernel.Gate = hard ? .hardSigmoid : .sigmoid
     var y = [Float](repeating: .nan, count: count)
     var dx = [Float](repeating: .nan, count: count)
     var sums = [Float](repeating: .nan, count: 3 * n * c)
@@ -78,15 +78,15 @@ struct ACONKernelTests {
     var dp2 = [Float](repeating: .nan, count: c)
     var dbeta = [Float](repeating: .nan, count: betaCount)
     let perElement = layout.elementStride != 0 && plane > 1
-    ACONKernels.forward(
+    ACONKernel.forward(
       x, &y, geometry: geo, p1: p1, p2: p2, beta: beta, layout: layout, gate: gate)
     dbetaElements.withUnsafeMutableBufferPointer { dbe in
-      ACONKernels.backward(
+      ACONKernel.backward(
         x, g, &dx, geometry: geo, p1: p1, p2: p2, beta: beta, layout: layout, gate: gate,
         planeSums: &sums, dbetaElements: perElement ? dbe.baseAddress! : nil)
     }
     dbeta.withUnsafeMutableBufferPointer { db in
-      ACONKernels.reduceParameterGradients(
+      ACONKernel.reduceParameterGradients(
         planeSums: sums, geometry: geo, dp1: &dp1, dp2: &dp2,
         dbeta: perElement ? nil : db.baseAddress!, dbetaCount: betaCount, layout: layout)
     }
@@ -163,13 +163,13 @@ struct ACONKernelTests {
   @Test func stableAtExtremes() {
     // |x| up to 1e4 and |beta (p1 - p2)| up to 1e6: finite, and equal to max(p1 x, p2 x).
     let x: [Float] = [-1e4, -300, -1, 0, 1e-30, 1, 300, 1e4]
-    let geo = ACONKernels.Geometry(batch: 1, channels: 1, plane: 8)
+    let geo = ACONKernel.Geometry(batch: 1, channels: 1, plane: 8)
     for (p1, p2, beta) in [(Float(3), Float(-2), Float(1e5)), (1, 0.5, -1e5), (2, 1, 1e-30)] {
       var y = [Float](repeating: 0, count: 8)
       var dx = [Float](repeating: 0, count: 8)
       var sums = [Float](repeating: 0, count: 3)
-      ACONKernels.forward(x, &y, geometry: geo, p1: [p1], p2: [p2], beta: [beta], layout: .perChannel)
-      ACONKernels.backward(
+      ACONKernel.forward(x, &y, geometry: geo, p1: [p1], p2: [p2], beta: [beta], layout: .perChannel)
+      ACONKernel.backward(
         x, [Float](repeating: 1, count: 8), &dx, geometry: geo, p1: [p1], p2: [p2],
         beta: [beta], layout: .perChannel, planeSums: &sums, dbetaElements: nil)
       for i in 0..<8 {
@@ -190,17 +190,17 @@ struct ACONKernelTests {
     let p1 = random(c, &rng)
     let p2 = random(c, &rng)
     let beta = [Float](repeating: 1, count: c)
-    let geo = ACONKernels.Geometry(batch: n, channels: c, plane: plane)
+    let geo = ACONKernel.Geometry(batch: n, channels: c, plane: plane)
     func run() -> [Float] {
       var dx = [Float](repeating: 0, count: count)
       var sums = [Float](repeating: 0, count: 3 * n * c)
       var dp1 = [Float](repeating: 0, count: c)
       var dp2 = [Float](repeating: 0, count: c)
       var db = [Float](repeating: 0, count: c)
-      ACONKernels.backward(
+      ACONKernel.backward(
         x, g, &dx, geometry: geo, p1: p1, p2: p2, beta: beta, layout: .perChannel,
         planeSums: &sums, dbetaElements: nil)
-      ACONKernels.reduceParameterGradients(
+      ACONKernel.reduceParameterGradients(
         planeSums: sums, geometry: geo, dp1: &dp1, dp2: &dp2, dbeta: &db, dbetaCount: c,
         layout: .perChannel)
       return dp1 + dp2 + db + [dx.reduce(0, +)]
@@ -216,13 +216,13 @@ struct ACONKernelTests {
     var x = random(64, &rng)
     let copy = x
     var y = [Float](repeating: 0, count: 64)
-    let geo = ACONKernels.Geometry(batch: 2, channels: 2, plane: 16)
+    let geo = ACONKernel.Geometry(batch: 2, channels: 2, plane: 16)
     let p1: [Float] = [1.5, -0.5]
     let p2: [Float] = [0.25, 2]
     let beta: [Float] = [0.7, 3]
-    ACONKernels.forward(copy, &y, geometry: geo, p1: p1, p2: p2, beta: beta, layout: .perChannel)
+    ACONKernel.forward(copy, &y, geometry: geo, p1: p1, p2: p2, beta: beta, layout: .perChannel)
     x.withUnsafeMutableBufferPointer { p in
-      ACONKernels.forward(
+      ACONKernel.forward(
         p.baseAddress!, p.baseAddress!, geometry: geo, p1: p1, p2: p2, beta: beta,
         layout: .perChannel)
     }
@@ -238,8 +238,8 @@ struct ACONKernelTests {
     var y = [Float](repeating: 0, count: n)
     var da = [Float](repeating: 0, count: n)
     var db = [Float](repeating: 0, count: n)
-    ACONKernels.smoothMaximumForward(a, b, &y, count: n)
-    ACONKernels.smoothMaximumBackward(a, b, g, da: &da, db: &db, count: n)
+    ACONKernel.smoothMaximumForward(a, b, &y, count: n)
+    ACONKernel.smoothMaximumBackward(a, b, g, da: &da, db: &db, count: n)
     for i in 0..<n {
       // eta_a = a, eta_b = b: ACON-C at x = 1 with p1 = a, p2 = b, beta = 1.
       let r = reference(1, Double(a[i]), Double(b[i]), 1, hard: false)

@@ -97,11 +97,11 @@ func checkAgainstReference(_ g: ConvGeometry, bias: Bool, seed: UInt64) -> [Stri
   var db = [Float](repeating: .nan, count: g.outChannels)
   var workspace = [Float](
     repeating: .nan,
-    count: max(1, Convolution.forwardWorkspaceCount(g), Convolution.backwardWorkspaceCount(g)))
+    count: max(1, ConvolutionKernel.forwardWorkspaceCount(g), ConvolutionKernel.backwardWorkspaceCount(g)))
   workspace.withUnsafeMutableBufferPointer { ws in
-    Convolution.forward(
+    ConvolutionKernel.forward(
       g, input: x, weight: w, bias: b, output: &y, workspace: ws.baseAddress!)
-    Convolution.backward(
+    ConvolutionKernel.backward(
       g, input: x, weight: w, outputGrad: dy, inputGrad: &dx, weightGrad: &dw, biasGrad: &db,
       workspace: ws.baseAddress!)
   }
@@ -117,10 +117,10 @@ func checkAgainstReference(_ g: ConvGeometry, bias: Bool, seed: UInt64) -> [Stri
   var dwOnly = [Float](repeating: .nan, count: w.count)
   var dxOnly = [Float](repeating: .nan, count: x.count)
   workspace.withUnsafeMutableBufferPointer { ws in
-    Convolution.backward(
+    ConvolutionKernel.backward(
       g, input: x, weight: w, outputGrad: dy, inputGrad: nil, weightGrad: &dwOnly, biasGrad: nil,
       workspace: ws.baseAddress!)
-    Convolution.backward(
+    ConvolutionKernel.backward(
       g, input: x, weight: w, outputGrad: dy, inputGrad: &dxOnly, weightGrad: nil, biasGrad: nil,
       workspace: ws.baseAddress!)
   }
@@ -197,14 +197,14 @@ struct ConvolutionKernelTests {
 
   @Test func batchingPolicy() {
     // 56x56 outputs are large enough alone; 7x7 ones are batched up to the batch size.
-    #expect(Convolution.imagesPerProduct(geometry(32, 64, 56, 56, 64, 3, 3, p: 1)) == 1)
-    #expect(Convolution.imagesPerProduct(geometry(32, 64, 7, 7, 64, 1, 1)) == 32)
+    #expect(ConvolutionKernel.imagesPerProduct(geometry(32, 64, 56, 56, 64, 3, 3, p: 1)) == 1)
+    #expect(ConvolutionKernel.imagesPerProduct(geometry(32, 64, 7, 7, 64, 1, 1)) == 32)
     // Larger kernels aim for 784 columns (their column matrices are 9x taller), 1x1 for 2048.
-    #expect(Convolution.imagesPerProduct(geometry(32, 64, 28, 28, 64, 3, 3, p: 1)) == 1)
-    #expect(Convolution.imagesPerProduct(geometry(32, 64, 14, 14, 64, 3, 3, p: 1)) == 4)
-    #expect(Convolution.imagesPerProduct(geometry(32, 64, 28, 28, 64, 1, 1)) == 1)
-    #expect(Convolution.imagesPerProduct(geometry(32, 64, 14, 14, 64, 1, 1)) == 11)
-    #expect(Convolution.forwardWorkspaceCount(geometry(32, 64, 56, 56, 64, 1, 1)) == 0)
+    #expect(ConvolutionKernel.imagesPerProduct(geometry(32, 64, 28, 28, 64, 3, 3, p: 1)) == 1)
+    #expect(ConvolutionKernel.imagesPerProduct(geometry(32, 64, 14, 14, 64, 3, 3, p: 1)) == 4)
+    #expect(ConvolutionKernel.imagesPerProduct(geometry(32, 64, 28, 28, 64, 1, 1)) == 1)
+    #expect(ConvolutionKernel.imagesPerProduct(geometry(32, 64, 14, 14, 64, 1, 1)) == 11)
+    #expect(ConvolutionKernel.forwardWorkspaceCount(geometry(32, 64, 56, 56, 64, 1, 1)) == 0)
   }
 }
 
@@ -229,7 +229,7 @@ struct WinogradKernelTests {
       geometry(1, 16, 19, 21, 16, p: 1),
     ]
     for (k, g) in cases.enumerated() {
-      #expect(Winograd.applies(g) && Convolution.runsWinograd(g), "\(g)")
+      #expect(WinogradKernel.applies(g) && ConvolutionKernel.runsWinograd(g), "\(g)")
       for bias in [false, true] {
         let failures = checkAgainstReference(g, bias: bias, seed: UInt64(300 + k * 2 + (bias ? 1 : 0)))
         #expect(failures.isEmpty, "\(failures)")
@@ -250,14 +250,14 @@ struct WinogradKernelTests {
       var dx = [Float](repeating: .nan, count: x.count)
       var dw = [Float](repeating: .nan, count: w.count)
       let count = max(
-        Winograd.forwardWorkspaceCount(g, blockFloats: blockFloats),
-        Winograd.backwardWorkspaceCount(g, blockFloats: blockFloats))
+        WinogradKernel.forwardWorkspaceCount(g, blockFloats: blockFloats),
+        WinogradKernel.backwardWorkspaceCount(g, blockFloats: blockFloats))
       var workspace = [Float](repeating: .nan, count: count)
       workspace.withUnsafeMutableBufferPointer { ws in
-        Winograd.forward(
+        WinogradKernel.forward(
           g, input: x, weight: w, bias: nil, output: &y, workspace: ws.baseAddress!,
           blockFloats: blockFloats)
-        Winograd.backward(
+        WinogradKernel.backward(
           g, input: x, weight: w, outputGrad: dy, inputGrad: &dx, weightGrad: &dw,
           workspace: ws.baseAddress!, blockFloats: blockFloats)
       }
@@ -277,20 +277,20 @@ struct WinogradKernelTests {
   }
 
   @Test func whatItDoesNotTake() {
-    #expect(!Winograd.applies(geometry(1, 8, 8, 8, 16, p: 1)))  // too few channels
-    #expect(!Winograd.applies(geometry(1, 16, 8, 8, 16, p: 3)))
+    #expect(!WinogradKernel.applies(geometry(1, 8, 8, 8, 16, p: 1)))  // too few channels
+    #expect(!WinogradKernel.applies(geometry(1, 16, 8, 8, 16, p: 3)))
     #expect(
-      !Winograd.applies(
+      !WinogradKernel.applies(
         ConvGeometry(
           batch: 1, inChannels: 16, height: 8, width: 8, outChannels: 16, kernelHeight: 3,
           kernelWidth: 3, stride: 2, padding: 1)))
     #expect(
-      !Winograd.applies(
+      !WinogradKernel.applies(
         ConvGeometry(
           batch: 1, inChannels: 16, height: 8, width: 8, outChannels: 16, kernelHeight: 3,
           kernelWidth: 3, padding: 2, dilation: 2)))
     #expect(
-      !Winograd.applies(
+      !WinogradKernel.applies(
         ConvGeometry(
           batch: 1, inChannels: 16, height: 8, width: 8, outChannels: 16, kernelHeight: 3,
           kernelWidth: 3, padding: 1, groups: 2)))

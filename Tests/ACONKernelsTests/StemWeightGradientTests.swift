@@ -22,7 +22,7 @@ struct StemWeightGradientTests {
       geometry(2, 1, 50, 47, 4, 3, 3, p: 1),
     ]
     for (k, g) in cases.enumerated() {
-      #expect(g.outHeight * g.outWidth >= Convolution.unfoldedTargetColumns)
+      #expect(g.outHeight * g.outWidth >= ConvolutionKernel.unfoldedTargetColumns)
       for bias in [false, true] {
         let failures = checkAgainstReference(g, bias: bias, seed: UInt64(700 + 2 * k + (bias ? 1 : 0)))
         #expect(failures.isEmpty, "\(failures)")

@@ -201,8 +201,8 @@ struct ACONTests {
   }
 
   /// The op itself through the shared checker: x, p1, p2 and beta in every layout it accepts.
-  @Test(arguments: [ACONKernels.Gate.sigmoid, .hardSigmoid])
-  func aconOpGradientsForEveryBetaLayout(gate: ACONKernels.Gate) throws {
+  @Test(arguments: [ACONGate.sigmoid, .hardSigmoid])
+  func aconOpGradientsForEveryBetaLayout(gate: ACONGate) throws {
     var rng = RandomGenerator(seed: 13)
     let check = GradientCheck(
       step: gate == .sigmoid ? 1e-2 : 1e-3, relative: gate == .sigmoid ? 1e-2 : 3e-2,
@@ -243,8 +243,8 @@ struct ACONTests {
 
   /// The fused pixel-wise kernel (beta recomputed in the pullback) against the separate ops
   /// it replaces (taken when a beta observer is set).
-  @Test(arguments: [ACONKernels.Gate.sigmoid, .hardSigmoid])
-  func fusedPixelWiseMatchesSeparateOps(gate: ACONKernels.Gate) throws {
+  @Test(arguments: [ACONGate.sigmoid, .hardSigmoid])
+  func fusedPixelWiseMatchesSeparateOps(gate: ACONGate) throws {
     var rng = RandomGenerator(seed: 21)
     let layer = MetaAconC(channels: 3, generator: .pixel, gate: gate, using: &rng)
     layer.affine!.weight.value = Tensor.randomNormal([1, 3, 1, 1], using: &rng)

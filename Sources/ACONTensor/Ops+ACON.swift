@@ -1,7 +1,6 @@
 import ACONKernels
-import ACONTensor
 
-/// The differentiable ACON op: the fused kernels of ACONKernels behind `Tensor.record`.
+/// The differentiable ACON op: the fused kernels of the kernel layer behind `Tensor.record`.
 extension Tensor {
   /// ACON-C with a gate: `(p1 - p2) x h(beta (p1 - p2) x) + p2 x`, in one pass.
   ///
@@ -14,30 +13,20 @@ extension Tensor {
   /// The pullback keeps only `x` (and the small parameter tensors) and returns gradients for
   /// `x`, `p1`, `p2` and `beta` in their own shapes.
   public static func acon(
-    _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor, gate: ACONKernels.Gate = .sigmoid
+    _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor, gate: ACONGate = .sigmoid
   ) throws -> Tensor {
     let op = gate == .sigmoid ? "acon" : "acon_hard"
-    let (geometry, layout) = try aconPlan(op, x, p1, p2, beta)
-    let out = Tensor(uninitializedShape: x.shape)
-    ACONKernels.forward(
-      x.data, out.mutableData, geometry: geometry, p1: p1.data, p2: p2.data, beta: beta.data,
-      layout: layout, gate: gate)
+    let (_, layout) = try aconPlan(op, x, p1, p2, beta)
+    let backend = backend(op, x, p1, p2, beta)
+    let out = x.empty(x.shape)
+    backend.aconForward(x, p1: p1, p2: p2, beta: beta, layout: layout, gate: gate, into: out)
     // Only x and the per-channel (or meta-ACON's per-sample) tensors stay alive for backward.
     let (sx, s1, s2, sb) = (x.detached, p1.detached, p2.detached, beta.detached)
     return record(op, output: out, inputs: [x, p1, p2, beta]) { g in
-      let dx = Tensor(uninitializedShape: sx.shape)
-      let sums = Tensor(uninitializedShape: [3 * geometry.batch * geometry.channels])
-      let perElement = layout.elementStride != 0 && geometry.plane > 1
-      let dbeta = Tensor(uninitializedShape: sb.shape)
-      ACONKernels.backward(
-        sx.data, g.data, dx.mutableData, geometry: geometry, p1: s1.data, p2: s2.data,
-        beta: sb.data, layout: layout, gate: gate, planeSums: sums.mutableData,
-        dbetaElements: perElement ? dbeta.mutableData : nil)
-      let dp1 = Tensor(uninitializedShape: s1.shape)
-      let dp2 = Tensor(uninitializedShape: s2.shape)
-      ACONKernels.reduceParameterGradients(
-        planeSums: sums.data, geometry: geometry, dp1: dp1.mutableData, dp2: dp2.mutableData,
-        dbeta: perElement ? nil : dbeta.mutableData, dbetaCount: sb.count, layout: layout)
+      let (dx, dp1, dp2, dbeta) = (g.empty(sx.shape), g.empty(s1.shape), g.empty(s2.shape), g.empty(sb.shape))
+      backend.aconBackward(
+        sx, gradient: g, p1: s1, p2: s2, beta: sb, layout: layout, gate: gate, inputGradient: dx,
+        p1Gradient: dp1, p2Gradient: dp2, betaGradient: dbeta)
       return [dx, dp1, dp2, dbeta]
     }
   }
@@ -45,7 +34,7 @@ extension Tensor {
   /// Checks the shapes of an ACON call and works out how the kernel reads beta.
   static func aconPlan(
     _ op: String, _ x: Tensor, _ p1: Tensor, _ p2: Tensor, _ beta: Tensor
-  ) throws -> (ACONKernels.Geometry, ACONKernels.BetaLayout) {
+  ) throws -> (ACONKernel.Geometry, ACONKernel.BetaLayout) {
     guard x.rank == 4 || x.rank == 2 else {
       throw TensorError.shapeMismatch(
         operation: op, shapes: [x.shape], detail: "expects x as [N, C, H, W] or [N, C]")
@@ -77,9 +66,9 @@ extension Tensor {
     let elementStride = betaPlane > 1 ? 1 : 0
     let channelStride = b[1] > 1 ? betaPlane : 0
     let sampleStride = b[0] > 1 ? b[1] * betaPlane : 0
-    let layout = ACONKernels.BetaLayout(
+    let layout = ACONKernel.BetaLayout(
       sampleStride: sampleStride, channelStride: channelStride, elementStride: elementStride)
-    return (ACONKernels.Geometry(batch: n, channels: c, plane: plane), layout)
+    return (ACONKernel.Geometry(batch: n, channels: c, plane: plane), layout)
   }
 
   private static func isPerChannel(_ shape: [Int], _ c: Int) -> Bool {
@@ -93,14 +82,13 @@ extension Tensor {
       throw TensorError.shapeMismatch(
         operation: "smooth_maximum", shapes: [a.shape, b.shape], detail: "shapes must be equal")
     }
-    let out = Tensor(uninitializedShape: a.shape)
-    ACONKernels.smoothMaximumForward(a.data, b.data, out.mutableData, count: a.count)
+    let backend = backend("smooth_maximum", a, b)
+    let out = a.empty(a.shape)
+    backend.smoothMaximumForward(a, b, into: out)
     let (sa, sb) = (a.detached, b.detached)
     return record("smooth_maximum", output: out, inputs: [a, b]) { g in
-      let da = Tensor(uninitializedShape: sa.shape)
-      let db = Tensor(uninitializedShape: sa.shape)
-      ACONKernels.smoothMaximumBackward(
-        sa.data, sb.data, g.data, da: da.mutableData, db: db.mutableData, count: sa.count)
+      let (da, db) = (g.empty(sa.shape), g.empty(sa.shape))
+      backend.smoothMaximumBackward(sa, sb, gradient: g, aGradient: da, bGradient: db)
       return [da, db]
     }
   }
@@ -117,7 +105,7 @@ extension Tensor {
   /// unfused form (`spatialMean`, then `acon`) makes a broadcast `[N, C, H, W]` gradient and adds
   /// it, two more full passes.
   public static func metaAcon(
-    _ x: Tensor, p1: Tensor, p2: Tensor, gate: ACONKernels.Gate = .sigmoid,
+    _ x: Tensor, p1: Tensor, p2: Tensor, gate: ACONGate = .sigmoid,
     generator: (Tensor) throws -> Tensor
   ) throws -> Tensor {
     guard x.rank == 4 || x.rank == 2 else {
@@ -126,8 +114,9 @@ extension Tensor {
     }
     let (n, c) = (x.shape[0], x.shape[1])
     let plane = x.rank == 4 ? x.shape[2] * x.shape[3] : 1
-    let means = Tensor(uninitializedShape: [n, c, 1, 1])
-    ACONKernels.planeMeans(x.data, planes: n * c, plane: plane, into: means.mutableData)
+    let backend = backend("meta_acon", x, p1, p2)
+    let means = x.empty([n, c, 1, 1])
+    backend.planeMeans(x, centres: nil, planes: n * c, plane: plane, into: means)
     // The generator's own tape starts at this leaf; its gradient is read back in the pullback.
     let pooled = Parameter(means)
     let recording = GradientMode.isEnabled
@@ -139,34 +128,23 @@ extension Tensor {
     }
     let betaView = Tensor(
       shape: x.rank == 4 ? [n, c, 1, 1] : [n, c], storage: beta.storage, offset: beta.offset)
-    let (geometry, layout) = try aconPlan("meta_acon", x, p1, p2, betaView)
-    let out = Tensor(uninitializedShape: x.shape)
-    ACONKernels.forward(
-      x.data, out.mutableData, geometry: geometry, p1: p1.data, p2: p2.data, beta: beta.data,
-      layout: layout, gate: gate)
-    let (sx, s1, s2, sb) = (x.detached, p1.detached, p2.detached, beta.detached)
+    let (_, layout) = try aconPlan("meta_acon", x, p1, p2, betaView)
+    let out = x.empty(x.shape)
+    backend.aconForward(x, p1: p1, p2: p2, beta: betaView, layout: layout, gate: gate, into: out)
+    let (sx, s1, s2, sb) = (x.detached, p1.detached, p2.detached, betaView.detached)
     let needsX = x.node != nil
     return record("meta_acon", output: out, inputs: [x, p1, p2, beta]) { g in
-      let dx = Tensor(uninitializedShape: sx.shape)
-      let sums = Tensor(uninitializedShape: [3 * n * c])
-      ACONKernels.backward(
-        sx.data, g.data, dx.mutableData, geometry: geometry, p1: s1.data, p2: s2.data,
-        beta: sb.data, layout: layout, gate: gate, planeSums: sums.mutableData,
-        dbetaElements: nil)
-      let dp1 = Tensor(uninitializedShape: s1.shape)
-      let dp2 = Tensor(uninitializedShape: s2.shape)
-      let dbeta = Tensor(uninitializedShape: [n, c, 1, 1])
-      ACONKernels.reduceParameterGradients(
-        planeSums: sums.data, geometry: geometry, dp1: dp1.mutableData, dp2: dp2.mutableData,
-        dbeta: dbeta.mutableData, dbetaCount: n * c, layout: layout)
+      let (dx, dp1, dp2) = (g.empty(sx.shape), g.empty(s1.shape), g.empty(s2.shape))
+      let dbeta = g.empty(sb.shape)
+      backend.aconBackward(
+        sx, gradient: g, p1: s1, p2: s2, beta: sb, layout: layout, gate: gate, inputGradient: dx,
+        p1Gradient: dp1, p2Gradient: dp2, betaGradient: dbeta)
       if beta.node != nil {
         // Through the generator (its parameters accumulate here) down to the pooled means.
         // The generator's tape is separate, so the outer backward finds it already spent.
-        try? beta.backward(seed: dbeta)
+        try beta.backward(seed: try dbeta.reshaped([n, c, 1, 1]))
         if needsX, let dpooled = pooled.grad {
-          ACONKernels.addPlaneConstants(
-            dx.mutableData, planes: n * c, plane: plane, values: dpooled.data,
-            scale: 1 / Float(plane))
+          backend.addPlaneConstants(dpooled, scale: 1 / Float(plane), planes: n * c, plane: plane, to: dx)
         }
       }
       return [dx, dp1, dp2, nil]
@@ -177,35 +155,47 @@ extension Tensor {
 extension Tensor {
   /// meta-ACON with the pixel-wise generator, fused: `beta = sigmoid(weight_c x + bias_c)` and
   /// ACON-C with it, in one pass; the pullback recomputes beta from `x`, so only `x` is kept
-  /// (see `ACONKernels.pixelForward`).
+  /// (see `ACONKernel.pixelForward` in the kernel layer).
   ///
   /// - `x`: `[N, C, H, W]` or `[N, C]`; `p1`, `p2`, `weight`, `bias`: one value per channel.
   public static func pixelMetaAcon(
     _ x: Tensor, p1: Tensor, p2: Tensor, weight: Tensor, bias: Tensor,
-    gate: ACONKernels.Gate = .sigmoid
+    gate: ACONGate = .sigmoid
   ) throws -> Tensor {
     let op = "meta_acon_pixel"
     let (geometry, _) = try aconPlan(op, x, p1, p2, weight)
+    let backend = backend(op, x, p1, p2, weight, bias)
     guard bias.count == geometry.channels else {
       throw TensorError.shapeMismatch(
         operation: op, shapes: [x.shape, bias.shape], detail: "bias must hold one value per channel")
     }
-    let out = Tensor(uninitializedShape: x.shape)
-    ACONKernels.pixelForward(
-      x.data, out.mutableData, geometry: geometry, p1: p1.data, p2: p2.data, weight: weight.data,
-      bias: bias.data, gate: gate)
+    let out = x.empty(x.shape)
+    backend.pixelAconForward(x, p1: p1, p2: p2, weight: weight, bias: bias, gate: gate, into: out)
     let (sx, s1, s2, sw, sb) = (x.detached, p1.detached, p2.detached, weight.detached, bias.detached)
     return record(op, output: out, inputs: [x, p1, p2, weight, bias]) { g in
-      let dx = Tensor(uninitializedShape: sx.shape)
-      let sums = Tensor(uninitializedShape: [4 * geometry.batch * geometry.channels])
-      ACONKernels.pixelBackward(
-        sx.data, g.data, dx.mutableData, geometry: geometry, p1: s1.data, p2: s2.data,
-        weight: sw.data, bias: sb.data, gate: gate, planeSums: sums.mutableData)
-      let grads = [s1, s2, sw, sb].map { Tensor(uninitializedShape: $0.shape) }
-      ACONKernels.reducePixelGradients(
-        planeSums: sums.data, geometry: geometry, dp1: grads[0].mutableData,
-        dp2: grads[1].mutableData, dweight: grads[2].mutableData, dbias: grads[3].mutableData)
+      let dx = g.empty(sx.shape)
+      let grads = [s1, s2, sw, sb].map { g.empty($0.shape) }
+      backend.pixelAconBackward(
+        sx, gradient: g, p1: s1, p2: s2, weight: sw, bias: sb, gate: gate, inputGradient: dx,
+        p1Gradient: grads[0], p2Gradient: grads[1], weightGradient: grads[2],
+        biasGradient: grads[3])
       return [dx] + grads
+    }
+  }
+}
+
+/// The switching gate `h` of ACON's smooth maximum `(p1 - p2) x h(beta (p1 - p2) x) + p2 x`.
+public enum ACONGate: Sendable, Hashable {
+  /// The logistic sigmoid, as in the paper.
+  case sigmoid
+  /// PyTorch's `F.hardsigmoid`: `clamp(z / 6 + 1/2, 0, 1)`; derivative 1/6 on (-3, 3), else 0.
+  case hardSigmoid
+
+  /// The same gate in the kernel layer's terms.
+  var kernelGate: ACONKernel.Gate {
+    switch self {
+    case .sigmoid: .sigmoid
+    case .hardSigmoid: .hardSigmoid
     }
   }
 }
