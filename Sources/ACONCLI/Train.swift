@@ -25,6 +25,10 @@ struct Train: ParsableCommand {
   @Option(help: "Random seed (initialisation, data order, augmentation).") var seed: UInt64 = 0
   @Option(name: .customLong("init"), help: "Weight initialisation: reference (the paper's) or pytorch (PyTorch's module defaults).")
   var initialization: WeightInitialization = .reference
+  @Option(
+    name: .customLong("generator-init"),
+    help: "Initialisation of the meta-ACON generators alone (default: as --init), to tell which start matters.")
+  var generatorInitialization: WeightInitialization?
   @Option(help: "Output directory for metrics.jsonl, model.safetensors and the checkpoint.") var out: String?
   @Flag(help: "Continue the run saved in --out exactly where it stopped.") var resume = false
   @Option(help: "Also write a checkpoint every N iterations.") var checkpointEvery = 0
@@ -45,6 +49,7 @@ struct Train: ParsableCommand {
       var config = try recipe.configuration(model: model.name, activation: activation.rawValue, seed: seed)
       config.checkpointEvery = checkpointEvery
       config.initialization = initialization
+      config.generatorInitialization = generatorInitialization
       let directory = out ?? "runs/\(recipe.dataset.rawValue)-\(model)-\(activation.rawValue)-s\(seed)"
       InterruptSignal.install()
       let trainer = try Trainer(

@@ -26,19 +26,47 @@ public enum WeightInitialization: String, Codable, CaseIterable, Sendable {
   /// PyTorch's module defaults, as if the reference's `_initialize_weights` were never called.
   case pytorch
 
-  /// Re-draws every convolution and linear layer of `model` from PyTorch's default and resets
-  /// every batch norm (weight 1, bias 0, running statistics 0 and 1, no batches tracked), in
-  /// module order, weight before bias; the ACON family's parameters and the layer-wise and
-  /// pixel-wise meta-ACON generators keep their values (see the type's table).
-  public static func applyPyTorchDefaults(to model: Module, using rng: inout RandomGenerator) {
+  /// Which layers a re-initialisation touches: the split that tells whether the start of the
+  /// meta-ACON generators (the modules inside a `MetaAconC`) or of the rest of the network
+  /// decides a result (`acon train --init` with `--generator-init`).
+  public enum Scope: Sendable {
+    /// Every layer.
+    case everything
+    /// Only the layers inside meta-ACON generators.
+    case generatorsOnly
+    /// Every layer but those inside meta-ACON generators.
+    case allButGenerators
+
+    func includes(insideGenerator: Bool) -> Bool {
+      switch self {
+      case .everything: true
+      case .generatorsOnly: insideGenerator
+      case .allButGenerators: !insideGenerator
+      }
+    }
+  }
+
+  /// Re-draws every convolution and linear layer of `model` in `scope` from PyTorch's default
+  /// and resets every batch norm in it (weight 1, bias 0, running statistics 0 and 1, no batches
+  /// tracked), in module order, weight before bias; the ACON family's parameters and the
+  /// layer-wise and pixel-wise meta-ACON generators keep their values (see the type's table).
+  public static func applyPyTorchDefaults(
+    to model: Module, scope: Scope = .everything, using rng: inout RandomGenerator
+  ) {
     // The layer-wise generator's 1x1 convolution starts at the identity by its own design.
     var identityStarts = Set<ObjectIdentifier>()
+    var generators = Set<ObjectIdentifier>()
     for (_, module) in model.namedModules() {
-      if let meta = module as? MetaAconC, meta.generator == .layer, let fc = meta.fc1 {
-        identityStarts.insert(ObjectIdentifier(fc))
+      guard let meta = module as? MetaAconC else { continue }
+      if meta.generator == .layer, let fc = meta.fc1 { identityStarts.insert(ObjectIdentifier(fc)) }
+      for (path, inner) in meta.namedModules() where !path.isEmpty {
+        generators.insert(ObjectIdentifier(inner))
       }
     }
     for (_, module) in model.namedModules() {
+      guard scope.includes(insideGenerator: generators.contains(ObjectIdentifier(module))) else {
+        continue
+      }
       if let conv = module as? Conv2d, !identityStarts.contains(ObjectIdentifier(conv)) {
         let fanIn = conv.inputChannels / conv.groups * conv.kernelSize * conv.kernelSize
         redraw(conv.weight, conv.bias, fanIn: fanIn, using: &rng)

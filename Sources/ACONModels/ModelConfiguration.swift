@@ -87,10 +87,12 @@ public enum ModelZoo {
 
   /// Builds the network that `configuration` describes, initialised from `seed` as the
   /// reference does or, with `initialization: .pytorch`, with PyTorch's module defaults (see
-  /// ``WeightInitialization``).
+  /// ``WeightInitialization``). `generatorInitialization` (nil: as `initialization`) sets the
+  /// meta-ACON generators' start apart from the rest of the network.
   public static func make(
     _ configuration: ModelConfiguration, seed: UInt64 = 0,
-    initialization: WeightInitialization = .reference
+    initialization: WeightInitialization = .reference,
+    generatorInitialization: WeightInitialization? = nil
   ) throws -> Module {
     guard let activation = ActivationKind(rawValue: configuration.activation) else {
       throw ModelError(
@@ -100,8 +102,15 @@ public enum ModelZoo {
     try configuration.validate()
     let builder = ModelBuilder(activation: activation, seed: seed)
     let model = try build(configuration, builder: builder)
-    if initialization == .pytorch {
-      WeightInitialization.applyPyTorchDefaults(to: model, using: &builder.rng)
+    let scope: WeightInitialization.Scope? =
+      switch (initialization, generatorInitialization ?? initialization) {
+      case (.reference, .reference): nil
+      case (.pytorch, .pytorch): .everything
+      case (.reference, .pytorch): .generatorsOnly
+      case (.pytorch, .reference): .allButGenerators
+      }
+    if let scope {
+      WeightInitialization.applyPyTorchDefaults(to: model, scope: scope, using: &builder.rng)
     }
     return model
   }

@@ -126,7 +126,8 @@ public final class Trainer {
     modelConfiguration.smallInput = modelConfiguration.smallInput || splits.smallInput
     self.model = try ModelZoo.make(
       modelConfiguration, seed: configuration.seed,
-      initialization: configuration.initialization ?? .reference)
+      initialization: configuration.initialization ?? .reference,
+      generatorInitialization: configuration.generatorInitialization)
     var stored = configuration
     stored.model = modelConfiguration
     self.state = resumedState ?? TrainingState(configuration: stored)

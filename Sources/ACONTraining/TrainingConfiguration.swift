@@ -56,6 +56,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   /// How the network's weights start; nil (as in checkpoints written before the choice existed)
   /// is `.reference`.
   public var initialization: WeightInitialization?
+  /// How the meta-ACON generators' weights start, when not as `initialization` (nil: as it).
+  public var generatorInitialization: WeightInitialization?
 
   public init(model: ModelConfiguration, dataSet: DataSetName) {
     self.model = model

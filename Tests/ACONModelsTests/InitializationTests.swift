@@ -103,6 +103,48 @@ struct InitializationTests {
     #expect(pytorch[bnBias]!.scalars.allSatisfy { $0 == 0 })
   }
 
+  /// `generatorInitialization` splits the start: the meta-ACON generators (every module inside
+  /// a `MetaAconC`) from one choice, the rest of the network from the other, each part equal to
+  /// the network built wholly with its choice where that choice is the reference's.
+  @Test func generatorInitializationSplitsTheStart() throws {
+    let configuration = ModelConfiguration(model: "shufflenetv2-0.5x", activation: "meta-acon", classes: 10)
+    let model = try ModelZoo.make(configuration, seed: 5)
+    let generatorPrefixes = model.namedModules().filter { $0.1 is MetaAconC }.map { $0.0 + "." }
+    #expect(!generatorPrefixes.isEmpty)
+    func insideGenerator(_ key: String) -> Bool { generatorPrefixes.contains { key.hasPrefix($0) } }
+    let reference = Dictionary(uniqueKeysWithValues: model.stateDict())
+    let pytorchGenerators = Dictionary(
+      uniqueKeysWithValues: try ModelZoo.make(
+        configuration, seed: 5, initialization: .reference, generatorInitialization: .pytorch
+      ).stateDict())
+    let referenceGenerators = Dictionary(
+      uniqueKeysWithValues: try ModelZoo.make(
+        configuration, seed: 5, initialization: .pytorch, generatorInitialization: .reference
+      ).stateDict())
+    var counts = (generator: 0, rest: 0)
+    for (key, value) in reference {
+      let last = key.split(separator: ".").last.map(String.init) ?? key
+      let redrawn = (last == "weight" && value.rank >= 2) || last == "bias"
+      if insideGenerator(key) {
+        // The generators: redrawn (or reset) under .pytorch, untouched under .reference.
+        #expect(referenceGenerators[key]!.scalars == value.scalars, "\(key) changed")
+        if redrawn { #expect(pytorchGenerators[key]!.scalars != value.scalars, "\(key) unchanged") }
+        counts.generator += 1
+      } else {
+        #expect(pytorchGenerators[key]!.scalars == value.scalars, "\(key) changed")
+        if redrawn && !["p1", "p2", "beta"].contains(last) {
+          #expect(referenceGenerators[key]!.scalars != value.scalars, "\(key) unchanged")
+        }
+        counts.rest += 1
+      }
+    }
+    #expect(counts.generator > 0 && counts.rest > 0, "\(counts)")
+    // The same choice for both parts is the plain one.
+    let same = try ModelZoo.make(configuration, seed: 5, initialization: .pytorch, generatorInitialization: .pytorch)
+    let pytorch = try ModelZoo.make(configuration, seed: 5, initialization: .pytorch)
+    for ((key, x), (_, y)) in zip(same.stateDict(), pytorch.stateDict()) { #expect(x.scalars == y.scalars, "\(key)") }
+  }
+
   @Test func theDefaultIsTheReference() throws {
     let configuration = ModelConfiguration(model: "shufflenetv2-0.25x", activation: "acon-c", classes: 10)
     let a = try ModelZoo.make(configuration, seed: 2).stateDict()
