@@ -6,6 +6,9 @@
 #
 #   ./scripts/experiments/init_study.sh [SEEDS] [ACTIVATIONS] [INITS]
 #       defaults: 0,1,2  relu,swish,acon-c,meta-acon  reference,pytorch
+#   An init of the form BASE+GEN-generators (reference+pytorch-generators,
+#   pytorch+reference-generators) starts the meta-ACON generators apart from the rest of the
+#   network (`--init BASE --generator-init GEN`): which part of the start matters.
 #   SLOTS=2 (default) runs two processes, each pinned to one core (taskset: acon's kernels take
 #   their workers from the affinity mask); SLOTS=1 runs one process on every core.
 #   python3 scripts/experiments/init_table.py      # the table, from the runs' metrics.jsonl
@@ -52,8 +55,13 @@ run_cell() { # activation init seed [taskset cpu]
   [[ -f $dir/checkpoint.safetensors ]] && resume=(--resume)
   local pin=()
   [[ -n $cpu ]] && pin=(taskset -c "$cpu")
+  local start=(--init "${init%%+*}")
+  if [[ $init == *+*-generators ]]; then
+    local generators=${init#*+}
+    start+=(--generator-init "${generators%-generators}")
+  fi
   echo "$(date -u +%H:%M:%S) start $activation $init seed $seed ${cpu:+(cpu $cpu)}"
-  "${pin[@]}" "$acon" train --model shufflenetv2-0.5x --activation "$activation" --init "$init" \
+  "${pin[@]}" "$acon" train --model shufflenetv2-0.5x --activation "$activation" "${start[@]}" \
     --seed "$seed" "${length[@]}" --no-augment --quiet --out "$dir" "${resume[@]}" \
     >"$dir.log" 2>&1 && touch "$dir/done" ||
     echo "$(date -u +%H:%M:%S) FAILED $activation $init seed $seed (see $dir.log)"

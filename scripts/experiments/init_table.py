@@ -20,7 +20,8 @@ import sys
 def load(root):
     cells = {}
     for path in sorted(glob.glob(os.path.join(root, "*-s*", "metrics.jsonl"))):
-        m = re.match(r"(.+)-(reference|pytorch)-s(\d+)$", os.path.basename(os.path.dirname(path)))
+        m = re.match(r"(.+?)-((?:reference|pytorch)(?:\+(?:reference|pytorch)-generators)?)-s(\d+)$",
+                     os.path.basename(os.path.dirname(path)))
         if not m:
             continue
         if not os.path.exists(os.path.join(os.path.dirname(path), "done")):
@@ -83,6 +84,27 @@ def main():
         if ref and pt:
             d, se = diff(pt, ref)
             print(f"| {a} | {d:+.2f} ± {se:.2f} | {len(ref)}, {len(pt)} |")
+
+
+    splits = [k for k in cells if "+" in k[1]]
+    if splits:
+        print("\nWhich part of the start matters: the meta-ACON generators (every module inside a "
+              "`MetaAconC`) started apart from the rest of the network (`--generator-init`); test "
+              "error %, mean ± std over seeds, and the change against the all-reference start:\n")
+        print("| activation | rest of the network | generators | test error % | vs all-reference | seeds |")
+        print("|---|---|---|---|---|---|")
+        for a in sorted({k[0] for k in splits}):
+            ref = [e for (_, e, *_) in cells.get((a, "reference"), [])]
+            for init in ("reference", "reference+pytorch-generators", "pytorch+reference-generators",
+                         "pytorch"):
+                errors = [e for (_, e, *_) in cells.get((a, init), [])]
+                if not errors:
+                    continue
+                rest, _, generators = init.partition("+")
+                generators = generators.removesuffix("-generators") or rest
+                mean, var, n = stats(errors)
+                vs = "" if init == "reference" or not ref else "{:+.2f} ± {:.2f}".format(*diff(errors, ref))
+                print(f"| {a} | {rest} | {generators} | {mean:.2f} ± {math.sqrt(var):.2f} | {vs} | {n} |")
 
 
 if __name__ == "__main__":
