@@ -85,7 +85,8 @@ let package = Package(
     .library(
       name: "ACON",
       targets: [
-        "ACONKernels", "ACONTensor", "ACONNN", "ACONModels", "ACONData", "ACONTraining", "ACONInterop",
+        "ACONKernels", "ACONTensor", "ACONNN", "ACONModels", "ACONData", "ACONTraining",
+        "ACONInterop",
       ]),
     .executable(name: "acon", targets: ["ACONCLI"]),
   ],
@@ -109,15 +110,18 @@ let package = Package(
       cSettings: [.define("ACON_REQUIRED_X86_LEVEL", to: String(instructionSet.x86Level))]),
     // Open MPI (Debian: libopenmpi-dev), for data-parallel training under `mpirun`.
     .systemLibrary(
-      name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+      name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]
+    ),
     // Layer 1: CPU kernels. The only code with unsafe pointers and SIMD.
     .target(name: "ACONKernels", dependencies: ["CBLAS", "CPlatform"], swiftSettings: vectorFlags),
     // Layer 2: tensors, automatic differentiation, tensor files.
     .target(name: "ACONTensor", dependencies: ["ACONKernels"], swiftSettings: vectorFlags),
     // Layer 3: modules, layers, the ACON family, losses.
-    .target(name: "ACONNN", dependencies: ["ACONTensor", "ACONKernels"], swiftSettings: vectorFlags),
+    .target(
+      name: "ACONNN", dependencies: ["ACONTensor", "ACONKernels"], swiftSettings: vectorFlags),
     // Layer 4: the model zoo.
-    .target(name: "ACONModels", dependencies: ["ACONNN", "ACONTensor"], swiftSettings: commonFlags),
+    .target(
+      name: "ACONModels", dependencies: ["ACONNN", "ACONTensor"], swiftSettings: commonFlags),
     // Layer 5: data sets and loaders.
     .target(
       name: "ACONData", dependencies: ["ACONTensor", "CZlib", "CJPEG", "CPNG", "CImageDecode"],
@@ -132,7 +136,8 @@ let package = Package(
       name: "ACONInterop", dependencies: ["ACONModels", "ACONNN", "ACONTensor", "ACONKernels"],
       swiftSettings: commonFlags),
     // The MPI process group behind data-parallel training (`mpirun -np K acon train`).
-    .target(name: "ACONDistributed", dependencies: ["ACONTraining", "CMPI"], swiftSettings: commonFlags),
+    .target(
+      name: "ACONDistributed", dependencies: ["ACONTraining", "CMPI"], swiftSettings: commonFlags),
     // The `acon` command-line tool: no math of its own.
     .executableTarget(
       name: "ACONCLI",
@@ -146,7 +151,8 @@ let package = Package(
       swiftSettings: vectorFlags),
     // Helpers shared by the test targets: finite-difference gradient checks, golden files.
     .target(
-      name: "ACONTestSupport", dependencies: ["ACONTensor", "ACONKernels"], path: "Tests/ACONTestSupport",
+      name: "ACONTestSupport", dependencies: ["ACONTensor", "ACONKernels"],
+      path: "Tests/ACONTestSupport",
       swiftSettings: commonFlags),
     .testTarget(
       name: "ACONKernelsTests", dependencies: ["ACONKernels", "ACONTensor", "ACONTestSupport"],
@@ -155,7 +161,8 @@ let package = Package(
       name: "ACONTensorTests", dependencies: ["ACONTensor", "ACONTestSupport"],
       resources: [.copy("Golden")], swiftSettings: commonFlags),
     .testTarget(
-      name: "ACONNNTests", dependencies: ["ACONNN", "ACONTensor", "ACONKernels", "ACONTestSupport"],
+      name: "ACONNNTests",
+      dependencies: ["ACONNN", "ACONTensor", "ACONKernels", "ACONTestSupport"],
       resources: [.copy("Golden")], swiftSettings: commonFlags),
     .testTarget(
       name: "ACONModelsTests",
@@ -176,7 +183,9 @@ let package = Package(
       resources: [.copy("Fixtures")], swiftSettings: commonFlags),
     .testTarget(
       name: "ACONCLITests",
-      dependencies: ["ACONCLI", "ACONKernels", "ACONTensor", "ACONNN", "ACONModels", "ACONData", "ACONTraining"],
+      dependencies: [
+        "ACONCLI", "ACONKernels", "ACONTensor", "ACONNN", "ACONModels", "ACONData", "ACONTraining",
+      ],
       swiftSettings: commonFlags),
   ]
 )

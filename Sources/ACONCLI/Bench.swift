@@ -9,19 +9,28 @@ import Foundation
 /// `acon bench`: median step time, throughput and peak memory of a whole network.
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Benchmark a network: median train step (forward, backward, SGD) or inference step on random input.")
+    abstract:
+      "Benchmark a network: median train step (forward, backward, SGD) or inference step on random input."
+  )
 
   @Option(help: "Batch size.") var batchSize = 32
   @OptionGroup var network: NetworkOptions
   @Option(help: "Timed steps.") var steps = 10
   @Option(help: "Untimed warm-up steps.") var warmup = 2
-  @Option(help: "train: forward, backward and an SGD step; infer: an eval-mode forward.") var mode = BenchMode.train
+  @Option(help: "train: forward, backward and an SGD step; infer: an eval-mode forward.") var mode =
+    BenchMode.train
   @Flag(help: "Print one JSON object as the last line.") var json = false
   @Flag(help: "Run every batch norm and the activation after it as separate layers (no fusion).")
   var noFusion = false
-  @Flag(help: "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's F(2x2, 3x3).")
+  @Flag(
+    help:
+      "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's F(2x2, 3x3)."
+  )
   var noWinograd = false
-  @Flag(help: "Time every op kind through the tape (forward, backward, optimizer) and print a table per step (as ACON_PROFILE=1 does).")
+  @Flag(
+    help:
+      "Time every op kind through the tape (forward, backward, optimizer) and print a table per step (as ACON_PROFILE=1 does)."
+  )
   var profile = false
 
   func run() throws {
@@ -33,16 +42,21 @@ struct Bench: ParsableCommand {
 
   private func measure() throws {
     let (model, activation, inputSize, classes, inputChannels) = (
-      network.model.name, network.activation.rawValue, network.inputSize, network.classes, network.inputChannels)
+      network.model.name, network.activation.rawValue, network.inputSize, network.classes,
+      network.inputChannels
+    )
     guard steps >= 1, warmup >= 0, batchSize >= 1, inputSize >= 1 else {
-      throw CLIError("--steps, --batch-size and --input-size must be positive, --warmup non-negative")
+      throw CLIError(
+        "--steps, --batch-size and --input-size must be positive, --warmup non-negative")
     }
     let config = network.configuration
     let network = try ModelZoo.make(config)
     var rng = RandomGenerator(seed: 1)
-    let x = Tensor.randomUniform([batchSize, inputChannels, inputSize, inputSize], low: 0, high: 1, using: &rng)
+    let x = Tensor.randomUniform(
+      [batchSize, inputChannels, inputSize, inputSize], low: 0, high: 1, using: &rng)
     let labels = (0..<batchSize).map { $0 % classes }
-    let optimizer = SGD(groups: ParameterGroup.referenceGroups(of: network, weightDecay: 4e-5), momentum: 0.9)
+    let optimizer = SGD(
+      groups: ParameterGroup.referenceGroups(of: network, weightDecay: 4e-5), momentum: 0.9)
     func step() throws {
       if noFusion { try withoutLayerFusion(stepLayers) } else { try stepLayers() }
     }
@@ -72,15 +86,19 @@ struct Bench: ParsableCommand {
       times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
     times.sort()
-    let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+    let median =
+      times.count % 2 == 1
+      ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
     let rss = peakResidentBytes()
     // Steady state should allocate nothing: every buffer comes back from the pool.
     let allocations = BufferPool.shared.systemAllocations - allocationsBefore
     if Profiler.isEnabled { printProfile(steps: steps, median: median) }
     print(
       String(
-        format: "%@ %@ %@ batch %d at %dx%d: median step %.1f ms (min %.1f, max %.1f over %d), %.1f images/s, peak RSS %.0f MB",
-        model, activation, mode.rawValue, batchSize, inputSize, inputSize, median * 1000, times.first! * 1000,
+        format:
+          "%@ %@ %@ batch %d at %dx%d: median step %.1f ms (min %.1f, max %.1f over %d), %.1f images/s, peak RSS %.0f MB",
+        model, activation, mode.rawValue, batchSize, inputSize, inputSize, median * 1000,
+        times.first! * 1000,
         times.last! * 1000, steps, Double(batchSize) / median, Double(rss) / 1e6)
         + ", \(allocations) buffer allocations in the timed steps, kernels for "
         + InstructionSet.compiled.displayName)
@@ -92,7 +110,10 @@ struct Bench: ParsableCommand {
         "timed_system_allocations": allocations,
         "instruction_set": InstructionSet.compiled.rawValue,
       ]
-      print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+      print(
+        String(
+          decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+          as: UTF8.self))
     }
   }
 }
@@ -100,7 +121,9 @@ struct Bench: ParsableCommand {
 /// Prints the profile's totals per step, largest first, with their share of the median step.
 func printProfile(steps: Int, median: Double) {
   let entries = Profiler.entries()
-  print("profile (ms per step; forward = time since the previous recorded op; share of the median step):")
+  print(
+    "profile (ms per step; forward = time since the previous recorded op; share of the median step):"
+  )
   print("  phase      op                         ms/step  calls/step  share")
   for e in entries {
     let ms = e.seconds * 1000 / Double(steps)
@@ -113,7 +136,9 @@ func printProfile(steps: Int, median: Double) {
 
 /// Peak resident set size of this process (VmHWM), in bytes.
 func peakResidentBytes() -> Int {
-  guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+  guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else {
+    return 0
+  }
   for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
     let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
     return kb * 1024

@@ -38,7 +38,8 @@ struct BenchActivation: ParsableCommand {
     guard repeats > 0 else { throw ValidationError("--repeats must be positive") }
     var rng = RandomGenerator(seed: seed)
     let activationLayer = kind.make(channels: dims[1], using: &rng)
-    let layer = afterBatchNorm ? Sequential([BatchNorm2d(dims[1]), activationLayer]) : activationLayer
+    let layer =
+      afterBatchNorm ? Sequential([BatchNorm2d(dims[1]), activationLayer]) : activationLayer
     // The input is a leaf that wants its gradient, as inside a network (and ReLU has no
     // parameters of its own).
     let input = Parameter(Tensor.randomNormal(dims, using: &rng))
@@ -69,10 +70,14 @@ struct BenchActivation: ParsableCommand {
     let backwardRate = 3 * bytes / backward / 1e9
     let copyRate = measureCopy(x)
 
-    let what = afterBatchNorm ? "batch norm + \(kind.rawValue) (\(noFusion ? "separate" : "fused"))" : kind.rawValue
+    let what =
+      afterBatchNorm
+      ? "batch norm + \(kind.rawValue) (\(noFusion ? "separate" : "fused"))" : kind.rawValue
     print("\(what) on \(describe(dims)), median of \(repeats), \(Parallel.workers) threads")
     if afterBatchNorm {
-      print("(GB/s below count the activation's bytes alone, 8 and 12 per element: a speed scale, not traffic)")
+      print(
+        "(GB/s below count the activation's bytes alone, 8 and 12 per element: a speed scale, not traffic)"
+      )
     }
     print(
       String(

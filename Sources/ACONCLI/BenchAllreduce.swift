@@ -10,16 +10,19 @@ import Foundation
 struct BenchAllreduce: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench-allreduce",
-    abstract: "Under mpirun: time the gradient allreduce of a model's parameters (bytes, ms, GB/s).")
+    abstract: "Under mpirun: time the gradient allreduce of a model's parameters (bytes, ms, GB/s)."
+  )
 
   @OptionGroup var network: NetworkOptions
   @Option(help: "Timed reductions.") var runs = 20
-  @Option(help: "Bucket size in MB (the whole gradient in buckets of this size, reduced in turn).") var bucketMb: Double = 4
+  @Option(help: "Bucket size in MB (the whole gradient in buckets of this size, reduced in turn).")
+  var bucketMb: Double = 4
   @Flag(help: "Print one JSON object as the last line.") var json = false
 
   func run() throws {
     guard MPIProcessGroup.isLaunchedByMPI else {
-      throw CLIError("bench-allreduce measures MPI: run it as `mpirun -np K acon bench-allreduce ...`")
+      throw CLIError(
+        "bench-allreduce measures MPI: run it as `mpirun -np K acon bench-allreduce ...`")
     }
     guard runs >= 1, bucketMb > 0 else { throw CLIError("--runs and --bucket-mb must be positive") }
     let group = try MPIProcessGroup(timeout: 120)
@@ -49,15 +52,20 @@ struct BenchAllreduce: ParsableCommand {
     guard group.rank == 0 else { return }
     print(
       String(
-        format: "%@ %@: %d parameters, %.2f MB of gradients, %d ranks: allreduce median %.2f ms (min %.2f), %.2f GB/s bus bandwidth",
-        network.model.name, network.activation.rawValue, parameters, Double(bytes) / 1e6, group.size, median * 1e3,
+        format:
+          "%@ %@: %d parameters, %.2f MB of gradients, %d ranks: allreduce median %.2f ms (min %.2f), %.2f GB/s bus bandwidth",
+        network.model.name, network.activation.rawValue, parameters, Double(bytes) / 1e6,
+        group.size, median * 1e3,
         times[0] * 1e3, busBytes / median / 1e9))
     if json {
       let object: [String: Any] = [
         "parameters": parameters, "bytes": bytes, "ranks": group.size,
         "allreduce_seconds_median": median, "allreduce_seconds_min": times[0],
       ]
-      print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+      print(
+        String(
+          decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+          as: UTF8.self))
     }
   }
 }

@@ -37,15 +37,29 @@ struct BenchOp: ParsableCommand {
   @Flag(help: "Also print one JSON object with every figure as the last line.") var json = false
   @Option(
     name: .customLong("conv"),
-    help: "Time this convolution instead of the default three: IN,OUT,SIZE,KERNEL[,STRIDE[,GROUPS]] (square input SIZE x SIZE, padding KERNEL / 2). Repeatable.")
+    help:
+      "Time this convolution instead of the default three: IN,OUT,SIZE,KERNEL[,STRIDE[,GROUPS]] (square input SIZE x SIZE, padding KERNEL / 2). Repeatable."
+  )
   var convolutions: [String] = []
-  @Option(help: "Tuning: the columns a convolution's matrix product aims for, small images unfolded side by side (default 2048 for 1x1 layers, 784 for larger kernels; this sets both).")
+  @Option(
+    help:
+      "Tuning: the columns a convolution's matrix product aims for, small images unfolded side by side (default 2048 for 1x1 layers, 784 for larger kernels; this sets both)."
+  )
   var targetColumns: Int?
-  @Option(help: "Tuning: floats of one Winograd block's transformed input and output (default \(WinogradKernel.blockFloats)).")
+  @Option(
+    help:
+      "Tuning: floats of one Winograd block's transformed input and output (default \(WinogradKernel.blockFloats))."
+  )
   var winogradBlockFloats: Int?
-  @Flag(help: "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's F(2x2, 3x3).")
+  @Flag(
+    help:
+      "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's F(2x2, 3x3)."
+  )
   var noWinograd = false
-  @Flag(help: "Time every distinct convolution of ResNet-50 at 224x224 (with --batch), weighted by how often the network runs it.")
+  @Flag(
+    help:
+      "Time every distinct convolution of ResNet-50 at 224x224 (with --batch), weighted by how often the network runs it."
+  )
   var resnet50 = false
 
   /// Ceilings measured on two AMD EPYC Zen 3 cores (see the type's documentation).
@@ -81,7 +95,9 @@ struct BenchOp: ParsableCommand {
     }
     if noWinograd { options.usesWinograd = false }
     if let winogradBlockFloats {
-      guard winogradBlockFloats >= 1 else { throw ValidationError("--winograd-block-floats must be at least 1") }
+      guard winogradBlockFloats >= 1 else {
+        throw ValidationError("--winograd-block-floats must be at least 1")
+      }
       options.winogradBlockFloats = winogradBlockFloats
     }
     try KernelOptions.with(options, measureAndReport)
@@ -111,11 +127,13 @@ struct BenchOp: ParsableCommand {
     let measuredCopy = rows.last?.gigabytes ?? Self.copyCeiling
     for row in rows { report(row, measuredSgemm, measuredCopy) }
     if !convolutions.isEmpty || resnet50 {
-      let specs = try convolutions.map(ConvSpec.init(parsing:)) + (resnet50 ? ConvSpec.resnet50 : [])
+      let specs =
+        try convolutions.map(ConvSpec.init(parsing:)) + (resnet50 ? ConvSpec.resnet50 : [])
       var total = (seconds: 0.0, flops: 0.0)
       for spec in specs {
         let results = try benchConvolution(
-          name: spec.name, weight: [spec.outputs, spec.inputs / spec.groups, spec.kernel, spec.kernel],
+          name: spec.name,
+          weight: [spec.outputs, spec.inputs / spec.groups, spec.kernel, spec.kernel],
           padding: spec.kernel / 2, groups: spec.groups, size: spec.size, stride: spec.stride)
         for row in results {
           rows.append(row)
@@ -135,11 +153,14 @@ struct BenchOp: ParsableCommand {
       }
       return (rows, measuredSgemm, measuredCopy)
     }
-    let cases: [(name: String, weight: [Int], padding: Int, groups: Int, forwardPT: Double?, bothPT: Double?)] = [
-      ("conv3x3 64->64 pad 1", [64, 64, 3, 3], 1, 1, 85, nil),
-      ("conv1x1 64->64", [64, 64, 1, 1], 0, 1, 18, nil),
-      ("depthwise3x3 64 pad 1", [64, 1, 3, 3], 1, 64, 18, 5),
-    ]
+    let cases:
+      [(
+        name: String, weight: [Int], padding: Int, groups: Int, forwardPT: Double?, bothPT: Double?
+      )] = [
+        ("conv3x3 64->64 pad 1", [64, 64, 3, 3], 1, 1, 85, nil),
+        ("conv1x1 64->64", [64, 64, 1, 1], 0, 1, 18, nil),
+        ("depthwise3x3 64 pad 1", [64, 1, 3, 3], 1, 64, 18, 5),
+      ]
     for c in cases {
       var results = try benchConvolution(
         name: c.name, weight: c.weight, padding: c.padding, groups: c.groups)
@@ -164,7 +185,8 @@ struct BenchOp: ParsableCommand {
         + (groups > 1 ? " groups \(groups)" : "") + (count > 1 ? " (x\(count))" : "")
     }
 
-    init(_ inputs: Int, _ outputs: Int, _ size: Int, _ kernel: Int, stride: Int = 1, count: Int = 1) {
+    init(_ inputs: Int, _ outputs: Int, _ size: Int, _ kernel: Int, stride: Int = 1, count: Int = 1)
+    {
       (self.inputs, self.outputs, self.size, self.kernel, self.stride, self.count) = (
         inputs, outputs, size, kernel, stride, count
       )
@@ -173,7 +195,8 @@ struct BenchOp: ParsableCommand {
     init(parsing text: String) throws {
       let v = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
       guard v.count >= 4, v.count <= 6, v.allSatisfy({ ($0 ?? 0) > 0 }) else {
-        throw ValidationError("--conv wants IN,OUT,SIZE,KERNEL[,STRIDE[,GROUPS]] with positive integers, got '\(text)'")
+        throw ValidationError(
+          "--conv wants IN,OUT,SIZE,KERNEL[,STRIDE[,GROUPS]] with positive integers, got '\(text)'")
       }
       self.init(v[0]!, v[1]!, v[2]!, v[3]!, stride: v.count > 4 ? v[4]! : 1)
       groups = v.count > 5 ? v[5]! : 1
@@ -186,14 +209,18 @@ struct BenchOp: ParsableCommand {
     /// at 224: each distinct convolution and how many layers have it.
     static let resnet50: [ConvSpec] = [
       ConvSpec(3, 64, 224, 7, stride: 2),
-      ConvSpec(64, 64, 56, 1), ConvSpec(256, 64, 56, 1, count: 2), ConvSpec(64, 64, 56, 3, count: 3),
+      ConvSpec(64, 64, 56, 1), ConvSpec(256, 64, 56, 1, count: 2),
+      ConvSpec(64, 64, 56, 3, count: 3),
       ConvSpec(64, 256, 56, 1, count: 4),
       ConvSpec(256, 128, 56, 1, stride: 2), ConvSpec(256, 512, 56, 1, stride: 2),
-      ConvSpec(512, 128, 28, 1, count: 3), ConvSpec(128, 128, 28, 3, count: 4), ConvSpec(128, 512, 28, 1, count: 4),
+      ConvSpec(512, 128, 28, 1, count: 3), ConvSpec(128, 128, 28, 3, count: 4),
+      ConvSpec(128, 512, 28, 1, count: 4),
       ConvSpec(512, 256, 28, 1, stride: 2), ConvSpec(512, 1024, 28, 1, stride: 2),
-      ConvSpec(1024, 256, 14, 1, count: 5), ConvSpec(256, 256, 14, 3, count: 6), ConvSpec(256, 1024, 14, 1, count: 6),
+      ConvSpec(1024, 256, 14, 1, count: 5), ConvSpec(256, 256, 14, 3, count: 6),
+      ConvSpec(256, 1024, 14, 1, count: 6),
       ConvSpec(1024, 512, 14, 1, stride: 2), ConvSpec(1024, 2048, 14, 1, stride: 2),
-      ConvSpec(2048, 512, 7, 1, count: 2), ConvSpec(512, 512, 7, 3, count: 3), ConvSpec(512, 2048, 7, 1, count: 3),
+      ConvSpec(2048, 512, 7, 1, count: 2), ConvSpec(512, 512, 7, 3, count: 3),
+      ConvSpec(512, 2048, 7, 1, count: 3),
     ]
   }
 
@@ -240,7 +267,7 @@ struct BenchOp: ParsableCommand {
   }
 
   /// Seconds of `body` (median or fastest of the timed runs); `prepare` runs untimed first.
-  func time(prepare: () throws -> Void, _ body: () throws -> Void) throws -> Double {
+  func time(prepare: () throws -> Void = {}, measure body: () throws -> Void) throws -> Double {
     for _ in 0..<warmup {
       try prepare()
       try body()
@@ -262,7 +289,7 @@ struct BenchOp: ParsableCommand {
     var rng = RandomGenerator(seed: 1)
     let a = Tensor.randomNormal([n, n], using: &rng)
     let b = Tensor.randomNormal([n, n], using: &rng)
-    let seconds = try time(prepare: {}) { _ = try Tensor.matmul(a, b) }
+    let seconds = try time { _ = try Tensor.matmul(a, b) }
     let flops = 2.0 * Double(n) * Double(n) * Double(n)
     return Row(name: "sgemm \(n)", milliseconds: seconds * 1e3, gflops: flops / seconds * 1e-9)
   }
@@ -271,7 +298,7 @@ struct BenchOp: ParsableCommand {
   func benchCopy() throws -> Row {
     let count = batch * 64 * 56 * 56
     let a = Tensor(shape: [count], repeating: 1)
-    let seconds = try time(prepare: {}) { _ = a.copy() }
+    let seconds = try time { _ = a.copy() }
     return Row(
       name: "copy \((count * 4) >> 20) MB, 2 threads", milliseconds: seconds * 1e3,
       gigabytes: Double(2 * 4 * count) / seconds * 1e-9)
@@ -290,18 +317,18 @@ struct BenchOp: ParsableCommand {
     }
     let y0 = try withoutGradients { try conv(x.value, w.value) }
     let dy = Tensor.randomNormal(y0.shape, using: &rng)
-    let forward = try time(prepare: {}) { _ = try withoutGradients { try conv(x.value, w.value) } }
+    let forward = try time { _ = try withoutGradients { try conv(x.value, w.value) } }
     /// Times `backward` of a fresh forward of `makeInputs()` (the forward itself untimed).
     func backward(_ makeInputs: @escaping () -> (Tensor, Tensor)) throws -> Double {
       var y = y0
-      return try time(prepare: {
-        x.zeroGrad()
-        w.zeroGrad()
-        let (xi, wi) = makeInputs()
-        y = try conv(xi, wi)
-      }) {
-        try y.backward(seed: dy)
-      }
+      return try time(
+        prepare: {
+          x.zeroGrad()
+          w.zeroGrad()
+          let (xi, wi) = makeInputs()
+          y = try conv(xi, wi)
+        },
+        measure: { try y.backward(seed: dy) })
     }
     let both = try backward { (x.value, w.value) }
     let macs = Double(y0.count) * Double(weight[1] * weight[2] * weight[3])

@@ -9,15 +9,19 @@ import Foundation
 /// paper's (mean ± standard deviation over seeds), every run's metrics kept.
 struct Compare: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Train one model with several activations and seeds; print mean ± std test error per activation.")
+    abstract:
+      "Train one model with several activations and seeds; print mean ± std test error per activation."
+  )
 
   @Option(help: "Model name (see `acon info --list`).") var model = ModelName.shuffleNetV2Half
   @Option(help: "Comma-separated activations; the first is the baseline of the table.")
   var activations = CommaSeparated<ActivationKind>([.relu, .swish, .aconC, .metaAcon])
   @Option(help: "Comma-separated seeds.") var seeds = CommaSeparated<UInt64>([0, 1, 2])
   @OptionGroup var recipe: RecipeOptions
-  @Option(help: "Directory for the runs (one sub-directory per activation and seed).") var out = "runs/compare"
-  @Flag(help: "Reuse finished runs found in --out instead of training them again.") var reuse = false
+  @Option(help: "Directory for the runs (one sub-directory per activation and seed).") var out =
+    "runs/compare"
+  @Flag(help: "Reuse finished runs found in --out instead of training them again.") var reuse =
+    false
   @Flag(help: "No progress output.") var quiet = false
 
   func run() throws {
@@ -28,11 +32,14 @@ struct Compare: ParsableCommand {
       var errors: [Double] = []
       var params = 0
       for seed in seedList {
-        let directory = URL(fileURLWithPath: out).appendingPathComponent("\(model)-\(name)-s\(seed)")
+        let directory = URL(fileURLWithPath: out).appendingPathComponent(
+          "\(model)-\(name)-s\(seed)")
         let metricsFile = directory.appendingPathComponent("metrics.jsonl")
         if reuse, let last = try? Self.lastMetrics(metricsFile), last.epoch >= recipe.epochs {
           errors.append(1 - last.testTop1)
-          if params == 0 { params = Self.parameterCount(directory.appendingPathComponent("model.safetensors")) }
+          if params == 0 {
+            params = Self.parameterCount(directory.appendingPathComponent("model.safetensors"))
+          }
           continue
         }
         try? FileManager.default.removeItem(at: directory)
@@ -48,14 +55,18 @@ struct Compare: ParsableCommand {
       rows.append((name, errors, params))
     }
     let limit = recipe.trainLimit.map { ", first \($0) training images" } ?? ""
-    print("| \(model) on \(recipe.dataset.rawValue)\(limit), \(recipe.epochs) epoch(s) | params | test error % (mean ± std over \(seedList.count) seeds) | vs \(rows[0].0) | runs |")
+    print(
+      "| \(model) on \(recipe.dataset.rawValue)\(limit), \(recipe.epochs) epoch(s) | params | test error % (mean ± std over \(seedList.count) seeds) | vs \(rows[0].0) | runs |"
+    )
     print("|---|---|---|---|---|")
     let baseline = Self.meanAndStd(rows[0].1.map { $0 * 100 }).0
     for (name, errors, params) in rows {
       let (mean, std) = Self.meanAndStd(errors.map { $0 * 100 })
       let runs = errors.map { String(format: "%.2f", $0 * 100) }.joined(separator: ", ")
       let paramText = params > 0 ? String(format: "%.3fM", Double(params) / 1e6) : "-"
-      print("| \(name) | \(paramText) | \(String(format: "%.2f ± %.2f", mean, std)) | \(String(format: "%+.2f", mean - baseline)) | \(runs) |")
+      print(
+        "| \(name) | \(paramText) | \(String(format: "%.2f ± %.2f", mean, std)) | \(String(format: "%+.2f", mean - baseline)) | \(runs) |"
+      )
     }
   }
 

@@ -12,7 +12,8 @@ struct Eval: ParsableCommand {
     abstract: "Evaluate weights on a data set's test split: top-1, top-5 and loss.")
 
   @Option(help: "Weights file (safetensors or PyTorch .pth).") var weights: String
-  @Option(help: "Data set: fashion-mnist, mnist, cifar10, cifar100, imagefolder.") var dataset = "fashion-mnist"
+  @Option(help: "Data set: fashion-mnist, mnist, cifar10, cifar100, imagefolder.") var dataset =
+    "fashion-mnist"
   @Option(help: "Data directory (default: the data set's standard location).") var data: String?
   @Option(help: "Batch size.") var batchSize = 256
   @Option(help: "Use only the first N test images.") var limit: Int?
@@ -26,7 +27,8 @@ struct Eval: ParsableCommand {
     let (model, config) = try modelOptions.loadModel(from: file, path: weights)
     let splits = try DataSplits.open(name, directory: data, testLimit: limit, augment: false)
     guard splits.classes <= config.classes else {
-      throw CLIError("\(weights) has \(config.classes) classes but \(dataset) has \(splits.classes)")
+      throw CLIError(
+        "\(weights) has \(config.classes) classes but \(dataset) has \(splits.classes)")
     }
     let loader = try DataLoader(
       splits.test, batchSize: batchSize, shuffle: false, transform: splits.evalTransform,
@@ -37,10 +39,16 @@ struct Eval: ParsableCommand {
     print(
       String(
         format: "%@ %@ on %@ (%d images): top-1 %.2f%%, top-5 %.2f%%, loss %.4f (%.1f s)",
-        config.model, config.activation, dataset, m.samples, m.top1 * 100, m.top5 * 100, m.loss, seconds))
+        config.model, config.activation, dataset, m.samples, m.top1 * 100, m.top5 * 100, m.loss,
+        seconds))
     if json {
-      let object: [String: Double] = ["top1": m.top1, "top5": m.top5, "loss": m.loss, "images": Double(m.samples)]
-      print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+      let object: [String: Double] = [
+        "top1": m.top1, "top5": m.top5, "loss": m.loss, "images": Double(m.samples),
+      ]
+      print(
+        String(
+          decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+          as: UTF8.self))
     }
   }
 }

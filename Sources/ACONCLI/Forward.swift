@@ -8,13 +8,17 @@ import Foundation
 /// checking parity with PyTorch.
 struct Forward: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Run a network on `input` from a safetensors file; write `logits` (and with --grads, `loss` and `grad.<name>`).")
+    abstract:
+      "Run a network on `input` from a safetensors file; write `logits` (and with --grads, `loss` and `grad.<name>`)."
+  )
 
   @Option(help: "Weights file (safetensors or PyTorch .pth).") var weights: String
-  @Option(help: "Input file holding the F32 NCHW tensor `input` (and `labels` for --grads).") var input: String
+  @Option(help: "Input file holding the F32 NCHW tensor `input` (and `labels` for --grads).")
+  var input: String
   @Option(help: "Output safetensors file.") var output: String
   @Flag(help: "Training mode (batch statistics) instead of eval mode.") var train = false
-  @Flag(help: "Also run mean cross-entropy backward and write `loss` and `grad.<name>`.") var grads = false
+  @Flag(help: "Also run mean cross-entropy backward and write `loss` and `grad.<name>`.")
+  var grads = false
   @OptionGroup var modelOptions: ModelOptions
 
   func run() throws {
@@ -23,7 +27,8 @@ struct Forward: ParsableCommand {
     let inputs = try SafeTensors.read(URL(fileURLWithPath: input))
     let x = try inputs.tensor("input", path: input)
     guard x.rank == 4, x.shape[1] == config.inputChannels else {
-      throw CLIError("\(input): `input` must be [N, \(config.inputChannels), H, W], not \(describe(x.shape))")
+      throw CLIError(
+        "\(input): `input` must be [N, \(config.inputChannels), H, W], not \(describe(x.shape))")
     }
     model.setTraining(train)
     var entries: [(String, Tensor)] = []

@@ -11,13 +11,17 @@ struct Info: ParsableCommand {
 
   @OptionGroup var network: NetworkOptions
   @Flag(help: "List the model and activation names.") var list = false
-  @Flag(help: "Print one JSON object (params, macs) as the last line instead of the table.") var json = false
-  @Flag(help: "Print the module tree (names, types, settings, parameter shapes) instead of the table.")
+  @Flag(help: "Print one JSON object (params, macs) as the last line instead of the table.")
+  var json = false
+  @Flag(
+    help: "Print the module tree (names, types, settings, parameter shapes) instead of the table.")
   var tree = false
 
   func run() throws {
     let (model, activation, inputSize, classes, inputChannels) = (
-      network.model.name, network.activation.rawValue, network.inputSize, network.classes, network.inputChannels)
+      network.model.name, network.activation.rawValue, network.inputSize, network.classes,
+      network.inputChannels
+    )
     if list {
       print("models: " + ModelZoo.names.joined(separator: ", "))
       print("activations: " + ActivationKind.allCases.map(\.rawValue).joined(separator: ", "))
@@ -36,11 +40,16 @@ struct Info: ParsableCommand {
         "model": model, "activation": activation, "input_size": inputSize, "classes": classes,
         "params": c.parameters, "macs": c.macs,
       ]
-      print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+      print(
+        String(
+          decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+          as: UTF8.self))
       return
     }
     let nameWidth = max(20, c.layers.map(\.name.count).max() ?? 0)
-    print("layer".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  op      output              params        MACs")
+    print(
+      "layer".padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+        + "  op      output              params        MACs")
     for l in c.layers {
       let shape = describe(l.outputShape)
       print(
@@ -51,7 +60,9 @@ struct Info: ParsableCommand {
     }
     print(
       String(
-        format: "%@ with %@ at %dx%d, %d classes: %.2fM parameters, %.1fM MACs (FLOPs as the paper counts them)",
-        model, activation, inputSize, inputSize, classes, Double(c.parameters) / 1e6, Double(c.macs) / 1e6))
+        format:
+          "%@ with %@ at %dx%d, %d classes: %.2fM parameters, %.1fM MACs (FLOPs as the paper counts them)",
+        model, activation, inputSize, inputSize, classes, Double(c.parameters) / 1e6,
+        Double(c.macs) / 1e6))
   }
 }

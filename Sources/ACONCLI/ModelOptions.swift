@@ -9,8 +9,10 @@ import Foundation
 struct ModelOptions: ParsableArguments {
   @Option(help: "Model name (default: from the weights file's metadata).") var model: String?
   @Option(help: "Activation (default: from the weights file's metadata).") var activation: String?
-  @Option(help: "Number of classes (default: from the metadata or the classifier's shape).") var classes: Int?
-  @Option(help: "Input channels (default: from the metadata or the first convolution).") var inputChannels: Int?
+  @Option(help: "Number of classes (default: from the metadata or the classifier's shape).")
+  var classes: Int?
+  @Option(help: "Input channels (default: from the metadata or the first convolution).")
+  var inputChannels: Int?
   @Flag(help: "Use the small-input stem (stride-1 stem, no max-pool).") var smallInput = false
 
   /// Builds the network described by the flags and `file`'s metadata, and loads `file` into it
@@ -20,7 +22,8 @@ struct ModelOptions: ParsableArguments {
     if config == nil {
       guard let model, let activation else {
         throw CLIError(
-          "\(path) has no acon model metadata: pass --model and --activation (and --classes if not 1000)")
+          "\(path) has no acon model metadata: pass --model and --activation (and --classes if not 1000)"
+        )
       }
       config = ModelConfiguration(model: model, activation: activation)
       config!.classes = Self.inferredClasses(file) ?? 1000
@@ -41,18 +44,24 @@ struct ModelOptions: ParsableArguments {
     return (network, c)
   }
 
-  static let classifierKeys = ["classifier.0.weight", "classifier.1.weight", "classifier.weight", "fc.weight"]
+  static let classifierKeys = [
+    "classifier.0.weight", "classifier.1.weight", "classifier.weight", "fc.weight",
+  ]
 
   static func inferredClasses(_ file: SafeTensorsFile) -> Int? {
     for key in classifierKeys {
-      if let t = file.tensors[key] ?? file.tensors["module." + key], t.rank == 2 { return t.shape[0] }
+      if let t = file.tensors[key] ?? file.tensors["module." + key], t.rank == 2 {
+        return t.shape[0]
+      }
     }
     return nil
   }
 
   static func inferredInputChannels(_ file: SafeTensorsFile) -> Int? {
     for key in ["first_conv.0.weight", "conv1.weight", "features.0.0.weight"] {
-      if let t = file.tensors[key] ?? file.tensors["module." + key], t.rank == 4 { return t.shape[1] }
+      if let t = file.tensors[key] ?? file.tensors["module." + key], t.rank == 4 {
+        return t.shape[1]
+      }
     }
     return nil
   }

@@ -14,7 +14,8 @@ struct NetworkOptions: ParsableArguments {
   /// The model configuration these flags describe.
   var configuration: ModelConfiguration {
     ModelConfiguration(
-      model: model.name, activation: activation.rawValue, classes: classes, inputChannels: inputChannels,
+      model: model.name, activation: activation.rawValue, classes: classes,
+      inputChannels: inputChannels,
       smallInput: smallInput)
   }
 }

@@ -7,7 +7,8 @@ import Foundation
 struct PlotActivation: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "plot-activation",
-    abstract: "Plot ACON-C, Swish and ReLU and their derivatives (with ACON-C's bounds) to SVG or PNG.")
+    abstract:
+      "Plot ACON-C, Swish and ReLU and their derivatives (with ACON-C's bounds) to SVG or PNG.")
 
   // `.unconditional`: the value may start with a minus sign (`--p2 -0.4`).
   @Option(parsing: .unconditional, help: "ACON-C's p1.") var p1: Double = 1.2
@@ -49,7 +50,9 @@ struct PlotActivation: ParsableCommand {
 
   /// Two panels (functions, derivatives) with axes, ticks and legends.
   static func figure(p1: Double, p2: Double, beta: Double, range: Double) -> ChartFigure {
-    let acon = Curve(name: "ACON-C (p1=\(fmt(p1)), p2=\(fmt(p2)), β=\(fmt(beta)))", color: "#d62728", dash: nil) {
+    let acon = Curve(
+      name: "ACON-C (p1=\(fmt(p1)), p2=\(fmt(p2)), β=\(fmt(beta)))", color: "#d62728", dash: nil
+    ) {
       ACONMath.aconC($0, p1: p1, p2: p2, beta: beta)
     }
     let swish = Curve(name: "Swish", color: "#1f77b4", dash: nil) { $0 * ACONMath.sigmoid($0) }
@@ -61,7 +64,8 @@ struct PlotActivation: ParsableCommand {
       },
       Curve(name: "Swish′", color: "#1f77b4", dash: nil) { ACONMath.swishDerivative($0) },
       Curve(name: "ReLU′", color: "#7f7f7f", dash: nil) { $0 > 0 ? 1 : 0 },
-      Curve(name: "bounds of ACON-C′: \(fmt(lower)), \(fmt(upper))", color: "#d62728", dash: "6,4") { _ in upper },
+      Curve(name: "bounds of ACON-C′: \(fmt(lower)), \(fmt(upper))", color: "#d62728", dash: "6,4")
+      { _ in upper },
       Curve(name: "", color: "#d62728", dash: "6,4") { _ in lower },
     ]
     return ChartFigure(

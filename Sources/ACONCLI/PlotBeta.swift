@@ -22,7 +22,8 @@ struct PlotBeta: ParsableCommand {
   @Option(help: "Number of test images for the per-sample beta.") var images = 64
   @Option(help: "Batch size of the forward passes.") var batchSize = 32
   @Option(
-    help: "Comma-separated meta-ACON layers: module names or indices in network order (default: up to 4 spread through the network)."
+    help:
+      "Comma-separated meta-ACON layers: module names or indices in network order (default: up to 4 spread through the network)."
   )
   var layers: String?
   @OptionGroup var modelOptions: ModelOptions
@@ -60,7 +61,8 @@ struct PlotBeta: ParsableCommand {
     } else if channels.isEmpty {
       let hint =
         PlotBeta.hasMetaACON(file)
-        ? ": it has meta-ACON layers, whose beta depends on the input: pass --dataset to plot it" : ""
+        ? ": it has meta-ACON layers, whose beta depends on the input: pass --dataset to plot it"
+        : ""
       throw CLIError("\(weights) has no ACON-A/B/C beta parameters (names ending in .beta)\(hint)")
     }
     // The run's directory and the file name: "runs/acon/model.safetensors" -> "acon/model.safetensors".
@@ -99,13 +101,15 @@ struct PlotBeta: ParsableCommand {
       (module as? MetaAconC).map { (name, $0) }
     }
     guard !metaLayers.isEmpty else {
-      throw CLIError("\(config.model) with \(config.activation) has no meta-ACON layers: drop --dataset")
+      throw CLIError(
+        "\(config.model) with \(config.activation) has no meta-ACON layers: drop --dataset")
     }
     let chosen = try PlotBeta.choose(layers, from: metaLayers.map(\.0))
     let splits = try DataSplits.open(name, directory: data, testLimit: images, augment: false)
     guard splits.inputChannels == config.inputChannels else {
       throw CLIError(
-        "\(weights) takes \(config.inputChannels)-channel images but \(dataset) has \(splits.inputChannels)")
+        "\(weights) takes \(config.inputChannels)-channel images but \(dataset) has \(splits.inputChannels)"
+      )
     }
     let loader = try DataLoader(
       splits.test, batchSize: batchSize, shuffle: false, transform: splits.evalTransform,
@@ -162,7 +166,8 @@ struct PlotBeta: ParsableCommand {
       var panel = ChartPanel(
         title: "per-channel β of the ACON layers (\(channels.count) layers)", yLabel: "β",
         distributions: channels.enumerated().map { i, c in
-          Distribution(label: c.layer, values: c.values.map(Double.init), color: ChartStyle.palette[i % 2])
+          Distribution(
+            label: c.layer, values: c.values.map(Double.init), color: ChartStyle.palette[i % 2])
         })
       panel.referenceLines = [0, 1]
       panels.append(panel)
@@ -196,12 +201,17 @@ struct PlotBeta: ParsableCommand {
     }
     var lines: [String] = []
     if !channels.isEmpty { lines.append("per-channel beta (ACON-A/B/C):") }
-    for c in channels { lines.append("  \(c.layer) (\(c.values.count) channels): \(stats(c.values))") }
+    for c in channels {
+      lines.append("  \(c.layer) (\(c.values.count) channels): \(stats(c.values))")
+    }
     if !samples.isEmpty { lines.append("per-sample beta (meta-ACON):") }
     for s in samples {
       let means = s.perImage.map { $0.reduce(0, +) / Float(max($0.count, 1)) }
-      let spread = means.isEmpty ? "" : String(format: "; image means %.4f to %.4f", means.min()!, means.max()!)
-      lines.append("  \(s.layer) (\(s.perImage.count) images): \(stats(s.perImage.flatMap { $0 }))\(spread)")
+      let spread =
+        means.isEmpty
+        ? "" : String(format: "; image means %.4f to %.4f", means.min()!, means.max()!)
+      lines.append(
+        "  \(s.layer) (\(s.perImage.count) images): \(stats(s.perImage.flatMap { $0 }))\(spread)")
     }
     return lines.joined(separator: "\n")
   }

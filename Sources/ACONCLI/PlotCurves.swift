@@ -49,7 +49,9 @@ struct PlotCurves: ParsableCommand {
   func validate() throws {
     try checkChartOutput(output)
     guard !metrics.isEmpty else { throw ValidationError("pass at least one --metrics FILE") }
-    if let labels, labels.split(separator: ",", omittingEmptySubsequences: false).count != metrics.count {
+    if let labels,
+      labels.split(separator: ",", omittingEmptySubsequences: false).count != metrics.count
+    {
       throw ValidationError("--labels has to give one label per --metrics file (\(metrics.count))")
     }
   }
@@ -71,10 +73,13 @@ struct PlotCurves: ParsableCommand {
 
   /// Reads every `--metrics` file with its label.
   func loadRuns() throws -> [Run] {
-    let names = labels.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+    let names = labels.map {
+      $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    }
     return try metrics.enumerated().map { i, path in
       let file = PlotCurves.metricsFile(path)
-      let label = names?[i] ?? URL(fileURLWithPath: file).deletingLastPathComponent().lastPathComponent
+      let label =
+        names?[i] ?? URL(fileURLWithPath: file).deletingLastPathComponent().lastPathComponent
       return Run(label: label, epochs: try PlotCurves.readMetrics(file))
     }
   }
@@ -82,7 +87,9 @@ struct PlotCurves: ParsableCommand {
   /// `path` itself, or `path/metrics.jsonl` when `path` is a directory.
   static func metricsFile(_ path: String) -> String {
     var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
+      isDirectory.boolValue
+    {
       return (path as NSString).appendingPathComponent("metrics.jsonl")
     }
     return path

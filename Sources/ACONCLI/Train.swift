@@ -11,7 +11,8 @@ extension WeightInitialization: ExpressibleByArgument {}
 /// Fashion-MNIST for one epoch and prints the result.
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Train a network with an ACON activation (default: ShuffleNetV2-0.5x, ACON-C, Fashion-MNIST, 1 epoch).",
+    abstract:
+      "Train a network with an ACON activation (default: ShuffleNetV2-0.5x, ACON-C, Fashion-MNIST, 1 epoch).",
     discussion: """
       Data-parallel: `mpirun -np K acon train ...` trains K replicas, each on its own share of \
       every epoch; --batch-size is per rank, so the global batch is K times it (scale --lr \
@@ -23,13 +24,18 @@ struct Train: ParsableCommand {
   @Option(help: "Activation.") var activation = ActivationKind.aconC
   @OptionGroup var recipe: RecipeOptions
   @Option(help: "Random seed (initialisation, data order, augmentation).") var seed: UInt64 = 0
-  @Option(name: .customLong("init"), help: "Weight initialisation: reference (the paper's) or pytorch (PyTorch's module defaults).")
+  @Option(
+    name: .customLong("init"),
+    help: "Weight initialisation: reference (the paper's) or pytorch (PyTorch's module defaults).")
   var initialization: WeightInitialization = .reference
   @Option(
     name: .customLong("generator-init"),
-    help: "Initialisation of the meta-ACON generators alone (default: as --init), to tell which start matters.")
+    help:
+      "Initialisation of the meta-ACON generators alone (default: as --init), to tell which start matters."
+  )
   var generatorInitialization: WeightInitialization?
-  @Option(help: "Output directory for metrics.jsonl, model.safetensors and the checkpoint.") var out: String?
+  @Option(help: "Output directory for metrics.jsonl, model.safetensors and the checkpoint.")
+  var out: String?
   @Flag(help: "Continue the run saved in --out exactly where it stopped.") var resume = false
   @Option(help: "Also write a checkpoint every N iterations.") var checkpointEvery = 0
   @Option(help: "Append each iteration's number and exact loss to this file.") var lossLog: String?
@@ -46,11 +52,13 @@ struct Train: ParsableCommand {
   func train(replicas: Replicas?) throws {
     let quiet = quiet || (replicas.map { $0.group.rank != 0 } ?? false)
     do {
-      var config = try recipe.configuration(model: model.name, activation: activation.rawValue, seed: seed)
+      var config = try recipe.configuration(
+        model: model.name, activation: activation.rawValue, seed: seed)
       config.checkpointEvery = checkpointEvery
       config.initialization = initialization
       config.generatorInitialization = generatorInitialization
-      let directory = out ?? "runs/\(recipe.dataset.rawValue)-\(model)-\(activation.rawValue)-s\(seed)"
+      let directory =
+        out ?? "runs/\(recipe.dataset.rawValue)-\(model)-\(activation.rawValue)-s\(seed)"
       InterruptSignal.install()
       let trainer = try Trainer(
         configuration: config, outputDirectory: URL(fileURLWithPath: directory), resume: resume,
@@ -73,14 +81,16 @@ struct Train: ParsableCommand {
         standardError(
           "training \(c.model.model) with \(c.model.activation) on \(c.dataSet.rawValue): "
             + "\(trainer.model.parameterCount) parameters, \(trainer.totalIterations) iterations, "
-            + "batch \(c.batchSize)\(replicas.map { " per rank x \($0.group.size) ranks" } ?? ""), lr \(c.learningRate) (\(c.schedule.rawValue)); writing \(directory)")
+            + "batch \(c.batchSize)\(replicas.map { " per rank x \($0.group.size) ranks" } ?? ""), lr \(c.learningRate) (\(c.schedule.rawValue)); writing \(directory)"
+        )
       }
       let metrics = try trainer.run()
       if let replicas, replicas.group.rank == 0, !quiet {
         let d = replicas.dataParallel
         standardError(
           String(
-            format: "data parallel: %d ranks, %d gradient buckets (%@ floats), %.2f ms per step waiting for reductions after the backward",
+            format:
+              "data parallel: %d ranks, %d gradient buckets (%@ floats), %.2f ms per step waiting for reductions after the backward",
             d.size, d.bucketSizes.count, d.bucketSizes.map(String.init).joined(separator: ", "),
             d.reductionWaitSeconds / Double(max(1, d.steps)) * 1e3))
       }
@@ -91,7 +101,8 @@ struct Train: ParsableCommand {
       }
       print(
         String(
-          format: "result: %@ %@ on %@ after %d epoch(s): test top-1 %.2f%%, top-5 %.2f%%, loss %.4f; %.0f images/s",
+          format:
+            "result: %@ %@ on %@ after %d epoch(s): test top-1 %.2f%%, top-5 %.2f%%, loss %.4f; %.0f images/s",
           c.model.model, c.model.activation, c.dataSet.rawValue, last.epoch, last.testTop1 * 100,
           last.testTop5 * 100, last.testLoss, last.imagesPerSecond))
       print("weights: \(directory)/model.safetensors  metrics: \(directory)/metrics.jsonl")

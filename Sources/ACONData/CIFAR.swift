@@ -56,7 +56,8 @@ public struct CIFARDataSet: DataSet {
           if Int(bytes[base + l]) >= limit {
             let name = variant == .cifar10 ? "label" : (l == 0 ? "coarse label" : "fine label")
             throw TensorError.invalidFile(
-              path: path, detail: "\(name) \(bytes[base + l]) of record \(r) is outside 0..<\(limit)")
+              path: path,
+              detail: "\(name) \(bytes[base + l]) of record \(r) is outside 0..<\(limit)")
           }
         }
         let used = variant == .cifar100(fine: true) ? bytes[base + 1] : bytes[base]

@@ -164,7 +164,8 @@ public final class DataLoader: @unchecked Sendable {
   public func globalOrder(epoch: Int) -> [Int] {
     var order = Array(0..<dataSet.count)
     guard shuffle, order.count > 1 else { return order }
-    var rng = RandomGenerator(seed: Self.mix(seed, 0x6F72_6465_72, UInt64(bitPattern: Int64(epoch))))
+    var rng = RandomGenerator(
+      seed: Self.mix(seed, 0x6F72_6465_72, UInt64(bitPattern: Int64(epoch))))
     for i in stride(from: order.count - 1, to: 0, by: -1) {
       order.swapAt(i, Int(rng.next() % UInt64(i + 1)))
     }
@@ -241,8 +242,11 @@ public final class DataLoader: @unchecked Sendable {
       let image = images[j]!
       guard image.channels == c, image.height == h, image.width == w else {
         throw TensorError.shapeMismatch(
-          operation: "DataLoader.batch", shapes: [[c, h, w], [image.channels, image.height, image.width]],
-          detail: "samples \(indices[kept[0]]) and \(indices[j]) have different sizes after the transform; add a crop or resize")
+          operation: "DataLoader.batch",
+          shapes: [[c, h, w], [image.channels, image.height, image.width]],
+          detail:
+            "samples \(indices[kept[0]]) and \(indices[j]) have different sizes after the transform; add a crop or resize"
+        )
       }
     }
     // BGR reverses the planes of a 3-channel image.

@@ -1,3 +1,5 @@
+import ACONTensor
+
 /// A data set of labelled images, read by index.
 ///
 /// Implementations must be safe to read from several threads at once: the loader decodes a
@@ -45,5 +47,3 @@ public struct SubsetDataSet<Base: DataSet>: DataSet {
     try base.sample(indices[index])
   }
 }
-
-import ACONTensor

@@ -31,7 +31,8 @@ public enum FileBytes {
     if input.count >= 18 {
       let n = input.count
       let isize =
-        Int(input[n - 4]) | Int(input[n - 3]) << 8 | Int(input[n - 2]) << 16 | Int(input[n - 1]) << 24
+        Int(input[n - 4]) | Int(input[n - 3]) << 8 | Int(input[n - 2]) << 16 | Int(input[n - 1])
+        << 24
       if isize > 0 { capacity = min(isize + 1, input.count * 1032 + 1) }
     }
     var output = [UInt8](repeating: 0, count: max(capacity, 1024))

@@ -53,9 +53,11 @@ public struct IDXDataSet: DataSet {
   /// Loads an images file (`idx3`) and a labels file (`idx1`), each gzip-compressed or raw.
   public init(imagesPath: String, labelsPath: String, classCount: Int = 10) throws {
     let imageBytes = try FileBytes.read(imagesPath)
-    let imageDims = try Self.parseHeader(imageBytes, path: imagesPath, dimensions: 3, what: "images")
+    let imageDims = try Self.parseHeader(
+      imageBytes, path: imagesPath, dimensions: 3, what: "images")
     let labelBytes = try FileBytes.read(labelsPath)
-    let labelDims = try Self.parseHeader(labelBytes, path: labelsPath, dimensions: 1, what: "labels")
+    let labelDims = try Self.parseHeader(
+      labelBytes, path: labelsPath, dimensions: 1, what: "labels")
     guard imageDims[0] == labelDims[0] else {
       throw TensorError.invalidFile(
         path: labelsPath,
@@ -89,17 +91,23 @@ public struct IDXDataSet: DataSet {
     let hex = { (v: Int) in "0x" + String(format: "%08X", v) }
     guard bytes[0] == 0, bytes[1] == 0 else {
       throw TensorError.invalidFile(
-        path: path, detail: "wrong magic \(hex(magic)): not an IDX file (expected \(hex(expectedMagic)) for \(what))")
+        path: path,
+        detail:
+          "wrong magic \(hex(magic)): not an IDX file (expected \(hex(expectedMagic)) for \(what))")
     }
     guard bytes[2] == 0x08 else {
       throw TensorError.invalidFile(
         path: path,
-        detail: "wrong magic \(hex(magic)): element type 0x\(String(bytes[2], radix: 16)) is not unsigned byte (expected \(hex(expectedMagic)) for \(what))")
+        detail:
+          "wrong magic \(hex(magic)): element type 0x\(String(bytes[2], radix: 16)) is not unsigned byte (expected \(hex(expectedMagic)) for \(what))"
+      )
     }
     guard Int(bytes[3]) == dimensions else {
       throw TensorError.invalidFile(
         path: path,
-        detail: "wrong magic \(hex(magic)): \(bytes[3]) dimensions, but \(what) have \(dimensions) (expected \(hex(expectedMagic)))")
+        detail:
+          "wrong magic \(hex(magic)): \(bytes[3]) dimensions, but \(what) have \(dimensions) (expected \(hex(expectedMagic)))"
+      )
     }
     let headerSize = 4 + 4 * dimensions
     guard bytes.count >= headerSize else {
@@ -120,7 +128,9 @@ public struct IDXDataSet: DataSet {
       guard !overflow else {
         throw TensorError.invalidFile(
           path: path,
-          detail: "header says \(dims.map(String.init).joined(separator: " x ")): more data bytes than a file can hold")
+          detail:
+            "header says \(dims.map(String.init).joined(separator: " x ")): more data bytes than a file can hold"
+        )
       }
       expected = product
     }
@@ -139,7 +149,8 @@ public struct IDXDataSet: DataSet {
     let n = rows * columns
     let start = index * n
     return (
-      PixelImage(width: columns, height: rows, channels: 1, pixels: Array(images[start..<start + n])),
+      PixelImage(
+        width: columns, height: rows, channels: 1, pixels: Array(images[start..<start + n])),
       Int(labels[index])
     )
   }

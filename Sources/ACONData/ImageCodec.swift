@@ -46,7 +46,8 @@ public enum ImageCodec {
       acon_jpeg_decode(buf.baseAddress, buf.count, &out, &width, &height, &message, message.count)
     }
     guard status == 0, let out else {
-      let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      let text = String(
+        decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
       throw TensorError.invalidFile(path: path, detail: "cannot decode JPEG: \(text)")
     }
     defer { acon_image_free(out) }
@@ -84,7 +85,9 @@ public enum ImageCodec {
     guard rawBytes <= 1032 * bytes.count else {
       throw TensorError.invalidFile(
         path: path,
-        detail: "cannot decode PNG: the header claims \(width)x\(height), more than \(bytes.count) bytes can hold")
+        detail:
+          "cannot decode PNG: the header claims \(width)x\(height), more than \(bytes.count) bytes can hold"
+      )
     }
     // Read as 8-bit RGBA and drop alpha, as PIL's convert("RGB") does (no compositing).
     image.format = UInt32(PNG_FORMAT_RGB) | UInt32(PNG_FORMAT_FLAG_ALPHA)
@@ -147,7 +150,8 @@ public enum ImageCodec {
         &message, message.count)
     }
     guard status == 0, let out else {
-      let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      let text = String(
+        decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
       throw TensorError.invalidArgument(operation: "ImageCodec.encodeJPEG", detail: text)
     }
     defer { acon_image_free(out) }

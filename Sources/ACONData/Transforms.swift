@@ -96,7 +96,8 @@ public struct RandomResizedCrop: ImageTransform {
   public let ratio: ClosedRange<Double>
 
   public init(
-    size: Int, scale: ClosedRange<Double> = 0.08...1.0, ratio: ClosedRange<Double> = (3.0 / 4.0)...(4.0 / 3.0)
+    size: Int, scale: ClosedRange<Double> = 0.08...1.0,
+    ratio: ClosedRange<Double> = (3.0 / 4.0)...(4.0 / 3.0)
   ) {
     self.size = size
     self.scale = scale
@@ -112,7 +113,8 @@ public struct RandomResizedCrop: ImageTransform {
     let logLow = Foundation.log(ratio.lowerBound)
     let logHigh = Foundation.log(ratio.upperBound)
     for _ in 0..<10 {
-      let target = area * (scale.lowerBound + (scale.upperBound - scale.lowerBound) * rng.nextDouble())
+      let target =
+        area * (scale.lowerBound + (scale.upperBound - scale.lowerBound) * rng.nextDouble())
       let aspect = exp(logLow + (logHigh - logLow) * rng.nextDouble())
       let w = Int((target * aspect).squareRoot().rounded())
       let h = Int((target / aspect).squareRoot().rounded())
@@ -151,7 +153,8 @@ public struct Resize: ImageTransform {
     let h = image.height
     let w = image.width
     let (oh, ow) =
-      w <= h ? (Int(Double(shortSide) * Double(h) / Double(w)), shortSide)
+      w <= h
+      ? (Int(Double(shortSide) * Double(h) / Double(w)), shortSide)
       : (shortSide, Int(Double(shortSide) * Double(w) / Double(h)))
     if oh == h && ow == w { return image }
     return resizeBilinear(image, height: oh, width: ow)

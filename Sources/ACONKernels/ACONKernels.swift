@@ -251,9 +251,10 @@ public enum ACONKernel {
       gxt: horizontalSum(acc1), gx: horizontalSum(acc2), dbeta: horizontalSum(acc3),
       dz: horizontalSum(acc4), dzCentered: horizontalSum(acc5))
     if i < count {
-      sums.add(withPaddedTail(x + i, g + i, dx + i, rest: count - i) {
-        backwardPlane($0, $1, $2, 8, d, p2, beta, scale, shift, mean, G.self, M.self)
-      })
+      sums.add(
+        withPaddedTail(x + i, g + i, dx + i, rest: count - i) {
+          backwardPlane($0, $1, $2, 8, d, p2, beta, scale, shift, mean, G.self, M.self)
+        })
     }
     return sums
   }
@@ -318,7 +319,8 @@ public enum ACONKernel {
         if layout.elementStride == 0 {
           let s = backwardPlane(
             x + o, g + o, dx + o, plane, Float8(repeating: p1[c] - p2[c]),
-            Float8(repeating: p2[c]), Float8(repeating: bp[0]), .one, .zero, .zero, G.self, RawInput.self)
+            Float8(repeating: p2[c]), Float8(repeating: bp[0]), .one, .zero, .zero, G.self,
+            RawInput.self)
           sums[3 * q] = s.gxt
           sums[3 * q + 1] = s.gx
           sums[3 * q + 2] = s.dbeta

@@ -23,7 +23,8 @@ extension ACONKernel {
     case .sigmoid:
       normalizedForwardLoop(x, y, geometry, scale, shift, p1, p2, beta, layout, SigmoidGate.self)
     case .hardSigmoid:
-      normalizedForwardLoop(x, y, geometry, scale, shift, p1, p2, beta, layout, HardSigmoidGate.self)
+      normalizedForwardLoop(
+        x, y, geometry, scale, shift, p1, p2, beta, layout, HardSigmoidGate.self)
     }
   }
 

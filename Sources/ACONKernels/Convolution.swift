@@ -44,7 +44,9 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
       "invalid convolution geometry \(self)")
   }
 
-  public var outHeight: Int { (height + 2 * padding - dilation * (kernelHeight - 1) - 1) / stride + 1 }
+  public var outHeight: Int {
+    (height + 2 * padding - dilation * (kernelHeight - 1) - 1) / stride + 1
+  }
   public var outWidth: Int { (width + 2 * padding - dilation * (kernelWidth - 1) - 1) / stride + 1 }
   /// Input channels seen by one output channel.
   public var inChannelsPerGroup: Int { inChannels / groups }
@@ -88,7 +90,9 @@ public enum ConvolutionKernel {
   public static var usesWinograd: Bool { KernelOptions.current.usesWinograd }
 
   /// Whether `g` runs through ``Winograd``.
-  public static func runsWinograd(_ g: ConvGeometry) -> Bool { usesWinograd && WinogradKernel.applies(g) }
+  public static func runsWinograd(_ g: ConvGeometry) -> Bool {
+    usesWinograd && WinogradKernel.applies(g)
+  }
 
   /// Matrix products of 1x1 layers aim for at least this many columns (images side by side;
   /// ``KernelOptions/pointwiseTargetColumns``).
@@ -130,8 +134,10 @@ public enum ConvolutionKernel {
     if runsWinograd(g) { return WinogradKernel.backwardWorkspaceCount(g) }
     let chunks = weightOnlyChunks(g)
     if chunks > 1 {
-      return max(forwardWorkspaceCount(g), chunks * g.patchSize * g.outHeight * g.outWidth
-        + (chunks - 1) * g.outChannels * g.patchSize)
+      return max(
+        forwardWorkspaceCount(g),
+        chunks * g.patchSize * g.outHeight * g.outWidth
+          + (chunks - 1) * g.outChannels * g.patchSize)
     }
     return forwardWorkspaceCount(g)
   }
@@ -164,7 +170,8 @@ public enum ConvolutionKernel {
       return
     }
     if runsWinograd(g) {
-      WinogradKernel.forward(g, input: x, weight: weight, bias: bias, output: y, workspace: workspace)
+      WinogradKernel.forward(
+        g, input: x, weight: weight, bias: bias, output: y, workspace: workspace)
       return
     }
     let spatial = g.outHeight * g.outWidth
@@ -216,14 +223,16 @@ public enum ConvolutionKernel {
 
     /// This group's input planes of the first image, in `x`.
     func input(_ x: UnsafePointer<Float>) -> UnsafePointer<Float> {
-      x + (firstImage * geometry.inChannels + group * geometry.inChannelsPerGroup) * geometry.height * geometry.width
+      x + (firstImage * geometry.inChannels + group * geometry.inChannelsPerGroup) * geometry.height
+        * geometry.width
     }
 
     /// The column matrix of these images: `x` itself when direct, else unfolded into `col`.
     func columnMatrix(of x: UnsafePointer<Float>) -> UnsafePointer<Float> {
       if direct { return input(x) }
       Im2colKernel.unfold(
-        input(x), imageStride: geometry.inChannels * geometry.height * geometry.width, images: count,
+        input(x), imageStride: geometry.inChannels * geometry.height * geometry.width,
+        images: count,
         channels: geometry.inChannelsPerGroup, geometry: geometry, col: col, ldc: columns)
       return UnsafePointer(col)
     }
@@ -287,7 +296,8 @@ public enum ConvolutionKernel {
       dw = nil
     }
     if g.isDepthwise {
-      DepthwiseKernel.backward(g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
+      DepthwiseKernel.backward(
+        g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
       return
     }
     let plane = g.height * g.width
@@ -375,7 +385,8 @@ public enum ConvolutionKernel {
       for c in range {
         var total = 0.0
         for n in 0..<batch {
-          total += Double(ElementwiseKernel.sumSerial(dy + (n * channels + c) * spatial, count: spatial))
+          total += Double(
+            ElementwiseKernel.sumSerial(dy + (n * channels + c) * spatial, count: spatial))
         }
         db[c] = Float(total)
       }
@@ -397,7 +408,9 @@ public enum ConvolutionKernel {
         let d = y + b * imageStride + m * spatial
         if let bias {
           let v = Float8(repeating: bias[m])
-          forEachVector(spatial) { i, lanes in store8(load8(s + i, lanes: lanes) + v, d + i, lanes: lanes) }
+          forEachVector(spatial) { i, lanes in
+            store8(load8(s + i, lanes: lanes) + v, d + i, lanes: lanes)
+          }
         } else {
           d.update(from: s, count: spatial)
         }
@@ -417,7 +430,8 @@ public enum ConvolutionKernel {
       for item in range {
         let b = item / rows
         let m = item % rows
-        (dst + m * ld + b * spatial).update(from: src + b * imageStride + m * spatial, count: spatial)
+        (dst + m * ld + b * spatial).update(
+          from: src + b * imageStride + m * spatial, count: spatial)
       }
     }
   }

@@ -70,7 +70,8 @@ public enum DropoutKernel {
           // Eight lanes at a time: expand a byte of the mask into a lane mask.
           for v in 0..<8 {
             let byte = UInt32(truncatingIfNeeded: bits >> UInt64(v * 8))
-            let laneBits = SIMD8<UInt32>(repeating: byte) & SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
+            let laneBits =
+              SIMD8<UInt32>(repeating: byte) & SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
             let keep = laneBits .!= SIMD8<UInt32>(repeating: 0)
             let xs = load8(x + base + v * 8) * Float8(repeating: scale)
             store8(Float8(repeating: 0).replacing(with: xs, where: keep), y + base + v * 8)

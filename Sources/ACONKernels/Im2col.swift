@@ -27,14 +27,17 @@ public enum Im2colKernel {
   ///   - channels: input channels unfolded (one group's worth).
   ///   - col: `channels * kh * kw` rows of `images * outHeight * outWidth` columns used.
   public static func unfold(
-    _ x: UnsafePointer<Float>, imageStride: Int, images: Int, channels: Int, geometry g: ConvGeometry,
+    _ x: UnsafePointer<Float>, imageStride: Int, images: Int, channels: Int,
+    geometry g: ConvGeometry,
     col: UnsafeMutablePointer<Float>, ldc: Int
   ) {
     let rows = channels * g.kernelHeight * g.kernelWidth
     let spatial = g.outHeight * g.outWidth
     // Each item is one row of one image: `spatial` floats written.
     Parallel.forRanges(images * rows, minimumChunk: max(1, 32768 / max(1, spatial))) { range in
-      unfoldRows(x, imageStride: imageStride, rows: range, geometry: g, col: col, ldc: ldc, channelsRows: rows)
+      unfoldRows(
+        x, imageStride: imageStride, rows: range, geometry: g, col: col, ldc: ldc,
+        channelsRows: rows)
     }
   }
 
@@ -45,7 +48,8 @@ public enum Im2colKernel {
     col: UnsafeMutablePointer<Float>, ldc: Int
   ) {
     let rows = channels * g.kernelHeight * g.kernelWidth
-    unfoldRows(x, imageStride: 0, rows: 0..<rows, geometry: g, col: col, ldc: ldc, channelsRows: rows)
+    unfoldRows(
+      x, imageStride: 0, rows: 0..<rows, geometry: g, col: col, ldc: ldc, channelsRows: rows)
   }
 
   /// Items `items` (row `item % channelsRows` of image `item / channelsRows`) of an unfold.
@@ -159,7 +163,8 @@ public enum Im2colKernel {
                 if g.stride == 2 {
                   // Eight columns add into the even half of 16 inputs.
                   while o + 8 <= cols.upperBound && ix + 16 <= g.width {
-                    let sum = UnsafeRawPointer(row + ix).loadUnaligned(as: SIMD16<Float>.self)
+                    let sum =
+                      UnsafeRawPointer(row + ix).loadUnaligned(as: SIMD16<Float>.self)
                       + spreadToEven(load8(s + o))
                     UnsafeMutableRawPointer(row + ix).storeBytes(of: sum, as: SIMD16<Float>.self)
                     o += 8

@@ -38,7 +38,9 @@ public enum BatchNormKernel {
 
   /// Sums of `x - mean` and `(x - mean)^2` over one row of `plane` values, in Float64.
   @inlinable @inline(__always)
-  static func rowDeviations(_ row: UnsafePointer<Float>, plane: Int, mean: Float) -> (Double, Double) {
+  static func rowDeviations(_ row: UnsafePointer<Float>, plane: Int, mean: Float) -> (
+    Double, Double
+  ) {
     let m = Float8(repeating: mean)
     var linear = Float8(repeating: 0)
     var squares = Float8(repeating: 0)
@@ -137,7 +139,8 @@ public enum BatchNormKernel {
           if let residual {
             let res = residual + b * stride + ch * plane
             forEachVector(plane) { i, lanes in
-              var v = hv.addingProduct(load8(src + i, lanes: lanes), sv) + load8(res + i, lanes: lanes)
+              var v =
+                hv.addingProduct(load8(src + i, lanes: lanes), sv) + load8(res + i, lanes: lanes)
               if relu { v = v.replacing(with: zero, where: v .< zero) }
               store8(v, dst + i, lanes: lanes)
             }
@@ -361,7 +364,9 @@ public enum BatchNormKernel {
           var i = 0
           while i + 8 <= plane {
             var g = load8(gr + i)
-            if relu { g = g.replacing(with: zero, where: hv.addingProduct(load8(xr + i), sv) .<= zero) }
+            if relu {
+              g = g.replacing(with: zero, where: hv.addingProduct(load8(xr + i), sv) .<= zero)
+            }
             store8(g * kv, dr + i)
             i += 8
           }

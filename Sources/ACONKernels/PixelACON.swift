@@ -49,9 +49,14 @@ extension ACONKernel {
       var a = (0.0, 0.0, 0.0, 0.0)
       for n in 0..<geometry.batch {
         let k = 4 * (n * c + ch)
-        a = (a.0 + Double(sums[k]), a.1 + Double(sums[k + 1]), a.2 + Double(sums[k + 2]), a.3 + Double(sums[k + 3]))
+        a = (
+          a.0 + Double(sums[k]), a.1 + Double(sums[k + 1]), a.2 + Double(sums[k + 2]),
+          a.3 + Double(sums[k + 3])
+        )
       }
-      (dp1[ch], dp2[ch], dweight[ch], dbias[ch]) = (Float(a.0), Float(a.1 - a.0), Float(a.2), Float(a.3))
+      (dp1[ch], dp2[ch], dweight[ch], dbias[ch]) = (
+        Float(a.0), Float(a.1 - a.0), Float(a.2), Float(a.3)
+      )
     }
   }
 
@@ -85,7 +90,9 @@ extension ACONKernel {
       i = i &+ 8
     }
     if i < count {
-      withPaddedTail(x + i, y + i, rest: count - i) { pixelForwardPlane($0, $1, 8, d, p2, w, b, G.self) }
+      withPaddedTail(x + i, y + i, rest: count - i) {
+        pixelForwardPlane($0, $1, 8, d, p2, w, b, G.self)
+      }
     }
   }
 
@@ -112,7 +119,9 @@ extension ACONKernel {
     _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
     _ count: Int, _ d: Float8, _ p2: Float8, _ w: Float8, _ b: Float8, _: G.Type
   ) -> (Float, Float, Float, Float) {
-    var (a1, a2, a3, a4) = (Float8(repeating: 0), Float8(repeating: 0), Float8(repeating: 0), Float8(repeating: 0))
+    var (a1, a2, a3, a4) = (
+      Float8(repeating: 0), Float8(repeating: 0), Float8(repeating: 0), Float8(repeating: 0)
+    )
     let one = Float8(repeating: 1)
     var i = 0
     while i &+ 8 <= count {

@@ -22,7 +22,9 @@ public struct ModelComplexity: Sendable {
 
   /// Runs one image of `inputSize` x `inputSize` through `model` (eval mode, no gradients) and
   /// counts.
-  public static func measure(_ model: Module, inputChannels: Int, inputSize: Int) throws -> ModelComplexity {
+  public static func measure(_ model: Module, inputChannels: Int, inputSize: Int) throws
+    -> ModelComplexity
+  {
     let wasTraining = model.isTraining
     model.eval()
     defer { model.setTraining(wasTraining) }
@@ -40,7 +42,8 @@ public struct ModelComplexity: Sendable {
         parameters: entry?.1 ?? 0)
     }
     return ModelComplexity(
-      parameters: named.reduce(0) { $0 + $1.1.value.count }, macs: layers.reduce(0) { $0 + $1.macs },
+      parameters: named.reduce(0) { $0 + $1.1.value.count },
+      macs: layers.reduce(0) { $0 + $1.macs },
       layers: layers)
   }
 }

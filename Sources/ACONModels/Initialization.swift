@@ -84,7 +84,9 @@ public enum WeightInitialization: String, Codable, CaseIterable, Sendable {
 
   /// PyTorch's default for a convolution or linear layer: weight and bias from U(-b, b),
   /// b = 1 / sqrt(fan_in) (Kaiming-uniform with a = sqrt(5) gives this bound for the weight).
-  static func redraw(_ weight: Parameter, _ bias: Parameter?, fanIn: Int, using rng: inout RandomGenerator) {
+  static func redraw(
+    _ weight: Parameter, _ bias: Parameter?, fanIn: Int, using rng: inout RandomGenerator
+  ) {
     let bound = 1 / Float(fanIn).squareRoot()
     weight.value = Tensor.randomUniform(weight.value.shape, low: -bound, high: bound, using: &rng)
     if let bias {

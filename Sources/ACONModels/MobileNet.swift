@@ -23,8 +23,9 @@ public final class MobileNetV1: Module {
     var input = scaled(32)
     var layers: [Module] = [
       Sequential([
-        b.conv(configuration.inputChannels, input, kernel: 3,
-               stride: configuration.smallInput ? 1 : 2, padding: 1, bias: false),
+        b.conv(
+          configuration.inputChannels, input, kernel: 3,
+          stride: configuration.smallInput ? 1 : 2, padding: 1, bias: false),
         b.batchNorm(input), b.activation(input),
       ])
     ]
@@ -44,7 +45,8 @@ public final class MobileNetV1: Module {
     register(features, as: "features")
     register(classifier, as: "classifier")
     b.initializeResNetStyle(self)
-    classifier.weight.value = Tensor.randomNormal(classifier.weight.value.shape, std: 0.01, using: &b.rng)
+    classifier.weight.value = Tensor.randomNormal(
+      classifier.weight.value.shape, std: 0.01, using: &b.rng)
     if let bias = classifier.bias { bias.value = Tensor.zeros(bias.value.shape) }
   }
 
@@ -81,8 +83,9 @@ public final class MobileNetV2: Module {
     let last = Self.divisible(1280 * max(1, width))
     var layers: [Module] = [
       Sequential([
-        b.conv(configuration.inputChannels, input, kernel: 3,
-               stride: configuration.smallInput ? 1 : 2, padding: 1, bias: false),
+        b.conv(
+          configuration.inputChannels, input, kernel: 3,
+          stride: configuration.smallInput ? 1 : 2, padding: 1, bias: false),
         b.batchNorm(input), b.activation(input),
       ])
     ]
@@ -90,14 +93,19 @@ public final class MobileNetV2: Module {
       let output = Self.divisible(Double(c) * width)
       for i in 0..<n {
         layers.append(
-          InvertedResidual(inputs: input, outputs: output, stride: i == 0 ? s : 1, expansion: t, builder: b))
+          InvertedResidual(
+            inputs: input, outputs: output, stride: i == 0 ? s : 1, expansion: t, builder: b))
         input = output
       }
     }
     layers.append(
-      Sequential([b.conv(input, last, kernel: 1, bias: false), b.batchNorm(last), b.activation(last)]))
+      Sequential([
+        b.conv(input, last, kernel: 1, bias: false), b.batchNorm(last), b.activation(last),
+      ]))
     features = Sequential(layers)
-    classifier = Sequential([Dropout(probability: 0.2, seed: b.rng.next()), b.linear(last, configuration.classes)])
+    classifier = Sequential([
+      Dropout(probability: 0.2, seed: b.rng.next()), b.linear(last, configuration.classes),
+    ])
     super.init()
     register(features, as: "features")
     register(classifier, as: "classifier")
@@ -123,7 +131,10 @@ public final class InvertedResidual: Module {
     let hidden = inputs * expansion
     var layers: [Module] = []
     if expansion != 1 {
-      layers.append(Sequential([b.conv(inputs, hidden, kernel: 1, bias: false), b.batchNorm(hidden), b.activation(hidden)]))
+      layers.append(
+        Sequential([
+          b.conv(inputs, hidden, kernel: 1, bias: false), b.batchNorm(hidden), b.activation(hidden),
+        ]))
     }
     layers.append(
       Sequential([

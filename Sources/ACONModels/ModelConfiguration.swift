@@ -52,7 +52,8 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
     }
     guard (1...Self.maximumInputChannels).contains(inputChannels) else {
       throw ModelError(
-        "the input channel count must lie in 1...\(Self.maximumInputChannels), not \(inputChannels)")
+        "the input channel count must lie in 1...\(Self.maximumInputChannels), not \(inputChannels)"
+      )
     }
   }
 

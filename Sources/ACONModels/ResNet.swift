@@ -10,7 +10,11 @@ import ACONTensor
 public final class ResNet: Module {
   /// The depths of the paper.
   public enum Depth: String, CaseIterable, Sendable {
-    case d18 = "18", d34 = "34", d50 = "50", d101 = "101", d152 = "152"
+    case d18 = "18"
+    case d34 = "34"
+    case d50 = "50"
+    case d101 = "101"
+    case d152 = "152"
 
     /// Blocks per stage.
     public var blocks: [Int] {
@@ -58,10 +62,14 @@ public final class ResNet: Module {
         }
         if depth.usesBottleneck {
           blocks.append(
-            Bottleneck(inplanes: inplanes, planes: planes, stride: stride, downsample: downsample, builder: b))
+            Bottleneck(
+              inplanes: inplanes, planes: planes, stride: stride, downsample: downsample, builder: b
+            ))
         } else {
           blocks.append(
-            BasicBlock(inplanes: inplanes, planes: planes, stride: stride, downsample: downsample, builder: b))
+            BasicBlock(
+              inplanes: inplanes, planes: planes, stride: stride, downsample: downsample, builder: b
+            ))
         }
         inplanes = planes * expansion
       }

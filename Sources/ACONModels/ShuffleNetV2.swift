@@ -14,7 +14,11 @@ public final class ShuffleNetV2: Module {
   // The case names spell the reference's multipliers ("0.5x"), which lowerCamelCase cannot.
   // swift-format-ignore: AlwaysUseLowerCamelCase
   public enum Width: String, CaseIterable, Sendable {
-    case x0_25 = "0.25x", x0_5 = "0.5x", x1_0 = "1.0x", x1_5 = "1.5x", x2_0 = "2.0x"
+    case x0_25 = "0.25x"
+    case x0_5 = "0.5x"
+    case x1_0 = "1.0x"
+    case x1_5 = "1.5x"
+    case x2_0 = "2.0x"
 
     /// Output channels of the stem, the three stages and the last convolution.
     public var stageChannels: [Int] {
@@ -57,10 +61,13 @@ public final class ShuffleNetV2: Module {
       for i in 0..<repeats {
         if i == 0 {
           blocks.append(
-            ShuffleV2Block(inputs: input, outputs: output, mid: output / 2, stride: 2, reduction: r, builder: b))
+            ShuffleV2Block(
+              inputs: input, outputs: output, mid: output / 2, stride: 2, reduction: r, builder: b))
         } else {
           blocks.append(
-            ShuffleV2Block(inputs: input / 2, outputs: output, mid: output / 2, stride: 1, reduction: r, builder: b))
+            ShuffleV2Block(
+              inputs: input / 2, outputs: output, mid: output / 2, stride: 1, reduction: r,
+              builder: b))
         }
         input = output
       }
@@ -101,7 +108,8 @@ public final class ShuffleV2Block: Module {
   public let branchMain: Sequential
   public let branchProj: Sequential?
 
-  init(inputs: Int, outputs: Int, mid: Int, stride: Int, reduction r: Int, builder b: ModelBuilder) {
+  init(inputs: Int, outputs: Int, mid: Int, stride: Int, reduction r: Int, builder b: ModelBuilder)
+  {
     self.stride = stride
     let produced = outputs - inputs
     branchMain = Sequential([
@@ -111,7 +119,8 @@ public final class ShuffleV2Block: Module {
     ])
     if stride == 2 {
       branchProj = Sequential([
-        b.conv(inputs, inputs, kernel: 3, stride: 2, padding: 1, groups: inputs), b.batchNorm(inputs),
+        b.conv(inputs, inputs, kernel: 3, stride: 2, padding: 1, groups: inputs),
+        b.batchNorm(inputs),
         b.conv(inputs, inputs, kernel: 1), b.batchNorm(inputs), b.activation(inputs, reduction: r),
       ])
     } else {

@@ -21,12 +21,14 @@ public final class TFNet: Module {
   init(width: Double, configuration: ModelConfiguration, builder b: ModelBuilder) throws {
     guard b.activationKind == .aconFReLU || b.activationKind == .relu else {
       throw ModelError(
-        "TFNet is built around ACON-FReLU: use --activation acon-frelu (or relu for its baseline), not \(b.activationKind.rawValue)")
+        "TFNet is built around ACON-FReLU: use --activation acon-frelu (or relu for its baseline), not \(b.activationKind.rawValue)"
+      )
     }
     var channels = Int(16 * width)
     firstConv = Sequential([
-      b.conv(configuration.inputChannels, channels, kernel: 3,
-             stride: configuration.smallInput ? 1 : 2, padding: 1),
+      b.conv(
+        configuration.inputChannels, channels, kernel: 3,
+        stride: configuration.smallInput ? 1 : 2, padding: 1),
       b.batchNorm(channels), ReLU(),
     ])
     var blocks: [Module] = []
@@ -39,7 +41,8 @@ public final class TFNet: Module {
     }
     features = Sequential(blocks)
     convLast = Sequential([
-      b.conv(channels, 1024, kernel: 1), b.batchNorm(1024), TFBlock.frelu(1024, stride: 1, builder: b),
+      b.conv(channels, 1024, kernel: 1), b.batchNorm(1024),
+      TFBlock.frelu(1024, stride: 1, builder: b),
     ])
     dropout = width > 0.5 ? Dropout(probability: 0.2, seed: b.rng.next()) : nil
     classifier = Sequential([b.linear(1024, configuration.classes)])
@@ -68,7 +71,8 @@ public final class TFBlock: Module {
 
   static func frelu(_ channels: Int, stride: Int, builder b: ModelBuilder) -> Module {
     if b.activationKind == .relu {
-      return stride == 1 ? ReLU() : Sequential([MaxPool2d(kernelSize: 3, stride: 2, padding: 1), ReLU()])
+      return stride == 1
+        ? ReLU() : Sequential([MaxPool2d(kernelSize: 3, stride: 2, padding: 1), ReLU()])
     }
     return AconFReLU(channels: channels, stride: stride, using: &b.rng)
   }
@@ -76,7 +80,8 @@ public final class TFBlock: Module {
   init(inputs: Int, stride: Int, builder b: ModelBuilder) {
     self.stride = stride
     branchMain = Sequential([
-      b.conv(inputs, inputs, kernel: 1), b.batchNorm(inputs), Self.frelu(inputs, stride: 1, builder: b),
+      b.conv(inputs, inputs, kernel: 1), b.batchNorm(inputs),
+      Self.frelu(inputs, stride: 1, builder: b),
       b.conv(inputs, inputs, kernel: 1), b.batchNorm(inputs),
     ])
     acon = Self.frelu(inputs * stride, stride: stride, builder: b)

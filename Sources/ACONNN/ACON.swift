@@ -284,7 +284,8 @@ public final class MetaAconC: Module {
 
   public override var settingsDescription: String {
     "\(channels), generator=\(generator.rawValue)"
-      + (generator == .channel || generator == .channelWithoutBatchNorm ? ", hidden=\(hiddenChannels)" : "")
+      + (generator == .channel || generator == .channelWithoutBatchNorm
+        ? ", hidden=\(hiddenChannels)" : "")
       + (gate == .sigmoid ? "" : ", gate=\(gate)")
   }
 
@@ -302,9 +303,11 @@ public final class MetaAconC: Module {
     // Reference order: the generator's layers are built first, then p1 and p2.
     switch generator {
     case .channel, .channelWithoutBatchNorm:
-      fc1 = Conv2d(inputChannels: channels, outputChannels: hiddenChannels, kernelSize: 1, using: &rng)
+      fc1 = Conv2d(
+        inputChannels: channels, outputChannels: hiddenChannels, kernelSize: 1, using: &rng)
       bn1 = generator == .channel ? BatchNorm2d(hiddenChannels) : nil
-      fc2 = Conv2d(inputChannels: hiddenChannels, outputChannels: channels, kernelSize: 1, using: &rng)
+      fc2 = Conv2d(
+        inputChannels: hiddenChannels, outputChannels: channels, kernelSize: 1, using: &rng)
       bn2 = generator == .channel ? BatchNorm2d(channels) : nil
       affine = nil
     case .layer:

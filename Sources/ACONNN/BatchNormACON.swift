@@ -1,6 +1,7 @@
 import ACONTensor
+
 #if canImport(Glibc)
-import Glibc
+  import Glibc
 #endif
 
 /// Whether layers run fused with the batch norm before them (BN + ReLU, BN + ACON-C, BN +
@@ -84,7 +85,9 @@ extension ReLU: FusesAfterBatchNorm {
 extension AconC: FusesAfterBatchNorm {
   public func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor) throws -> Tensor? {
     // Statistics across replicas: the two layers run separately (the fused op has no such path).
-    guard x.rank == 4, !(batchNorm.isTraining && BatchNormReplicas.reducer != nil) else { return nil }
+    guard x.rank == 4, !(batchNorm.isTraining && BatchNormReplicas.reducer != nil) else {
+      return nil
+    }
     try checkActivationInput("AconC", x, channels: channels)
     return try batchNorm.forwardAcon(
       x, p1: p1.value, p2: p2.value, beta: beta.value, gate: gate, generator: nil)
@@ -93,7 +96,8 @@ extension AconC: FusesAfterBatchNorm {
 
 extension MetaAconC: FusesAfterBatchNorm {
   public func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor) throws -> Tensor? {
-    guard x.rank == 4, generator != .pixel, !(batchNorm.isTraining && BatchNormReplicas.reducer != nil)
+    guard x.rank == 4, generator != .pixel,
+      !(batchNorm.isTraining && BatchNormReplicas.reducer != nil)
     else { return nil }
     try checkActivationInput("MetaAconC", x, channels: channels)
     try checkBatch(x)

@@ -14,7 +14,8 @@ public final class Linear: Module {
   public let bias: Parameter?
 
   public override var settingsDescription: String {
-    "in_features=\(inputFeatures), out_features=\(outputFeatures)" + (bias == nil ? ", bias=False" : "")
+    "in_features=\(inputFeatures), out_features=\(outputFeatures)"
+      + (bias == nil ? ", bias=False" : "")
   }
 
   /// A layer initialised from `rng`, which advances, so that one generator can build a whole
@@ -39,7 +40,8 @@ public final class Linear: Module {
   }
 
   /// A layer initialised from a fresh generator seeded with `seed`.
-  public convenience init(inputFeatures: Int, outputFeatures: Int, bias: Bool = true, seed: UInt64) {
+  public convenience init(inputFeatures: Int, outputFeatures: Int, bias: Bool = true, seed: UInt64)
+  {
     var rng = RandomGenerator(seed: seed)
     self.init(inputFeatures: inputFeatures, outputFeatures: outputFeatures, bias: bias, using: &rng)
   }

@@ -37,14 +37,17 @@ extension Module {
       }
       if t.shape != entry.value.shape {
         mismatched.append(
-          "\(entry.name): expected shape \(describe(entry.value.shape)), found \(describe(t.shape))")
+          "\(entry.name): expected shape \(describe(entry.value.shape)), found \(describe(t.shape))"
+        )
         continue
       }
       assignments.append((entry, t))
     }
     let unexpected = source.keys.filter { !names.contains($0) }.sorted()
     var problems: [String] = []
-    if !mismatched.isEmpty { problems.append("size mismatch for " + mismatched.joined(separator: "; ")) }
+    if !mismatched.isEmpty {
+      problems.append("size mismatch for " + mismatched.joined(separator: "; "))
+    }
     if strict {
       if !missing.isEmpty { problems.append("missing keys: " + missing.joined(separator: ", ")) }
       if !unexpected.isEmpty {

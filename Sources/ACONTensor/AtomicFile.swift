@@ -75,7 +75,9 @@ public enum AtomicFile {
   /// (a process killed between creating and renaming them). Only files of processes no longer
   /// running are removed, so a concurrent writer's file is left alone.
   public static func removeStaleTemporaries(of name: String, in directory: URL) {
-    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else {
+      return
+    }
     let prefix = ".\(name)."
     for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(".tmp") {
       let fields = entry.dropFirst(prefix.count).split(separator: ".")

@@ -186,7 +186,9 @@ extension Tensor {
           input.grad = grad.detached
         }
       }
-      if start != 0 { Profiler.add("backward", n.operation, seconds: Double(Profiler.now() - start) / 1e9) }
+      if start != 0 {
+        Profiler.add("backward", n.operation, seconds: Double(Profiler.now() - start) / 1e9)
+      }
     }
   }
 

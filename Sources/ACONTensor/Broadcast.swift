@@ -93,7 +93,8 @@ extension Tensor {
   static func broadcastBinary(_ op: BinaryOperation, _ a: Tensor, _ b: Tensor) throws -> Tensor {
     let name = "\(op)"
     let backend = backend(name, a, b)
-    let shape = a.shape == b.shape ? a.shape : try BroadcastPlan.make(name, a.shape, b.shape).outputShape
+    let shape =
+      a.shape == b.shape ? a.shape : try BroadcastPlan.make(name, a.shape, b.shape).outputShape
     let out = a.empty(shape)
     backend.binary(op, a, b, into: out)
     return out

@@ -23,7 +23,9 @@ extension Tensor {
     // Only x and the per-channel (or meta-ACON's per-sample) tensors stay alive for backward.
     let (sx, s1, s2, sb) = (x.detached, p1.detached, p2.detached, beta.detached)
     return record(op, output: out, inputs: [x, p1, p2, beta]) { g in
-      let (dx, dp1, dp2, dbeta) = (g.empty(sx.shape), g.empty(s1.shape), g.empty(s2.shape), g.empty(sb.shape))
+      let (dx, dp1, dp2, dbeta) = (
+        g.empty(sx.shape), g.empty(s1.shape), g.empty(s2.shape), g.empty(sb.shape)
+      )
       backend.aconBackward(
         sx, gradient: g, p1: s1, p2: s2, beta: sb, layout: layout, gate: gate, inputGradient: dx,
         p1Gradient: dp1, p2Gradient: dp2, betaGradient: dbeta)
@@ -52,7 +54,8 @@ extension Tensor {
     let spatialOK: Bool
     let betaPlane: Int
     if x.rank == 4 {
-      spatialOK = b.count == 4 && ((b[2] == 1 && b[3] == 1) || (b[2] == x.shape[2] && b[3] == x.shape[3]))
+      spatialOK =
+        b.count == 4 && ((b[2] == 1 && b[3] == 1) || (b[2] == x.shape[2] && b[3] == x.shape[3]))
       betaPlane = b.count == 4 ? b[2] * b[3] : 0
     } else {
       spatialOK = b.count == 2
@@ -144,7 +147,8 @@ extension Tensor {
         // The generator's tape is separate, so the outer backward finds it already spent.
         try beta.backward(seed: try dbeta.reshaped([n, c, 1, 1]))
         if needsX, let dpooled = pooled.grad {
-          backend.addPlaneConstants(dpooled, scale: 1 / Float(plane), planes: n * c, plane: plane, to: dx)
+          backend.addPlaneConstants(
+            dpooled, scale: 1 / Float(plane), planes: n * c, plane: plane, to: dx)
         }
       }
       return [dx, dp1, dp2, nil]
@@ -167,11 +171,14 @@ extension Tensor {
     let backend = backend(op, x, p1, p2, weight, bias)
     guard bias.count == geometry.channels else {
       throw TensorError.shapeMismatch(
-        operation: op, shapes: [x.shape, bias.shape], detail: "bias must hold one value per channel")
+        operation: op, shapes: [x.shape, bias.shape], detail: "bias must hold one value per channel"
+      )
     }
     let out = x.empty(x.shape)
     backend.pixelAconForward(x, p1: p1, p2: p2, weight: weight, bias: bias, gate: gate, into: out)
-    let (sx, s1, s2, sw, sb) = (x.detached, p1.detached, p2.detached, weight.detached, bias.detached)
+    let (sx, s1, s2, sw, sb) = (
+      x.detached, p1.detached, p2.detached, weight.detached, bias.detached
+    )
     return record(op, output: out, inputs: [x, p1, p2, weight, bias]) { g in
       let dx = g.empty(sx.shape)
       let grads = [s1, s2, sw, sb].map { g.empty($0.shape) }

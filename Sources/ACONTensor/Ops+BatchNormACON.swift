@@ -22,10 +22,12 @@ extension Tensor {
     let op = "batchNorm_acon"
     if training && BatchNormReplicas.reducer != nil {
       throw TensorError.invalidArgument(
-        operation: op, detail: "no batch statistics across replicas in the fused op; run the layers unfused")
+        operation: op,
+        detail: "no batch statistics across replicas in the fused op; run the layers unfused")
     }
     guard x.rank == 4 else {
-      throw TensorError.shapeMismatch(operation: op, shapes: [x.shape], detail: "expects [N, C, H, W] input")
+      throw TensorError.shapeMismatch(
+        operation: op, shapes: [x.shape], detail: "expects [N, C, H, W] input")
     }
     guard (beta == nil) != (generator == nil) else {
       throw TensorError.invalidArgument(operation: op, detail: "give beta or a generator, not both")
@@ -72,7 +74,9 @@ extension Tensor {
       x, scale: scale, shift: shift, p1: p1, p2: p2, beta: betaUsed, layout: layout, gate: gate,
       into: out)
 
-    let (sx, sw, s1, s2, sb) = (x.detached, weight.detached, p1.detached, p2.detached, betaUsed.detached)
+    let (sx, sw, s1, s2, sb) = (
+      x.detached, weight.detached, p1.detached, p2.detached, betaUsed.detached
+    )
     let needX = x.node != nil
     return record(
       op + (training ? "(train)" : "(eval)"), output: out,

@@ -67,7 +67,8 @@ extension Tensor {
   ) throws -> ConvGeometry {
     let op = "conv2d"
     guard stride >= 1 else {
-      throw TensorError.invalidArgument(operation: op, detail: "stride must be at least 1, got \(stride)")
+      throw TensorError.invalidArgument(
+        operation: op, detail: "stride must be at least 1, got \(stride)")
     }
     guard dilation >= 1 else {
       throw TensorError.invalidArgument(
@@ -78,7 +79,8 @@ extension Tensor {
         operation: op, detail: "padding must not be negative, got \(padding)")
     }
     guard groups >= 1 else {
-      throw TensorError.invalidArgument(operation: op, detail: "groups must be at least 1, got \(groups)")
+      throw TensorError.invalidArgument(
+        operation: op, detail: "groups must be at least 1, got \(groups)")
     }
     guard x.count == 4, weight.count == 4 else {
       throw TensorError.shapeMismatch(
@@ -93,12 +95,15 @@ extension Tensor {
     guard cin % groups == 0, cout % groups == 0 else {
       throw TensorError.shapeMismatch(
         operation: op, shapes: [x, weight],
-        detail: "input channels \(cin) and output channels \(cout) must be divisible by groups \(groups)")
+        detail:
+          "input channels \(cin) and output channels \(cout) must be divisible by groups \(groups)")
     }
     guard weight[1] * groups == cin else {
       throw TensorError.shapeMismatch(
         operation: op, shapes: [x, weight],
-        detail: "weight expects \(weight[1] * groups) input channels (\(weight[1]) per group x \(groups) groups), input has \(cin)")
+        detail:
+          "weight expects \(weight[1] * groups) input channels (\(weight[1]) per group x \(groups) groups), input has \(cin)"
+      )
     }
     let (kh, kw) = (weight[2], weight[3])
     let reachH = dilation * (kh - 1) + 1
@@ -106,7 +111,9 @@ extension Tensor {
     guard x[2] + 2 * padding >= reachH, x[3] + 2 * padding >= reachW else {
       throw TensorError.shapeMismatch(
         operation: op, shapes: [x, weight],
-        detail: "kernel reach \(reachH)x\(reachW) (dilation \(dilation)) exceeds the padded input \(x[2] + 2 * padding)x\(x[3] + 2 * padding)")
+        detail:
+          "kernel reach \(reachH)x\(reachW) (dilation \(dilation)) exceeds the padded input \(x[2] + 2 * padding)x\(x[3] + 2 * padding)"
+      )
     }
     if let bias, bias != [cout] {
       throw TensorError.shapeMismatch(

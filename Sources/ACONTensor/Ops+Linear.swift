@@ -9,7 +9,8 @@ extension Tensor {
     let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1])
     let backend = backend("matmul", a, b)
     let out = a.empty([m, n])
-    backend.matrixMultiply(a, transposed: false, b, transposed: false, m: m, n: n, k: k, beta: 0, into: out)
+    backend.matrixMultiply(
+      a, transposed: false, b, transposed: false, m: m, n: n, k: k, beta: 0, into: out)
     let (ra, rb) = (a.detached, b.detached)
     let (na, nb) = (a.node != nil, b.node != nil)
     return record("matmul", output: out, inputs: [a, b]) { g in
@@ -17,12 +18,14 @@ extension Tensor {
       var db: Tensor? = nil
       if na {
         let t = g.empty([m, k])
-        backend.matrixMultiply(g, transposed: false, rb, transposed: true, m: m, n: k, k: n, beta: 0, into: t)
+        backend.matrixMultiply(
+          g, transposed: false, rb, transposed: true, m: m, n: k, k: n, beta: 0, into: t)
         da = t
       }
       if nb {
         let t = g.empty([k, n])
-        backend.matrixMultiply(ra, transposed: true, g, transposed: false, m: k, n: n, k: m, beta: 0, into: t)
+        backend.matrixMultiply(
+          ra, transposed: true, g, transposed: false, m: k, n: n, k: m, beta: 0, into: t)
         db = t
       }
       return [da, db]
@@ -64,12 +67,14 @@ extension Tensor {
       var grads: [Tensor?] = [nil, nil]
       if needX {
         let dx = g.empty([n, inF])
-        backend.matrixMultiply(g, transposed: false, rw, transposed: false, m: n, n: inF, k: outF, beta: 0, into: dx)
+        backend.matrixMultiply(
+          g, transposed: false, rw, transposed: false, m: n, n: inF, k: outF, beta: 0, into: dx)
         grads[0] = dx
       }
       if needW {
         let dw = g.empty([outF, inF])
-        backend.matrixMultiply(g, transposed: true, rx, transposed: false, m: outF, n: inF, k: n, beta: 0, into: dw)
+        backend.matrixMultiply(
+          g, transposed: true, rx, transposed: false, m: outF, n: inF, k: n, beta: 0, into: dw)
         grads[1] = dw
       }
       if hasBias { grads.append(g.sumRaw(toShape: [outF])) }

@@ -178,7 +178,8 @@ extension Tensor {
       guard m > 1 else {
         throw TensorError.invalidArgument(
           operation: op,
-          detail: "expected more than 1 value per channel when training, got input \(describe(x.shape))")
+          detail:
+            "expected more than 1 value per channel when training, got input \(describe(x.shape))")
       }
     } else {
       guard runningMean != nil else {
@@ -201,7 +202,8 @@ extension Tensor {
     {
       let variance = runningVariance!.scalars[bad]
       throw TensorError.invalidArgument(
-        operation: op, detail: "running variance \(variance) of channel \(bad) plus epsilon is not positive")
+        operation: op,
+        detail: "running variance \(variance) of channel \(bad) plus epsilon is not positive")
     }
 
     return (mean, invStd)

@@ -15,7 +15,8 @@ extension Tensor {
     guard kernelSize > 0, s > 0, padding >= 0 else {
       throw TensorError.invalidArgument(
         operation: op,
-        detail: "kernel size \(kernelSize) and stride \(s) must be positive, padding \(padding) >= 0")
+        detail:
+          "kernel size \(kernelSize) and stride \(s) must be positive, padding \(padding) >= 0")
     }
     guard 2 * padding <= kernelSize else {
       throw TensorError.invalidArgument(
@@ -41,7 +42,8 @@ extension Tensor {
   public static func maxPool2d(
     _ x: Tensor, kernelSize: Int, stride: Int? = nil, padding: Int = 0
   ) throws -> Tensor {
-    let g = try poolGeometry("maxPool2d", x, kernelSize: kernelSize, stride: stride, padding: padding)
+    let g = try poolGeometry(
+      "maxPool2d", x, kernelSize: kernelSize, stride: stride, padding: padding)
     let (n, c) = (x.shape[0], x.shape[1])
     let outShape = [n, c, g.outputHeight, g.outputWidth]
     let backend = x.device.backend
@@ -63,7 +65,8 @@ extension Tensor {
   public static func avgPool2d(
     _ x: Tensor, kernelSize: Int, stride: Int? = nil, padding: Int = 0
   ) throws -> Tensor {
-    let g = try poolGeometry("avgPool2d", x, kernelSize: kernelSize, stride: stride, padding: padding)
+    let g = try poolGeometry(
+      "avgPool2d", x, kernelSize: kernelSize, stride: stride, padding: padding)
     let (n, c) = (x.shape[0], x.shape[1])
     let backend = x.device.backend
     let out = x.empty([n, c, g.outputHeight, g.outputWidth])

@@ -54,7 +54,8 @@ extension Tensor {
     let out = first.empty(outShape)
     var c0 = 0
     for (p, c) in zip(parts, channels) {
-      precondition(p.device == first.device, "concat: inputs on devices \(first.device) and \(p.device)")
+      precondition(
+        p.device == first.device, "concat: inputs on devices \(first.device) and \(p.device)")
       backend.copyBlocks(
         from: p, sourceStart: 0, sourceStride: c * inner, into: out,
         destinationStart: c0 * inner, destinationStride: total * inner, blocks: n,
@@ -151,7 +152,8 @@ extension Tensor {
   public func narrowBatch(start: Int, count c: Int) throws -> Tensor {
     guard rank >= 1, start >= 0, c >= 0, start + c <= shape[0] else {
       throw TensorError.shapeMismatch(
-        operation: "narrowBatch", shapes: [shape], detail: "samples \(start)..<\(start + c) out of range")
+        operation: "narrowBatch", shapes: [shape],
+        detail: "samples \(start)..<\(start + c) out of range")
     }
     let inner = shape.dropFirst().reduce(1, *)
     var outShape = shape

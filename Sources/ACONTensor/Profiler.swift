@@ -93,7 +93,9 @@ public enum Profiler {
   }
 
   /// Runs `body`, charging its wall time to `operation` in `phase` when profiling.
-  public static func time<T>(_ phase: String, _ operation: String, _ body: () throws -> T) rethrows -> T {
+  public static func time<T>(_ phase: String, _ operation: String, _ body: () throws -> T) rethrows
+    -> T
+  {
     guard isEnabled else { return try body() }
     let start = now()
     defer { add(phase, operation, seconds: Double(now() - start) / 1e9) }

@@ -96,7 +96,8 @@ public enum SafeTensors {
     do {
       bytes = try Data(contentsOf: url, options: .alwaysMapped)
     } catch {
-      throw TensorError.invalidFile(path: path, detail: "cannot read: \(error.localizedDescription)")
+      throw TensorError.invalidFile(
+        path: path, detail: "cannot read: \(error.localizedDescription)")
     }
     return try decode(bytes, path: path)
   }
@@ -116,7 +117,8 @@ public enum SafeTensors {
       let headerLength = Int(n)
       guard 8 + headerLength <= raw.count else {
         throw fail(
-          "truncated: header length \(headerLength) goes beyond the end of the \(raw.count)-byte file")
+          "truncated: header length \(headerLength) goes beyond the end of the \(raw.count)-byte file"
+        )
       }
       let headerBytes = UnsafeRawBufferPointer(rebasing: raw[8..<(8 + headerLength)])
       guard let text = String(validating: headerBytes, as: UTF8.self) else {
@@ -176,7 +178,9 @@ public enum SafeTensors {
           }
           switch key {
           case "dtype":
-            guard case .string(let s) = v else { throw fail("tensor \"\(name)\": dtype is not a string") }
+            guard case .string(let s) = v else {
+              throw fail("tensor \"\(name)\": dtype is not a string")
+            }
             dtypeName = s
           case "shape":
             guard let s = v.nonNegativeIntegers else {
@@ -198,7 +202,8 @@ public enum SafeTensors {
         }
         guard let shape else { throw fail("tensor \"\(name)\": missing shape") }
         guard let offsets else { throw fail("tensor \"\(name)\": missing data_offsets") }
-        infos.append(Info(name: name, dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1]))
+        infos.append(
+          Info(name: name, dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1]))
       }
 
       // Offsets must tile the data buffer exactly: sorted by begin, each starts where the
@@ -208,24 +213,33 @@ public enum SafeTensors {
       var cursor = 0
       for info in infos.sorted(by: { ($0.begin, $0.end) < ($1.begin, $1.end) }) {
         guard info.end >= info.begin else {
-          throw fail("tensor \"\(info.name)\": data_offsets [\(info.begin), \(info.end)] end before they begin")
+          throw fail(
+            "tensor \"\(info.name)\": data_offsets [\(info.begin), \(info.end)] end before they begin"
+          )
         }
         if info.begin < cursor {
-          throw fail("tensor \"\(info.name)\": data_offsets [\(info.begin), \(info.end)] overlap the previous tensor (which ends at \(cursor))")
+          throw fail(
+            "tensor \"\(info.name)\": data_offsets [\(info.begin), \(info.end)] overlap the previous tensor (which ends at \(cursor))"
+          )
         }
         if info.begin > cursor {
-          throw fail("tensor \"\(info.name)\": data_offsets [\(info.begin), \(info.end)] leave a hole at bytes \(cursor)..<\(info.begin)")
+          throw fail(
+            "tensor \"\(info.name)\": data_offsets [\(info.begin), \(info.end)] leave a hole at bytes \(cursor)..<\(info.begin)"
+          )
         }
         var elements = 1
         for d in info.shape {
           let (p, overflow) = elements.multipliedReportingOverflow(by: d)
-          guard !overflow else { throw fail("tensor \"\(info.name)\": shape \(describe(info.shape)) overflows") }
+          guard !overflow else {
+            throw fail("tensor \"\(info.name)\": shape \(describe(info.shape)) overflows")
+          }
           elements = p
         }
         let (expected, overflow) = elements.multipliedReportingOverflow(by: info.dtype.size)
         guard !overflow, info.end - info.begin == expected else {
           throw fail(
-            "tensor \"\(info.name)\": data_offsets [\(info.begin), \(info.end)] hold \(info.end - info.begin) bytes, but \(info.dtype.rawValue) \(describe(info.shape)) needs \(elements) x \(info.dtype.size)")
+            "tensor \"\(info.name)\": data_offsets [\(info.begin), \(info.end)] hold \(info.end - info.begin) bytes, but \(info.dtype.rawValue) \(describe(info.shape)) needs \(elements) x \(info.dtype.size)"
+          )
         }
         cursor = info.end
       }
@@ -268,13 +282,16 @@ public enum SafeTensors {
     case .i16: for i in 0..<count { dst[i] = Float(load(Int16.self, i)) }
     case .u16: for i in 0..<count { dst[i] = Float(load(UInt16.self, i)) }
     case .f16: for i in 0..<count { dst[i] = float16(load(UInt16.self, i)) }
-    case .bf16: for i in 0..<count { dst[i] = Float(bitPattern: UInt32(load(UInt16.self, i)) << 16) }
+    case .bf16:
+      for i in 0..<count { dst[i] = Float(bitPattern: UInt32(load(UInt16.self, i)) << 16) }
     case .i32: for i in 0..<count { dst[i] = Float(load(Int32.self, i)) }
     case .u32: for i in 0..<count { dst[i] = Float(load(UInt32.self, i)) }
     case .f32:
       // The common case: a straight copy on little-endian machines.
       #if _endian(little)
-        if count > 0 { UnsafeMutableRawPointer(dst).copyMemory(from: src.baseAddress!, byteCount: 4 * count) }
+        if count > 0 {
+          UnsafeMutableRawPointer(dst).copyMemory(from: src.baseAddress!, byteCount: 4 * count)
+        }
       #else
         for i in 0..<count { dst[i] = Float(bitPattern: load(UInt32.self, i)) }
       #endif
@@ -292,7 +309,9 @@ public enum SafeTensors {
     switch exponent {
     case 0: return sign * mantissa * 0x1p-24
     case 31: return mantissa == 0 ? sign * .infinity : .nan
-    default: return sign * (1 + mantissa / 1024) * Float(sign: .plus, exponent: exponent - 15, significand: 1)
+    default:
+      return sign * (1 + mantissa / 1024)
+        * Float(sign: .plus, exponent: exponent - 15, significand: 1)
     }
   }
 
@@ -355,7 +374,8 @@ public enum SafeTensors {
       for j in 0..<e.tensor.count where !(abs(e.tensor.data[j]) < limit) {
         throw TensorError.invalidFile(
           path: path,
-          detail: "tensor \"\(e.name)\": value \(e.tensor.data[j]) does not fit \(e.dtype.rawValue)")
+          detail: "tensor \"\(e.name)\": value \(e.tensor.data[j]) does not fit \(e.dtype.rawValue)"
+        )
       }
     }
     // Data order: larger elements first (stable), so every offset is a multiple of its size.
@@ -393,7 +413,9 @@ public enum SafeTensors {
     out.withUnsafeMutableBytes { (file: UnsafeMutableRawBufferPointer) in
       let start = file.baseAddress!
       start.storeBytes(of: UInt64(headerBytes.count).littleEndian, as: UInt64.self)
-      headerBytes.withUnsafeBytes { (start + 8).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+      headerBytes.withUnsafeBytes {
+        (start + 8).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+      }
       for i in dataOrder {
         let e = entries[i]
         let base = start + dataStart + offsets[i].0
@@ -404,16 +426,22 @@ public enum SafeTensors {
           #if _endian(little)
             if n > 0 { base.copyMemory(from: src, byteCount: 4 * n) }
           #else
-            for j in 0..<n { (base + 4 * j).storeBytes(of: src[j].bitPattern.littleEndian, as: UInt32.self) }
+            for j in 0..<n {
+              (base + 4 * j).storeBytes(of: src[j].bitPattern.littleEndian, as: UInt32.self)
+            }
           #endif
         case .f64:
           for j in 0..<n {
             (base + 8 * j).storeBytes(of: Double(src[j]).bitPattern.littleEndian, as: UInt64.self)
           }
         case .i64:
-          for j in 0..<n { (base + 8 * j).storeBytes(of: Int64(src[j].rounded()).littleEndian, as: Int64.self) }
+          for j in 0..<n {
+            (base + 8 * j).storeBytes(of: Int64(src[j].rounded()).littleEndian, as: Int64.self)
+          }
         case .i32:
-          for j in 0..<n { (base + 4 * j).storeBytes(of: Int32(src[j].rounded()).littleEndian, as: Int32.self) }
+          for j in 0..<n {
+            (base + 4 * j).storeBytes(of: Int32(src[j].rounded()).littleEndian, as: Int32.self)
+          }
         default: preconditionFailure("checked above")
         }
       }
@@ -502,9 +530,15 @@ struct JSONParser {
     case UInt8(ascii: "{"): return try object()
     case UInt8(ascii: "["): return try array()
     case UInt8(ascii: "\""): return .string(try string())
-    case UInt8(ascii: "t"): try expect("true"); return .bool(true)
-    case UInt8(ascii: "f"): try expect("false"); return .bool(false)
-    case UInt8(ascii: "n"): try expect("null"); return .null
+    case UInt8(ascii: "t"):
+      try expect("true")
+      return .bool(true)
+    case UInt8(ascii: "f"):
+      try expect("false")
+      return .bool(false)
+    case UInt8(ascii: "n"):
+      try expect("null")
+      return .null
     default: return .number(try number())
     }
   }
@@ -575,7 +609,9 @@ struct JSONParser {
       return i - s
     }
     if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
-    guard i < bytes.count, bytes[i] >= 0x30, bytes[i] <= 0x39 else { throw failure("invalid value") }
+    guard i < bytes.count, bytes[i] >= 0x30, bytes[i] <= 0x39 else {
+      throw failure("invalid value")
+    }
     if bytes[i] == 0x30 { i += 1 } else { _ = digits() }
     if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
       i += 1

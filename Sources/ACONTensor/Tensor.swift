@@ -1,4 +1,5 @@
 import ACONKernels
+import Foundation
 
 /// A dense Float32 tensor in row-major (C) order; images are NCHW, as in PyTorch.
 ///
@@ -131,5 +132,3 @@ public struct Tensor: CustomStringConvertible {
     return "Tensor(\(describe(shape)), [\(preview)\(count > 8 ? ", ..." : "")])"
   }
 }
-
-import Foundation

@@ -31,7 +31,8 @@ public struct TrainingState: Codable, Equatable, Sendable {
     func check(_ ok: Bool, _ what: String) throws {
       if !ok { throw TrainingError.badCheckpoint("training state: \(what)") }
     }
-    try check(epoch >= 0 && batchInEpoch >= 0 && iteration >= 0, "negative epoch, batch or iteration")
+    try check(
+      epoch >= 0 && batchInEpoch >= 0 && iteration >= 0, "negative epoch, batch or iteration")
     try check(optimizerSteps >= 0, "negative optimizer step count \(optimizerSteps)")
     try check(epochSeconds.isFinite && epochSeconds >= 0, "epoch time \(epochSeconds)")
     try check(trainMetrics.samples >= 0, "negative sample count")
@@ -41,7 +42,8 @@ public struct TrainingState: Codable, Equatable, Sendable {
     } catch {
       throw TrainingError.badCheckpoint("training state: \(error)")
     }
-    try check(epoch <= configuration.epochs, "epoch \(epoch) is beyond the run's \(configuration.epochs)")
+    try check(
+      epoch <= configuration.epochs, "epoch \(epoch) is beyond the run's \(configuration.epochs)")
   }
 }
 
@@ -74,7 +76,8 @@ public enum Checkpoint {
   public static func readState(_ url: URL) throws -> (TrainingState, SafeTensorsFile) {
     let file = try SafeTensors.read(url)
     guard let json = file.metadata[stateKey] else {
-      throw TrainingError.badCheckpoint("\(url.path) is not a training checkpoint (no \(stateKey) metadata)")
+      throw TrainingError.badCheckpoint(
+        "\(url.path) is not a training checkpoint (no \(stateKey) metadata)")
     }
     let state: TrainingState
     do {

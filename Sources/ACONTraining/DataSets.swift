@@ -60,7 +60,8 @@ public struct DataSplits {
     guard FileManager.default.fileExists(atPath: root) else {
       throw TrainingError.invalidConfiguration(
         "data directory \(root) does not exist"
-          + (name == .fashionMNIST ? " (install Debian's dataset-fashion-mnist or pass --data DIR)" : ""))
+          + (name == .fashionMNIST
+            ? " (install Debian's dataset-fashion-mnist or pass --data DIR)" : ""))
     }
     func limited(_ d: any DataSet, _ n: Int?) -> any DataSet {
       guard let n, n < d.count else { return d }
@@ -73,7 +74,8 @@ public struct DataSplits {
       return DataSplits(
         train: limited(train, trainLimit), test: limited(test, testLimit), classes: 10,
         inputChannels: 1, inputSize: 28, smallInput: true,
-        trainTransform: augment ? RandomHorizontalFlip() : IdentityTransform(), evalTransform: IdentityTransform(),
+        trainTransform: augment ? RandomHorizontalFlip() : IdentityTransform(),
+        evalTransform: IdentityTransform(),
         scale: 1 / 255, channelOrder: .rgb)
     case .cifar10, .cifar100:
       let variant: CIFARDataSet.Variant = name == .cifar10 ? .cifar10 : .cifar100(fine: true)
@@ -82,7 +84,8 @@ public struct DataSplits {
       return DataSplits(
         train: limited(train, trainLimit), test: limited(test, testLimit),
         classes: variant.classCount, inputChannels: 3, inputSize: 32, smallInput: true,
-        trainTransform: augment ? Transforms.cifarTrain() : IdentityTransform(), evalTransform: IdentityTransform(),
+        trainTransform: augment ? Transforms.cifarTrain() : IdentityTransform(),
+        evalTransform: IdentityTransform(),
         scale: 1 / 255, channelOrder: .rgb)
     case .imageFolder:
       let trainRoot = (root as NSString).appendingPathComponent("train")

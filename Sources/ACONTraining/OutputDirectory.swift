@@ -31,7 +31,9 @@ enum OutputDirectory {
         let code = errno
         guard code == EEXIST else { return code }
         var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: current, isDirectory: &isFolder), isFolder.boolValue else {
+        guard FileManager.default.fileExists(atPath: current, isDirectory: &isFolder),
+          isFolder.boolValue
+        else {
           return ENOTDIR
         }
       }
@@ -42,7 +44,9 @@ enum OutputDirectory {
   /// The system's reason behind a Foundation error ("Not a directory", "Read-only file system").
   static func reason(_ error: Error) -> String {
     let ns = error as NSError
-    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError,
+      underlying.domain == NSPOSIXErrorDomain
+    {
       return String(cString: strerror(Int32(underlying.code)))
     }
     if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }

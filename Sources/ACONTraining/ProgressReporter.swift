@@ -43,11 +43,14 @@ public struct ProgressReporter {
     if interactive {
       let width = 30
       let filled = batches > 0 ? width * batch / batches : width
-      let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
+      let bar =
+        String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
       FileHandle.standardError.write(
-        "\r\u{1B}[Kepoch \(epoch)/\(epochs) [\(bar)] \(batch)/\(batches)  \(stats)".data(using: .utf8)!)
+        "\r\u{1B}[Kepoch \(epoch)/\(epochs) [\(bar)] \(batch)/\(batches)  \(stats)".data(
+          using: .utf8)!)
     } else if batches < 10 || batch % max(1, batches / 10) == 0 || batch == batches {
-      FileHandle.standardError.write("epoch \(epoch)/\(epochs) batch \(batch)/\(batches)  \(stats)\n".data(using: .utf8)!)
+      FileHandle.standardError.write(
+        "epoch \(epoch)/\(epochs) batch \(batch)/\(batches)  \(stats)\n".data(using: .utf8)!)
     }
   }
 
@@ -55,7 +58,8 @@ public struct ProgressReporter {
     guard enabled else { return }
     if interactive { FileHandle.standardError.write("\n".data(using: .utf8)!) }
     let line = String(
-      format: "epoch %d: train loss %.4f top1 %.2f%% | test loss %.4f top1 %.2f%% top5 %.2f%% | %.0f img/s, %.1f s",
+      format:
+        "epoch %d: train loss %.4f top1 %.2f%% | test loss %.4f top1 %.2f%% top5 %.2f%% | %.0f img/s, %.1f s",
       m.epoch, m.trainLoss, m.trainTop1 * 100, m.testLoss, m.testTop1 * 100, m.testTop5 * 100,
       m.imagesPerSecond, m.seconds)
     FileHandle.standardError.write((line + "\n").data(using: .utf8)!)

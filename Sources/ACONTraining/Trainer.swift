@@ -77,7 +77,9 @@ public final class Trainer {
   /// The replicas of data-parallel training (nil: this process alone).
   public let dataParallel: DataParallel?
 
-  public var checkpointURL: URL? { outputDirectory?.appendingPathComponent("checkpoint.safetensors") }
+  public var checkpointURL: URL? {
+    outputDirectory?.appendingPathComponent("checkpoint.safetensors")
+  }
   public var modelURL: URL? { outputDirectory?.appendingPathComponent("model.safetensors") }
   public var metricsURL: URL? { outputDirectory?.appendingPathComponent("metrics.jsonl") }
 
@@ -155,7 +157,8 @@ public final class Trainer {
     if let resumeFile {
       guard state.batchInEpoch <= trainLoader.batchesPerEpoch else {
         throw TrainingError.badCheckpoint(
-          "the checkpoint stands at batch \(state.batchInEpoch) of an epoch of \(trainLoader.batchesPerEpoch)")
+          "the checkpoint stands at batch \(state.batchInEpoch) of an epoch of \(trainLoader.batchesPerEpoch)"
+        )
       }
       try Checkpoint.restore(resumeFile, model: model, optimizer: optimizer)
       optimizer.stepCount = state.optimizerSteps
@@ -167,7 +170,8 @@ public final class Trainer {
     }
     if let dataParallel {
       try dataParallel.start(
-        model: model, settings: dataParallel.settings(configuration: state.configuration, state: state))
+        model: model,
+        settings: dataParallel.settings(configuration: state.configuration, state: state))
       if !dataParallel.isRoot {
         // The checkpoint holds the epoch's metrics summed over the ranks: count them once.
         state.trainMetrics = ClassificationMetrics()
@@ -184,20 +188,23 @@ public final class Trainer {
   public func run() throws -> [EpochMetrics] {
     if let outputDirectory {
       // Only the writing rank clears temporaries (another host's writer is not a local process).
-      try OutputDirectory.prepare(outputDirectory, removingStaleTemporaries: dataParallel?.isRoot ?? true)
+      try OutputDirectory.prepare(
+        outputDirectory, removingStaleTemporaries: dataParallel?.isRoot ?? true)
     }
     var finished: [EpochMetrics] = []
     let perEpoch = trainLoader.batchesPerEpoch
     while state.epoch < configuration.epochs && state.iteration < totalIterations {
       model.train()
       let stream = trainLoader.batches(epoch: state.epoch, startingAt: state.batchInEpoch)
-      progress.startEpoch(state.epoch + 1, of: configuration.epochs, batches: perEpoch, done: state.batchInEpoch)
+      progress.startEpoch(
+        state.epoch + 1, of: configuration.epochs, batches: perEpoch, done: state.batchInEpoch)
       var lastRate = schedule.rate(at: state.iteration)
       while state.iteration < totalIterations, let batch = try stream.next() {
         let start = Date()
         let rate = schedule.rate(at: state.iteration)
         lastRate = rate
-        let logits = try dataParallel?.forward(model: model) { try model(batch.images) } ?? model(batch.images)
+        let logits =
+          try dataParallel?.forward(model: model) { try model(batch.images) } ?? model(batch.images)
         let loss = try Tensor.crossEntropy(
           logits: logits, labels: batch.labels, labelSmoothing: configuration.labelSmoothing)
         var value = loss.item

@@ -18,9 +18,11 @@ public enum TrainingError: Error, CustomStringConvertible {
     switch self {
     case .invalidConfiguration(let m): return m
     case .nonFiniteLoss(let it, let loss):
-      return "the training loss became \(loss) at iteration \(it); stopping (the last checkpoint is kept intact). Try a lower --lr."
+      return
+        "the training loss became \(loss) at iteration \(it); stopping (the last checkpoint is kept intact). Try a lower --lr."
     case .badCheckpoint(let m): return m
-    case .interrupted(let path): return "interrupted; checkpoint saved to \(path) (continue with --resume)"
+    case .interrupted(let path):
+      return "interrupted; checkpoint saved to \(path) (continue with --resume)"
     case .outputFailed(let m): return m
     }
   }
@@ -72,10 +74,15 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     try check(epochs >= 1, "--epochs must be at least 1, not \(epochs)")
     try check(batchSize >= 1, "--batch-size must be at least 1, not \(batchSize)")
     try check(evalBatchSize >= 1, "the evaluation batch size must be at least 1")
-    try check(learningRate.isFinite && learningRate > 0, "--lr must be a positive number, not \(learningRate)")
+    try check(
+      learningRate.isFinite && learningRate > 0,
+      "--lr must be a positive number, not \(learningRate)")
     try check(momentum >= 0 && momentum < 1, "--momentum must lie in [0, 1), not \(momentum)")
-    try check(weightDecay.isFinite && weightDecay >= 0, "--weight-decay must be >= 0, not \(weightDecay)")
-    try check(labelSmoothing >= 0 && labelSmoothing < 1, "--label-smoothing must lie in [0, 1), not \(labelSmoothing)")
+    try check(
+      weightDecay.isFinite && weightDecay >= 0, "--weight-decay must be >= 0, not \(weightDecay)")
+    try check(
+      labelSmoothing >= 0 && labelSmoothing < 1,
+      "--label-smoothing must lie in [0, 1), not \(labelSmoothing)")
     try check(warmupIterations >= 0, "--warmup must be >= 0")
     try check(checkpointEvery >= 0, "--checkpoint-every must be >= 0")
     if let iterations { try check(iterations >= 1, "--iterations must be at least 1") }

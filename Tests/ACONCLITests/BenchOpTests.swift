@@ -1,7 +1,8 @@
-@testable import ACONCLI
 import ACONModels
 import Foundation
 import Testing
+
+@testable import ACONCLI
 
 @Suite("bench-op")
 struct BenchOpTests {
@@ -32,7 +33,8 @@ struct BenchOpTests {
 
   @Test func timesGivenConvolutions() throws {
     let command = try BenchOp.parse([
-      "--batch", "1", "--runs", "1", "--warmup", "0", "--conv", "8,16,9,3,2", "--conv", "8,8,5,3,1,8",
+      "--batch", "1", "--runs", "1", "--warmup", "0", "--conv", "8,16,9,3,2", "--conv",
+      "8,8,5,3,1,8",
     ])
     let names = try command.measure().rows.map(\.name)
     #expect(names.contains("conv3x3/2 8->16 at 9 forward+backward"), "\(names)")
@@ -48,7 +50,8 @@ struct BenchOpTests {
   @Test func resnet50CensusMatchesTheModel() throws {
     let model = try ModelZoo.make(ModelConfiguration(model: "resnet50", activation: "acon-c"))
     let layers = try ModelComplexity.measure(model, inputChannels: 3, inputSize: 224).layers
-    let weights = Dictionary(uniqueKeysWithValues: model.namedParameters().map { ($0.0, $0.1.value.shape) })
+    let weights = Dictionary(
+      uniqueKeysWithValues: model.namedParameters().map { ($0.0, $0.1.value.shape) })
     var fromModel: [String: Int] = [:]
     for layer in layers where layer.operation == "conv" {
       let w = try #require(weights[layer.name], "\(layer.name)")  // [out, in, k, k]

@@ -15,7 +15,8 @@ func aconBinary() throws -> URL {
       .appendingPathComponent(".build/release/acon")
   }
   guard FileManager.default.fileExists(atPath: binary.path) else {
-    throw TensorError.invalidFile(path: binary.path, detail: "acon is not built: run `swift build -c release --product acon`")
+    throw TensorError.invalidFile(
+      path: binary.path, detail: "acon is not built: run `swift build -c release --product acon`")
   }
   return binary
 }
@@ -32,11 +33,15 @@ func runACON(_ arguments: [String]) throws -> (status: Int32, stdout: String, st
   let outData = out.fileHandleForReading.readDataToEndOfFile()
   let errData = err.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
-  return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+  return (
+    process.terminationStatus, String(decoding: outData, as: UTF8.self),
+    String(decoding: errData, as: UTF8.self)
+  )
 }
 
 func temporaryDirectory() -> URL {
-  let url = FileManager.default.temporaryDirectory.appendingPathComponent("acon-cli-\(UUID().uuidString)")
+  let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+    "acon-cli-\(UUID().uuidString)")
   try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
   return url
 }
@@ -46,20 +51,36 @@ func lastJSONLine(_ text: String) throws -> [String: Any] {
   return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
 }
 
-@Suite("acon command line", .serialized, .enabled(if: TestEnvironment.aconBuilt, "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)"))
+@Suite(
+  "acon command line", .serialized,
+  .enabled(
+    if: TestEnvironment.aconBuilt,
+    "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)"
+  ))
 struct CommandTests {
   @Test func infoPrintsParamsAndMACs() throws {
-    let r = try runACON(["info", "--model", "shufflenetv2-0.5x", "--activation", "acon-c", "--json"])
+    let r = try runACON([
+      "info", "--model", "shufflenetv2-0.5x", "--activation", "acon-c", "--json",
+    ])
     #expect(r.status == 0, "\(r.stderr)")
     let object = try lastJSONLine(r.stdout)
     #expect(object["params"] as? Int == 1_380_176 || (object["params"] as? Int ?? 0) > 1_300_000)
-    #expect((object["macs"] as? Int ?? 0) > 40_000_000 && (object["macs"] as? Int ?? 0) < 42_000_000)
-    let table = try runACON(["info", "--model", "resnet18", "--activation", "relu", "--input-size", "64", "--classes", "10"])
+    #expect(
+      (object["macs"] as? Int ?? 0) > 40_000_000 && (object["macs"] as? Int ?? 0) < 42_000_000)
+    let table = try runACON([
+      "info", "--model", "resnet18", "--activation", "relu", "--input-size", "64", "--classes",
+      "10",
+    ])
     #expect(table.status == 0)
     #expect(table.stdout.contains("layer1.0.conv1.weight"))
   }
 
-  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func trainEvalAndResumeOnRealData() throws {
+  @Test(
+    .enabled(
+      if: TestEnvironment.fashionMNISTInstalled,
+      "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+    )) func trainEvalAndResumeOnRealData() throws
+  {
     let out = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: out) }
     let common = [
@@ -79,14 +100,22 @@ struct CommandTests {
     #expect(lines.count == 2)
     // eval reads the model configuration from the weights' metadata.
     let eval = try runACON([
-      "eval", "--weights", out.appendingPathComponent("model.safetensors").path, "--limit", "32", "--json",
+      "eval", "--weights", out.appendingPathComponent("model.safetensors").path, "--limit", "32",
+      "--json",
     ])
     #expect(eval.status == 0, "\(eval.stderr)")
     let result = try lastJSONLine(eval.stdout)
-    for key in ["top1", "top5", "loss"] { #expect(result[key] is Double, "eval --json lacks \(key)") }
+    for key in ["top1", "top5", "loss"] {
+      #expect(result[key] is Double, "eval --json lacks \(key)")
+    }
   }
 
-  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func compareTabulatesSeedsAndReusesFinishedRuns() throws {
+  @Test(
+    .enabled(
+      if: TestEnvironment.fashionMNISTInstalled,
+      "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+    )) func compareTabulatesSeedsAndReusesFinishedRuns() throws
+  {
     let out = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: out) }
     let arguments = [
@@ -96,7 +125,9 @@ struct CommandTests {
     ]
     let first = try runACON(arguments)
     #expect(first.status == 0, "\(first.stderr)")
-    let rows = first.stdout.split(separator: "\n").filter { $0.hasPrefix("| relu") || $0.hasPrefix("| acon-c") }
+    let rows = first.stdout.split(separator: "\n").filter {
+      $0.hasPrefix("| relu") || $0.hasPrefix("| acon-c")
+    }
     #expect(rows.count == 2, "\(first.stdout)")
     #expect(first.stdout.contains("first 32 training images"))
     // Each row: name, parameters, mean ± std over the two seeds, change against relu, the runs.
@@ -110,12 +141,16 @@ struct CommandTests {
     let runs = ["relu-s0", "relu-s1", "acon-c-s0", "acon-c-s1"].map {
       out.appendingPathComponent("mobilenetv1-0.25-\($0)/metrics.jsonl")
     }
-    let stamps = try runs.map { try FileManager.default.attributesOfItem(atPath: $0.path)[.modificationDate] as? Date }
+    let stamps = try runs.map {
+      try FileManager.default.attributesOfItem(atPath: $0.path)[.modificationDate] as? Date
+    }
     // Run again: every run is reused (nothing retrained), the table is the same.
     let second = try runACON(arguments)
     #expect(second.status == 0, "\(second.stderr)")
     #expect(second.stdout == first.stdout)
-    let after = try runs.map { try FileManager.default.attributesOfItem(atPath: $0.path)[.modificationDate] as? Date }
+    let after = try runs.map {
+      try FileManager.default.attributesOfItem(atPath: $0.path)[.modificationDate] as? Date
+    }
     #expect(after == stamps)
     // Bad seeds are refused before anything trains.
     let bad = try runACON(["compare", "--seeds", "0,x", "--out", out.path])
@@ -137,7 +172,8 @@ struct CommandTests {
       [SafeTensors.Entry("input", x), SafeTensors.Entry("labels", labels, dtype: .i64)], to: input)
     let output = dir.appendingPathComponent("out.safetensors")
     let r = try runACON([
-      "forward", "--weights", weights.path, "--input", input.path, "--output", output.path, "--train", "--grads",
+      "forward", "--weights", weights.path, "--input", input.path, "--output", output.path,
+      "--train", "--grads",
     ])
     #expect(r.status == 0, "\(r.stderr)")
     let file = try SafeTensors.read(output)
@@ -153,7 +189,12 @@ struct CommandTests {
     }
   }
 
-  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func interruptSavesACompleteCheckpoint() throws {
+  @Test(
+    .enabled(
+      if: TestEnvironment.fashionMNISTInstalled,
+      "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+    )) func interruptSavesACompleteCheckpoint() throws
+  {
     let out = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: out) }
     let arguments = [
@@ -182,36 +223,63 @@ struct CommandTests {
     #expect(state.contains("\"batchInEpoch\""))
   }
 
-  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func badInputGivesAClearErrorAndNonZeroExit() throws {
+  @Test(
+    .enabled(
+      if: TestEnvironment.fashionMNISTInstalled,
+      "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+    )) func badInputGivesAClearErrorAndNonZeroExit() throws
+  {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let corrupt = dir.appendingPathComponent("corrupt.safetensors")
     try Data([0xFF, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7B]).write(to: corrupt)
     let badIDX = dir.appendingPathComponent("idx")
     try FileManager.default.createDirectory(at: badIDX, withIntermediateDirectories: true)
-    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+    for name in [
+      "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+      "t10k-labels-idx1-ubyte",
+    ] {
       try Data([0, 0, 9, 3, 0, 0, 0, 1]).write(to: badIDX.appendingPathComponent(name))
     }
     let cases: [([String], String)] = [
-      (["train", "--model", "resnet9000", "--out", dir.path], "'resnet9000' is invalid for '--model"),
-      (["train", "--activation", "acon-z", "--out", dir.path], "'acon-z' is invalid for '--activation"),
-      (["train", "--dataset", "imagenet-21k", "--out", dir.path], "'imagenet-21k' is invalid for '--dataset"),
+      (
+        ["train", "--model", "resnet9000", "--out", dir.path],
+        "'resnet9000' is invalid for '--model"
+      ),
+      (
+        ["train", "--activation", "acon-z", "--out", dir.path],
+        "'acon-z' is invalid for '--activation"
+      ),
+      (
+        ["train", "--dataset", "imagenet-21k", "--out", dir.path],
+        "'imagenet-21k' is invalid for '--dataset"
+      ),
       (["train", "--lr", "-1", "--out", dir.path], "--lr"),
-      (["train", "--data", dir.appendingPathComponent("missing").path, "--out", dir.path], "does not exist"),
+      (
+        ["train", "--data", dir.appendingPathComponent("missing").path, "--out", dir.path],
+        "does not exist"
+      ),
       (["train", "--data", badIDX.path, "--out", dir.path], "magic"),
-      (["eval", "--weights", dir.appendingPathComponent("none.safetensors").path], "none.safetensors"),
+      (
+        ["eval", "--weights", dir.appendingPathComponent("none.safetensors").path],
+        "none.safetensors"
+      ),
       (["eval", "--weights", corrupt.path], "corrupt.safetensors"),
       (["info", "--model", "mobilenetv9"], "'mobilenetv9' is invalid for '--model"),
       (["bench", "--mode", "fly"], "'fly' is invalid for '--mode"),
       (["train", "--schedule", "step", "--out", dir.path], "'step' is invalid for '--schedule"),
       (["train", "--optimizer", "lamb", "--out", dir.path], "'lamb' is invalid for '--optimizer"),
-      (["compare", "--activations", "relu,acon-z", "--out", dir.path], "invalid for '--activations"),
+      (
+        ["compare", "--activations", "relu,acon-z", "--out", dir.path], "invalid for '--activations"
+      ),
       (["compare", "--seeds", "0,x", "--out", dir.path], "invalid for '--seeds"),
     ]
     for (arguments, message) in cases {
       let r = try runACON(arguments)
       #expect(r.status != 0, "\(arguments) exited 0")
-      #expect(r.stderr.lowercased().contains(message.lowercased()), "\(arguments): stderr was \(r.stderr)")
+      #expect(
+        r.stderr.lowercased().contains(message.lowercased()), "\(arguments): stderr was \(r.stderr)"
+      )
       #expect(!r.stderr.contains("Fatal error"), "\(arguments) crashed: \(r.stderr)")
     }
   }

@@ -15,15 +15,20 @@ import Testing
 // Needs the release binary: scripts/test.sh builds it (swift build -c release --product acon).
 @Suite(
   "Faults while training", .serialized,
-  .enabled(if: TestEnvironment.aconBuilt, "needs the acon binary: run `swift build -c release --product acon` first"))
+  .enabled(
+    if: TestEnvironment.aconBuilt,
+    "needs the acon binary: run `swift build -c release --product acon` first"))
 struct FaultTests {
   static let iterations = 24
 
   /// The flags of every run: 3 epochs of 8 iterations, a checkpoint every `checkpointEvery`.
-  static func arguments(out: URL, checkpointEvery: Int, epochs: Int = 3, lossLog: URL? = nil) -> [String] {
+  static func arguments(out: URL, checkpointEvery: Int, epochs: Int = 3, lossLog: URL? = nil)
+    -> [String]
+  {
     var arguments = [
       "train", "--model", "mobilenetv1-0.25", "--activation", "acon-c", "--dataset", "mnist",
-      "--data", FaultFixture.mnist.path, "--batch-size", "8", "--epochs", "\(epochs)", "--lr", "0.05",
+      "--data", FaultFixture.mnist.path, "--batch-size", "8", "--epochs", "\(epochs)", "--lr",
+      "0.05",
       "--checkpoint-every", "\(checkpointEvery)", "--out", out.path, "--quiet",
     ]
     if let lossLog { arguments += ["--loss-log", lossLog.path] }
@@ -31,15 +36,18 @@ struct FaultTests {
   }
 
   /// Losses of the uninterrupted run by iteration, and its wall time (made once).
-  static let reference: Result<(losses: [Int: String], seconds: Double, checkpointBytes: Int), any Error> = Result {
-    let out = FaultFixture.folder("reference")
-    let log = out.appendingPathComponent("losses.txt")
-    let start = Date()
-    let r = try runACON(arguments(out: out, checkpointEvery: 1, lossLog: log))
-    guard r.status == 0 else { throw CLIFailure("the reference run failed: \(r.stderr)") }
-    let size = try FileManager.default.attributesOfItem(atPath: out.appendingPathComponent("checkpoint.safetensors").path)[.size] as! Int
-    return (try lossLines(log), Date().timeIntervalSince(start), size)
-  }
+  static let reference:
+    Result<(losses: [Int: String], seconds: Double, checkpointBytes: Int), any Error> = Result {
+      let out = FaultFixture.folder("reference")
+      let log = out.appendingPathComponent("losses.txt")
+      let start = Date()
+      let r = try runACON(arguments(out: out, checkpointEvery: 1, lossLog: log))
+      guard r.status == 0 else { throw CLIFailure("the reference run failed: \(r.stderr)") }
+      let size =
+        try FileManager.default.attributesOfItem(
+          atPath: out.appendingPathComponent("checkpoint.safetensors").path)[.size] as! Int
+      return (try lossLines(log), Date().timeIntervalSince(start), size)
+    }
 
   /// The `ITERATION LOSS` lines of a loss log (a later line for the same iteration wins).
   static func lossLines(_ url: URL) throws -> [Int: String] {
@@ -54,7 +62,9 @@ struct FaultTests {
 
   /// Temporary files of interrupted atomic writes in `folder`.
   static func temporaries(_ folder: URL) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".tmp") }
+    ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter {
+      $0.hasSuffix(".tmp")
+    }
   }
 
   /// Resumes the run in `out` and checks that it continues from the checkpoint's iteration with
@@ -67,14 +77,20 @@ struct FaultTests {
     let r = try runACON(Self.arguments(out: out, checkpointEvery: 1, lossLog: log) + ["--resume"])
     #expect(r.status == 0, "\(context): resume failed: \(r.stderr)")
     let resumed = try Self.lossLines(log)
-    let expected = state.iteration < Self.iterations ? Array((state.iteration + 1)...Self.iterations) : []
+    let expected =
+      state.iteration < Self.iterations ? Array((state.iteration + 1)...Self.iterations) : []
     #expect(
       resumed.keys.sorted() == expected,
       "\(context): resumed from iteration \(state.iteration) but logged \(resumed.keys.sorted())")
     for (iteration, loss) in resumed {
-      #expect(loss == reference[iteration], "\(context): iteration \(iteration): \(loss) after resuming, \(reference[iteration] ?? "none") uninterrupted")
+      #expect(
+        loss == reference[iteration],
+        "\(context): iteration \(iteration): \(loss) after resuming, \(reference[iteration] ?? "none") uninterrupted"
+      )
     }
-    #expect(Self.temporaries(out).isEmpty, "\(context): stale temporary files left: \(Self.temporaries(out))")
+    #expect(
+      Self.temporaries(out).isEmpty,
+      "\(context): stale temporary files left: \(Self.temporaries(out))")
   }
 
   @Test func killNineAtRandomMomentsAndInsideTheCheckpointWrite() throws {
@@ -95,26 +111,38 @@ struct FaultTests {
       process.standardError = FileHandle.nullDevice
       try process.run()
       if trial % 2 == 0 {
-        Thread.sleep(forTimeInterval: Double.random(in: 0.05...max(0.1, reference.seconds * 0.9), using: &generator))
+        Thread.sleep(
+          forTimeInterval: Double.random(
+            in: 0.05...max(0.1, reference.seconds * 0.9), using: &generator))
       } else {
         let deadline = Date().addingTimeInterval(30)
         let checkpoint = out.appendingPathComponent("checkpoint.safetensors").path
-        while process.isRunning && !FileManager.default.fileExists(atPath: checkpoint) && Date() < deadline { usleep(200) }
-        while process.isRunning && Self.temporaries(out).isEmpty && Date() < deadline { usleep(200) }
+        while process.isRunning && !FileManager.default.fileExists(atPath: checkpoint)
+          && Date() < deadline
+        { usleep(200) }
+        while process.isRunning && Self.temporaries(out).isEmpty && Date() < deadline {
+          usleep(200)
+        }
       }
       kill(process.processIdentifier, SIGKILL)
       process.waitUntilExit()
       if !Self.temporaries(out).isEmpty { killedInsideWrite += 1 }
-      guard FileManager.default.fileExists(atPath: out.appendingPathComponent("checkpoint.safetensors").path) else {
+      guard
+        FileManager.default.fileExists(
+          atPath: out.appendingPathComponent("checkpoint.safetensors").path)
+      else {
         // Killed before the first checkpoint: resuming says so.
         let r = try runACON(Self.arguments(out: out, checkpointEvery: 1) + ["--resume"])
         #expect(r.status != 0 && r.stderr.contains("no checkpoint to resume"), "\(r.stderr)")
         continue
       }
-      try expectResumeMatchesReference(out: out, reference: reference.losses, context: "trial \(trial)")
+      try expectResumeMatchesReference(
+        out: out, reference: reference.losses, context: "trial \(trial)")
       resumedRuns += 1
     }
-    print("kill -9: \(resumedRuns) of 8 kills left a checkpoint, \(killedInsideWrite) landed inside a checkpoint write")
+    print(
+      "kill -9: \(resumedRuns) of 8 kills left a checkpoint, \(killedInsideWrite) landed inside a checkpoint write"
+    )
     #expect(killedInsideWrite >= 1, "no kill landed inside a checkpoint write")
     #expect(resumedRuns >= 4, "only \(resumedRuns) of 8 kills left a checkpoint")
   }
@@ -132,7 +160,9 @@ struct FaultTests {
     process.standardOutput = FileHandle.nullDevice
     try process.run()
     let deadline = Date().addingTimeInterval(60)
-    while process.isRunning && ((try? Self.lossLines(log))?.count ?? 0) < 3 && Date() < deadline { usleep(1000) }
+    while process.isRunning && ((try? Self.lossLines(log))?.count ?? 0) < 3 && Date() < deadline {
+      usleep(1000)
+    }
     kill(process.processIdentifier, SIGTERM)
     let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
@@ -141,13 +171,18 @@ struct FaultTests {
     #expect(stderr.contains("interrupted; checkpoint saved"), "\(stderr)")
     let (state, _) = try Checkpoint.readState(out.appendingPathComponent("checkpoint.safetensors"))
     let logged = try Self.lossLines(log)
-    #expect(state.iteration == logged.count, "the checkpoint stands at \(state.iteration), \(logged.count) iterations ran")
+    #expect(
+      state.iteration == logged.count,
+      "the checkpoint stands at \(state.iteration), \(logged.count) iterations ran")
     #expect(state.iteration >= 3 && state.iteration < Self.iterations)
     try expectResumeMatchesReference(out: out, reference: reference.losses, context: "SIGTERM")
   }
 
   // A small tmpfs as --out needs root (or CAP_SYS_ADMIN) and mount(8).
-  @Test(.enabled(if: TestEnvironment.canMountTmpfs, "needs permission to mount a small tmpfs (root): the full-disk test is skipped"))
+  @Test(
+    .enabled(
+      if: TestEnvironment.canMountTmpfs,
+      "needs permission to mount a small tmpfs (root): the full-disk test is skipped"))
   func fullDiskGivesAClearErrorAndKeepsThePreviousCheckpoint() throws {
     let reference = try Self.reference.get()
     let out = FaultFixture.folder("full-disk")
@@ -170,9 +205,12 @@ struct FaultTests {
     let parent = FaultFixture.folder("unwritable")
     let file = parent.appendingPathComponent("plain-file")
     try Data("x".utf8).write(to: file)
-    let underFile = try runACON(Self.arguments(out: file.appendingPathComponent("run"), checkpointEvery: 1))
+    let underFile = try runACON(
+      Self.arguments(out: file.appendingPathComponent("run"), checkpointEvery: 1))
     #expect(underFile.status != 0)
-    #expect(underFile.stderr.contains("cannot create the output folder") && underFile.stderr.contains("Not a directory"), "\(underFile.stderr)")
+    #expect(
+      underFile.stderr.contains("cannot create the output folder")
+        && underFile.stderr.contains("Not a directory"), "\(underFile.stderr)")
     // A read-only folder (a read-only mount: root ignores permission bits).
     let readOnly = parent.appendingPathComponent("read-only")
     if TestEnvironment.canMountTmpfs {
@@ -181,7 +219,9 @@ struct FaultTests {
       defer { TestEnvironment.unmount(readOnly) }
       let r = try runACON(Self.arguments(out: readOnly, checkpointEvery: 1))
       #expect(r.status != 0)
-      #expect(r.stderr.contains("cannot write to the output folder") && r.stderr.contains("Read-only file system"), "\(r.stderr)")
+      #expect(
+        r.stderr.contains("cannot write to the output folder")
+          && r.stderr.contains("Read-only file system"), "\(r.stderr)")
     } else if getuid() != 0 {
       try FileManager.default.createDirectory(at: readOnly, withIntermediateDirectories: true)
       chmod(readOnly.path, 0o555)
@@ -201,7 +241,9 @@ struct FaultTests {
     try process.run()
     let checkpoint = vanishing.appendingPathComponent("checkpoint.safetensors")
     let deadline = Date().addingTimeInterval(60)
-    while process.isRunning && !FileManager.default.fileExists(atPath: checkpoint.path) && Date() < deadline { usleep(1000) }
+    while process.isRunning && !FileManager.default.fileExists(atPath: checkpoint.path)
+      && Date() < deadline
+    { usleep(1000) }
     try FileManager.default.removeItem(at: vanishing)
     let watchdog = DispatchWorkItem { kill(process.processIdentifier, SIGKILL) }
     DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
@@ -221,7 +263,8 @@ struct FaultTests {
     process.executableURL = try aconBinary()
     process.arguments = [
       "train", "--model", "mobilenetv1-0.25", "--dataset", "imagefolder", "--data", data.path,
-      "--batch-size", "2", "--epochs", "100", "--checkpoint-every", "1", "--out", out.path, "--quiet",
+      "--batch-size", "2", "--epochs", "100", "--checkpoint-every", "1", "--out", out.path,
+      "--quiet",
     ]
     let err = Pipe()
     process.standardError = err
@@ -229,7 +272,9 @@ struct FaultTests {
     try process.run()
     let checkpoint = out.appendingPathComponent("checkpoint.safetensors")
     let deadline = Date().addingTimeInterval(60)
-    while process.isRunning && !FileManager.default.fileExists(atPath: checkpoint.path) && Date() < deadline { usleep(1000) }
+    while process.isRunning && !FileManager.default.fileExists(atPath: checkpoint.path)
+      && Date() < deadline
+    { usleep(1000) }
     try FileManager.default.removeItem(at: data)
     let watchdog = DispatchWorkItem { kill(process.processIdentifier, SIGKILL) }
     DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
@@ -252,7 +297,8 @@ struct CLIFailure: Error, CustomStringConvertible {
 /// The synthetic data the fault tests train on, made once per test process.
 enum FaultFixture {
   static let root: URL = {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("acon-faults-\(getpid())")
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "acon-faults-\(getpid())")
     try? FileManager.default.removeItem(at: url)
     try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
@@ -277,13 +323,19 @@ enum FaultFixture {
     }
     func idx(_ dims: [Int], _ data: [UInt8]) -> Data {
       var bytes: [UInt8] = [0, 0, 0x08, UInt8(dims.count)]
-      for d in dims { bytes += [UInt8(d >> 24 & 0xFF), UInt8(d >> 16 & 0xFF), UInt8(d >> 8 & 0xFF), UInt8(d & 0xFF)] }
+      for d in dims {
+        bytes += [
+          UInt8(d >> 24 & 0xFF), UInt8(d >> 16 & 0xFF), UInt8(d >> 8 & 0xFF), UInt8(d & 0xFF),
+        ]
+      }
       return Data(bytes + data)
     }
     for (prefix, count) in [("train", 64), ("t10k", 16)] {
       let labels = (0..<count).map { UInt8($0 % 10) }
-      let pixels = labels.flatMap { label in (0..<(28 * 28)).map { _ in next() / 2 &+ label &* 12 } }
-      try? idx([count, 28, 28], pixels).write(to: url.appendingPathComponent("\(prefix)-images-idx3-ubyte"))
+      let pixels = labels.flatMap { label in (0..<(28 * 28)).map { _ in next() / 2 &+ label &* 12 }
+      }
+      try? idx([count, 28, 28], pixels).write(
+        to: url.appendingPathComponent("\(prefix)-images-idx3-ubyte"))
       try? idx([count], labels).write(to: url.appendingPathComponent("\(prefix)-labels-idx1-ubyte"))
     }
     return url
@@ -298,7 +350,8 @@ enum FaultFixture {
         for i in 0..<4 {
           let pixels = (0..<(16 * 16 * 3)).map { UInt8(($0 * (i + 3) + c * 90) & 0xFF) }
           try ImageCodec.writePNG(
-            pixels: pixels, width: 16, height: 16, channels: 3, to: folder.appendingPathComponent("\(i).png").path)
+            pixels: pixels, width: 16, height: 16, channels: 3,
+            to: folder.appendingPathComponent("\(i).png").path)
         }
       }
     }

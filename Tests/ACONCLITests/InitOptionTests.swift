@@ -13,9 +13,11 @@ struct InitOptionTests {
     let out = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: out) }
     let r = try runACON(
-      ["train", "--model", "shufflenetv2-0.25x", "--activation", "meta-acon", "--iterations", "1",
-       "--batch-size", "8", "--lr", "1e-30", "--train-limit", "16", "--test-limit", "16",
-       "--out", out.path, "--quiet"] + (initialization.map { ["--init", $0] } ?? []) + extra)
+      [
+        "train", "--model", "shufflenetv2-0.25x", "--activation", "meta-acon", "--iterations", "1",
+        "--batch-size", "8", "--lr", "1e-30", "--train-limit", "16", "--test-limit", "16",
+        "--out", out.path, "--quiet",
+      ] + (initialization.map { ["--init", $0] } ?? []) + extra)
     #expect(r.status == 0, "\(r.stderr)")
     return (
       try SafeTensors.read(out.appendingPathComponent("model.safetensors")),
@@ -36,8 +38,12 @@ struct InitOptionTests {
     #expect(try pytorch.tensor("first_conv.1.bias").scalars.allSatisfy { abs($0) < 1e-20 })
     #expect(try reference.tensor("first_conv.1.bias").scalars.allSatisfy { abs($0 - 1e-4) < 1e-9 })
     // The checkpoint's configuration records the choice, so --resume keeps it.
-    #expect(pytorchCheckpoint.metadata.values.contains { $0.contains("\"initialization\":\"pytorch\"") })
-    #expect(!referenceCheckpoint.metadata.values.contains { $0.contains("\"initialization\":\"pytorch\"") })
+    #expect(
+      pytorchCheckpoint.metadata.values.contains { $0.contains("\"initialization\":\"pytorch\"") })
+    #expect(
+      !referenceCheckpoint.metadata.values.contains {
+        $0.contains("\"initialization\":\"pytorch\"")
+      })
   }
 
   /// `--generator-init pytorch` under the reference start: the generators' batch norms start at
@@ -45,7 +51,8 @@ struct InitOptionTests {
   @Test func generatorInitialisationReachesOnlyTheGenerators() throws {
     let (model, checkpoint) = try Self.startingWeights(nil, extra: ["--generator-init", "pytorch"])
     var seen = (generator: 0, rest: 0)
-    for name in model.names where name.hasSuffix(".bias") && name.contains("bn") || name == "first_conv.1.bias" {
+    for name in model.names
+    where name.hasSuffix(".bias") && name.contains("bn") || name == "first_conv.1.bias" {
       let values = try model.tensor(name).scalars
       if name.contains(".bn1.") || name.contains(".bn2.") {
         #expect(values.allSatisfy { abs($0) < 1e-20 }, "\(name) not at PyTorch's 0")
@@ -56,7 +63,9 @@ struct InitOptionTests {
       }
     }
     #expect(seen.generator > 0 && seen.rest > 0, "\(seen)")
-    #expect(checkpoint.metadata.values.contains { $0.contains("\"generatorInitialization\":\"pytorch\"") })
+    #expect(
+      checkpoint.metadata.values.contains { $0.contains("\"generatorInitialization\":\"pytorch\"") }
+    )
     let bad = try runACON(["train", "--generator-init", "zeros", "--iterations", "1"])
     #expect(bad.status != 0 && bad.stderr.contains("--generator-init"), "\(bad.stderr)")
   }

@@ -48,7 +48,9 @@ struct InstructionSetTests {
           .split(separator: " ").map(String.init))
       let want: InstructionSet =
         ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "bmi2"]
-          .allSatisfy(flags.contains) ? .avx512 : ["avx2", "fma", "bmi2"].allSatisfy(flags.contains)
+          .allSatisfy(flags.contains)
+        ? .avx512
+        : ["avx2", "fma", "bmi2"].allSatisfy(flags.contains)
           ? .avx2 : .baseline
       #expect(InstructionSet.compiled == want)
     #endif

@@ -1,10 +1,11 @@
-@testable import ACONCLI
 import ACONData
 import ACONModels
 import ACONNN
 import ACONTensor
 import Foundation
 import Testing
+
+@testable import ACONCLI
 
 #if canImport(FoundationXML)
   import FoundationXML
@@ -89,7 +90,8 @@ struct SVGChartTests {
     var lines = ChartPanel(
       title: "a <b> & c", xLabel: "epoch", yLabel: "loss",
       lines: [
-        LineSeries(name: "one", color: "#000", points: [(1, 2.5), (2, 1.5), (3, 0.25)], markers: true),
+        LineSeries(
+          name: "one", color: "#000", points: [(1, 2.5), (2, 1.5), (3, 0.25)], markers: true),
         LineSeries(name: "two", color: "#f00", dash: "4,2", points: [(1, -3), (2, 7), (3, 1)]),
       ])
     lines.integerXTicks = true
@@ -117,11 +119,16 @@ struct SVGChartTests {
     }
     #expect(ys.min()! > fy && ys.max()! < fy + fh)
     let domains = lines.domains()
-    #expect(domains.y.contains(-3) && domains.y.contains(7) && domains.x.contains(1) && domains.x.contains(3))
+    #expect(
+      domains.y.contains(-3) && domains.y.contains(7) && domains.x.contains(1)
+        && domains.x.contains(3))
     // Integer ticks: epochs 1, 2, 3 only.
-    #expect(ChartFigure.ticks(domains.x.lowerBound, domains.x.upperBound, minimumStep: 1) == [1, 2, 3])
+    #expect(
+      ChartFigure.ticks(domains.x.lowerBound, domains.x.upperBound, minimumStep: 1) == [1, 2, 3])
     // One box group per category, the strip thinned to the cap (every 4th of 1000 values).
-    let groups = outline.elements.filter { $0.name == "g" && $0.attributes["class"] == "distribution" }
+    let groups = outline.elements.filter {
+      $0.name == "g" && $0.attributes["class"] == "distribution"
+    }
     #expect(groups.count == 2)
     let dots = outline.elements.filter { $0.name == "circle" }.count
     #expect(ChartStyle.maximumStripPoints == 256)
@@ -172,7 +179,9 @@ struct ChartRasterTests {
     let shapes = figure.shapes()
     var frames: [(Double, Double, Double, Double)] = []
     for shape in shapes {
-      if case .rect(let x, let y, let w, let h, _, _, _, "frame") = shape { frames.append((x, y, w, h)) }
+      if case .rect(let x, let y, let w, let h, _, _, _, "frame") = shape {
+        frames.append((x, y, w, h))
+      }
     }
     #expect(frames.count == 2)
     let (fx, fy, fw, fh) = frames[0]
@@ -206,7 +215,9 @@ struct ChartRasterTests {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let path = dir.appendingPathComponent("acon.svg").path
-    let r = try runACON(["plot-activation", "--p1", "1.2", "--p2", "-0.4", "--beta", "-1", "--output", path])
+    let r = try runACON([
+      "plot-activation", "--p1", "1.2", "--p2", "-0.4", "--beta", "-1", "--output", path,
+    ])
     #expect(r.status == 0, "\(r.stderr)")
     #expect(r.stdout.contains("p2 -0.4, beta -1"), "\(r.stdout)")
     let parsed = try PlotActivation.parse(["--p2", "-0.4", "--beta", "-2.5", "--output", path])
@@ -243,13 +254,20 @@ struct PlotCurvesTests {
     defer { try? FileManager.default.removeItem(at: dir) }
     let a = dir.appendingPathComponent("relu")
     let b = dir.appendingPathComponent("acon")
-    for d in [a, b] { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
-    try writeMetrics([(1, 2.0, 0.40, 1.8), (2, 1.5, 0.55, 1.4), (3, 1.2, 0.60, 1.3)], to: a.appendingPathComponent("metrics.jsonl"))
+    for d in [a, b] {
+      try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+    }
+    try writeMetrics(
+      [(1, 2.0, 0.40, 1.8), (2, 1.5, 0.55, 1.4), (3, 1.2, 0.60, 1.3)],
+      to: a.appendingPathComponent("metrics.jsonl"))
     // A resumed run repeats epoch 2: the later line wins; lines may come out of order.
-    try writeMetrics([(2, 9.9, 0.1, 9.9), (1, 2.2, 0.35, 1.9), (2, 1.4, 0.58, 1.35)], to: b.appendingPathComponent("metrics.jsonl"))
+    try writeMetrics(
+      [(2, 9.9, 0.1, 9.9), (1, 2.2, 0.35, 1.9), (2, 1.4, 0.58, 1.35)],
+      to: b.appendingPathComponent("metrics.jsonl"))
     let output = dir.appendingPathComponent("curves.svg").path
     let command = try PlotCurves.parse([
-      "--metrics", a.path, "--metrics", b.appendingPathComponent("metrics.jsonl").path, "--output", output,
+      "--metrics", a.path, "--metrics", b.appendingPathComponent("metrics.jsonl").path, "--output",
+      output,
     ])
     let runs = try command.loadRuns()
     #expect(runs.map(\.label) == ["relu", "acon"])
@@ -277,7 +295,12 @@ struct PlotCurvesTests {
     #expect(image.width == 2 * 3 * 420 && image.height == 2 * 360)
   }
 
-  @Test(.enabled(if: TestEnvironment.aconBuilt, "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)")) func theToolReportsABadLineAndExitsNonZero() throws {
+  @Test(
+    .enabled(
+      if: TestEnvironment.aconBuilt,
+      "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)"
+    )) func theToolReportsABadLineAndExitsNonZero() throws
+  {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let bad = dir.appendingPathComponent("metrics.jsonl")
@@ -296,23 +319,36 @@ struct PlotCurvesTests {
     let missing = dir.appendingPathComponent("nothing.jsonl").path
     #expect(errorMessage { _ = try PlotCurves.readMetrics(missing) }?.contains(missing) == true)
     let bad = dir.appendingPathComponent("bad.jsonl")
-    try "{\"epoch\":1,\"train_loss\":1,\"test_loss\":1,\"test_top1\":0.5}\n{\"epoch\":2,\"train_loss\":\n"
+    try
+      "{\"epoch\":1,\"train_loss\":1,\"test_loss\":1,\"test_top1\":0.5}\n{\"epoch\":2,\"train_loss\":\n"
       .write(to: bad, atomically: true, encoding: .utf8)
     let message = try #require(errorMessage { _ = try PlotCurves.readMetrics(bad.path) })
-    #expect(message.contains("bad.jsonl line 2") && message.contains("not valid JSON"), "\(message)")
-    try "{\"epoch\":1,\"train_loss\":1,\"test_loss\":1}\n".write(to: bad, atomically: true, encoding: .utf8)
-    #expect(errorMessage { _ = try PlotCurves.readMetrics(bad.path) }?.contains("line 1: missing or non-numeric \"test_top1\"") == true)
+    #expect(
+      message.contains("bad.jsonl line 2") && message.contains("not valid JSON"), "\(message)")
+    try "{\"epoch\":1,\"train_loss\":1,\"test_loss\":1}\n".write(
+      to: bad, atomically: true, encoding: .utf8)
+    #expect(
+      errorMessage { _ = try PlotCurves.readMetrics(bad.path) }?.contains(
+        "line 1: missing or non-numeric \"test_top1\"") == true)
     try "[1, 2]\n".write(to: bad, atomically: true, encoding: .utf8)
-    #expect(errorMessage { _ = try PlotCurves.readMetrics(bad.path) }?.contains("expected a JSON object") == true)
-    try "{\"epoch\":1.5,\"train_loss\":1,\"test_loss\":1,\"test_top1\":0.5}\n".write(to: bad, atomically: true, encoding: .utf8)
-    #expect(errorMessage { _ = try PlotCurves.readMetrics(bad.path) }?.contains("non-negative integer") == true)
+    #expect(
+      errorMessage { _ = try PlotCurves.readMetrics(bad.path) }?.contains("expected a JSON object")
+        == true)
+    try "{\"epoch\":1.5,\"train_loss\":1,\"test_loss\":1,\"test_top1\":0.5}\n".write(
+      to: bad, atomically: true, encoding: .utf8)
+    #expect(
+      errorMessage { _ = try PlotCurves.readMetrics(bad.path) }?.contains("non-negative integer")
+        == true)
     try "\n\n".write(to: bad, atomically: true, encoding: .utf8)
-    #expect(errorMessage { _ = try PlotCurves.readMetrics(bad.path) }?.contains("no epochs") == true)
+    #expect(
+      errorMessage { _ = try PlotCurves.readMetrics(bad.path) }?.contains("no epochs") == true)
     // Flags: labels must match the runs, output must be SVG, at least one run.
     #expect(throws: (any Error).self) {
       try PlotCurves.parse(["--metrics", bad.path, "--labels", "a,b", "--output", "x.svg"])
     }
-    #expect(throws: (any Error).self) { try PlotCurves.parse(["--metrics", bad.path, "--output", "x.pdf"]) }
+    #expect(throws: (any Error).self) {
+      try PlotCurves.parse(["--metrics", bad.path, "--output", "x.pdf"])
+    }
     #expect(throws: (any Error).self) { try PlotCurves.parse(["--output", "x.svg"]) }
   }
 }
@@ -320,7 +356,9 @@ struct PlotCurvesTests {
 @Suite("plot beta")
 struct PlotBetaTests {
   /// A small Fashion-MNIST-shaped model saved with this project's metadata.
-  func saveModel(activation: String, in dir: URL, edit: (Module) -> Void = { _ in }) throws -> String {
+  func saveModel(activation: String, in dir: URL, edit: (Module) -> Void = { _ in }) throws
+    -> String
+  {
     var config = ModelConfiguration(model: "mobilenetv1-0.25", activation: activation)
     config.classes = 10
     config.inputChannels = 1
@@ -351,7 +389,9 @@ struct PlotBetaTests {
     let output = dir.appendingPathComponent("beta.svg").path
     try PlotBeta.parse(["--weights", path, "--output", output]).run()
     let outline = try SVGOutline.parse(try String(contentsOfFile: output, encoding: .utf8))
-    let groups = outline.elements.filter { $0.name == "g" && $0.attributes["class"] == "distribution" }
+    let groups = outline.elements.filter {
+      $0.name == "g" && $0.attributes["class"] == "distribution"
+    }
     #expect(groups.count == expected.count)
     for (name, _) in expected { #expect(outline.texts.contains(name)) }
     let summary = PlotBeta.summary(channels: betas, samples: [])
@@ -381,7 +421,12 @@ struct PlotBetaTests {
     }
   }
 
-  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func perSampleBetaOfMetaACONOverTestImages() throws {
+  @Test(
+    .enabled(
+      if: TestEnvironment.fashionMNISTInstalled,
+      "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+    )) func perSampleBetaOfMetaACONOverTestImages() throws
+  {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let path = try saveModel(activation: "meta-acon", in: dir)
@@ -402,7 +447,9 @@ struct PlotBetaTests {
     try command.run()
     let outline = try SVGOutline.parse(try String(contentsOfFile: output, encoding: .utf8))
     #expect(outline.frames.count == 2)
-    let groups = outline.elements.filter { $0.name == "g" && $0.attributes["class"] == "distribution" }
+    let groups = outline.elements.filter {
+      $0.name == "g" && $0.attributes["class"] == "distribution"
+    }
     #expect(groups.count == 12)
     // Default layers: up to four, from the first to the last.
     let names = (0..<27).map { "layer\($0)" }
@@ -410,33 +457,50 @@ struct PlotBetaTests {
     #expect(try PlotBeta.choose(nil, from: ["only"]) == [0])
   }
 
-  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func badInputsGiveClearErrors() throws {
+  @Test(
+    .enabled(
+      if: TestEnvironment.fashionMNISTInstalled,
+      "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+    )) func badInputsGiveClearErrors() throws
+  {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     let out = dir.appendingPathComponent("x.svg").path
     let missing = dir.appendingPathComponent("none.safetensors").path
-    #expect(errorMessage { try PlotBeta.parse(["--weights", missing, "--output", out]).run() } != nil)
+    #expect(
+      errorMessage { try PlotBeta.parse(["--weights", missing, "--output", out]).run() } != nil)
     let relu = try saveModel(activation: "relu", in: dir)
-    let noBeta = try #require(errorMessage { try PlotBeta.parse(["--weights", relu, "--output", out]).run() })
+    let noBeta = try #require(
+      errorMessage { try PlotBeta.parse(["--weights", relu, "--output", out]).run() })
     #expect(noBeta.contains("no ACON-A/B/C beta parameters"), "\(noBeta)")
     #expect(!noBeta.contains("--dataset"))
     let meta = try saveModel(activation: "meta-acon", in: dir)
-    let hint = try #require(errorMessage { try PlotBeta.parse(["--weights", meta, "--output", out]).run() })
+    let hint = try #require(
+      errorMessage { try PlotBeta.parse(["--weights", meta, "--output", out]).run() })
     #expect(hint.contains("meta-ACON") && hint.contains("--dataset"), "\(hint)")
     let notMeta = try #require(
       errorMessage {
-        try PlotBeta.parse(["--weights", relu, "--output", out, "--dataset", "fashion-mnist", "--images", "2"]).run()
+        try PlotBeta.parse([
+          "--weights", relu, "--output", out, "--dataset", "fashion-mnist", "--images", "2",
+        ]).run()
       })
     #expect(notMeta.contains("no meta-ACON layers"), "\(notMeta)")
     let badLayer = try #require(
       errorMessage {
         try PlotBeta.parse([
-          "--weights", meta, "--output", out, "--dataset", "fashion-mnist", "--images", "2", "--layers", "nope",
+          "--weights", meta, "--output", out, "--dataset", "fashion-mnist", "--images", "2",
+          "--layers", "nope",
         ]).run()
       })
-    #expect(badLayer.contains("no meta-ACON layer 'nope'") && badLayer.contains("0 features.0.2"), "\(badLayer)")
+    #expect(
+      badLayer.contains("no meta-ACON layer 'nope'") && badLayer.contains("0 features.0.2"),
+      "\(badLayer)")
     #expect(!FileManager.default.fileExists(atPath: out))
-    #expect(throws: (any Error).self) { try PlotBeta.parse(["--weights", meta, "--output", "x.jpg"]) }
-    #expect(throws: (any Error).self) { try PlotBeta.parse(["--weights", meta, "--output", out, "--images", "0"]) }
+    #expect(throws: (any Error).self) {
+      try PlotBeta.parse(["--weights", meta, "--output", "x.jpg"])
+    }
+    #expect(throws: (any Error).self) {
+      try PlotBeta.parse(["--weights", meta, "--output", out, "--images", "0"])
+    }
   }
 }

@@ -13,13 +13,16 @@ enum TestEnvironment {
 
   /// Debian's dataset-fashion-mnist (scripts/setup.sh installs it).
   static var fashionMNISTInstalled: Bool {
-    FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-      || FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte")
+    FileManager.default.fileExists(
+      atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+      || FileManager.default.fileExists(
+        atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte")
   }
 
   /// Whether this process may mount a tmpfs (root in a container that allows it), tried once.
   static let canMountTmpfs: Bool = {
-    let probe = FileManager.default.temporaryDirectory.appendingPathComponent("acon-mount-probe-\(getpid())")
+    let probe = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "acon-mount-probe-\(getpid())")
     try? FileManager.default.createDirectory(at: probe, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: probe) }
     guard (try? mountTmpfs(at: probe, options: "size=64k")) != nil else { return false }
@@ -36,7 +39,9 @@ enum TestEnvironment {
     process.standardOutput = FileHandle.nullDevice
     try process.run()
     process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw CLIFailure("mount -t tmpfs on \(url.path) failed") }
+    guard process.terminationStatus == 0 else {
+      throw CLIFailure("mount -t tmpfs on \(url.path) failed")
+    }
   }
 
   /// Unmounts what `mountTmpfs` mounted.

@@ -14,7 +14,9 @@ struct CIFARAndImageFolderTests {
   @Test func cifar10ReadsRecordsAndBatches() throws {
     let dir = try TemporaryDirectory()
     for i in 1...5 {
-      try dir.write("data_batch_\(i).bin", Self.record(labels: [UInt8(i)], r: 10, b: 20) + Self.record(labels: [9], r: 30, b: 40))
+      try dir.write(
+        "data_batch_\(i).bin",
+        Self.record(labels: [UInt8(i)], r: 10, b: 20) + Self.record(labels: [9], r: 30, b: 40))
     }
     try dir.write("test_batch.bin", Self.record(labels: [0], r: 1, b: 2))
     let train = try CIFARDataSet(root: dir.path, train: true)
@@ -29,7 +31,8 @@ struct CIFARAndImageFolderTests {
 
   @Test func cifar100FineAndCoarse() throws {
     let dir = try TemporaryDirectory()
-    let bytes = Self.record(labels: [3, 77], r: 1, b: 2) + Self.record(labels: [19, 99], r: 1, b: 2)
+    let bytes =
+      Self.record(labels: [3, 77], r: 1, b: 2) + Self.record(labels: [19, 99], r: 1, b: 2)
     try dir.write("train.bin", bytes)
     let fine = try CIFARDataSet(root: dir.path, train: true, variant: .cifar100(fine: true))
     let coarse = try CIFARDataSet(root: dir.path, train: true, variant: .cifar100(fine: false))
@@ -42,7 +45,8 @@ struct CIFARAndImageFolderTests {
     let short = try dir.write("short.bin", Array(Self.record(labels: [1], r: 0, b: 0).dropLast()))
     var m = errorMessage { _ = try CIFARDataSet(files: [short], variant: .cifar10) }
     #expect(m.contains("short.bin") && m.contains("not a whole number of 3073-byte records"))
-    let bad = try dir.write("bad.bin", Self.record(labels: [0], r: 0, b: 0) + Self.record(labels: [10], r: 0, b: 0))
+    let bad = try dir.write(
+      "bad.bin", Self.record(labels: [0], r: 0, b: 0) + Self.record(labels: [10], r: 0, b: 0))
     m = errorMessage { _ = try CIFARDataSet(files: [bad], variant: .cifar10) }
     #expect(m.contains("bad.bin") && m.contains("label 10 of record 1 is outside 0..<10"))
     let c100 = try dir.write("c100.bin", Self.record(labels: [20, 5], r: 0, b: 0))
@@ -60,16 +64,27 @@ struct CIFARAndImageFolderTests {
   static func makeFolder(_ dir: TemporaryDirectory) throws {
     // 4x3 RGB with distinct pixels, as PNG.
     let rgb: [UInt8] = (0..<36).map { UInt8($0 * 7) }
-    try ImageCodec.writePNG(pixels: rgb, width: 4, height: 3, channels: 3, to: dir.file("cat/b.png"))
+    try ImageCodec.writePNG(
+      pixels: rgb, width: 4, height: 3, channels: 3, to: dir.file("cat/b.png"))
     // Gray+alpha PNG: alpha must be dropped, gray replicated.
-    try ImageCodec.writePNG(pixels: [10, 255, 200, 0], width: 2, height: 1, channels: 2, to: dir.file("cat/a.png"))
+    try ImageCodec.writePNG(
+      pixels: [10, 255, 200, 0], width: 2, height: 1, channels: 2, to: dir.file("cat/a.png"))
     // JPEGs: flat colours, so that they survive compression nearly exactly.
-    let red = [UInt8](repeating: 0, count: 8 * 8 * 3).enumerated().map { $0.offset % 3 == 0 ? UInt8(200) : UInt8(30) }
-    try dir.write("ant/x.JPG", ImageCodec.encodeJPEG(pixels: red, width: 8, height: 8, channels: 3, quality: 100))
-    try dir.write("ant/gray.jpeg", ImageCodec.encodeJPEG(pixels: [UInt8](repeating: 90, count: 64), width: 8, height: 8, channels: 1, quality: 100))
+    let red = [UInt8](repeating: 0, count: 8 * 8 * 3).enumerated().map {
+      $0.offset % 3 == 0 ? UInt8(200) : UInt8(30)
+    }
+    try dir.write(
+      "ant/x.JPG",
+      ImageCodec.encodeJPEG(pixels: red, width: 8, height: 8, channels: 3, quality: 100))
+    try dir.write(
+      "ant/gray.jpeg",
+      ImageCodec.encodeJPEG(
+        pixels: [UInt8](repeating: 90, count: 64), width: 8, height: 8, channels: 1, quality: 100))
     // CMYK as libjpeg writes it (with an Adobe marker, so stored inverted): magenta.
     let cmyk: [UInt8] = (0..<64).flatMap { _ -> [UInt8] in [255, 0, 255, 255] }
-    try dir.write("bee/sub/m.jpg", ImageCodec.encodeJPEG(pixels: cmyk, width: 8, height: 8, channels: 4, quality: 100))
+    try dir.write(
+      "bee/sub/m.jpg",
+      ImageCodec.encodeJPEG(pixels: cmyk, width: 8, height: 8, channels: 4, quality: 100))
     try dir.write("bee/notes.txt", Array("not an image".utf8))
   }
 
@@ -78,7 +93,10 @@ struct CIFARAndImageFolderTests {
     try Self.makeFolder(dir)
     let folder = try ImageFolder(root: dir.path)
     #expect(folder.classes == ["ant", "bee", "cat"])
-    #expect(folder.files.map { ($0.path as NSString).lastPathComponent } == ["gray.jpeg", "x.JPG", "m.jpg", "a.png", "b.png"])
+    #expect(
+      folder.files.map { ($0.path as NSString).lastPathComponent } == [
+        "gray.jpeg", "x.JPG", "m.jpg", "a.png", "b.png",
+      ])
     #expect(folder.files.map(\.label) == [0, 0, 1, 2, 2])
     let gray = try folder.sample(0).image
     #expect(gray.channels == 3 && gray.width == 8)
@@ -87,7 +105,9 @@ struct CIFARAndImageFolderTests {
     #expect(abs(Int(red[0]) - 200) <= 3 && abs(Int(red[1]) - 30) <= 3 && abs(Int(red[2]) - 30) <= 3)
     let magenta = try folder.sample(2)
     #expect(magenta.label == 1)
-    #expect(abs(Int(magenta.image.pixels[0]) - 255) <= 3 && Int(magenta.image.pixels[1]) <= 3 && abs(Int(magenta.image.pixels[2]) - 255) <= 3)
+    #expect(
+      abs(Int(magenta.image.pixels[0]) - 255) <= 3 && Int(magenta.image.pixels[1]) <= 3
+        && abs(Int(magenta.image.pixels[2]) - 255) <= 3)
     let ga = try folder.sample(3).image
     #expect(ga.pixels == [10, 10, 10, 200, 200, 200])
     let png = try folder.sample(4).image
@@ -97,7 +117,8 @@ struct CIFARAndImageFolderTests {
   @Test func corruptImagesNameTheFile() throws {
     let dir = try TemporaryDirectory()
     try Self.makeFolder(dir)
-    let good = try ImageCodec.encodeJPEG(pixels: [UInt8](repeating: 5, count: 48), width: 4, height: 4, channels: 3)
+    let good = try ImageCodec.encodeJPEG(
+      pixels: [UInt8](repeating: 5, count: 48), width: 4, height: 4, channels: 3)
     try dir.write("cat/c_broken.jpg", Array(good.prefix(30)))
     try dir.write("cat/d_garbage.png", [0x89, 0x50, 0x4E, 0x47, 1, 2, 3, 4, 5, 6, 7, 8])
     try dir.write("cat/e_text.jpg", Array("hello".utf8))
@@ -109,9 +130,11 @@ struct CIFARAndImageFolderTests {
       #expect(m.contains(name) && m.contains("decode"), "\(m)")
     }
     // The loader reports the first failure, or skips and counts with skipUnreadable.
-    let strict = try DataLoader(folder, batchSize: 8, shuffle: false, transform: CenterCrop(size: 2))
+    let strict = try DataLoader(
+      folder, batchSize: 8, shuffle: false, transform: CenterCrop(size: 2))
     #expect(throws: TensorError.self) { _ = try strict.batches(epoch: 0).next() }
-    let lenient = try DataLoader(folder, batchSize: 8, shuffle: false, transform: CenterCrop(size: 2), skipUnreadable: true)
+    let lenient = try DataLoader(
+      folder, batchSize: 8, shuffle: false, transform: CenterCrop(size: 2), skipUnreadable: true)
     let batch = try #require(try lenient.batches(epoch: 0).next())
     #expect(batch.images.shape == [5, 3, 2, 2])
     #expect(batch.skipped.count == 3)

@@ -45,13 +45,19 @@ struct DataLoaderTests {
 
   @Test func batchesDoNotDependOnPrefetchOrWorkers() throws {
     let data = SyntheticDataSet(count: 37)
-    let reference = try all(DataLoader(data, batchSize: 8, seed: 3, transform: Self.augment, prefetch: 0, workers: 1), epoch: 2)
+    let reference = try all(
+      DataLoader(data, batchSize: 8, seed: 3, transform: Self.augment, prefetch: 0, workers: 1),
+      epoch: 2)
     #expect(reference.map { $0.images.shape[0] } == [8, 8, 8, 8, 5])
     for (prefetch, workers) in [(1, 2), (3, 3), (2, 8)] {
-      let other = try all(DataLoader(data, batchSize: 8, seed: 3, transform: Self.augment, prefetch: prefetch, workers: workers), epoch: 2)
+      let other = try all(
+        DataLoader(
+          data, batchSize: 8, seed: 3, transform: Self.augment, prefetch: prefetch, workers: workers
+        ), epoch: 2)
       #expect(other.count == reference.count)
       for (x, y) in zip(reference, other) {
-        #expect(x.images.scalars == y.images.scalars && x.labels == y.labels && x.indices == y.indices)
+        #expect(
+          x.images.scalars == y.images.scalars && x.labels == y.labels && x.indices == y.indices)
       }
     }
     // Another epoch augments differently.
@@ -62,12 +68,15 @@ struct DataLoaderTests {
   }
 
   @Test func resumeMidEpochEqualsTheTail() throws {
-    let loader = try DataLoader(SyntheticDataSet(count: 45), batchSize: 6, seed: 11, transform: Self.augment)
+    let loader = try DataLoader(
+      SyntheticDataSet(count: 45), batchSize: 6, seed: 11, transform: Self.augment)
     let full = try all(loader, epoch: 4)
     let tail = try all(loader, epoch: 4, from: 5)
     #expect(tail.count == full.count - 5)
     for (x, y) in zip(full.suffix(from: 5), tail) {
-      #expect(x.batchIndex == y.batchIndex && x.images.scalars == y.images.scalars && x.labels == y.labels)
+      #expect(
+        x.batchIndex == y.batchIndex && x.images.scalars == y.images.scalars && x.labels == y.labels
+      )
     }
     #expect(try all(loader, epoch: 4, from: 100).isEmpty)
     #expect(try loader.batch(2, epoch: 4).images.scalars == full[2].images.scalars)
@@ -82,7 +91,9 @@ struct DataLoaderTests {
     // Sample 1, pixel 0: RGB (1, 2, 3) comes out as B, G, R planes.
     let base = 1 * 90
     #expect(v[base] == 3 && v[base + 30] == 2 && v[base + 60] == 1)
-    let rgb = try all(DataLoader(data, batchSize: 3, shuffle: false, channelOrder: .rgb, scale: 1.0 / 255), epoch: 0)[0]
+    let rgb = try all(
+      DataLoader(data, batchSize: 3, shuffle: false, channelOrder: .rgb, scale: 1.0 / 255), epoch: 0
+    )[0]
     #expect(abs(rgb.images.scalars[base] - 1.0 / 255) < 1e-7)
   }
 
@@ -96,17 +107,25 @@ struct DataLoaderTests {
     let loader = try DataLoader(failing, batchSize: 4, shuffle: false)
     let m = errorMessage { _ = try all(loader, epoch: 0) }
     #expect(m.contains("sample13"))
-    let lenient = try all(DataLoader(failing, batchSize: 4, shuffle: false, skipUnreadable: true), epoch: 0)
-    #expect(lenient[3].labels == [2, 4, 5] && lenient[3].skipped.map(\.index) == [13] && lenient[3].skipped[0].reason == "sample13: unreadable")
+    let lenient = try all(
+      DataLoader(failing, batchSize: 4, shuffle: false, skipUnreadable: true), epoch: 0)
+    #expect(
+      lenient[3].labels == [2, 4, 5] && lenient[3].skipped.map(\.index) == [13]
+        && lenient[3].skipped[0].reason == "sample13: unreadable")
     // Varying sizes without a crop are a shape error, not a crash.
     struct Ragged: DataSet {
       var count: Int { 2 }
       var classCount: Int { 1 }
       func sample(_ i: Int) throws -> (image: PixelImage, label: Int) {
-        (PixelImage(width: i + 1, height: 1, channels: 1, pixels: [UInt8](repeating: 0, count: i + 1)), 0)
+        (
+          PixelImage(
+            width: i + 1, height: 1, channels: 1, pixels: [UInt8](repeating: 0, count: i + 1)), 0
+        )
       }
     }
-    #expect(throws: TensorError.self) { _ = try DataLoader(Ragged(), batchSize: 2).batch(0, epoch: 0) }
+    #expect(throws: TensorError.self) {
+      _ = try DataLoader(Ragged(), batchSize: 2).batch(0, epoch: 0)
+    }
     // Dropping a stream early stops its thread without hanging.
     let stream = try DataLoader(data, batchSize: 2, prefetch: 2).batches(epoch: 0)
     _ = try stream.next()

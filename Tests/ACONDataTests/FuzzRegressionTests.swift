@@ -48,12 +48,14 @@ struct DataFuzzRegressionTests {
       }
     }
     // Three 32-bit sizes whose product overflows Int: refused, not trapped.
-    let overflow = try FuzzInputs.bytes(FuzzInputs.root.appendingPathComponent("regressions/idx/dimensions-overflow-int.idx"))
+    let overflow = try FuzzInputs.bytes(
+      FuzzInputs.root.appendingPathComponent("regressions/idx/dimensions-overflow-int.idx"))
     let message = errorMessage { _ = try loadIDXFuzzInput(overflow, in: directory) }
     #expect(message.contains("more data bytes than a file can hold"), "\(message)")
     // A gzip trailer claiming 2 GB: the stream is inflated into a buffer sized by what deflate
     // can produce from the input, and the bad stream is reported.
-    let bomb = try FuzzInputs.bytes(FuzzInputs.root.appendingPathComponent("regressions/idx-gzip/trailer-claims-2gb.idx.gz"))
+    let bomb = try FuzzInputs.bytes(
+      FuzzInputs.root.appendingPathComponent("regressions/idx-gzip/trailer-claims-2gb.idx.gz"))
     let gzipMessage = errorMessage { _ = try loadIDXFuzzInput(bomb, in: directory) }
     #expect(gzipMessage.contains("gzip") || gzipMessage.contains("IDX"), "\(gzipMessage)")
   }
@@ -69,12 +71,15 @@ struct DataFuzzRegressionTests {
     let before = peakResidentBytes()
     let message = errorMessage { _ = try FileBytes.read(path) }
     #expect(message.contains("gzip"), "\(message)")
-    #expect(peakResidentBytes() - before < 1 << 30, "reading 30 bytes raised the peak RSS by a gigabyte")
+    #expect(
+      peakResidentBytes() - before < 1 << 30, "reading 30 bytes raised the peak RSS by a gigabyte")
   }
 
   @Test func cifarSeedsLoadAndRegressionsAreRefused() throws {
     let directory = try TemporaryDirectory()
-    let variants: [CIFARDataSet.Variant] = [.cifar10, .cifar100(fine: false), .cifar100(fine: true)]
+    let variants: [CIFARDataSet.Variant] = [
+      .cifar10, .cifar100(fine: false), .cifar100(fine: true),
+    ]
     for url in FuzzInputs.files("corpus", "cifar") {
       let bytes = try FuzzInputs.bytes(url)
       let path = try directory.write("cifar.bin", Array(bytes.dropFirst()))
@@ -84,7 +89,9 @@ struct DataFuzzRegressionTests {
     for url in FuzzInputs.files("regressions", "cifar") {
       let bytes = try FuzzInputs.bytes(url)
       let path = try directory.write("cifar.bin", Array(bytes.dropFirst()))
-      let message = errorMessage { _ = try CIFARDataSet(files: [path], variant: variants[Int(bytes[0]) % 3]) }
+      let message = errorMessage {
+        _ = try CIFARDataSet(files: [path], variant: variants[Int(bytes[0]) % 3])
+      }
       #expect(message.contains(path), "\(url.lastPathComponent): \(message)")
     }
   }
@@ -96,7 +103,9 @@ struct DataFuzzRegressionTests {
         #expect(image.pixels.count == image.width * image.height * 3)
       }
       for url in FuzzInputs.files("regressions", target) {
-        let message = errorMessage { _ = try ImageCodec.decode(try FuzzInputs.bytes(url), path: url.path) }
+        let message = errorMessage {
+          _ = try ImageCodec.decode(try FuzzInputs.bytes(url), path: url.path)
+        }
         #expect(message.contains("cannot decode"), "\(url.lastPathComponent): \(message)")
       }
     }
@@ -107,14 +116,17 @@ struct DataFuzzRegressionTests {
       _ = try SafeTensors.decode(try Data(contentsOf: url), path: url.path)
     }
     for url in FuzzInputs.files("regressions", "safetensors") {
-      let message = errorMessage { _ = try SafeTensors.decode(try Data(contentsOf: url), path: url.path) }
+      let message = errorMessage {
+        _ = try SafeTensors.decode(try Data(contentsOf: url), path: url.path)
+      }
       #expect(message.contains(url.path), "\(url.lastPathComponent): \(message)")
     }
   }
 
   @Test func safetensorsClaimingTerabytesAreRefusedBeforeAllocating() throws {
     // 2^20 x 2^20 F32 = 4 TiB claimed by a 100-byte file: refused as truncated.
-    let header = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1048576,1048576],\"data_offsets\":[0,4398046511104]}}"
+    let header =
+      "{\"w\":{\"dtype\":\"F32\",\"shape\":[1048576,1048576],\"data_offsets\":[0,4398046511104]}}"
     var bytes: [UInt8] = []
     var n = UInt64(header.utf8.count)
     for _ in 0..<8 {
@@ -150,7 +162,8 @@ func buildImageFolderFuzzInput(_ bytes: [UInt8], at root: String) {
     let kind = bytes[i] % 4
     let length = Int(bytes[i + 1])
     i += 2
-    let rawPath = String(decoding: take(length).map { $0 == 0 ? UInt8(ascii: "_") : $0 }, as: UTF8.self)
+    let rawPath = String(
+      decoding: take(length).map { $0 == 0 ? UInt8(ascii: "_") : $0 }, as: UTF8.self)
     let components = rawPath.split(separator: "/").filter { $0 != "." && $0 != ".." && !$0.isEmpty }
     guard !components.isEmpty else { continue }
     let path = ([root] + components.map(String.init)).joined(separator: "/")
@@ -164,7 +177,8 @@ func buildImageFolderFuzzInput(_ bytes: [UInt8], at root: String) {
         i += 1
       }
       _ = FileManager.default.createFile(atPath: path, contents: Data(take(size)))
-    case 1: try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    case 1:
+      try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     case 2: _ = symlink("..", path)
     default: _ = symlink(".", path)
     }
@@ -174,7 +188,9 @@ func buildImageFolderFuzzInput(_ bytes: [UInt8], at root: String) {
 @Suite("Fuzz regressions: image folders")
 struct ImageFolderFuzzRegressionTests {
   @Test func seedsScanAndDecode() throws {
-    for url in FuzzInputs.files("corpus", "imagefolder") + FuzzInputs.files("regressions", "imagefolder") {
+    for url in FuzzInputs.files("corpus", "imagefolder")
+      + FuzzInputs.files("regressions", "imagefolder")
+    {
       let directory = try TemporaryDirectory()
       let root = directory.file("root")
       buildImageFolderFuzzInput(try FuzzInputs.bytes(url), at: root)
@@ -188,7 +204,9 @@ struct ImageFolderFuzzRegressionTests {
     let directory = try TemporaryDirectory()
     let root = directory.file("root")
     buildImageFolderFuzzInput(
-      try FuzzInputs.bytes(FuzzInputs.root.appendingPathComponent("regressions/imagefolder/links-up-the-tree")), at: root)
+      try FuzzInputs.bytes(
+        FuzzInputs.root.appendingPathComponent("regressions/imagefolder/links-up-the-tree")),
+      at: root)
     let folder = try ImageFolder(root: root)
     #expect(folder.classes == ["cat"])
     #expect(folder.files.map { ($0.path as NSString).lastPathComponent } == ["a.png"])

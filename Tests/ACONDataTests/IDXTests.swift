@@ -9,12 +9,20 @@ struct IDXTests {
   /// The real training split, loaded once for the tests that read it.
   static let fashionTrain = Result { try IDXDataSet(split: .train) }
 
-  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func realFashionMNISTTrain() throws {
+  @Test(
+    .enabled(
+      if: TestEnvironment.fashionMNISTInstalled,
+      "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+    )) func realFashionMNISTTrain() throws
+  {
     let data = try Self.fashionTrain.get()
     #expect(data.count == 60000)
     #expect(data.rows == 28 && data.columns == 28)
     #expect(data.classCount == 10)
-    #expect(data.labels.prefix(20).map(Int.init) == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5, 0, 9, 5, 5, 7, 9, 1, 0, 6, 4])
+    #expect(
+      data.labels.prefix(20).map(Int.init) == [
+        9, 0, 0, 3, 0, 2, 7, 2, 5, 5, 0, 9, 5, 5, 7, 9, 1, 0, 6, 4,
+      ])
     // Values read with Python's gzip module from the same files.
     let (image, label) = try data.sample(0)
     #expect(label == 9)
@@ -22,20 +30,36 @@ struct IDXTests {
     #expect(image.pixels.reduce(0) { $0 + Int($1) } == 76247)
     #expect(
       Array(image.pixels[(14 * 28)..<(15 * 28)])
-        == [0, 0, 1, 4, 6, 7, 2, 0, 0, 0, 0, 0, 237, 226, 217, 223, 222, 219, 222, 221, 216, 223, 229, 215, 218, 255, 77, 0])
+        == [
+          0, 0, 1, 4, 6, 7, 2, 0, 0, 0, 0, 0, 237, 226, 217, 223, 222, 219, 222, 221, 216, 223, 229,
+          215, 218, 255, 77, 0,
+        ])
     #expect(data.images.reduce(0) { $0 + Int($1) } == 3_431_114_169)
     #expect(data.labels.reduce(0) { $0 + Int($1) } == 270000)
   }
 
-  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func realFashionMNISTTest() throws {
+  @Test(
+    .enabled(
+      if: TestEnvironment.fashionMNISTInstalled,
+      "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+    )) func realFashionMNISTTest() throws
+  {
     let data = try IDXDataSet(split: .test)
     #expect(data.count == 10000)
-    #expect(data.labels.prefix(20).map(Int.init) == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7, 4, 5, 7, 3, 4, 1, 2, 4, 8, 0])
+    #expect(
+      data.labels.prefix(20).map(Int.init) == [
+        9, 2, 1, 1, 6, 1, 4, 6, 5, 7, 4, 5, 7, 3, 4, 1, 2, 4, 8, 0,
+      ])
     #expect(try data.sample(0).image.pixels.reduce(0) { $0 + Int($1) } == 33456)
     #expect(data.images.reduce(0) { $0 + Int($1) } == 573_469_082)
   }
 
-  @Test(.enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)")) func realSliceThroughLoader() throws {
+  @Test(
+    .enabled(
+      if: TestEnvironment.fashionMNISTInstalled,
+      "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+    )) func realSliceThroughLoader() throws
+  {
     let data = try Self.fashionTrain.get().prefix(100)
     #expect(data.count == 100)
     let loader = try DataLoader(data, batchSize: 32, shuffle: false, scale: 1.0 / 255)
@@ -101,11 +125,17 @@ struct IDXTests {
   }
 
   @Test func badFilesAreNamedWithTheProblem() throws {
-    var m = try failure(images: idxBytes(dims: [3, 2, 3], data: Self.pixels, magic: [0, 0, 8, 1]), labels: Self.labels)
-    #expect(m.contains("images.idx") && m.contains("wrong magic 0x00000801") && m.contains("dimensions"))
-    m = try failure(images: Self.images, labels: idxBytes(dims: [3], data: [0, 7, 9], magic: [0, 0, 8, 3]))
+    var m = try failure(
+      images: idxBytes(dims: [3, 2, 3], data: Self.pixels, magic: [0, 0, 8, 1]), labels: Self.labels
+    )
+    #expect(
+      m.contains("images.idx") && m.contains("wrong magic 0x00000801") && m.contains("dimensions"))
+    m = try failure(
+      images: Self.images, labels: idxBytes(dims: [3], data: [0, 7, 9], magic: [0, 0, 8, 3]))
     #expect(m.contains("labels.idx") && m.contains("wrong magic"))
-    m = try failure(images: idxBytes(dims: [3, 2, 3], data: Self.pixels, magic: [0, 0, 0x0D, 3]), labels: Self.labels)
+    m = try failure(
+      images: idxBytes(dims: [3, 2, 3], data: Self.pixels, magic: [0, 0, 0x0D, 3]),
+      labels: Self.labels)
     #expect(m.contains("images.idx") && m.contains("not unsigned byte"))
     m = try failure(images: [0x50, 0x4B, 3, 4] + Self.images, labels: Self.labels)
     #expect(m.contains("images.idx") && m.contains("not an IDX file"))
@@ -117,7 +147,9 @@ struct IDXTests {
 
   @Test func byteCountMustMatchTheHeader() throws {
     var m = try failure(images: Array(Self.images.dropLast(5)), labels: Self.labels)
-    #expect(m.contains("images.idx") && m.contains("3 x 2 x 3 = 18 data bytes") && m.contains("holds 13") && m.contains("truncated"))
+    #expect(
+      m.contains("images.idx") && m.contains("3 x 2 x 3 = 18 data bytes") && m.contains("holds 13")
+        && m.contains("truncated"))
     m = try failure(images: Self.images + [1, 2], labels: Self.labels)
     #expect(m.contains("images.idx") && m.contains("trailing"))
     m = try failure(images: Self.images, labels: Array(Self.labels.dropLast()))
@@ -127,7 +159,8 @@ struct IDXTests {
   @Test func truncatedAndCorruptGzip() throws {
     let dir = try TemporaryDirectory()
     let l = try dir.write("l.gz", Self.labels, gzip: true)
-    let whole = try [UInt8](Data(contentsOf: URL(fileURLWithPath: try dir.write("i.gz", Self.images, gzip: true))))
+    let whole = try [UInt8](
+      Data(contentsOf: URL(fileURLWithPath: try dir.write("i.gz", Self.images, gzip: true))))
     let cut = try dir.write("cut.gz", Array(whole.prefix(whole.count - 12)))
     var m = errorMessage { _ = try IDXDataSet(imagesPath: cut, labelsPath: l) }
     #expect(m.contains("cut.gz") && m.contains("truncated"))
@@ -141,7 +174,8 @@ struct IDXTests {
   @Test func labelsMustBeInRangeAndCountsAgree() throws {
     var m = try failure(images: Self.images, labels: idxBytes(dims: [3], data: [0, 10, 9]))
     #expect(m.contains("labels.idx") && m.contains("label 10 of sample 1 is outside 0..<10"))
-    m = try failure(images: Self.images, labels: idxBytes(dims: [3], data: [0, 4, 9]), classCount: 5)
+    m = try failure(
+      images: Self.images, labels: idxBytes(dims: [3], data: [0, 4, 9]), classCount: 5)
     #expect(m.contains("label 9 of sample 2 is outside 0..<5"))
     m = try failure(images: Self.images, labels: idxBytes(dims: [2], data: [0, 1]), gzip: true)
     #expect(m.contains("labels.idx") && m.contains("holds 2 labels") && m.contains("3 images"))

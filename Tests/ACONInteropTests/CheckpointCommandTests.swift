@@ -10,8 +10,14 @@ import Testing
 /// and the bad inputs, each a message on stderr and a non-zero exit.
 @Suite(
   "acon with PyTorch checkpoints", .serialized,
-  .enabled(if: TestEnvironment.aconBuilt, "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)"),
-  .enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"))
+  .enabled(
+    if: TestEnvironment.aconBuilt,
+    "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)"
+  ),
+  .enabled(
+    if: TestEnvironment.fashionMNISTInstalled,
+    "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+  ))
 struct CheckpointCommandTests {
   let configuration = ModelConfiguration(
     model: "mobilenetv1-0.25", activation: "acon-c", classes: 10, inputChannels: 1, smallInput: true

@@ -189,7 +189,11 @@ struct ONNXExportTests {
 
   /// `acon export` on a `.pth`, checked against `acon forward` through the binary; and the
   /// bad inputs.
-  @Test(.enabled(if: TestEnvironment.aconBuilt, "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)"))
+  @Test(
+    .enabled(
+      if: TestEnvironment.aconBuilt,
+      "needs the acon binary: run `swift build -c release --product acon` first (scripts/test.sh does)"
+    ))
   func exportCommandMatchesForwardCommand() throws {
     let dir = scratchDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }

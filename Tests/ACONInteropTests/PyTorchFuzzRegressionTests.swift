@@ -28,9 +28,12 @@ struct PyTorchFuzzRegressionTests {
     #expect(seeds.count >= 4)
     for url in seeds {
       let file = try PyTorchCheckpoint.decode([UInt8](try Data(contentsOf: url)), path: url.path)
-      let encoded = PyTorchCheckpoint.encode(file.names.map { SafeTensors.Entry($0, file.tensors[$0]!) })
+      let encoded = PyTorchCheckpoint.encode(
+        file.names.map { SafeTensors.Entry($0, file.tensors[$0]!) })
       let again = try PyTorchCheckpoint.decode(encoded, path: "re-encoded")
-      for name in file.names { #expect(again.tensors[name]?.scalars == file.tensors[name]!.scalars, "\(name)") }
+      for name in file.names {
+        #expect(again.tensors[name]?.scalars == file.tensors[name]!.scalars, "\(name)")
+      }
     }
   }
 

@@ -52,7 +52,8 @@ struct ACONKernelTests {
       // Below -87 the true value is subnormal or zero: absolute error is what is left.
       #expect(abs(Double(s[l]) - exact) < 2e-38)
     }
-    let special = fastSigmoid(Float8(0, -0.0, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 1, -1, 20, -20))
+    let special = fastSigmoid(
+      Float8(0, -0.0, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 1, -1, 20, -20))
     #expect(special[0] == 0.5 && special[1] == 0.5 && special[2] == 1 && special[3] >= 0)
   }
 
@@ -107,7 +108,9 @@ struct ACONKernelTests {
           rp1[ch] += Double(g[k]) * r.dydp1
           rp2[ch] += Double(g[k]) * r.dydp2
           if perElement {
-            #expect(abs(Double(dbetaElements[k]) - Double(g[k]) * r.dydbeta) < 1e-4 * (1 + abs(r.dydbeta)))
+            #expect(
+              abs(Double(dbetaElements[k]) - Double(g[k]) * r.dydbeta) < 1e-4 * (1 + abs(r.dydbeta))
+            )
           } else {
             rb[bi] += Double(g[k]) * r.dydbeta
           }
@@ -168,7 +171,8 @@ struct ACONKernelTests {
       var y = [Float](repeating: 0, count: 8)
       var dx = [Float](repeating: 0, count: 8)
       var sums = [Float](repeating: 0, count: 3)
-      ACONKernel.forward(x, &y, geometry: geo, p1: [p1], p2: [p2], beta: [beta], layout: .perChannel)
+      ACONKernel.forward(
+        x, &y, geometry: geo, p1: [p1], p2: [p2], beta: [beta], layout: .perChannel)
       ACONKernel.backward(
         x, [Float](repeating: 1, count: 8), &dx, geometry: geo, p1: [p1], p2: [p2],
         beta: [beta], layout: .perChannel, planeSums: &sums, dbetaElements: nil)

@@ -46,7 +46,9 @@ struct ReferenceConvolution {
     return y
   }
 
-  func backward(_ x: [Float], _ w: [Float], _ dy: [Float]) -> (dx: [Double], dw: [Double], db: [Double]) {
+  func backward(_ x: [Float], _ w: [Float], _ dy: [Float]) -> (
+    dx: [Double], dw: [Double], db: [Double]
+  ) {
     var dx = [Double](repeating: 0, count: x.count)
     var dw = [Double](repeating: 0, count: w.count)
     var db = [Double](repeating: 0, count: g.outChannels)
@@ -97,7 +99,8 @@ func checkAgainstReference(_ g: ConvGeometry, bias: Bool, seed: UInt64) -> [Stri
   var db = [Float](repeating: .nan, count: g.outChannels)
   var workspace = [Float](
     repeating: .nan,
-    count: max(1, ConvolutionKernel.forwardWorkspaceCount(g), ConvolutionKernel.backwardWorkspaceCount(g)))
+    count: max(
+      1, ConvolutionKernel.forwardWorkspaceCount(g), ConvolutionKernel.backwardWorkspaceCount(g)))
   workspace.withUnsafeMutableBufferPointer { ws in
     ConvolutionKernel.forward(
       g, input: x, weight: w, bias: b, output: &y, workspace: ws.baseAddress!)
@@ -182,7 +185,8 @@ struct ConvolutionKernelTests {
     for (k, g) in cases.enumerated() {
       #expect(g.isDepthwise)
       for bias in [false, true] {
-        let failures = checkAgainstReference(g, bias: bias, seed: UInt64(100 + k * 2 + (bias ? 1 : 0)))
+        let failures = checkAgainstReference(
+          g, bias: bias, seed: UInt64(100 + k * 2 + (bias ? 1 : 0)))
         #expect(failures.isEmpty, "\(failures)")
       }
     }
@@ -231,7 +235,8 @@ struct WinogradKernelTests {
     for (k, g) in cases.enumerated() {
       #expect(WinogradKernel.applies(g) && ConvolutionKernel.runsWinograd(g), "\(g)")
       for bias in [false, true] {
-        let failures = checkAgainstReference(g, bias: bias, seed: UInt64(300 + k * 2 + (bias ? 1 : 0)))
+        let failures = checkAgainstReference(
+          g, bias: bias, seed: UInt64(300 + k * 2 + (bias ? 1 : 0)))
         #expect(failures.isEmpty, "\(failures)")
       }
     }

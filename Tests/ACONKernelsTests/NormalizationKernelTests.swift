@@ -19,7 +19,8 @@ struct NormalizationKernelTests {
     for i in x.indices { x[i] = 10_000 + x[i] * Float((i / plane) % c + 1) * 0.01 }
     var mean = [Float](repeating: 0, count: c)
     var variance = [Float](repeating: 0, count: c)
-    BatchNormKernel.statistics(x, batch: n, channels: c, plane: plane, mean: &mean, variance: &variance)
+    BatchNormKernel.statistics(
+      x, batch: n, channels: c, plane: plane, mean: &mean, variance: &variance)
     for ch in 0..<c {
       var values: [Double] = []
       for b in 0..<n { for i in 0..<plane { values.append(Double(x[(b * c + ch) * plane + i])) } }
@@ -40,7 +41,8 @@ struct NormalizationKernelTests {
     let bias = Self.values(c, seed: 5)
     var mean = [Float](repeating: 0, count: c)
     var variance = [Float](repeating: 0, count: c)
-    BatchNormKernel.statistics(x, batch: n, channels: c, plane: plane, mean: &mean, variance: &variance)
+    BatchNormKernel.statistics(
+      x, batch: n, channels: c, plane: plane, mean: &mean, variance: &variance)
     let invStd = variance.map { 1 / ($0 + 1e-5).squareRoot() }
     var y = [Float](repeating: 0, count: count)
     BatchNormKernel.normalize(
@@ -120,7 +122,8 @@ struct NormalizationKernelTests {
       }
     }
     var dx = [Float](repeating: 1, count: x.count)
-    PoolingKernel.maxBackward([Float](repeating: 1, count: outCount), indices: indices, &dx, planes: planes, geometry: g)
+    PoolingKernel.maxBackward(
+      [Float](repeating: 1, count: outCount), indices: indices, &dx, planes: planes, geometry: g)
     #expect(dx.reduce(0, +) == Float(outCount))
   }
 

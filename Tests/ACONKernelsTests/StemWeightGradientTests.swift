@@ -24,7 +24,8 @@ struct StemWeightGradientTests {
     for (k, g) in cases.enumerated() {
       #expect(g.outHeight * g.outWidth >= ConvolutionKernel.unfoldedTargetColumns)
       for bias in [false, true] {
-        let failures = checkAgainstReference(g, bias: bias, seed: UInt64(700 + 2 * k + (bias ? 1 : 0)))
+        let failures = checkAgainstReference(
+          g, bias: bias, seed: UInt64(700 + 2 * k + (bias ? 1 : 0)))
         #expect(failures.isEmpty, "\(failures)")
       }
     }

@@ -36,16 +36,19 @@ struct ModelZooTests {
     // the table (2.78M, 3.91M) while their MACs match it exactly; the layout follows the
     // reference code, so the table's parameter column is the looser check there.
     let relative = name.hasPrefix("tfnet") ? 0.035 : 0.01
-    #expect(abs(Double(c.parameters) - params) <= 0.05e6 + relative * params,
-            "\(name) \(activation): \(c.parameters) parameters, paper \(params)")
-    #expect(abs(Double(c.macs) - macs) <= 0.035 * macs,
-            "\(name) \(activation): \(c.macs) MACs, paper \(macs)")
+    #expect(
+      abs(Double(c.parameters) - params) <= 0.05e6 + relative * params,
+      "\(name) \(activation): \(c.parameters) parameters, paper \(params)")
+    #expect(
+      abs(Double(c.macs) - macs) <= 0.035 * macs,
+      "\(name) \(activation): \(c.macs) MACs, paper \(macs)")
   }
 
   @Test(arguments: ModelZoo.names)
   func everyParameterReachesTheOptimizer(_ name: String) throws {
     let activation = name.hasPrefix("tfnet") ? "acon-frelu" : "meta-acon"
-    let model = try ModelZoo.make(ModelConfiguration(model: name, activation: activation, classes: 10))
+    let model = try ModelZoo.make(
+      ModelConfiguration(model: name, activation: activation, classes: 10))
     let groups = ParameterGroup.referenceGroups(of: model, weightDecay: 4e-5)
     let grouped = groups.flatMap(\.parameters).map { ObjectIdentifier($0.parameter) }
     let all = model.parameters.map { ObjectIdentifier($0) }
@@ -56,16 +59,20 @@ struct ModelZooTests {
       #expect(key.hasSuffix("weight") && p.value.rank > 1, "\(key) should not decay")
       #expect(!key.hasSuffix("bn1.weight") && !key.hasSuffix("bn2.weight"))
     }
-    for (key, _) in groups[1].parameters where key.hasSuffix(".p1") || key.hasSuffix(".p2") || key.hasSuffix(".beta") {
+    for (key, _) in groups[1].parameters
+    where key.hasSuffix(".p1") || key.hasSuffix(".p2") || key.hasSuffix(".beta") {
       #expect(!groups[0].parameters.contains { $0.name == key })
     }
   }
 
-  @Test(arguments: ["shufflenetv2-0.5x", "shufflenetv2-0.25x", "mobilenetv2-0.17", "tfnet-0.5", "resnet18"])
+  @Test(arguments: [
+    "shufflenetv2-0.5x", "shufflenetv2-0.25x", "mobilenetv2-0.17", "tfnet-0.5", "resnet18",
+  ])
   func oneTrainStepUpdatesEveryParameter(_ name: String) throws {
     let activation = name.hasPrefix("tfnet") ? "acon-frelu" : "meta-acon"
     let model = try ModelZoo.make(
-      ModelConfiguration(model: name, activation: activation, classes: 10, inputChannels: 1, smallInput: true))
+      ModelConfiguration(
+        model: name, activation: activation, classes: 10, inputChannels: 1, smallInput: true))
     var rng = RandomGenerator(seed: 3)
     let x = Tensor.randomUniform([2, 1, 32, 32], using: &rng)
     let before = model.parameters.map(\.value.scalars)
@@ -85,7 +92,8 @@ struct ModelZooTests {
   }
 
   @Test func anyInputSizeAndClassCount() throws {
-    let model = try ModelZoo.make(ModelConfiguration(model: "shufflenetv2-0.5x", activation: "acon-c", classes: 7))
+    let model = try ModelZoo.make(
+      ModelConfiguration(model: "shufflenetv2-0.5x", activation: "acon-c", classes: 7))
     model.eval()
     for size in [64, 96, 161] {
       let y = try withoutGradients { try model(Tensor.zeros([1, 3, size, size])) }
@@ -95,21 +103,27 @@ struct ModelZooTests {
 
   @Test func badNamesAndShapesGiveClearErrors() throws {
     #expect(throws: ModelError.self) { try ModelZoo.make(ModelConfiguration(model: "resnet51")) }
-    #expect(throws: ModelError.self) { try ModelZoo.make(ModelConfiguration(model: "resnet50", activation: "gelu")) }
-    #expect(throws: ModelError.self) { try ModelZoo.make(ModelConfiguration(model: "tfnet-0.5", activation: "acon-c")) }
+    #expect(throws: ModelError.self) {
+      try ModelZoo.make(ModelConfiguration(model: "resnet50", activation: "gelu"))
+    }
+    #expect(throws: ModelError.self) {
+      try ModelZoo.make(ModelConfiguration(model: "tfnet-0.5", activation: "acon-c"))
+    }
     let model = try ModelZoo.make(ModelConfiguration(model: "resnet18", activation: "relu"))
     #expect(throws: TensorError.self) { try model(Tensor.zeros([1, 1, 64, 64])) }
     #expect(throws: TensorError.self) { try model(Tensor.zeros([3, 64, 64])) }
   }
 
   @Test func referenceParameterNames() throws {
-    let model = try ModelZoo.make(ModelConfiguration(model: "shufflenetv2-0.5x", activation: "acon-c"))
+    let model = try ModelZoo.make(
+      ModelConfiguration(model: "shufflenetv2-0.5x", activation: "acon-c"))
     let keys = model.stateDict().map(\.0)
-    #expect(keys.prefix(9) == [
-      "first_conv.0.weight", "first_conv.0.bias", "first_conv.1.weight", "first_conv.1.bias",
-      "first_conv.1.running_mean", "first_conv.1.running_var", "first_conv.1.num_batches_tracked",
-      "first_conv.2.p1", "first_conv.2.p2",
-    ])
+    #expect(
+      keys.prefix(9) == [
+        "first_conv.0.weight", "first_conv.0.bias", "first_conv.1.weight", "first_conv.1.bias",
+        "first_conv.1.running_mean", "first_conv.1.running_var", "first_conv.1.num_batches_tracked",
+        "first_conv.2.p1", "first_conv.2.p2",
+      ])
     #expect(keys.contains("features.0.branch_proj.4.beta"))
     #expect(keys.contains("features.1.branch_main.7.p1"))
     #expect(!keys.contains("features.1.branch_proj.0.weight"))

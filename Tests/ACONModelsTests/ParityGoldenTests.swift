@@ -55,7 +55,8 @@ struct ParityGoldenTests {
   func everyParameterHasItsGradient(tag: String) throws {
     let weights = try Golden(named: "\(tag).weights", in: .module)
     let io = try Golden(named: "\(tag).io", in: .module)
-    let zero = Set((io.metadata["zero_gradient_parameters"] ?? "").split(separator: ",").map(String.init))
+    let zero = Set(
+      (io.metadata["zero_gradient_parameters"] ?? "").split(separator: ",").map(String.init))
     var checked = 0
     for name in weights.file.names {
       let value = try weights.tensor(name)

@@ -20,9 +20,12 @@ struct ParityTests {
     ("tfnet_0.5", "tfnet-0.5", "acon-frelu"),
   ]
 
-  func loadedModel(_ c: (tag: String, model: String, activation: String), _ golden: ParityGolden) throws -> Module {
+  func loadedModel(_ c: (tag: String, model: String, activation: String), _ golden: ParityGolden)
+    throws -> Module
+  {
     let classes = Int(golden.io.metadata["classes"] ?? "") ?? 10
-    let model = try ModelZoo.make(ModelConfiguration(model: c.model, activation: c.activation, classes: classes))
+    let model = try ModelZoo.make(
+      ModelConfiguration(model: c.model, activation: c.activation, classes: classes))
     _ = try model.load(from: golden.weightsURL, strict: true)
     return model
   }
@@ -71,15 +74,24 @@ struct ParityTests {
       let e = TensorComparison(actual, reference, name: name).relativeL2
       if e > worst.0 { worst = (e, name) }
     }
-    let t = TensorComparison(logits.detached, try golden.io.tensor("logits_train_f64"), name: "train logits")
-    print("parity \(c.tag) train logits: relative L2 \(t.relativeL2); worst gradient \(worst.0) (\(worst.1))")
+    let t = TensorComparison(
+      logits.detached, try golden.io.tensor("logits_train_f64"), name: "train logits")
+    print(
+      "parity \(c.tag) train logits: relative L2 \(t.relativeL2); worst gradient \(worst.0) (\(worst.1))"
+    )
   }
 
   @Test func loadRejectsMismatchedWeights() throws {
     let golden = try ParityGolden(tag: "tfnet_0.5", in: .module)
-    let wrongClasses = try ModelZoo.make(ModelConfiguration(model: "tfnet-0.5", activation: "acon-frelu", classes: 11))
-    #expect(throws: (any Error).self) { _ = try wrongClasses.load(from: golden.weightsURL, strict: true) }
-    let wrongModel = try ModelZoo.make(ModelConfiguration(model: "shufflenetv2-0.5x", activation: "acon-c", classes: 10))
-    #expect(throws: (any Error).self) { _ = try wrongModel.load(from: golden.weightsURL, strict: true) }
+    let wrongClasses = try ModelZoo.make(
+      ModelConfiguration(model: "tfnet-0.5", activation: "acon-frelu", classes: 11))
+    #expect(throws: (any Error).self) {
+      _ = try wrongClasses.load(from: golden.weightsURL, strict: true)
+    }
+    let wrongModel = try ModelZoo.make(
+      ModelConfiguration(model: "shufflenetv2-0.5x", activation: "acon-c", classes: 10))
+    #expect(throws: (any Error).self) {
+      _ = try wrongModel.load(from: golden.weightsURL, strict: true)
+    }
   }
 }

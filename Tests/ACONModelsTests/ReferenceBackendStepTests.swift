@@ -49,7 +49,8 @@ import Testing
 
   @Test(arguments: [
     // The reference stem (stride-2 convolution, max-pool) and the small-input stem.
-    ("acon-c", false, true), ("acon-c", true, true), ("relu", false, true), ("acon-c", false, false),
+    ("acon-c", false, true), ("acon-c", true, true), ("relu", false, true),
+    ("acon-c", false, false),
     // meta-ACON through the fused batch norm + ACON with a generator; the BatchNorm-free generator
     // (the reference's meta-ACON normalises 2 values per channel at batch 2, ill-conditioned).
     ("meta-acon-bs1", false, true),
@@ -63,6 +64,8 @@ import Testing
       try trainingStep(configuration, fusion: fusion, rng: &rng)
     }
     #expect(messages.isEmpty, "\(messages.prefix(8).joined(separator: "\n")) (worst \(worst))")
-    print("ShuffleNetV2-0.5x \(activation) small input \(smallInput) fusion \(fusion): worst scaled difference \(worst)")
+    print(
+      "ShuffleNetV2-0.5x \(activation) small input \(smallInput) fusion \(fusion): worst scaled difference \(worst)"
+    )
   }
 }

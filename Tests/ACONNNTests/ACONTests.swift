@@ -35,7 +35,8 @@ private func close(_ a: Tensor, _ b: Tensor, _ tolerance: Double = 1e-5) -> Bool
 /// The reference's N(0, 0.01) funnel weights make the conv output tiny next to a 1e-2 step,
 /// and the BN after it divides by its spread: give the check weights of order 1.
 private func spreadFunnelWeights(_ layer: AconFReLU, _ rng: inout RandomGenerator) {
-  layer.convFReLU.weight.value = Tensor.randomNormal([layer.channels, 1, 3, 3], std: 0.7, using: &rng)
+  layer.convFReLU.weight.value = Tensor.randomNormal(
+    [layer.channels, 1, 3, 3], std: 0.7, using: &rng)
 }
 
 @Suite("ACON family")
@@ -196,7 +197,8 @@ struct ACONTests {
     let rank4 = try layerGradientFailures(
       layer, input([3, channels, 4, 3]), step: step, relative: tolerance)
     #expect(rank4.isEmpty, "\(kind.rawValue) rank 4: \(rank4.prefix(5))")
-    let rank2 = try layerGradientFailures(layer, input([4, channels]), step: step, relative: tolerance)
+    let rank2 = try layerGradientFailures(
+      layer, input([4, channels]), step: step, relative: tolerance)
     #expect(rank2.isEmpty, "\(kind.rawValue) rank 2: \(rank2.prefix(5))")
   }
 
@@ -228,7 +230,8 @@ struct ACONTests {
     }
     let a = Tensor.randomNormal([2, 3, 4, 4], std: 2, using: &rng)
     let b = Tensor.randomNormal([2, 3, 4, 4], std: 2, using: &rng)
-    #expect(try GradientCheck().failures([a, b]) { try Tensor.smoothMaximum($0[0], $0[1]) }.isEmpty)
+    #expect(
+      try GradientCheck().failures([a, b]) { try Tensor.smoothMaximum($0[0], $0[1]) }.isEmpty)
   }
 
   @Test func frelUStrideTwoGradients() throws {
@@ -263,7 +266,8 @@ struct ACONTests {
       let fused = try run(observed: false)
       let separate = try run(observed: true)
       for (a, b) in zip(fused, separate) {
-        #expect(maxAbsDifference(a, b) <= 1e-5 * max(1, b.scalars.map { abs($0) }.max()!), "\(shape)")
+        #expect(
+          maxAbsDifference(a, b) <= 1e-5 * max(1, b.scalars.map { abs($0) }.max()!), "\(shape)")
       }
     }
     layer.betaObserver = nil
@@ -336,7 +340,8 @@ struct ACONTests {
     #expect(MetaAconC(channels: 1024, using: &rng).hiddenChannels == 64)
     #expect(MetaAconC(channels: 48, reduction: 8, using: &rng).hiddenChannels == 8)
     let stateNames = meta.stateEntries().map(\.name)
-    #expect(stateNames.contains("bn1.running_mean") && stateNames.contains("bn2.num_batches_tracked"))
+    #expect(
+      stateNames.contains("bn1.running_mean") && stateNames.contains("bn2.num_batches_tracked"))
     let frelu = AconFReLU(channels: 4, using: &rng)
     #expect(
       frelu.namedParameters().map(\.0) == [
@@ -345,9 +350,11 @@ struct ACONTests {
     #expect(frelu.convFReLU.weight.value.shape == [4, 1, 3, 3])
     // The PyTorch script saw the same names.
     let g = try golden()
-    let metaNames = Set(g.keys.filter { $0.hasPrefix("meta.param.") }.map { String($0.dropFirst(11)) })
+    let metaNames = Set(
+      g.keys.filter { $0.hasPrefix("meta.param.") }.map { String($0.dropFirst(11)) })
     #expect(metaNames == Set(meta.namedParameters().map(\.0)))
-    let freluNames = Set(g.keys.filter { $0.hasPrefix("frelu.param.") }.map { String($0.dropFirst(12)) })
+    let freluNames = Set(
+      g.keys.filter { $0.hasPrefix("frelu.param.") }.map { String($0.dropFirst(12)) })
     #expect(freluNames == Set(frelu.namedParameters().map(\.0)))
   }
 
@@ -453,6 +460,8 @@ struct ACONTests {
       try Tensor.acon(x, p1: p, p2: p, beta: Tensor.zeros([2, 4, 3, 1]))
     }
     #expect(throws: TensorError.self) { try Tensor.smoothMaximum(x, Tensor.zeros([2, 4, 3, 2])) }
-    #expect(throws: TensorError.self) { try MetaAconC(channels: 4, using: &rng)(Tensor.zeros([2, 3])) }
+    #expect(throws: TensorError.self) {
+      try MetaAconC(channels: 4, using: &rng)(Tensor.zeros([2, 3]))
+    }
   }
 }

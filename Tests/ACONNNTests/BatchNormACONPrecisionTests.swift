@@ -85,7 +85,8 @@ struct BatchNormACONPrecisionTests {
       let errors = (
         y: Self.relativeError(y.scalars, expected.y),
         dx: Self.relativeError(input.grad!.scalars, expected.dx),
-        parameters: Self.relativeError(parameterGrads, expected.parameterGradients))
+        parameters: Self.relativeError(parameterGrads, expected.parameterGradients)
+      )
       let label = "batch \(batch) \(fused ? "fused" : "separate") seed \(seed): \(errors)"
       #expect(errors.y <= Self.allowedFactor * bound.y, "y \(label)")
       #expect(errors.dx <= Self.allowedFactor * bound.dx, "dx \(label)")
@@ -99,7 +100,8 @@ struct BatchNormACONPrecisionTests {
     var reference = MetaAconFloat64(bn: bn, meta: meta)
     let shape = [3, Self.channels, 3, 3]
     var rng = RandomGenerator(seed: 8)
-    let x = try (Tensor.randomNormal(shape, std: 60, using: &rng) + Tensor(scalar: 100)).scalars.map(Double.init)
+    let x = try (Tensor.randomNormal(shape, std: 60, using: &rng) + Tensor(scalar: 100)).scalars
+      .map(Double.init)
     let upstream = Tensor.randomNormal(shape, using: &rng).scalars.map(Double.init)
     let analytic = reference.run(x, upstream: upstream, shape: shape)
     func loss(_ r: MetaAconFloat64, _ x: [Double]) -> Double {
@@ -161,7 +163,9 @@ struct MetaAconFloat64 {
 
   /// Training-mode batch norm over the batch of `[n, width]` values: output, normalised values,
   /// inverse std.
-  func batchNorm(_ a: [Double], n: Int, width: Int, weight: ArraySlice<Double>, bias: ArraySlice<Double>)
+  func batchNorm(
+    _ a: [Double], n: Int, width: Int, weight: ArraySlice<Double>, bias: ArraySlice<Double>
+  )
     -> (out: [Double], normalised: [Double], invStd: [Double])
   {
     var out = a
@@ -169,11 +173,14 @@ struct MetaAconFloat64 {
     var inv = [Double](repeating: 0, count: width)
     for j in 0..<width {
       let mean = (0..<n).reduce(0.0) { $0 + a[$1 * width + j] } / Double(n)
-      let variance = (0..<n).reduce(0.0) { $0 + (a[$1 * width + j] - mean) * (a[$1 * width + j] - mean) } / Double(n)
+      let variance =
+        (0..<n).reduce(0.0) { $0 + (a[$1 * width + j] - mean) * (a[$1 * width + j] - mean) }
+        / Double(n)
       inv[j] = 1 / (variance + epsilon).squareRoot()
       for b in 0..<n {
         normalised[b * width + j] = (a[b * width + j] - mean) * inv[j]
-        out[b * width + j] = weight[weight.startIndex + j] * normalised[b * width + j] + bias[bias.startIndex + j]
+        out[b * width + j] =
+          weight[weight.startIndex + j] * normalised[b * width + j] + bias[bias.startIndex + j]
       }
     }
     return (out, normalised, inv)
@@ -204,7 +211,10 @@ struct MetaAconFloat64 {
   }
 
   /// `y = W a + bias` for each of `n` rows: `[n, inputs]` to `[n, outputs]`.
-  func linear(_ a: [Double], n: Int, inputs: Int, outputs: Int, weight: ArraySlice<Double>, bias: ArraySlice<Double>) -> [Double] {
+  func linear(
+    _ a: [Double], n: Int, inputs: Int, outputs: Int, weight: ArraySlice<Double>,
+    bias: ArraySlice<Double>
+  ) -> [Double] {
     var out = [Double](repeating: 0, count: n * outputs)
     for b in 0..<n {
       for o in 0..<outputs {
@@ -234,7 +244,9 @@ struct MetaAconFloat64 {
     return da
   }
 
-  func run(_ x: [Double], upstream: [Double], shape: [Int]) -> (y: [Double], dx: [Double], parameterGradients: [Double]) {
+  func run(_ x: [Double], upstream: [Double], shape: [Int]) -> (
+    y: [Double], dx: [Double], parameterGradients: [Double]
+  ) {
     let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
     let s = slices
     let p = parameters

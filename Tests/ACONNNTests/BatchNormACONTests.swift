@@ -16,7 +16,9 @@ struct BatchNormACONTests {
     case "acon-c-hard": return AconC(channels: channels, gate: .hardSigmoid, using: &rng)
     case "meta-acon": return MetaAconC(channels: channels, reduction: 2, using: &rng)
     case "meta-acon-layer": return MetaAconC(channels: channels, generator: .layer, using: &rng)
-    default: return MetaAconC(channels: channels, reduction: 2, generator: .channelWithoutBatchNorm, using: &rng)
+    default:
+      return MetaAconC(
+        channels: channels, reduction: 2, generator: .channelWithoutBatchNorm, using: &rng)
     }
   }
 
@@ -39,12 +41,16 @@ struct BatchNormACONTests {
     var rng = RandomGenerator(seed: 5)
     try (y * Tensor.randomNormal(y.shape, using: &rng)).sum().backward()
     var out: [(String, Tensor)] = [("y", y), ("dx", input.grad!)]
-    for (name, p) in layer.namedParameters() { out.append(("d" + name, p.grad ?? Tensor.zeros(p.value.shape))) }
+    for (name, p) in layer.namedParameters() {
+      out.append(("d" + name, p.grad ?? Tensor.zeros(p.value.shape)))
+    }
     for (name, b) in layer.namedBuffers() { out.append((name, b.value)) }
     return out
   }
 
-  static let names = ["relu", "acon-c", "acon-c-hard", "meta-acon", "meta-acon-layer", "meta-acon-bs1"]
+  static let names = [
+    "relu", "acon-c", "acon-c-hard", "meta-acon", "meta-acon-layer", "meta-acon-bs1",
+  ]
 
   @Test(arguments: names, [true, false])
   func fusedMatchesSeparateLayers(_ name: String, _ training: Bool) throws {
@@ -58,7 +64,8 @@ struct BatchNormACONTests {
     #expect(fused.map(\.0) == separate.map(\.0))
     for ((key, a), (_, b)) in zip(fused, separate) {
       let scale = max(1, b.scalars.map { abs($0) }.max() ?? 0)
-      #expect(maxAbsDifference(a, b) <= 2e-5 * scale, "\(name) \(training ? "train" : "eval") \(key)")
+      #expect(
+        maxAbsDifference(a, b) <= 2e-5 * scale, "\(name) \(training ? "train" : "eval") \(key)")
     }
   }
 
@@ -102,7 +109,8 @@ struct BatchNormResidualReLUTests {
   /// Output, the gradients of the input, the residual and the BN's parameters, and the running
   /// statistics after one pass.
   static func run(_ x: Tensor, _ residual: Tensor, training: Bool) throws -> [(String, Tensor)] {
-    let bn = BatchNormACONTests.pair("relu", channels: x.shape[1], seed: 21).layers[0] as! BatchNorm2d
+    let bn =
+      BatchNormACONTests.pair("relu", channels: x.shape[1], seed: 21).layers[0] as! BatchNorm2d
     if training { bn.train() } else { bn.eval() }
     let (input, shortcut) = (Parameter(x), Parameter(residual))
     let y = try bn.forward(input.value, addingThenReLU: shortcut.value)
@@ -125,7 +133,8 @@ struct BatchNormResidualReLUTests {
     for ((key, a), (_, b)) in zip(fused, separate) {
       let scale = max(1, b.scalars.map { abs($0) }.max() ?? 0)
       #expect(a.shape == b.shape, "\(key)")
-      #expect(maxAbsDifference(a, b) <= 2e-5 * scale, "\(training ? "train" : "eval") \(shape) \(key)")
+      #expect(
+        maxAbsDifference(a, b) <= 2e-5 * scale, "\(training ? "train" : "eval") \(shape) \(key)")
     }
     // The ReLU gated something and let something through: both branches of the gate ran.
     let y = fused[0].1.scalars
@@ -143,7 +152,9 @@ struct BatchNormResidualReLUTests {
     // statistics) then never cross.
     let preActivation = Tensor(
       shape: x.value.shape,
-      values: Tensor.randomNormal(x.value.shape, using: &rng).scalars.map { $0 + ($0 < 0 ? -0.3 : 0.3) })
+      values: Tensor.randomNormal(x.value.shape, using: &rng).scalars.map {
+        $0 + ($0 < 0 ? -0.3 : 0.3)
+      })
     let residual = Parameter(try preActivation - bn(x.value).detached)
     var check = GradientCheck(step: 1e-2, relative: 2e-2, absolute: 2e-3)
     check.maximumChecks = 24

@@ -203,7 +203,8 @@ struct LayersTests {
     let x = Tensor.randomNormal([2, 3, 9, 10], using: &rng)
     let maxPool = MaxPool2d(kernelSize: 3, stride: 2, padding: 1)
     #expect(maxPool.stateEntries().isEmpty)
-    #expect(try maxPool(x).scalars == Tensor.maxPool2d(x, kernelSize: 3, stride: 2, padding: 1).scalars)
+    #expect(
+      try maxPool(x).scalars == Tensor.maxPool2d(x, kernelSize: 3, stride: 2, padding: 1).scalars)
     #expect(try maxPool(x).shape == [2, 3, 5, 5])
     let avgPool = AvgPool2d(kernelSize: 2)
     #expect(avgPool.stride == 2)

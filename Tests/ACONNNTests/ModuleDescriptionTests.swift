@@ -8,7 +8,9 @@ struct ModuleDescriptionTests {
   @Test func treeWithNamesTypesSettingsAndShapes() {
     var rng = RandomGenerator(seed: 0)
     let block = Sequential([
-      Conv2d(inputChannels: 3, outputChannels: 8, kernelSize: 3, stride: 2, padding: 1, bias: false, using: &rng),
+      Conv2d(
+        inputChannels: 3, outputChannels: 8, kernelSize: 3, stride: 2, padding: 1, bias: false,
+        using: &rng),
       BatchNorm2d(8),
       AconC(channels: 8, using: &rng),
       MaxPool2d(kernelSize: 3, stride: 2, padding: 1),
@@ -35,8 +37,11 @@ struct ModuleDescriptionTests {
     var rng = RandomGenerator(seed: 0)
     let meta = MetaAconC(channels: 32, reduction: 8, using: &rng)
     let lines = meta.description.split(separator: "\n")
-    #expect(lines.first == "MetaAconC(32, generator=channel, hidden=8; p1 [1, 32, 1, 1], p2 [1, 32, 1, 1]")
+    #expect(
+      lines.first == "MetaAconC(32, generator=channel, hidden=8; p1 [1, 32, 1, 1], p2 [1, 32, 1, 1]"
+    )
     #expect(lines.contains("  (fc1): Conv2d(32, 8, kernel_size=1; weight [8, 32, 1, 1], bias [8])"))
-    #expect(lines.contains("  (bn2): BatchNorm2d(32, eps=1e-05, momentum=0.1; weight [32], bias [32])"))
+    #expect(
+      lines.contains("  (bn2): BatchNorm2d(32, eps=1e-05, momentum=0.1; weight [32], bias [32])"))
   }
 }

@@ -8,7 +8,8 @@ private final class ConvLike: Module {
   init(_ shape: [Int], seed: UInt64) {
     super.init()
     var rng = RandomGenerator(seed: seed)
-    register(parameter: Parameter(Tensor.randomNormal(shape, using: &rng), decays: true), as: "weight")
+    register(
+      parameter: Parameter(Tensor.randomNormal(shape, using: &rng), decays: true), as: "weight")
   }
 }
 
@@ -53,7 +54,8 @@ private let tinyNames = [
 @Suite("State dict")
 struct StateDictTests {
   func temporaryFile() -> URL {
-    FileManager.default.temporaryDirectory.appendingPathComponent("acon-sd-\(UUID().uuidString).safetensors")
+    FileManager.default.temporaryDirectory.appendingPathComponent(
+      "acon-sd-\(UUID().uuidString).safetensors")
   }
 
   /// The error text of `body`, which must throw a TensorError.
@@ -215,7 +217,8 @@ struct StateDictLayerTests {
     let io = try SafeTensors.read(
       try #require(
         Bundle.module.url(
-          forResource: "state_dict_sample_io", withExtension: "safetensors", subdirectory: "Golden")))
+          forResource: "state_dict_sample_io", withExtension: "safetensors", subdirectory: "Golden")
+      ))
     let model = RealTiny()
     #expect(model.stateDict().map(\.0) == tinyNames)
     try model.load(from: url, strict: true)

@@ -1,5 +1,6 @@
 import ACONTensor
 import ACONTestSupport
+import Foundation
 import Testing
 
 @Suite("Autodiff and basic ops")
@@ -19,7 +20,9 @@ struct AutodiffTests {
     let w = Tensor.randomNormal([5, 6], using: &rng)
     let b = Tensor.randomNormal([5], using: &rng)
     let check = GradientCheck()
-    #expect(try check.failures([x, w, b]) { t in try Tensor.linear(t[0], weight: t[1], bias: t[2]) }.isEmpty)
+    #expect(
+      try check.failures([x, w, b]) { t in try Tensor.linear(t[0], weight: t[1], bias: t[2]) }
+        .isEmpty)
     #expect(
       try check.failures([x]) { t in
         try Tensor.crossEntropy(logits: t[0], labels: [0, 5, 2, 3], labelSmoothing: 0.1)
@@ -82,5 +85,3 @@ struct AutodiffTests {
     #expect(p.value.requiresGrad)
   }
 }
-
-import Foundation

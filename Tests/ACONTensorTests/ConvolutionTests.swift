@@ -24,53 +24,72 @@ struct ConvolutionTests {
 
   @Test func general3x3Gradients() throws {
     for bias in [false, true] {
-      #expect(try gradientFailures(x: [2, 3, 6, 5], weight: [4, 3, 3, 3], bias: bias, padding: 1, seed: 1).isEmpty)
       #expect(
-        try gradientFailures(x: [2, 3, 7, 7], weight: [4, 3, 3, 3], bias: bias, stride: 2, padding: 1, seed: 2)
-          .isEmpty)
+        try gradientFailures(
+          x: [2, 3, 6, 5], weight: [4, 3, 3, 3], bias: bias, padding: 1, seed: 1
+        ).isEmpty)
+      #expect(
+        try gradientFailures(
+          x: [2, 3, 7, 7], weight: [4, 3, 3, 3], bias: bias, stride: 2, padding: 1, seed: 2
+        )
+        .isEmpty)
     }
   }
 
   @Test func dilatedGroupedAndRectangularGradients() throws {
     #expect(
-      try gradientFailures(x: [1, 2, 8, 8], weight: [3, 2, 3, 3], bias: true, padding: 2, dilation: 2, seed: 3)
-        .isEmpty)
+      try gradientFailures(
+        x: [1, 2, 8, 8], weight: [3, 2, 3, 3], bias: true, padding: 2, dilation: 2, seed: 3
+      )
+      .isEmpty)
     for bias in [false, true] {
       #expect(
-        try gradientFailures(x: [2, 4, 5, 5], weight: [6, 2, 3, 3], bias: bias, padding: 1, groups: 2, seed: 4)
-          .isEmpty)
+        try gradientFailures(
+          x: [2, 4, 5, 5], weight: [6, 2, 3, 3], bias: bias, padding: 1, groups: 2, seed: 4
+        )
+        .isEmpty)
     }
     #expect(
-      try gradientFailures(x: [2, 3, 6, 7], weight: [2, 3, 2, 3], bias: true, stride: 2, padding: 1, seed: 5)
-        .isEmpty)
+      try gradientFailures(
+        x: [2, 3, 6, 7], weight: [2, 3, 2, 3], bias: true, stride: 2, padding: 1, seed: 5
+      )
+      .isEmpty)
   }
 
   @Test func pointwiseGradients() throws {
     for bias in [false, true] {
-      #expect(try gradientFailures(x: [2, 4, 5, 5], weight: [3, 4, 1, 1], bias: bias, seed: 6).isEmpty)
+      #expect(
+        try gradientFailures(x: [2, 4, 5, 5], weight: [3, 4, 1, 1], bias: bias, seed: 6).isEmpty)
     }
-    #expect(try gradientFailures(x: [2, 4, 5, 5], weight: [3, 4, 1, 1], bias: true, stride: 2, seed: 7).isEmpty)
+    #expect(
+      try gradientFailures(x: [2, 4, 5, 5], weight: [3, 4, 1, 1], bias: true, stride: 2, seed: 7)
+        .isEmpty)
   }
 
   @Test func depthwiseGradients() throws {
     for bias in [false, true] {
       #expect(
-        try gradientFailures(x: [2, 4, 6, 6], weight: [4, 1, 3, 3], bias: bias, padding: 1, groups: 4, seed: 8)
-          .isEmpty)
+        try gradientFailures(
+          x: [2, 4, 6, 6], weight: [4, 1, 3, 3], bias: bias, padding: 1, groups: 4, seed: 8
+        )
+        .isEmpty)
       #expect(
         try gradientFailures(
-          x: [2, 3, 7, 7], weight: [3, 1, 3, 3], bias: bias, stride: 2, padding: 1, groups: 3, seed: 9
+          x: [2, 3, 7, 7], weight: [3, 1, 3, 3], bias: bias, stride: 2, padding: 1, groups: 3,
+          seed: 9
         ).isEmpty)
     }
     #expect(
       try gradientFailures(
-        x: [1, 2, 9, 9], weight: [2, 1, 5, 5], bias: true, padding: 2, dilation: 1, groups: 2, seed: 10
+        x: [1, 2, 9, 9], weight: [2, 1, 5, 5], bias: true, padding: 2, dilation: 1, groups: 2,
+        seed: 10
       ).isEmpty)
   }
 
   @Test func outputShapeFollowsPyTorch() throws {
     let x = Tensor.zeros([2, 4, 11, 9])
-    let y = try Tensor.conv2d(x, weight: .zeros([6, 2, 3, 3]), bias: nil, stride: 2, padding: 1, dilation: 2, groups: 2)
+    let y = try Tensor.conv2d(
+      x, weight: .zeros([6, 2, 3, 3]), bias: nil, stride: 2, padding: 1, dilation: 2, groups: 2)
     // (11 + 2 - 4 - 1) / 2 + 1 = 5 and (9 + 2 - 4 - 1) / 2 + 1 = 4.
     #expect(y.shape == [2, 6, 5, 4])
   }

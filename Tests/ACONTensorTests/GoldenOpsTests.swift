@@ -33,7 +33,9 @@ struct GoldenOpsTests {
   }
 
   @Test func linear() throws {
-    try check("linear", inputs: ["x", "weight", "bias"], grads: ["grad_x", "grad_weight", "grad_bias"]) {
+    try check(
+      "linear", inputs: ["x", "weight", "bias"], grads: ["grad_x", "grad_weight", "grad_bias"]
+    ) {
       try Tensor.linear($0[0], weight: $0[1], bias: $0[2])
     }
   }
@@ -71,7 +73,8 @@ struct GoldenOpsTests {
     // A copy of the data: exact.
     #expect(golden.mismatch(even, "split.even", relativeL2: 0, maxAbs: 0) == nil)
     #expect(golden.mismatch(odd, "split.odd", relativeL2: 0, maxAbs: 0) == nil)
-    let loss = try (even * golden.tensor("split.proj_even")).sum()
+    let loss =
+      try (even * golden.tensor("split.proj_even")).sum()
       + (odd * golden.tensor("split.proj_odd")).sum()
     try loss.backward()
     #expect(golden.mismatch(try #require(p.grad), "split.grad_x", relativeL2: 0, maxAbs: 0) == nil)

@@ -110,7 +110,9 @@ struct NormalizationTests {
   }
 
   /// `batchNorm(..., fusedReLU: true)` gives the values and gradients of `relu(batchNorm(x))`.
-  @Test(arguments: [([4, 3, 5, 7], true), ([4, 3, 5, 7], false), ([9, 5], true), ([9, 5], false)])
+  @Test(arguments: [
+    ([4, 3, 5, 7], true), ([4, 3, 5, 7], false), ([9, 5], true), ([9, 5], false),
+  ])
   func fusedReLUMatchesTheComposition(shape: [Int], training: Bool) throws {
     var rng = RandomGenerator(seed: 12)
     let c = shape[1]
@@ -143,7 +145,8 @@ struct NormalizationTests {
     let x = Tensor.randomNormal([3, 2, 3, 5], using: &rng)
     let w = Tensor.randomNormal([2], using: &rng)
     let b = Tensor.randomNormal([2], using: &rng)
-    let failures = try GradientCheck(step: 1e-3, relative: 2e-2, absolute: 3e-3).failures([x, w, b]) {
+    let failures = try GradientCheck(step: 1e-3, relative: 2e-2, absolute: 3e-3).failures([x, w, b])
+    {
       t in
       try Tensor.batchNorm(
         t[0], weight: t[1], bias: t[2], runningMean: nil, runningVariance: nil, training: true,
@@ -212,9 +215,14 @@ struct NormalizationTests {
     // Evaluation and p = 0 are the identity; p = 1 zeroes everything.
     #expect(try x.dropout(probability: 0.3, training: false, using: &rng).scalars == x.scalars)
     #expect(try x.dropout(probability: 0, training: true, using: &rng).scalars == x.scalars)
-    #expect(try x.dropout(probability: 1, training: true, using: &rng).scalars.allSatisfy { $0 == 0 })
-    #expect(throws: TensorError.self) { try x.dropout(probability: 1.5, training: true, using: &rng) }
-    #expect(throws: TensorError.self) { try x.dropout(probability: -0.1, training: true, using: &rng) }
+    #expect(
+      try x.dropout(probability: 1, training: true, using: &rng).scalars.allSatisfy { $0 == 0 })
+    #expect(throws: TensorError.self) {
+      try x.dropout(probability: 1.5, training: true, using: &rng)
+    }
+    #expect(throws: TensorError.self) {
+      try x.dropout(probability: -0.1, training: true, using: &rng)
+    }
   }
 
   @Test func dropoutGradientWithFixedMask() throws {

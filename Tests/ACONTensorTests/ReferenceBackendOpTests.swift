@@ -43,7 +43,9 @@ import Testing
     ([2, 8, 6, 6], [12, 8, 1, 1], 1, 0, 1, 1),  // pointwise
     ([1, 6, 9, 9], [6, 3, 3, 3], 1, 2, 2, 2),  // grouped, dilated
   ])
-  func convolution(_ x: [Int], _ w: [Int], _ stride: Int, _ padding: Int, _ dilation: Int, _ groups: Int) throws {
+  func convolution(
+    _ x: [Int], _ w: [Int], _ stride: Int, _ padding: Int, _ dilation: Int, _ groups: Int
+  ) throws {
     try expectAgreement("conv2d \(x) \(w)") { rng in
       try forwardBackward([x, w, [w[0]]], rng: &rng) {
         try Tensor.conv2d(
@@ -56,7 +58,10 @@ import Testing
   @Test(arguments: [false, true]) func batchNorm(_ relu: Bool) throws {
     for training in [true, false] {
       try expectAgreement("batchNorm relu \(relu) training \(training)") { rng in
-        let (mean, variance) = (Tensor.randomNormal([5], using: &rng), Tensor.randomUniform([5], low: 0.5, high: 2, using: &rng))
+        let (mean, variance) = (
+          Tensor.randomNormal([5], using: &rng),
+          Tensor.randomUniform([5], low: 0.5, high: 2, using: &rng)
+        )
         let out = try forwardBackward([[3, 5, 4, 4], [5], [5]], rng: &rng) {
           try Tensor.batchNorm(
             $0[0], weight: $0[1], bias: $0[2], runningMean: mean, runningVariance: variance,
@@ -137,7 +142,9 @@ import Testing
 
   @Test func pixelAconAndSmoothMaximum() throws {
     try expectAgreement("pixelMetaAcon") { rng in
-      try forwardBackward([[2, 5, 3, 4], [1, 5, 1, 1], [1, 5, 1, 1], [1, 5, 1, 1], [1, 5, 1, 1]], rng: &rng) {
+      try forwardBackward(
+        [[2, 5, 3, 4], [1, 5, 1, 1], [1, 5, 1, 1], [1, 5, 1, 1], [1, 5, 1, 1]], rng: &rng
+      ) {
         try Tensor.pixelMetaAcon($0[0], p1: $0[1], p2: $0[2], weight: $0[3], bias: $0[4])
       }
     }
@@ -198,7 +205,10 @@ import Testing
 
   @Test func optimizerSteps() throws {
     try expectAgreement("sgd and adam") { rng in
-      let (p, q) = (Parameter(Tensor.randomNormal([40], using: &rng)), Parameter(Tensor.randomNormal([40], using: &rng)))
+      let (p, q) = (
+        Parameter(Tensor.randomNormal([40], using: &rng)),
+        Parameter(Tensor.randomNormal([40], using: &rng))
+      )
       let buffer = Tensor.zeros([40])
       let (m, v) = (Tensor.zeros([40]), Tensor.zeros([40]))
       for step in 1...3 {
@@ -210,7 +220,10 @@ import Testing
           gradient: g, firstMoment: m, secondMoment: v, learningRate: 0.01, beta1: 0.9,
           beta2: 0.999, epsilon: 1e-8, weightDecay: 1e-2, decoupled: step == 2, step: step)
       }
-      return [("sgd parameter", p.value), ("momentum", buffer), ("adam parameter", q.value), ("m", m), ("v", v)]
+      return [
+        ("sgd parameter", p.value), ("momentum", buffer), ("adam parameter", q.value), ("m", m),
+        ("v", v),
+      ]
     }
   }
 

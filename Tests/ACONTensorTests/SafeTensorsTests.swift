@@ -29,7 +29,8 @@ struct SafeTensorsTests {
   ) {
     do {
       _ = try SafeTensors.decode(bytes, path: "bad.safetensors")
-      Issue.record("accepted a malformed file (expected \"\(fragment)\")", sourceLocation: sourceLocation)
+      Issue.record(
+        "accepted a malformed file (expected \"\(fragment)\")", sourceLocation: sourceLocation)
     } catch let TensorError.invalidFile(path, detail) {
       #expect(path == "bad.safetensors", sourceLocation: sourceLocation)
       #expect(detail.contains(fragment), "\(detail)", sourceLocation: sourceLocation)
@@ -77,7 +78,8 @@ struct SafeTensorsTests {
     let n = bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
     #expect(n % 8 == 0)
     // No temporary file is left beside the result.
-    #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["weights.safetensors"])
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["weights.safetensors"])
   }
 
   @Test func overwriteReplacesTheFile() throws {
@@ -108,7 +110,8 @@ struct SafeTensorsTests {
     let url = dir.appendingPathComponent("w.safetensors")
     try SafeTensors.write([("a", Tensor(shape: [2], values: [1, 2]))], to: url)
     #expect(throws: TensorError.self) {
-      try SafeTensors.write([.init("n", Tensor(shape: [1], values: [.infinity]), dtype: .i64)], to: url)
+      try SafeTensors.write(
+        [.init("n", Tensor(shape: [1], values: [.infinity]), dtype: .i64)], to: url)
     }
     #expect(try SafeTensors.read(url).tensors["a"]!.scalars == [1, 2])
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["w.safetensors"])
@@ -164,9 +167,11 @@ struct SafeTensorsTests {
 
   @Test func eightBitFloats() throws {
     // E4M3fn: 0x38 = 1.0, 0x7e = 448 (largest), 0x01 = 2^-9, 0x7f NaN. E5M2: 0x3c = 1.0.
-    let header = "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[4],\"data_offsets\":[0,4]},"
+    let header =
+      "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[4],\"data_offsets\":[0,4]},"
       + "\"b\":{\"dtype\":\"F8_E5M2\",\"shape\":[2],\"data_offsets\":[4,6]}}"
-    let file = try SafeTensors.decode(fileBytes(header, data: [0x38, 0x7e, 0x01, 0x7f, 0x3c, 0xc0]))
+    let file = try SafeTensors.decode(
+      fileBytes(header, data: [0x38, 0x7e, 0x01, 0x7f, 0x3c, 0xc0]))
     let a = file.tensors["a"]!.scalars
     #expect(Array(a.prefix(3)) == [1, 448, 0x1p-9])
     #expect(a[3].isNaN)
@@ -176,7 +181,9 @@ struct SafeTensorsTests {
   // MARK: Malformed files, one test per case the reference library rejects
 
   @Test func rejectsHeaderLengthBeyondTheFile() {
-    expectInvalid(fileBytes(twoFloats, data: [UInt8](repeating: 0, count: 8), declaredLength: 500), "beyond the end")
+    expectInvalid(
+      fileBytes(twoFloats, data: [UInt8](repeating: 0, count: 8), declaredLength: 500),
+      "beyond the end")
   }
 
   @Test func rejectsHeaderOver100MB() {
@@ -205,7 +212,8 @@ struct SafeTensorsTests {
   }
 
   @Test func rejectsDuplicateNames() {
-    let h = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+    let h =
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
       + "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}"
     expectInvalid(fileBytes(h, data: [UInt8](repeating: 0, count: 8)), "duplicate name \"a\"")
   }
@@ -221,13 +229,15 @@ struct SafeTensorsTests {
   }
 
   @Test func rejectsOverlappingOffsets() {
-    let h = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+    let h =
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
       + "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}"
     expectInvalid(fileBytes(h, data: [UInt8](repeating: 0, count: 12)), "overlap")
   }
 
   @Test func rejectsHoles() {
-    let h = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+    let h =
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
       + "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}"
     expectInvalid(fileBytes(h, data: [UInt8](repeating: 0, count: 12)), "hole")
     // The first tensor must start at 0.
@@ -252,12 +262,14 @@ struct SafeTensorsTests {
     expectInvalid(fileBytes(missing, data: []), "missing data_offsets")
     let meta = "{\"__metadata__\":{\"k\":1}}"
     expectInvalid(fileBytes(meta, data: []), "metadata value of \"k\" is not a string")
-    let overflow = "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}"
+    let overflow =
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}"
     expectInvalid(fileBytes(overflow, data: []), "overflows")
   }
 
   @Test func acceptsEmptyHeaderAndNullMetadata() throws {
     #expect(try SafeTensors.decode(fileBytes("{}", data: [])).names.isEmpty)
-    #expect(try SafeTensors.decode(fileBytes("{\"__metadata__\":null}  ", data: [])).metadata.isEmpty)
+    #expect(
+      try SafeTensors.decode(fileBytes("{\"__metadata__\":null}  ", data: [])).metadata.isEmpty)
   }
 }

@@ -24,7 +24,8 @@ public struct Golden {
       let url = bundle.url(forResource: name, withExtension: "safetensors", subdirectory: "Golden")
     else {
       throw TensorError.invalidFile(
-        path: "Golden/\(name).safetensors", detail: "not found in the test bundle \(bundle.bundlePath)")
+        path: "Golden/\(name).safetensors",
+        detail: "not found in the test bundle \(bundle.bundlePath)")
     }
     try self.init(url: url)
   }

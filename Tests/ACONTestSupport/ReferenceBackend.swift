@@ -122,7 +122,8 @@ public final class ReferenceBackend: ComputeBackend {
     }
   }
 
-  public func planeMeans(_ x: Tensor, centres: Tensor?, planes: Int, plane: Int, into means: Tensor) {
+  public func planeMeans(_ x: Tensor, centres: Tensor?, planes: Int, plane: Int, into means: Tensor)
+  {
     for q in 0..<planes {
       let centre = centres.map { Double(read($0)[q % $0.count]) } ?? 0
       var total = 0.0
@@ -131,9 +132,13 @@ public final class ReferenceBackend: ComputeBackend {
     }
   }
 
-  public func spreadPlanes(_ values: Tensor, scale: Float, planes: Int, plane: Int, into out: Tensor) {
+  public func spreadPlanes(
+    _ values: Tensor, scale: Float, planes: Int, plane: Int, into out: Tensor
+  ) {
     for q in 0..<planes {
-      for i in 0..<plane { write(out)[q * plane + i] = Float(Double(read(values)[q]) * Double(scale)) }
+      for i in 0..<plane {
+        write(out)[q * plane + i] = Float(Double(read(values)[q]) * Double(scale))
+      }
     }
   }
 
@@ -251,16 +256,16 @@ public final class ReferenceBackend: ComputeBackend {
     _ x: Tensor, planes: Int, geometry: PoolGeometry, into out: Tensor, indices: Tensor
   ) {
     var best = [Float](repeating: -.infinity, count: out.count)
-    var where_ = [Int](repeating: -1, count: out.count)
+    var argmax = [Int](repeating: -1, count: out.count)
     let inPlane = geometry.height * geometry.width
     forEachWindowTap(planes: planes, geometry) { o, i, q in
       guard let i else { return }
       let v = read(x)[q * inPlane + i]
-      if where_[o] < 0 || v > best[o] { (best[o], where_[o]) = (v, i) }
+      if argmax[o] < 0 || v > best[o] { (best[o], argmax[o]) = (v, i) }
     }
     for o in 0..<out.count {
       write(out)[o] = best[o]
-      write(indices)[o] = Float(where_[o])
+      write(indices)[o] = Float(argmax[o])
     }
   }
 
@@ -276,7 +281,8 @@ public final class ReferenceBackend: ComputeBackend {
     store(sums, dx)
   }
 
-  public func averagePoolForward(_ x: Tensor, planes: Int, geometry: PoolGeometry, into out: Tensor) {
+  public func averagePoolForward(_ x: Tensor, planes: Int, geometry: PoolGeometry, into out: Tensor)
+  {
     var sums = [Double](repeating: 0, count: out.count)
     let inPlane = geometry.height * geometry.width
     forEachWindowTap(planes: planes, geometry) { o, i, q in
@@ -286,7 +292,9 @@ public final class ReferenceBackend: ComputeBackend {
     store(sums.map { $0 / window }, out)
   }
 
-  public func averagePoolBackward(_ dy: Tensor, planes: Int, geometry: PoolGeometry, into dx: Tensor) {
+  public func averagePoolBackward(
+    _ dy: Tensor, planes: Int, geometry: PoolGeometry, into dx: Tensor
+  ) {
     var sums = [Double](repeating: 0, count: dx.count)
     let inPlane = geometry.height * geometry.width
     let window = Double(geometry.kernel * geometry.kernel)
@@ -316,7 +324,9 @@ public final class ReferenceBackend: ComputeBackend {
       if let centredPlaneMeans {
         for b in 0..<n {
           var planeTotal = 0.0
-          for i in 0..<plane { planeTotal += Double(p[(b * c + ch) * plane + i]) - Double(Float(mu)) }
+          for i in 0..<plane {
+            planeTotal += Double(p[(b * c + ch) * plane + i]) - Double(Float(mu))
+          }
           write(centredPlaneMeans)[b * c + ch] = Float(planeTotal / Double(plane))
         }
       }
@@ -613,7 +623,9 @@ public final class ReferenceBackend: ComputeBackend {
       total[j] = Double(read(dz)[j]) + constant
     }
     for ch in 0..<c {
-      let (mu, inv, w) = (Double(read(mean)[ch]), Double(read(invStd)[ch]), Double(read(weight)[ch]))
+      let (mu, inv, w) = (
+        Double(read(mean)[ch]), Double(read(invStd)[ch]), Double(read(weight)[ch])
+      )
       var (sumDz, sumDzXhat) = (0.0, 0.0)
       for b in 0..<n {
         for i in 0..<plane {
@@ -703,7 +715,9 @@ public final class ReferenceBackend: ComputeBackend {
     for (t, s) in zip([dp1, dp2, dw, db], sums) { store(s, t) }
   }
 
-  public func addPlaneConstants(_ values: Tensor, scale: Float, planes: Int, plane: Int, to out: Tensor) {
+  public func addPlaneConstants(
+    _ values: Tensor, scale: Float, planes: Int, plane: Int, to out: Tensor
+  ) {
     for q in 0..<planes {
       for i in 0..<plane {
         let j = q * plane + i
@@ -741,7 +755,8 @@ public final class ReferenceBackend: ComputeBackend {
     for i in 0..<n {
       for j in 0..<k {
         let target = Double(epsilon) / Double(k) + (j == labels[i] ? 1 - Double(epsilon) : 0)
-        write(dx)[i * k + j] = Float((Double(read(probabilities)[i * k + j]) - target) * Double(scale))
+        write(dx)[i * k + j] = Float(
+          (Double(read(probabilities)[i * k + j]) - target) * Double(scale))
       }
     }
   }
@@ -800,7 +815,8 @@ public final class ReferenceBackend: ComputeBackend {
       write(firstMoment)[i] = Float(m)
       write(secondMoment)[i] = Float(v)
       if decoupled { p *= 1 - lr * Double(weightDecay) }
-      write(parameter)[i] = Float(p - lr / correction1 * m / ((v / correction2).squareRoot() + Double(epsilon)))
+      write(parameter)[i] = Float(
+        p - lr / correction1 * m / ((v / correction2).squareRoot() + Double(epsilon)))
     }
   }
 }

@@ -7,6 +7,7 @@ public enum TestEnvironment {
   /// Debian's dataset-fashion-mnist in its standard place (scripts/setup.sh installs it).
   public static var fashionMNISTInstalled: Bool {
     let root = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte"
-    return FileManager.default.fileExists(atPath: root + ".gz") || FileManager.default.fileExists(atPath: root)
+    return FileManager.default.fileExists(atPath: root + ".gz")
+      || FileManager.default.fileExists(atPath: root)
   }
 }

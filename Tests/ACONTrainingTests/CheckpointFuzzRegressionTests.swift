@@ -31,7 +31,8 @@ struct CheckpointFuzzRegressionTests {
 
   /// A checkpoint file holding `state` as its metadata, and no tensors.
   func checkpointFile(_ state: String, extra: [String: String] = [:]) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("acon-state-\(UUID().uuidString).safetensors")
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "acon-state-\(UUID().uuidString).safetensors")
     var metadata = extra
     metadata["acon.training_state"] = state
     try SafeTensors.write([SafeTensors.Entry]([]), metadata: metadata, to: url)
@@ -41,7 +42,8 @@ struct CheckpointFuzzRegressionTests {
   func stateJSON(_ change: (inout TrainingState) -> Void) throws -> String {
     var state = TrainingState(
       configuration: TrainingConfiguration(
-        model: ModelConfiguration(model: "mobilenetv1-0.25", classes: 10, inputChannels: 1), dataSet: .mnist))
+        model: ModelConfiguration(model: "mobilenetv1-0.25", classes: 10, inputChannels: 1),
+        dataSet: .mnist))
     change(&state)
     return String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
   }
@@ -93,7 +95,9 @@ struct CheckpointFuzzRegressionTests {
     let metadata = ModelConfiguration(model: "mobilenetv1-0.25", classes: 10).metadata
       .merging(["acon.classes": "1099511627776"]) { $1 }
     let configuration = ModelConfiguration(metadata: metadata)!
-    #expect(message { _ = try ModelZoo.make(configuration) }.contains("class count must lie in 1...1048576"))
+    #expect(
+      message { _ = try ModelZoo.make(configuration) }.contains(
+        "class count must lie in 1...1048576"))
     var channels = ModelConfiguration(model: "resnet18", classes: 10)
     channels.inputChannels = 1 << 30
     #expect(message { _ = try ModelZoo.make(channels) }.contains("input channel count must lie in"))

@@ -10,7 +10,8 @@ import Testing
 @Suite("Training on generated data sets", .serialized)
 struct DataSetTrainingTests {
   func temporaryDirectory() -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("acon-data-\(UUID().uuidString)")
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "acon-data-\(UUID().uuidString)")
     try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
   }
@@ -27,14 +28,19 @@ struct DataSetTrainingTests {
     try Data(bytes).write(to: url)
   }
 
-  func train(_ dataSet: DataSetName, directory: URL, model: String = "resnet18") throws -> [EpochMetrics] {
-    var c = TrainingConfiguration(model: ModelConfiguration(model: model, activation: "acon-c"), dataSet: dataSet)
+  func train(_ dataSet: DataSetName, directory: URL, model: String = "resnet18") throws
+    -> [EpochMetrics]
+  {
+    var c = TrainingConfiguration(
+      model: ModelConfiguration(model: model, activation: "acon-c"), dataSet: dataSet)
     c.dataDirectory = directory.path
     c.batchSize = 4
     c.evalBatchSize = 4
     c.iterations = 2
     c.learningRate = 0.01
-    let trainer = try Trainer(configuration: c, outputDirectory: nil, resume: false, progress: ProgressReporter(enabled: false))
+    let trainer = try Trainer(
+      configuration: c, outputDirectory: nil, resume: false,
+      progress: ProgressReporter(enabled: false))
     return try trainer.run()
   }
 
@@ -42,15 +48,20 @@ struct DataSetTrainingTests {
     let dir = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
     for i in 1...5 {
-      try writeCIFAR(dir.appendingPathComponent("data_batch_\(i).bin"), records: 2, labelBytes: 1, classes: 10, seed: UInt64(i))
+      try writeCIFAR(
+        dir.appendingPathComponent("data_batch_\(i).bin"), records: 2, labelBytes: 1, classes: 10,
+        seed: UInt64(i))
     }
-    try writeCIFAR(dir.appendingPathComponent("test_batch.bin"), records: 4, labelBytes: 1, classes: 10, seed: 9)
+    try writeCIFAR(
+      dir.appendingPathComponent("test_batch.bin"), records: 4, labelBytes: 1, classes: 10, seed: 9)
     let m10 = try train(.cifar10, directory: dir, model: "mobilenetv1-0.25")
     #expect(m10.count == 1 && m10[0].trainLoss.isFinite && m10[0].iteration == 2)
     let dir100 = temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir100) }
-    try writeCIFAR(dir100.appendingPathComponent("train.bin"), records: 8, labelBytes: 2, classes: 100, seed: 3)
-    try writeCIFAR(dir100.appendingPathComponent("test.bin"), records: 4, labelBytes: 2, classes: 100, seed: 4)
+    try writeCIFAR(
+      dir100.appendingPathComponent("train.bin"), records: 8, labelBytes: 2, classes: 100, seed: 3)
+    try writeCIFAR(
+      dir100.appendingPathComponent("test.bin"), records: 4, labelBytes: 2, classes: 100, seed: 4)
     let m100 = try train(.cifar100, directory: dir100, model: "mobilenetv1-0.25")
     #expect(m100[0].testLoss.isFinite)
     // A truncated record is a clear error, not a crash.
@@ -70,7 +81,9 @@ struct DataSetTrainingTests {
           let (w, h) = (40 + 8 * k, 36)
           let pixels = (0..<(w * h * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
           if k == 0 {
-            try ImageCodec.writePNG(pixels: pixels, width: w, height: h, channels: 3, to: folder.appendingPathComponent("\(k).png").path)
+            try ImageCodec.writePNG(
+              pixels: pixels, width: w, height: h, channels: 3,
+              to: folder.appendingPathComponent("\(k).png").path)
           } else {
             let jpeg = try ImageCodec.encodeJPEG(pixels: pixels, width: w, height: h, channels: 3)
             try Data(jpeg).write(to: folder.appendingPathComponent("\(k).jpg"))

@@ -27,7 +27,8 @@ struct OptimizerTests {
   }
 
   @Test func sgdMatchesPyTorch() {
-    expectClose(run { SGD(groups: $0, momentum: 0.9) }, [0.6966079, -0.5286522, 0.7599342, 0.2479161])
+    expectClose(
+      run { SGD(groups: $0, momentum: 0.9) }, [0.6966079, -0.5286522, 0.7599342, 0.2479161])
   }
 
   @Test func adamMatchesPyTorch() {
@@ -66,7 +67,8 @@ struct OptimizerTests {
     #expect(abs(linear.rate(at: 50) - 0.25) < 1e-7)
     #expect(linear.rate(at: 100) == 0)
     #expect(linear.rate(at: 150) == 0)
-    let cosine = LearningRateSchedule(baseRate: 1, decay: .cosine, totalIterations: 10, warmupIterations: 2)
+    let cosine = LearningRateSchedule(
+      baseRate: 1, decay: .cosine, totalIterations: 10, warmupIterations: 2)
     #expect(cosine.rate(at: 0) == 0.5)
     #expect(cosine.rate(at: 1) == 1)
     #expect(abs(cosine.rate(at: 6) - 0.5) < 1e-6)

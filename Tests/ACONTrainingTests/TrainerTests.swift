@@ -9,7 +9,12 @@ import Testing
 
 /// End-to-end training on a slice of the real Fashion-MNIST (Debian's dataset-fashion-mnist,
 /// installed by scripts/setup.sh).
-@Suite("Trainer", .serialized, .enabled(if: TestEnvironment.fashionMNISTInstalled, "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"))
+@Suite(
+  "Trainer", .serialized,
+  .enabled(
+    if: TestEnvironment.fashionMNISTInstalled,
+    "needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)"
+  ))
 struct TrainerTests {
   /// A small, quick run: a narrow ResNet-free model keeps the suite fast.
   func configuration(iterations: Int? = nil) -> TrainingConfiguration {
@@ -66,7 +71,9 @@ struct TrainerTests {
     #expect(config.inputChannels == 1)
     let rebuilt = try ModelZoo.make(config)
     try rebuilt.loadStateDict(file.tensors)
-    #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("checkpoint.safetensors").path))
+    #expect(
+      FileManager.default.fileExists(
+        atPath: out.appendingPathComponent("checkpoint.safetensors").path))
   }
 
   @Test func resumedRunMatchesUninterruptedRun() throws {
@@ -98,12 +105,14 @@ struct TrainerTests {
     second.onIteration = { _, loss in resumedLosses.append(loss) }
     let resumedMetrics = try second.run()
     #expect(resumedLosses == fullLosses)
-    #expect(resumedMetrics == Array(fullMetrics.suffix(resumedMetrics.count)).map { m in
-      var m = m
-      m.seconds = resumedMetrics.first { $0.epoch == m.epoch }!.seconds
-      m.imagesPerSecond = resumedMetrics.first { $0.epoch == m.epoch }!.imagesPerSecond
-      return m
-    })
+    #expect(
+      resumedMetrics
+        == Array(fullMetrics.suffix(resumedMetrics.count)).map { m in
+          var m = m
+          m.seconds = resumedMetrics.first { $0.epoch == m.epoch }!.seconds
+          m.imagesPerSecond = resumedMetrics.first { $0.epoch == m.epoch }!.imagesPerSecond
+          return m
+        })
   }
 
   @Test func nonFiniteLossStopsAndKeepsTheCheckpoint() throws {
@@ -112,14 +121,16 @@ struct TrainerTests {
     var c = configuration()
     c.checkpointEvery = 1
     let trainer = try Trainer(
-      configuration: c, outputDirectory: out, resume: false, progress: ProgressReporter(enabled: false))
+      configuration: c, outputDirectory: out, resume: false,
+      progress: ProgressReporter(enabled: false))
     trainer.stopAfterIteration = 2
     try trainer.run()
     let checkpoint = out.appendingPathComponent("checkpoint.safetensors")
     let before = try Data(contentsOf: checkpoint)
     // Poison a weight: the next loss is NaN.
     let resumed = try Trainer(
-      configuration: c, outputDirectory: out, resume: true, progress: ProgressReporter(enabled: false))
+      configuration: c, outputDirectory: out, resume: true,
+      progress: ProgressReporter(enabled: false))
     resumed.model.parameters[0].update { p, n in for i in 0..<n { p[i] = .nan } }
     #expect {
       try resumed.run()
@@ -154,7 +165,8 @@ struct TrainerTests {
     }
     #expect(throws: TrainingError.self) { try DataSetName.parse("imagenet-21k") }
     #expect(throws: TrainingError.self) {
-      _ = try Trainer(configuration: configuration(), outputDirectory: temporaryDirectory(), resume: true)
+      _ = try Trainer(
+        configuration: configuration(), outputDirectory: temporaryDirectory(), resume: true)
     }
   }
 }

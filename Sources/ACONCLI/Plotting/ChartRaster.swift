@@ -64,7 +64,8 @@ struct ChartRaster {
       for run in runs { stroke(run, color: color, width: width, dash: dash) }
     case .rect(let x, let y, let w, let h, let fill, let opacity, let stroke, _):
       if let fill {
-        fillRect(x0: x * s, y0: y * s, x1: (x + w) * s, y1: (y + h) * s, Self.color(fill), Float(opacity))
+        fillRect(
+          x0: x * s, y0: y * s, x1: (x + w) * s, y1: (y + h) * s, Self.color(fill), Float(opacity))
       }
       if let stroke {
         let corners = [
@@ -82,10 +83,14 @@ struct ChartRaster {
 
   /// A polyline in SVG units, `width` wide, dashed by an SVG dash pattern carried across
   /// the segments.
-  mutating func stroke(_ points: [ChartPoint], color name: String, width lineWidth: Double, dash: String?) {
+  mutating func stroke(
+    _ points: [ChartPoint], color name: String, width lineWidth: Double, dash: String?
+  ) {
     let color = Self.color(name)
-    let pattern = (dash ?? "").split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
-      .filter { $0 > 0 }
+    let pattern = (dash ?? "").split(separator: ",").compactMap {
+      Double($0.trimmingCharacters(in: .whitespaces))
+    }
+    .filter { $0 > 0 }
     var dashIndex = 0
     var dashLeft = pattern.first ?? .infinity
     var on = true
@@ -134,7 +139,8 @@ struct ChartRaster {
     for y in max(minY, 0)...min(maxY, height - 1) {
       for x in max(minX, 0)...min(maxX, width - 1) {
         let (px, py) = (Double(x) + 0.5, Double(y) + 0.5)
-        let t = lengthSquared == 0 ? 0 : min(max(((px - x0) * dx + (py - y0) * dy) / lengthSquared, 0), 1)
+        let t =
+          lengthSquared == 0 ? 0 : min(max(((px - x0) * dx + (py - y0) * dy) / lengthSquared, 0), 1)
         let distance = hypot(px - (x0 + t * dx), py - (y0 + t * dy))
         blend(x, y, color, Float(min(max(half + 0.5 - distance, 0), 1)))
       }
@@ -187,7 +193,8 @@ struct ChartRaster {
     let black: (Float, Float, Float) = (0, 0, 0)
     for (i, glyph) in glyphs.enumerated() {
       for (row, bits) in glyph.enumerated() {
-        for column in 0..<BitmapFont.columns where bits & (1 << (BitmapFont.columns - 1 - column)) != 0 {
+        for column in 0..<BitmapFont.columns
+        where bits & (1 << (BitmapFont.columns - 1 - column)) != 0 {
           // Along the text u, across it v (row 6 sits on the baseline, row 7 below it).
           let u = offset + i * advance + column * k
           let v = (row - BitmapFont.rows) * k

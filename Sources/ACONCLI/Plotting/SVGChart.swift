@@ -176,7 +176,10 @@ struct ChartFigure {
   var rows: Int { (panels.count + columns - 1) / columns }
   /// The document's size in pixels.
   var size: (width: Double, height: Double) {
-    (panelWidth * Double(min(columns, max(panels.count, 1))), titleHeight + panelHeight * Double(rows))
+    (
+      panelWidth * Double(min(columns, max(panels.count, 1))),
+      titleHeight + panelHeight * Double(rows)
+    )
   }
 
   /// Every shape of the figure in drawing order, in pixels (y down): what both the SVG and
@@ -216,7 +219,8 @@ struct ChartFigure {
     if path.lowercased().hasSuffix(".png") {
       let raster = ChartRaster(figure: self, scale: pngScale)
       try ImageCodec.writePNG(
-        pixels: raster.rgbBytes(), width: raster.width, height: raster.height, channels: 3, to: path)
+        pixels: raster.rgbBytes(), width: raster.width, height: raster.height, channels: 3, to: path
+      )
     } else {
       try svg().write(toFile: path, atomically: true, encoding: .utf8)
     }
@@ -234,8 +238,12 @@ struct ChartFigure {
     let plotH = panelHeight - margin.top - margin.bottom
     let left = origin.x + margin.left
     let top = origin.y + margin.top
-    func px(_ x: Double) -> Double { left + (x - xd.lowerBound) / (xd.upperBound - xd.lowerBound) * plotW }
-    func py(_ y: Double) -> Double { top + (yd.upperBound - y) / (yd.upperBound - yd.lowerBound) * plotH }
+    func px(_ x: Double) -> Double {
+      left + (x - xd.lowerBound) / (xd.upperBound - xd.lowerBound) * plotW
+    }
+    func py(_ y: Double) -> Double {
+      top + (yd.upperBound - y) / (yd.upperBound - yd.lowerBound) * plotH
+    }
     // Values off the domain (a fixed range) are clamped to the frame rather than drawn outside.
     func cx(_ x: Double) -> Double { min(max(px(x), left), left + plotW) }
     func cy(_ y: Double) -> Double { min(max(py(y), top), top + plotH) }
@@ -250,7 +258,9 @@ struct ChartFigure {
     }
     // X ticks: numbers, or the category labels rotated to read upwards.
     if panel.distributions.isEmpty {
-      for t in ChartFigure.ticks(xd.lowerBound, xd.upperBound, minimumStep: panel.integerXTicks ? 1 : 0) {
+      for t in ChartFigure.ticks(
+        xd.lowerBound, xd.upperBound, minimumStep: panel.integerXTicks ? 1 : 0)
+      {
         s += line(px(t), top + plotH, px(t), top + plotH + 5, color: "black")
         s += line(px(t), top, px(t), top + plotH, color: "#eeeeee")
         s += text(px(t), top + plotH + 18, ChartFigure.format(t), anchor: .middle)
@@ -290,13 +300,17 @@ struct ChartFigure {
       s += line(x, cy(q.min), x, cy(q.q1), color: d.color)
       s += line(x, cy(q.q3), x, cy(q.max), color: d.color)
       let boxHeight = max(cy(q.q1) - cy(q.q3), 0.5)
-      s += rect(x - halfBox, cy(q.q3), 2 * halfBox, boxHeight, fill: d.color, opacity: 0.15, stroke: d.color)
+      s += rect(
+        x - halfBox, cy(q.q3), 2 * halfBox, boxHeight, fill: d.color, opacity: 0.15, stroke: d.color
+      )
       s += line(x - halfBox, cy(q.median), x + halfBox, cy(q.median), color: d.color, width: 2)
       // Deterministic jitter (golden-ratio sequence): the same data give the same picture.
-      let step = max(1, (d.values.count + ChartStyle.maximumStripPoints - 1) / ChartStyle.maximumStripPoints)
+      let step = max(
+        1, (d.values.count + ChartStyle.maximumStripPoints - 1) / ChartStyle.maximumStripPoints)
       for k in stride(from: 0, to: d.values.count, by: step) where d.values[k].isFinite {
         let jitter = (Double(k) * 0.618033988749895).truncatingRemainder(dividingBy: 1) - 0.5
-        s += circle(x + jitter * 1.4 * halfBox, cy(d.values[k]), radius: 1.6, fill: d.color, opacity: 0.5)
+        s += circle(
+          x + jitter * 1.4 * halfBox, cy(d.values[k]), radius: 1.6, fill: d.color, opacity: 0.5)
       }
       s.append(.endGroup)
     }
@@ -333,7 +347,9 @@ struct ChartFigure {
       // Points along every segment, not only the vertices: a line through the box covers it.
       var drawn: [(Double, Double)] = []
       for series in panel.lines {
-        let points = series.points.filter { $0.x.isFinite && $0.y.isFinite }.map { (cx($0.x), cy($0.y)) }
+        let points = series.points.filter { $0.x.isFinite && $0.y.isFinite }.map {
+          (cx($0.x), cy($0.y))
+        }
         drawn += points
         for (a, b) in zip(points, points.dropFirst()) {
           for k in 1..<16 {
@@ -369,7 +385,10 @@ struct ChartFigure {
     _ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, color: String, width: Double = 1,
     dash: String? = nil
   ) -> [ChartShape] {
-    [.line(ChartPoint(x: x1, y: y1), ChartPoint(x: x2, y: y2), color: color, width: width, dash: dash)]
+    [
+      .line(
+        ChartPoint(x: x1, y: y1), ChartPoint(x: x2, y: y2), color: color, width: width, dash: dash)
+    ]
   }
 
   private func rect(
@@ -411,7 +430,8 @@ struct ChartFigure {
           ("x1", f1(a.x)), ("y1", f1(a.y)), ("x2", f1(b.x)), ("y2", f1(b.y)), ("stroke", color),
           ("stroke-width", width == 1 ? nil : format(width)), ("stroke-dasharray", dash),
         ])
-    case .rect(let x, let y, let width, let height, let fill, let opacity, let stroke, let className):
+    case .rect(
+      let x, let y, let width, let height, let fill, let opacity, let stroke, let className):
       return element(
         "rect",
         [
@@ -448,7 +468,9 @@ struct ChartFigure {
   }
 
   /// One SVG element with its attributes in order (nil ones left out), values escaped.
-  static func element(_ name: String, _ attributes: [(String, String?)], content: String? = nil) -> String {
+  static func element(_ name: String, _ attributes: [(String, String?)], content: String? = nil)
+    -> String
+  {
     var s = "<" + name
     for (key, value) in attributes {
       if let value { s += " \(key)=\"\(escape(value))\"" }

@@ -60,7 +60,9 @@ public final class CPUBackend: ComputeBackend {
       let y = pb + ob
       let z = po + oo
       if sa == 1 && sb == 1 {
-        forEachVector(n) { i, l in store8(f(load8(x + i, lanes: l), load8(y + i, lanes: l)), z + i, lanes: l) }
+        forEachVector(n) { i, l in
+          store8(f(load8(x + i, lanes: l), load8(y + i, lanes: l)), z + i, lanes: l)
+        }
       } else if sa == 1 {
         let v = Float8(repeating: y[0])
         forEachVector(n) { i, l in store8(f(load8(x + i, lanes: l), v), z + i, lanes: l) }
@@ -119,14 +121,17 @@ public final class CPUBackend: ComputeBackend {
     ElementwiseKernel.sigmoidBackward(output: output.data, g.data, dx.mutableData, count: g.count)
   }
 
-  public func planeMeans(_ x: Tensor, centres: Tensor?, planes: Int, plane: Int, into means: Tensor) {
+  public func planeMeans(_ x: Tensor, centres: Tensor?, planes: Int, plane: Int, into means: Tensor)
+  {
     // Centring inside the sum keeps the means exact when x is far from zero against its spread.
     ACONKernel.planeMeans(
       x.data, planes: planes, plane: plane, into: means.mutableData, centres: centres?.data,
       channels: centres?.count ?? 1)
   }
 
-  public func spreadPlanes(_ values: Tensor, scale: Float, planes: Int, plane: Int, into out: Tensor) {
+  public func spreadPlanes(
+    _ values: Tensor, scale: Float, planes: Int, plane: Int, into out: Tensor
+  ) {
     let (gp, dp) = (values.data, out.mutableData)
     Parallel.forRanges(planes, minimumChunk: max(1, 16384 / max(plane, 1))) { range in
       for i in range { (dp + i * plane).update(repeating: gp[i] * scale, count: plane) }
@@ -148,7 +153,8 @@ public final class CPUBackend: ComputeBackend {
   private func kind(_ g: ConvGeometry) -> String {
     g.isDepthwise
       ? "conv depthwise"
-      : ConvolutionKernel.runsWinograd(g) ? "conv winograd" : g.isPointwise ? "conv 1x1" : "conv im2col"
+      : ConvolutionKernel.runsWinograd(g)
+        ? "conv winograd" : g.isPointwise ? "conv 1x1" : "conv im2col"
   }
 
   public func convolutionForward(
@@ -199,15 +205,19 @@ public final class CPUBackend: ComputeBackend {
     _ dy: Tensor, indices: Tensor, planes: Int, geometry: PoolGeometry, into dx: Tensor
   ) {
     indices.data.withMemoryRebound(to: Int32.self, capacity: indices.count) { i in
-      PoolingKernel.maxBackward(dy.data, indices: i, dx.mutableData, planes: planes, geometry: geometry)
+      PoolingKernel.maxBackward(
+        dy.data, indices: i, dx.mutableData, planes: planes, geometry: geometry)
     }
   }
 
-  public func averagePoolForward(_ x: Tensor, planes: Int, geometry: PoolGeometry, into out: Tensor) {
+  public func averagePoolForward(_ x: Tensor, planes: Int, geometry: PoolGeometry, into out: Tensor)
+  {
     PoolingKernel.averageForward(x.data, out.mutableData, planes: planes, geometry: geometry)
   }
 
-  public func averagePoolBackward(_ dy: Tensor, planes: Int, geometry: PoolGeometry, into dx: Tensor) {
+  public func averagePoolBackward(
+    _ dy: Tensor, planes: Int, geometry: PoolGeometry, into dx: Tensor
+  ) {
     PoolingKernel.averageBackward(dy.data, dx.mutableData, planes: planes, geometry: geometry)
   }
 
@@ -257,7 +267,9 @@ public final class CPUBackend: ComputeBackend {
   public func batchNormEvaluationStatistics(
     runningMean: Tensor, runningVariance: Tensor, epsilon: Float, mean: Tensor, invStd: Tensor
   ) -> Int? {
-    let (rm, rv, mp, ip) = (runningMean.data, runningVariance.data, mean.mutableData, invStd.mutableData)
+    let (rm, rv, mp, ip) = (
+      runningMean.data, runningVariance.data, mean.mutableData, invStd.mutableData
+    )
     for ch in 0..<mean.count {
       guard rv[ch] + epsilon > 0 else { return ch }
       mp[ch] = rm[ch]
@@ -480,7 +492,9 @@ public final class CPUBackend: ComputeBackend {
       dweight: dw.mutableData, dbias: db.mutableData)
   }
 
-  public func addPlaneConstants(_ values: Tensor, scale: Float, planes: Int, plane: Int, to out: Tensor) {
+  public func addPlaneConstants(
+    _ values: Tensor, scale: Float, planes: Int, plane: Int, to out: Tensor
+  ) {
     ACONKernel.addPlaneConstants(
       out.mutableData, planes: planes, plane: plane, values: values.data, scale: scale)
   }

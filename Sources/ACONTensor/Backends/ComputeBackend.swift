@@ -184,7 +184,8 @@ public protocol ComputeBackend: AnyObject, Sendable {
   /// Mean softmax cross-entropy of `logits` `[N, K]` with label smoothing `epsilon`; writes the
   /// softmax probabilities (`[N, K]`) for the backward.
   func crossEntropyForward(
-    _ logits: Tensor, labels: [Int], labelSmoothing epsilon: Float, probabilities: Tensor) -> Float
+    _ logits: Tensor, labels: [Int], labelSmoothing epsilon: Float, probabilities: Tensor
+  ) -> Float
   /// `dx = (probabilities - target) * scale`.
   func crossEntropyBackward(
     probabilities: Tensor, labels: [Int], labelSmoothing epsilon: Float, scale: Float,

@@ -46,7 +46,8 @@ extension Tensor {
       guard let t else { continue }
       if let device {
         precondition(
-          t.device == device, "\(op): inputs on devices \(device) and \(t.device); move them with to(_:)")
+          t.device == device,
+          "\(op): inputs on devices \(device) and \(t.device); move them with to(_:)")
       } else {
         device = t.device
       }

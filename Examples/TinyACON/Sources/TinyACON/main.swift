@@ -14,7 +14,9 @@ let model = Sequential([
   Conv2d(inputChannels: 1, outputChannels: 8, kernelSize: 3, padding: 1, bias: false, using: &rng),
   BatchNorm2d(8),
   AconC(channels: 8, using: &rng),
-  Conv2d(inputChannels: 8, outputChannels: 16, kernelSize: 3, stride: 2, padding: 1, bias: false, using: &rng),
+  Conv2d(
+    inputChannels: 8, outputChannels: 16, kernelSize: 3, stride: 2, padding: 1, bias: false,
+    using: &rng),
   BatchNorm2d(16),
   MetaAconC(channels: 16, reduction: 4, using: &rng),
   GlobalAveragePool2d(),
@@ -32,7 +34,8 @@ for label in labels {
 }
 let images = Tensor(shape: [batch, 1, 8, 8], values: pixels)
 
-let optimizer = SGD(groups: ParameterGroup.referenceGroups(of: model, weightDecay: 4e-5), momentum: 0.9)
+let optimizer = SGD(
+  groups: ParameterGroup.referenceGroups(of: model, weightDecay: 4e-5), momentum: 0.9)
 model.train()
 var losses: [Float] = []
 do {
