@@ -72,7 +72,8 @@ struct Train: ParsableCommand {
       } else {
         try initialWeights.apply(to: trainer.model, resuming: resume, quiet: quiet)
       }
-      if let lossLog {
+      // Rank 0 writes the log: the loss it sees is already the mean over the ranks.
+      if let lossLog, (replicas?.group.rank ?? 0) == 0 {
         let log = try LossLog(path: lossLog)
         trainer.onIteration = { log.append(iteration: $0, loss: $1) }
       }
