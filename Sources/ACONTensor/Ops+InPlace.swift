@@ -16,6 +16,9 @@ extension Parameter {
   /// - Parameters:
   ///   - gradient: the parameter's shape.
   ///   - momentumBuffer: the parameter's shape, updated in place; nil for momentum 0.
+  ///   - learningRate: the step's learning rate.
+  ///   - momentum: the buffer's decay (0: plain SGD).
+  ///   - weightDecay: the L2 coefficient added to the gradient.
   ///   - firstStep: the buffer is overwritten by `g` instead of read (PyTorch's lazy buffer).
   public func sgdStep(
     gradient: Tensor, momentumBuffer: Tensor?, learningRate: Float, momentum: Float,
