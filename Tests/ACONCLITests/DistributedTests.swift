@@ -188,7 +188,9 @@ struct DistributedTests {
     let (resumed, straight) = (temporaryDirectory(), temporaryDirectory())
     defer { for d in [resumed, straight] { try? FileManager.default.removeItem(at: d) } }
     // 1024 images in global batches of 64: 16 iterations an epoch, 32 in all.
-    let common = ["--train-limit", "1024", "--batch-size", "64", "--schedule", "constant", "--epochs", "2"]
+    let common = [
+      "--train-limit", "1024", "--batch-size", "64", "--schedule", "constant", "--epochs", "2",
+    ]
     let (straightLog, firstLog, secondLog) = (
       straight.appendingPathComponent("losses.txt"), resumed.appendingPathComponent("first.txt"),
       resumed.appendingPathComponent("second.txt")
@@ -210,9 +212,11 @@ struct DistributedTests {
     }
     kill(process.processIdentifier, SIGTERM)
     process.waitUntilExit()
-    let (state, _) = try Checkpoint.readState(resumed.appendingPathComponent("checkpoint.safetensors"))
+    let (state, _) = try Checkpoint.readState(
+      resumed.appendingPathComponent("checkpoint.safetensors"))
     // SIGTERM is answered at the next step's end, long before the epoch's 16th.
-    #expect(state.batchInEpoch > 0 && state.batchInEpoch < 16, "stopped at batch \(state.batchInEpoch)")
+    #expect(
+      state.batchInEpoch > 0 && state.batchInEpoch < 16, "stopped at batch \(state.batchInEpoch)")
     #expect(state.iteration == (try FaultTests.lossLines(firstLog)).count)
 
     let second = try Self.mpirun(
@@ -220,7 +224,8 @@ struct DistributedTests {
         + ["--resume", "--sync-batchnorm", "--loss-log", secondLog.path])
     #expect(second.status == 0, "\(second.stderr)")
     let continued = try FaultTests.lossLines(secondLog)
-    #expect(continued.keys.sorted() == Array((state.iteration + 1)...32), "\(continued.keys.sorted())")
+    #expect(
+      continued.keys.sorted() == Array((state.iteration + 1)...32), "\(continued.keys.sorted())")
     func loss(_ log: [Int: String], _ iteration: Int) throws -> Double {
       try #require(Double(log[iteration] ?? ""), "no loss logged for iteration \(iteration)")
     }
@@ -230,7 +235,9 @@ struct DistributedTests {
     }
     let next = state.iteration + 1
     let (resumedFirst, straightFirst) = (try loss(continued, next), try loss(reference, next))
-    #expect(abs(resumedFirst - straightFirst) / straightFirst <= 2e-5, "iteration \(next): \(resumedFirst), \(straightFirst)")
+    #expect(
+      abs(resumedFirst - straightFirst) / straightFirst <= 2e-5,
+      "iteration \(next): \(resumedFirst), \(straightFirst)")
     // The check has teeth: the batches next to it give other losses.
     for neighbour in [next - 1, next + 1] {
       let other = try loss(reference, neighbour)
