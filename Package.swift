@@ -95,8 +95,9 @@ let package = Package(
     .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
   ],
   targets: [
-    // System libraries (Debian: libopenblas-dev, zlib1g-dev, libpng-dev, libjpeg-dev).
-    .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+    // System libraries (Debian: libdnnl-dev, zlib1g-dev, libpng-dev, libjpeg-dev). oneDNN
+    // gives the matrix products (its sgemm dispatches to AVX-512 at run time; see BLAS.swift).
+    .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
     .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
     .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
     .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
@@ -111,7 +112,7 @@ let package = Package(
     .systemLibrary(
       name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
     // Layer 1: CPU kernels. The only code with unsafe pointers and SIMD.
-    .target(name: "ACONKernels", dependencies: ["CBLAS", "CPlatform"], swiftSettings: vectorFlags),
+    .target(name: "ACONKernels", dependencies: ["CDNNL", "CPlatform"], swiftSettings: vectorFlags),
     // Layer 2: tensors, automatic differentiation, tensor files.
     .target(name: "ACONTensor", dependencies: ["ACONKernels"], swiftSettings: vectorFlags),
     // Layer 3: modules, layers, the ACON family, losses.
