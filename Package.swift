@@ -71,8 +71,12 @@ struct InstructionSet {
 }
 
 let instructionSet = InstructionSet.chosen()
+// `ACON_VECTOR16`: the kernels' wide loops use 16-float vectors (`WideFloat` in ACONKernels),
+// decided by the same level as the start-up check and `InstructionSet.compiled`, so the vector
+// width and the instruction set cannot disagree.
 let vectorFlags: [SwiftSetting] =
   (instructionSet.targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? [])
+  + (instructionSet.x86Level >= 4 ? [.define("ACON_VECTOR16")] : [])
   + [.swiftLanguageMode(.v5)]
 let commonFlags: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
