@@ -23,7 +23,11 @@ struct Bench: ParsableCommand {
   var noWinograd = false
   @Flag(help: "Time every op kind through the tape (forward, backward, optimizer) and print a table per step (as ACON_PROFILE=1 does).")
   var profile = false
-  @Flag(help: "Print the step's budget as a Markdown table: per op kind the measured time beside its floor at the matrix-product and copy rates measured first in the same process (implies --profile's timing).")
+  @Flag(
+    help: """
+      Print the step's budget as a Markdown table: per op kind the measured time beside its \
+      floor at the matrix-product and copy rates measured first in the same process.
+      """)
   var budget = false
 
   func run() throws {
@@ -84,9 +88,10 @@ struct Bench: ParsableCommand {
     let allocations = BufferPool.shared.systemAllocations - allocationsBefore
     if profile || (Profiler.isEnabled && !budget) { printProfile(steps: steps, median: median) }
     if let rates {
-      printBudget(
-        title: "\(model) \(activation) \(mode.rawValue) batch \(batchSize) at \(inputSize)x\(inputSize)",
-        steps: steps, median: median, rates: rates)
+      let title =
+        "\(model) \(activation) \(mode.rawValue) batch \(batchSize) at \(inputSize)x\(inputSize)"
+      let mean = times.reduce(0, +) / Double(times.count)
+      printBudget(title: title, steps: steps, median: median, mean: mean, rates: rates)
     }
     print(
       String(
@@ -142,8 +147,9 @@ struct MachineRates {
 /// the work it must do, and its floor: the larger of its FLOPs at the measured sgemm rate and
 /// its bytes at the measured copy rate (each op alone, unfused: see ``Profiler/Entry``). The
 /// last rows are what no op accounts for (module glue, the loss, untracked copies) and the
-/// whole step.
-func printBudget(title: String, steps: Int, median: Double, rates: MachineRates) {
+/// whole step. The op times are means over the timed steps, so the rest is taken from the mean
+/// step (on a busy machine a slow step moves the mean away from the median).
+func printBudget(title: String, steps: Int, median: Double, mean: Double, rates: MachineRates) {
   struct Row {
     var forward = 0.0, backward = 0.0, flops = 0.0, bytes = 0.0
     var floor: Double = 0
@@ -184,18 +190,22 @@ func printBudget(title: String, steps: Int, median: Double, rates: MachineRates)
     rows[name]!.floor = max(
       r.flops / (rates.sgemmGigaflops * 1e9), r.bytes / (rates.copyGigabytes * 1e9))
   }
-  let ordered = rows.sorted { $0.value.forward + $0.value.backward > $1.value.forward + $1.value.backward }
+  let ordered = rows.sorted {
+    $0.value.forward + $0.value.backward > $1.value.forward + $1.value.backward
+  }
   let accounted = ordered.reduce(0) { $0 + $1.value.forward + $1.value.backward }
   let floor = ordered.reduce(0) { $0 + $1.value.floor }
-  let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?
-    .split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+  let loadText = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)
+  let load = loadText?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
   print(
     String(
-      format: "budget: %@, median step %.1f ms; sgemm %.0f GFLOP/s and copy %.1f GB/s measured in this process; kernels for %@; load average %@",
-      title, median * 1e3, rates.sgemmGigaflops, rates.copyGigabytes,
+      format: "budget: %@, mean step %.1f ms (median %.1f); sgemm %.0f GFLOP/s and copy %.1f GB/s "
+        + "measured in this process; kernels for %@; load average %@",
+      title, mean * 1e3, median * 1e3, rates.sgemmGigaflops, rates.copyGigabytes,
       InstructionSet.compiled.displayName, load))
   print("")
-  print("| op (per step) | forward ms | backward ms | GFLOP | MB moved | floor ms | measured / floor |")
+  print(
+    "| op (per step) | forward ms | backward ms | GFLOP | MB moved | floor ms | measured / floor |")
   print("|---|---|---|---|---|---|---|")
   func ratio(_ measured: Double, _ floor: Double) -> String {
     floor > 0 ? String(format: "%.1f", measured / floor) : "-"
@@ -211,13 +221,15 @@ func printBudget(title: String, steps: Int, median: Double, rates: MachineRates)
     String(
       format: "| convolution glue (conv2d ops less their kernels) | %.2f | | | | | |",
       (convolutionTape - convolutionKernels) * 1e3))
-  let rest = median - accounted - max(0, convolutionTape - convolutionKernels)
-  print(String(format: "| not in any op (loss, module glue, untracked) | %.2f | | | | | |", rest * 1e3))
-  let (flops, bytes) = ordered.reduce((0.0, 0.0)) { ($0.0 + $1.value.flops, $0.1 + $1.value.bytes) }
+  let rest = mean - accounted - max(0, convolutionTape - convolutionKernels)
+  print(
+    String(format: "| not in any op (loss, module glue, untracked) | %.2f | | | | | |", rest * 1e3))
+  let flops = ordered.reduce(0) { $0 + $1.value.flops }
+  let bytes = ordered.reduce(0) { $0 + $1.value.bytes }
   print(
     String(
-      format: "| **whole step, median %.1f ms** | | | %.2f | %.0f | %.1f | %@ |", median * 1e3,
-      flops * 1e-9, bytes * 1e-6, floor * 1e3, ratio(median, floor)))
+      format: "| **whole step, mean %.1f ms** | | | %.2f | %.0f | %.1f | %@ |", mean * 1e3,
+      flops * 1e-9, bytes * 1e-6, floor * 1e3, ratio(mean, floor)))
 }
 
 /// Peak resident set size of this process (VmHWM), in bytes.

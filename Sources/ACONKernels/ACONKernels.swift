@@ -104,7 +104,9 @@ public enum ACONKernel {
     _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
   ) {
     let lanes = WideFloat.scalarCount
-    let (dw, p2w, bw) = (WideFloat(repeating: d[0]), WideFloat(repeating: p2[0]), WideFloat(repeating: beta[0]))
+    let (dw, p2w, bw) = (
+      WideFloat(repeating: d[0]), WideFloat(repeating: p2[0]), WideFloat(repeating: beta[0])
+    )
     var i = 0
     // Two independent vectors per step: the sigmoid is a long dependency chain.
     while i &+ 2 &* lanes <= count {
@@ -236,9 +238,12 @@ public enum ACONKernel {
     _ shift8: Float8, _ mean8: Float8, _: G.Type, _: M.Type
   ) -> PlaneSums {
     let lanes = WideFloat.scalarCount
-    let (d, p2, beta) = (WideFloat(repeating: d8[0]), WideFloat(repeating: p28[0]), WideFloat(repeating: beta8[0]))
+    let (d, p2, beta) = (
+      WideFloat(repeating: d8[0]), WideFloat(repeating: p28[0]), WideFloat(repeating: beta8[0])
+    )
     let (scale, shift, mean) = (
-      WideFloat(repeating: scale8[0]), WideFloat(repeating: shift8[0]), WideFloat(repeating: mean8[0])
+      WideFloat(repeating: scale8[0]), WideFloat(repeating: shift8[0]),
+      WideFloat(repeating: mean8[0])
     )
     var acc1 = WideFloat(repeating: 0)
     var acc2 = WideFloat(repeating: 0)

@@ -374,7 +374,8 @@ public enum ConvolutionKernel {
         if g.isPointwise {
           columns = image
         } else {
-          Im2colKernel.unfoldSerial(image, channels: g.inChannels, geometry: g, col: col, ldc: spatial)
+          Im2colKernel.unfoldSerial(
+            image, channels: g.inChannels, geometry: g, col: col, ldc: spatial)
           columns = UnsafePointer(col)
         }
         BLAS.sgemm(

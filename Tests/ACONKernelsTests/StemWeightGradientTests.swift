@@ -40,7 +40,8 @@ struct StemWeightGradientTests {
     for (k, g) in cases.enumerated() {
       #expect(g.outHeight * g.outWidth >= ConvolutionKernel.pointwiseDirectColumns)
       for bias in [false, true] {
-        let failures = checkAgainstReference(g, bias: bias, seed: UInt64(720 + 2 * k + (bias ? 1 : 0)))
+        let seed = UInt64(720 + 2 * k + (bias ? 1 : 0))
+        let failures = checkAgainstReference(g, bias: bias, seed: seed)
         #expect(failures.isEmpty, "\(failures)")
       }
     }
