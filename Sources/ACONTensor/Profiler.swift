@@ -36,7 +36,7 @@ public enum Profiler {
 
   /// Totals of one op kind in one phase.
   public struct Entry: Sendable {
-    /// "forward" or "backward" (or a phase named by ``Profiler/time(_:_:_:)``).
+    /// "forward" or "backward" (or a phase named by ``Profiler/time(_:_:flops:bytes:_:)``).
     public var phase: String
     /// The op's tape name ("conv2d", "batchNorm(train)", ...).
     public var operation: String
