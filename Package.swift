@@ -71,8 +71,12 @@ struct InstructionSet {
 }
 
 let instructionSet = InstructionSet.chosen()
+// `ACON_VECTOR16`: the kernels' wide loops use 16-float vectors (`WideFloat` in ACONKernels),
+// decided by the same level as the start-up check and `InstructionSet.compiled`, so the vector
+// width and the instruction set cannot disagree.
 let vectorFlags: [SwiftSetting] =
   (instructionSet.targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? [])
+  + (instructionSet.x86Level >= 4 ? [.define("ACON_VECTOR16")] : [])
   + [.swiftLanguageMode(.v5)]
 let commonFlags: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
@@ -96,8 +100,9 @@ let package = Package(
     .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
   ],
   targets: [
-    // System libraries (Debian: libopenblas-dev, zlib1g-dev, libpng-dev, libjpeg-dev).
-    .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+    // System libraries (Debian: libdnnl-dev, zlib1g-dev, libpng-dev, libjpeg-dev). oneDNN
+    // gives the matrix products (its sgemm dispatches to AVX-512 at run time; see BLAS.swift).
+    .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
     .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
     .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
     .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
@@ -113,7 +118,7 @@ let package = Package(
       name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]
     ),
     // Layer 1: CPU kernels. The only code with unsafe pointers and SIMD.
-    .target(name: "ACONKernels", dependencies: ["CBLAS", "CPlatform"], swiftSettings: vectorFlags),
+    .target(name: "ACONKernels", dependencies: ["CDNNL", "CPlatform"], swiftSettings: vectorFlags),
     // Layer 2: tensors, automatic differentiation, tensor files.
     .target(name: "ACONTensor", dependencies: ["ACONKernels"], swiftSettings: vectorFlags),
     // Layer 3: modules, layers, the ACON family, losses.

@@ -5,7 +5,7 @@ set -euo pipefail
 # qemu-user; the ONNX tests' venv: python3-venv; data-parallel training:
 # Open MPI).
 packages=(
-  libopenblas-dev
+  libdnnl-dev
   zlib1g-dev
   libpng-dev
   libjpeg-dev

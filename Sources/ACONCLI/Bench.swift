@@ -32,11 +32,17 @@ struct Bench: ParsableCommand {
       "Time every op kind through the tape (forward, backward, optimizer) and print a table per step (as ACON_PROFILE=1 does)."
   )
   var profile = false
+  @Flag(
+    help: """
+      Print the step's budget as a Markdown table: per op kind the measured time beside its \
+      floor at the matrix-product and copy rates measured first in the same process.
+      """)
+  var budget = false
 
   func run() throws {
     let winograd: (inout KernelOptions) -> Void = { $0.usesWinograd = !noWinograd }
     try KernelOptions.with(changing: winograd) {
-      try Profiler.recording(profile || Profiler.isEnabled, measure)
+      try Profiler.recording(profile || budget || Profiler.isEnabled, measure)
     }
   }
 
@@ -49,6 +55,10 @@ struct Bench: ParsableCommand {
       throw CLIError(
         "--steps, --batch-size and --input-size must be positive, --warmup non-negative")
     }
+    // The ceilings first, before the network's buffers take memory and cache.
+    // (Their buffers go back to the system; the peak RSS printed then includes them.)
+    let rates = budget ? try MachineRates.measure() : nil
+    if budget { BufferPool.shared.trim() }
     let config = network.configuration
     let network = try ModelZoo.make(config)
     var rng = RandomGenerator(seed: 1)
@@ -92,7 +102,13 @@ struct Bench: ParsableCommand {
     let rss = peakResidentBytes()
     // Steady state should allocate nothing: every buffer comes back from the pool.
     let allocations = BufferPool.shared.systemAllocations - allocationsBefore
-    if Profiler.isEnabled { printProfile(steps: steps, median: median) }
+    if profile || (Profiler.isEnabled && !budget) { printProfile(steps: steps, median: median) }
+    if let rates {
+      let title =
+        "\(model) \(activation) \(mode.rawValue) batch \(batchSize) at \(inputSize)x\(inputSize)"
+      let mean = times.reduce(0, +) / Double(times.count)
+      printBudget(title: title, steps: steps, median: median, mean: mean, rates: rates)
+    }
     print(
       String(
         format:
@@ -132,6 +148,111 @@ func printProfile(steps: Int, median: Double) {
         format: "  %-10@ %-26@ %8.2f  %10.1f  %5.1f%%", e.phase, e.operation, ms,
         Double(e.calls) / Double(steps), 100 * ms / (median * 1000)))
   }
+}
+
+/// The machine's matrix-product and copy rates, measured in this process with the engine's own
+/// paths (`acon bench-op`'s `sgemm 1024` and its copy at batch 8, a 103 MB buffer: larger than
+/// the last-level caches of the machines measured; fastest of 5): the ceilings of a budget.
+struct MachineRates {
+  var sgemmGigaflops: Double
+  var copyGigabytes: Double
+
+  static func measure() throws -> MachineRates {
+    let op = try BenchOp.parse(["--runs", "5", "--best", "--batch", "8"])
+    let sgemm = try op.benchSgemm(1024).gflops ?? 0
+    let copy = try op.benchCopy().gigabytes ?? 0
+    return MachineRates(sgemmGigaflops: sgemm, copyGigabytes: copy)
+  }
+}
+
+/// Prints where a step's time goes as a Markdown table: per op kind (convolutions by kernel
+/// path, the other ops by their tape name) the measured forward and backward time per step,
+/// the work it must do, and its floor: the larger of its FLOPs at the measured sgemm rate and
+/// its bytes at the measured copy rate (each op alone, unfused: see ``Profiler/Entry``). The
+/// last rows are what no op accounts for (module glue, the loss, untracked copies) and the
+/// whole step. The op times are means over the timed steps, so the rest is taken from the mean
+/// step (on a busy machine a slow step moves the mean away from the median).
+func printBudget(title: String, steps: Int, median: Double, mean: Double, rates: MachineRates) {
+  struct Row {
+    var forward = 0.0, backward = 0.0, flops = 0.0, bytes = 0.0
+    var floor: Double = 0
+  }
+  var rows: [String: Row] = [:]
+  // The conv2d tape entries hold the kernel time (rows by path) plus their glue, counted apart.
+  var convolutionTape = 0.0
+  var convolutionKernels = 0.0
+  for e in Profiler.entries() {
+    let perStep = e.seconds / Double(steps)
+    let name: String
+    switch e.phase {
+    case "kernel fwd", "kernel bwd":
+      name = e.operation
+      convolutionKernels += perStep
+    case "forward", "backward":
+      if e.operation == "conv2d" {
+        convolutionTape += perStep
+        continue
+      }
+      name = e.operation
+    case "optimizer":
+      name = "optimizer " + e.operation
+    default:
+      continue  // "step": the whole backward, already split by op.
+    }
+    var r = rows[name] ?? Row()
+    if e.phase == "backward" || e.phase == "kernel bwd" {
+      r.backward += perStep
+    } else {
+      r.forward += perStep
+    }
+    r.flops += e.flops / Double(steps)
+    r.bytes += e.bytes / Double(steps)
+    rows[name] = r
+  }
+  for (name, r) in rows {
+    rows[name]!.floor = max(
+      r.flops / (rates.sgemmGigaflops * 1e9), r.bytes / (rates.copyGigabytes * 1e9))
+  }
+  let ordered = rows.sorted {
+    $0.value.forward + $0.value.backward > $1.value.forward + $1.value.backward
+  }
+  let accounted = ordered.reduce(0) { $0 + $1.value.forward + $1.value.backward }
+  let floor = ordered.reduce(0) { $0 + $1.value.floor }
+  let loadText = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)
+  let load = loadText?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+  print(
+    String(
+      format: "budget: %@, mean step %.1f ms (median %.1f); sgemm %.0f GFLOP/s and copy %.1f GB/s "
+        + "measured in this process; kernels for %@; load average %@",
+      title, mean * 1e3, median * 1e3, rates.sgemmGigaflops, rates.copyGigabytes,
+      InstructionSet.compiled.displayName, load))
+  print("")
+  print(
+    "| op (per step) | forward ms | backward ms | GFLOP | MB moved | floor ms | measured / floor |")
+  print("|---|---|---|---|---|---|---|")
+  func ratio(_ measured: Double, _ floor: Double) -> String {
+    floor > 0 ? String(format: "%.1f", measured / floor) : "-"
+  }
+  for (name, r) in ordered {
+    print(
+      String(
+        format: "| %@ | %.2f | %.2f | %.2f | %.0f | %.2f | %@ |", name, r.forward * 1e3,
+        r.backward * 1e3, r.flops * 1e-9, r.bytes * 1e-6, r.floor * 1e3,
+        ratio(r.forward + r.backward, r.floor)))
+  }
+  print(
+    String(
+      format: "| convolution glue (conv2d ops less their kernels) | %.2f | | | | | |",
+      (convolutionTape - convolutionKernels) * 1e3))
+  let rest = mean - accounted - max(0, convolutionTape - convolutionKernels)
+  print(
+    String(format: "| not in any op (loss, module glue, untracked) | %.2f | | | | | |", rest * 1e3))
+  let flops = ordered.reduce(0) { $0 + $1.value.flops }
+  let bytes = ordered.reduce(0) { $0 + $1.value.bytes }
+  print(
+    String(
+      format: "| **whole step, mean %.1f ms** | | | %.2f | %.0f | %.1f | %@ |", mean * 1e3,
+      flops * 1e-9, bytes * 1e-6, floor * 1e3, ratio(mean, floor)))
 }
 
 /// Peak resident set size of this process (VmHWM), in bytes.

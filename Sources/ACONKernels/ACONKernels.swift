@@ -83,31 +83,47 @@ public enum ACONKernel {
     x * p2.addingProduct(d, G.value(beta * d * x))
   }
 
+  /// ``forwardVector(_:_:_:_:_:)`` for sixteen lanes.
+  @_transparent
+  static func forwardVector<G: GateFunction>(
+    _ x: SIMD16<Float>, _ d: SIMD16<Float>, _ p2: SIMD16<Float>, _ beta: SIMD16<Float>,
+    _: G.Type
+  ) -> SIMD16<Float> {
+    x * p2.addingProduct(d, G.value(beta * d * x))
+  }
+
   // Each loop below holds exactly one copy of the vector body and handles the tail in the
   // same loop (`load8` with fewer lanes): with several copies the optimizer stops inlining the
   // sigmoid, and a SIMD8 crossing a call is passed as two halves, which costs more than the math.
 
-  /// One plane with a broadcast beta and broadcast p1, p2.
+  /// One plane with a broadcast beta and broadcast p1, p2 (`d`, `p2`, `beta`: one value in
+  /// every lane), at ``WideFloat``'s width.
   @inline(never)
   static func forwardPlane<G: GateFunction>(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int,
     _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
   ) {
+    let lanes = WideFloat.scalarCount
+    let (dw, p2w, bw) = (
+      WideFloat(repeating: d[0]), WideFloat(repeating: p2[0]), WideFloat(repeating: beta[0])
+    )
     var i = 0
     // Two independent vectors per step: the sigmoid is a long dependency chain.
-    while i &+ 16 <= count {
-      let a = forwardVector(load8(x + i), d, p2, beta, G.self)
-      let b = forwardVector(load8(x + i + 8), d, p2, beta, G.self)
-      store8(a, y + i)
-      store8(b, y + i + 8)
-      i = i &+ 16
+    while i &+ 2 &* lanes <= count {
+      let a = forwardVector(loadWide(x + i), dw, p2w, bw, G.self)
+      let b = forwardVector(loadWide(x + i + lanes), dw, p2w, bw, G.self)
+      storeWide(a, y + i)
+      storeWide(b, y + i + lanes)
+      i = i &+ 2 &* lanes
     }
-    while i + 8 <= count {
-      store8(forwardVector(load8(x + i), d, p2, beta, G.self), y + i)
-      i += 8
+    while i + lanes <= count {
+      storeWide(forwardVector(loadWide(x + i), dw, p2w, bw, G.self), y + i)
+      i += lanes
     }
     if i < count {
-      withPaddedTail(x + i, y + i, rest: count - i) { forwardPlane($0, $1, 8, d, p2, beta, G.self) }
+      withWidePaddedTail(x + i, y + i, rest: count - i) {
+        forwardPlane($0, $1, lanes, d, p2, beta, G.self)
+      }
     }
   }
 
@@ -211,49 +227,58 @@ public enum ACONKernel {
     return (g * p2.addingProduct(d, t), gx * t, gx, (g * dxv) * (dxv * slope))
   }
 
-  /// One plane with a broadcast beta; returns the plane's three sums, and with `M` =
-  /// ``NormalizedInput`` (the ACON reads `z = x * scale + shift`, dx is then dz) two more for
-  /// the batch norm's backward: `sum dz` and `sum dz (x - mean)`.
+  /// One plane with a broadcast beta (every parameter: one value in every lane), at
+  /// ``WideFloat``'s width; returns the plane's three sums, and with `M` = ``NormalizedInput``
+  /// (the ACON reads `z = x * scale + shift`, dx is then dz) two more for the batch norm's
+  /// backward: `sum dz` and `sum dz (x - mean)`.
   @inline(never)
   static func backwardPlane<G: GateFunction, M: PlaneInput>(
     _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
-    _ count: Int, _ d: Float8, _ p2: Float8, _ beta: Float8, _ scale: Float8, _ shift: Float8,
-    _ mean: Float8, _: G.Type, _: M.Type
+    _ count: Int, _ d8: Float8, _ p28: Float8, _ beta8: Float8, _ scale8: Float8,
+    _ shift8: Float8, _ mean8: Float8, _: G.Type, _: M.Type
   ) -> PlaneSums {
-    var acc1 = Float8(repeating: 0)
-    var acc2 = Float8(repeating: 0)
-    var acc3 = Float8(repeating: 0)
-    var acc4 = Float8(repeating: 0)
-    var acc5 = Float8(repeating: 0)
+    let lanes = WideFloat.scalarCount
+    let (d, p2, beta) = (
+      WideFloat(repeating: d8[0]), WideFloat(repeating: p28[0]), WideFloat(repeating: beta8[0])
+    )
+    let (scale, shift, mean) = (
+      WideFloat(repeating: scale8[0]), WideFloat(repeating: shift8[0]),
+      WideFloat(repeating: mean8[0])
+    )
+    var acc1 = WideFloat(repeating: 0)
+    var acc2 = WideFloat(repeating: 0)
+    var acc3 = WideFloat(repeating: 0)
+    var acc4 = WideFloat(repeating: 0)
+    var acc5 = WideFloat(repeating: 0)
     let bd = beta * d
     var i = 0
-    while i &+ 8 <= count {
+    while i &+ lanes <= count {
       // backwardVector, written with fused accumulations (one instruction per sum).
       let xv = M.read(x + i, scale, shift)
-      let gv = load8(g + i)
+      let gv = loadWide(g + i)
       let dxv = d * xv
       let u = bd * xv
       let (h, slope) = G.valueAndSlope(u)
       let t = h.addingProduct(u, slope)
       let dz = gv * p2.addingProduct(d, t)
-      store8(dz, dx + i)
+      storeWide(dz, dx + i)
       let gx = gv * xv
       acc1 = acc1.addingProduct(gx, t)
       acc2 += gx
       acc3 = acc3.addingProduct(gv * dxv, dxv * slope)
       if M.normalizes {
         acc4 += dz
-        acc5 = acc5.addingProduct(dz, load8(x + i) - mean)
+        acc5 = acc5.addingProduct(dz, loadWide(x + i) - mean)
       }
-      i = i &+ 8
+      i = i &+ lanes
     }
     var sums = PlaneSums(
       gxt: horizontalSum(acc1), gx: horizontalSum(acc2), dbeta: horizontalSum(acc3),
       dz: horizontalSum(acc4), dzCentered: horizontalSum(acc5))
     if i < count {
       sums.add(
-        withPaddedTail(x + i, g + i, dx + i, rest: count - i) {
-          backwardPlane($0, $1, $2, 8, d, p2, beta, scale, shift, mean, G.self, M.self)
+        withWidePaddedTail(x + i, g + i, dx + i, rest: count - i) {
+          backwardPlane($0, $1, $2, lanes, d8, p28, beta8, scale8, shift8, mean8, G.self, M.self)
         })
     }
     return sums
@@ -422,6 +447,10 @@ protocol PlaneInput {
   static var normalizes: Bool { get }
   /// Eight input values as the ACON sees them.
   static func read(_ p: UnsafePointer<Float>, _ scale: Float8, _ shift: Float8) -> Float8
+  /// Sixteen.
+  static func read(
+    _ p: UnsafePointer<Float>, _ scale: SIMD16<Float>, _ shift: SIMD16<Float>
+  ) -> SIMD16<Float>
 }
 
 /// The ACON's own input.
@@ -430,6 +459,12 @@ enum RawInput: PlaneInput {
   @usableFromInline static var normalizes: Bool { false }
   @_transparent @usableFromInline
   static func read(_ p: UnsafePointer<Float>, _: Float8, _: Float8) -> Float8 { load8(p) }
+  @_transparent @usableFromInline
+  static func read(
+    _ p: UnsafePointer<Float>, _: SIMD16<Float>, _: SIMD16<Float>
+  ) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+  }
 }
 
 /// A batch norm's input, normalised on the fly as `x * scale + shift` with the same fused
@@ -442,6 +477,12 @@ enum NormalizedInput: PlaneInput {
   static func read(_ p: UnsafePointer<Float>, _ scale: Float8, _ shift: Float8) -> Float8 {
     shift.addingProduct(load8(p), scale)
   }
+  @_transparent @usableFromInline
+  static func read(
+    _ p: UnsafePointer<Float>, _ scale: SIMD16<Float>, _ shift: SIMD16<Float>
+  ) -> SIMD16<Float> {
+    shift.addingProduct(UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self), scale)
+  }
 }
 
 /// A gate `h` of the smooth maximum, as a type so that each kernel loop is specialised for it.
@@ -451,6 +492,9 @@ protocol GateFunction {
   static func value(_ u: Float8) -> Float8
   /// `(h(u), h'(u))`.
   static func valueAndSlope(_ u: Float8) -> (Float8, Float8)
+  /// The same two for sixteen lanes (the wide plane loops, ``WideFloat``).
+  static func value(_ u: SIMD16<Float>) -> SIMD16<Float>
+  static func valueAndSlope(_ u: SIMD16<Float>) -> (SIMD16<Float>, SIMD16<Float>)
 }
 
 /// The logistic sigmoid: `h' = h (1 - h)`.
@@ -461,6 +505,15 @@ enum SigmoidGate: GateFunction {
 
   @_transparent @usableFromInline
   static func valueAndSlope(_ u: Float8) -> (Float8, Float8) {
+    let s = fastSigmoid(u)
+    return (s, s - s * s)
+  }
+
+  @_transparent @usableFromInline
+  static func value(_ u: SIMD16<Float>) -> SIMD16<Float> { fastSigmoid(u) }
+
+  @_transparent @usableFromInline
+  static func valueAndSlope(_ u: SIMD16<Float>) -> (SIMD16<Float>, SIMD16<Float>) {
     let s = fastSigmoid(u)
     return (s, s - s * s)
   }
@@ -480,6 +533,21 @@ enum HardSigmoidGate: GateFunction {
   static func valueAndSlope(_ u: Float8) -> (Float8, Float8) {
     let inside = (u .> Float8(repeating: -3)) .& (u .< Float8(repeating: 3))
     return (value(u), Float8(repeating: 0).replacing(with: 1.0 / 6.0, where: inside))
+  }
+
+  @_transparent @usableFromInline
+  static func value(_ u: SIMD16<Float>) -> SIMD16<Float> {
+    typealias V = SIMD16<Float>
+    let z = u * V(repeating: 1.0 / 6.0) + V(repeating: 0.5)
+    let low = z.replacing(with: 0, where: z .< 0)
+    return low.replacing(with: 1, where: low .> 1)
+  }
+
+  @_transparent @usableFromInline
+  static func valueAndSlope(_ u: SIMD16<Float>) -> (SIMD16<Float>, SIMD16<Float>) {
+    typealias V = SIMD16<Float>
+    let inside = (u .> V(repeating: -3)) .& (u .< V(repeating: 3))
+    return (value(u), V(repeating: 0).replacing(with: 1.0 / 6.0, where: inside))
   }
 }
 

@@ -136,20 +136,33 @@ public enum ConvolutionKernel {
     if chunks > 1 {
       return max(
         forwardWorkspaceCount(g),
-        chunks * g.patchSize * g.outHeight * g.outWidth
-          + (chunks - 1) * g.outChannels * g.patchSize)
+        byImagesColumnFloats(g, chunks: chunks) + (chunks - 1) * g.outChannels * g.patchSize)
     }
     return forwardWorkspaceCount(g)
   }
 
-  /// How many workers share the weight gradient of a stem-like layer (see
+  /// How many workers share the weight gradient of a stem-like layer or of a small 1x1 layer
+  /// read straight from its input (see
   /// ``weightGradientByImages(_:input:outputGrad:weightGrad:workspace:chunks:)``); 1 when the
   /// layer does not qualify.
   static func weightOnlyChunks(_ g: ConvGeometry) -> Int {
-    let qualifies =
+    let stemLike =
       g.groups == 1 && !g.isDepthwise && !runsWinograd(g) && !g.isPointwise && g.patchSize <= 160
       && imagesPerProduct(g) == 1
-    return qualifies ? min(Parallel.workers, g.batch) : 1
+    // A 1x1 layer with one product per image and at most 96 x 96 weights: each image's
+    // `[cout, spatial] x [spatial, cin]` product has a result too small to cut into panels (below
+    // 32 columns not at all: the whole weight gradient ran on one thread).
+    let smallPointwise =
+      g.groups == 1 && g.isPointwise && imagesPerProduct(g) == 1
+      && g.outChannels * g.inChannels <= 96 * 96
+    return stemLike || smallPointwise ? min(Parallel.workers, g.batch) : 1
+  }
+
+  /// Floats of the per-worker column matrices of
+  /// ``weightGradientByImages(_:input:outputGrad:weightGrad:workspace:chunks:)`` (none for 1x1
+  /// layers, whose input is its own column matrix).
+  static func byImagesColumnFloats(_ g: ConvGeometry, chunks: Int) -> Int {
+    g.isPointwise ? 0 : chunks * g.patchSize * g.outHeight * g.outWidth
   }
 
   /// `y = conv(x, w) + b`.
@@ -345,8 +358,9 @@ public enum ConvolutionKernel {
   }
 
   /// The weight gradient alone of a layer with few input taps (a network's first convolution,
-  /// whose input needs no gradient): `[cout, k] x [k, spatial]^T` products with a long inner
-  /// dimension and a tiny result, too small to cut into panels for the workers (``BLAS``). Each
+  /// whose input needs no gradient) or of a small 1x1 layer: `[cout, k] x [k, spatial]^T`
+  /// products with a long inner dimension and a tiny result, too small to cut into panels for
+  /// the workers (``BLAS``). Each
   /// worker instead takes a contiguous run of images with serial products, unfolds and
   /// multiplies them into its own partial sum, and the partials are added in worker order
   /// (deterministic).
@@ -357,18 +371,25 @@ public enum ConvolutionKernel {
     let spatial = g.outHeight * g.outWidth
     let plane = g.height * g.width
     let (cout, k) = (g.outChannels, g.patchSize)
-    let partials = workspace + chunks * k * spatial
+    let partials = workspace + byImagesColumnFloats(g, chunks: chunks)
     Parallel.forEach(chunks) { chunk in
       let col = workspace + chunk * k * spatial
       let acc = chunk == 0 ? dw : partials + (chunk - 1) * cout * k
       let first = g.batch * chunk / chunks
       for n in first..<(g.batch * (chunk + 1) / chunks) {
-        Im2colKernel.unfoldSerial(
-          x + n * g.inChannels * plane, channels: g.inChannels, geometry: g, col: col, ldc: spatial)
+        let image = x + n * g.inChannels * plane
+        let columns: UnsafePointer<Float>
+        if g.isPointwise {
+          columns = image
+        } else {
+          Im2colKernel.unfoldSerial(
+            image, channels: g.inChannels, geometry: g, col: col, ldc: spatial)
+          columns = UnsafePointer(col)
+        }
         BLAS.sgemm(
           transposeA: false, transposeB: true, m: cout, n: k, k: spatial,
-          a: dy + n * cout * spatial, lda: spatial, b: col, ldb: spatial, beta: n == first ? 0 : 1,
-          c: acc, ldc: k, serial: true)
+          a: dy + n * cout * spatial, lda: spatial, b: columns, ldb: spatial,
+          beta: n == first ? 0 : 1, c: acc, ldc: k, serial: true)
       }
     }
     for chunk in 1..<chunks {

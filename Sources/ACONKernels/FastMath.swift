@@ -44,6 +44,104 @@ public func fastSigmoid(_ x: Float8) -> Float8 {
   return positive.replacing(with: negative, where: x .< 0)
 }
 
+/// The widest float vector the kernels were compiled for: 16 lanes (one AVX-512 register)
+/// when Package.swift selected AVX-512 (it then defines `ACON_VECTOR16` with the same choice that
+/// sets ``InstructionSet/compiled``), else 8 (two SSE registers, or one AVX2 register). The ACON
+/// plane loops run at this width: on AVX-512 machines their sigmoid is arithmetic-bound at 8 lanes.
+#if ACON_VECTOR16
+  public typealias WideFloat = SIMD16<Float>
+#else
+  public typealias WideFloat = SIMD8<Float>
+#endif
+
+/// Loads one ``WideFloat`` from `p` (unaligned).
+@inlinable @inline(__always)
+public func loadWide(_ p: UnsafePointer<Float>) -> WideFloat {
+  UnsafeRawPointer(p).loadUnaligned(as: WideFloat.self)
+}
+
+/// Stores one ``WideFloat`` to `p` (unaligned).
+@inlinable @inline(__always)
+public func storeWide(_ v: WideFloat, _ p: UnsafeMutablePointer<Float>) {
+  UnsafeMutableRawPointer(p).storeBytes(of: v, as: WideFloat.self)
+}
+
+/// Sum of sixteen lanes: the two halves added lane by lane, then eight lanes.
+@inlinable @inline(__always)
+public func horizontalSum(_ v: SIMD16<Float>) -> Float { horizontalSum(v.lowHalf + v.highHalf) }
+
+/// `fastExp` for sixteen lanes: the same polynomial and constants, operation for
+/// operation (a generic version over the SIMD width does not inline its stdlib calls, see the
+/// type's comment), so both widths give the same bits lane for lane.
+@inlinable @inline(__always)
+public func fastExp(_ input: SIMD16<Float>) -> SIMD16<Float> {
+  typealias V = SIMD16<Float>
+  var x = input.replacing(with: 88.0, where: input .> 88.0)
+  x = x.replacing(with: -87.0, where: x .< -87.0)
+  let shifter = V(repeating: 12_582_912.0)
+  let t = shifter.addingProduct(x, V(repeating: 1.442_695_04))
+  let n = t - shifter
+  var r = x.addingProduct(n, V(repeating: -0.693_359_375))
+  r = r.addingProduct(n, V(repeating: 2.121_944_4e-4))
+  var p = V(repeating: 1.398_199_95e-3).addingProduct(V(repeating: 1.987_569_15e-4), r)
+  p = V(repeating: 8.333_451_9e-3).addingProduct(p, r)
+  p = V(repeating: 4.166_579_59e-2).addingProduct(p, r)
+  p = V(repeating: 1.666_666_55e-1).addingProduct(p, r)
+  p = V(repeating: 5.000_000_12e-1).addingProduct(p, r)
+  let r2 = r * r
+  let y = (r + V(repeating: 1)).addingProduct(p, r2)
+  let bits = unsafeBitCast(t, to: SIMD16<Int32>.self) &- SIMD16<Int32>(repeating: 0x4B40_0000)
+  let scale = unsafeBitCast((bits &+ SIMD16<Int32>(repeating: 127)) &<< 23, to: V.self)
+  return y * scale
+}
+
+/// `fastSigmoid` for sixteen lanes, the same expression.
+@inlinable @inline(__always)
+public func fastSigmoid(_ x: SIMD16<Float>) -> SIMD16<Float> {
+  let negativeAbs = x.replacing(with: -x, where: x .> 0)
+  let e = fastExp(negativeAbs)
+  let one = SIMD16<Float>(repeating: 1)
+  let denominator = one + e
+  let positive = one / denominator
+  let negative = e / denominator
+  return positive.replacing(with: negative, where: x .< 0)
+}
+
+/// The last `rest` (< ``WideFloat``'s lane count) elements of a wide plane kernel, as
+/// ``withPaddedTail(_:_:rest:_:)`` does for eight lanes.
+@inline(__always)
+func withWidePaddedTail(
+  _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rest: Int,
+  _ body: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+) {
+  let lanes = WideFloat.scalarCount
+  withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * lanes) { t in
+    let base = t.baseAddress!
+    base.update(repeating: 0, count: lanes)
+    base.update(from: x, count: rest)
+    body(base, base + lanes)
+    y.update(from: base + lanes, count: rest)
+  }
+}
+
+/// ``withPaddedTail(_:_:_:rest:_:)`` (the backward form) at ``WideFloat``'s lane count.
+@inline(__always)
+func withWidePaddedTail<R>(
+  _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+  rest: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> R
+) -> R {
+  let lanes = WideFloat.scalarCount
+  return withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * lanes) { t in
+    let base = t.baseAddress!
+    base.update(repeating: 0, count: 2 * lanes)
+    base.update(from: x, count: rest)
+    (base + lanes).update(from: g, count: rest)
+    let result = body(base, base + lanes, base + 2 * lanes)
+    dx.update(from: base + 2 * lanes, count: rest)
+    return result
+  }
+}
+
 /// The last `rest` (< 8) elements of a plane kernel through that kernel's own vector loop: `x`
 /// copied into a zero-padded 8-lane buffer, `body` run on it, and the first `rest` outputs
 /// copied to `y`. Keeps one copy of a kernel's vector body (a second one makes the optimizer

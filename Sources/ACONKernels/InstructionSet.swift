@@ -22,6 +22,9 @@ public enum InstructionSet: String, Sendable {
     }
   }
 
+  /// Floats in the vectors of the kernels' wide loops (``WideFloat``): 16 with AVX-512, else 8.
+  public static var vectorLanes: Int { WideFloat.scalarCount }
+
   /// A name for reports: `AVX-512`, `AVX2 + FMA`, `baseline`.
   public var displayName: String {
     switch self {

@@ -117,7 +117,10 @@ extension Tensor {
     _ operation: String, output: Tensor, inputs: [Tensor],
     pullback: @escaping (Tensor) throws -> [Tensor?]
   ) -> Tensor {
-    if Profiler.isEnabled { Profiler.forwardMark(operation) }
+    if Profiler.isEnabled {
+      let elements = inputs.reduce(output.count) { $0 + $1.count }
+      Profiler.forwardMark(operation, bytes: Double(4 * elements))
+    }
     guard GradientMode.isEnabled, inputs.contains(where: { $0.node != nil }) else {
       return output
     }
@@ -187,7 +190,11 @@ extension Tensor {
         }
       }
       if start != 0 {
-        Profiler.add("backward", n.operation, seconds: Double(Profiler.now() - start) / 1e9)
+        // Upstream gradient read; each input read and its gradient written.
+        let elements = grads.reduce(upstream.count) { $0 + 2 * ($1?.count ?? 0) }
+        Profiler.add(
+          "backward", n.operation, seconds: Double(Profiler.now() - start) / 1e9,
+          bytes: Double(4 * elements))
       }
     }
   }

@@ -14,6 +14,10 @@
 ///   module glue before it. Recorded before the gradient-mode check, so inference is profiled too.
 /// - Backward: every pullback is timed exactly, including the accumulation of its gradients.
 ///
+/// Each total also carries the work its op must do at least (``Entry/flops``, ``Entry/bytes``),
+/// from which `acon bench --budget` derives a floor per op kind at the machine's measured
+/// matrix-product and copy rates.
+///
 /// Meant for one thread driving the network (a benchmark); the totals are guarded by a lock so
 /// another thread recording at the same time cannot corrupt them, only blur them.
 public enum Profiler {
@@ -32,12 +36,18 @@ public enum Profiler {
 
   /// Totals of one op kind in one phase.
   public struct Entry: Sendable {
-    /// "forward" or "backward" (or a phase named by ``Profiler/time(_:_:_:)``).
+    /// "forward" or "backward" (or a phase named by ``Profiler/time(_:_:flops:bytes:_:)``).
     public var phase: String
     /// The op's tape name ("conv2d", "batchNorm(train)", ...).
     public var operation: String
     public var seconds: Double
     public var calls: Int
+    /// Floating-point operations the op must do (matrix products only; 0 for the rest).
+    public var flops: Double = 0
+    /// Bytes the op must move at least if it ran alone: forward, its inputs read and its
+    /// output written; backward, the upstream gradient read and each input read and its
+    /// gradient written; a convolution kernel, its operands once each.
+    public var bytes: Double = 0
   }
 
   nonisolated(unsafe) private static var totals: [String: Entry] = [:]
@@ -71,34 +81,41 @@ public enum Profiler {
   }
 
   /// Adds `seconds` to the total of `operation` in `phase`.
-  public static func add(_ phase: String, _ operation: String, seconds: Double) {
+  public static func add(
+    _ phase: String, _ operation: String, seconds: Double, flops: Double = 0, bytes: Double = 0
+  ) {
     pthread_mutex_lock(&lock)
     let key = phase + "\u{0}" + operation
     var e = totals[key] ?? Entry(phase: phase, operation: operation, seconds: 0, calls: 0)
     e.seconds += seconds
     e.calls += 1
+    e.flops += flops
+    e.bytes += bytes
     totals[key] = e
     pthread_mutex_unlock(&lock)
   }
 
   /// Charges the forward time since the previous mark to `operation`.
   @usableFromInline
-  static func forwardMark(_ operation: String) {
+  static func forwardMark(_ operation: String, bytes: Double = 0) {
     let t = now()
     pthread_mutex_lock(&lock)
     let start = last
     last = t
     pthread_mutex_unlock(&lock)
-    if start != 0 { add("forward", operation, seconds: Double(t &- start) / 1e9) }
+    if start != 0 { add("forward", operation, seconds: Double(t &- start) / 1e9, bytes: bytes) }
   }
 
   /// Runs `body`, charging its wall time to `operation` in `phase` when profiling.
-  public static func time<T>(_ phase: String, _ operation: String, _ body: () throws -> T) rethrows
-    -> T
-  {
+  public static func time<T>(
+    _ phase: String, _ operation: String, flops: Double = 0, bytes: Double = 0,
+    _ body: () throws -> T
+  ) rethrows -> T {
     guard isEnabled else { return try body() }
     let start = now()
-    defer { add(phase, operation, seconds: Double(now() - start) / 1e9) }
+    defer {
+      add(phase, operation, seconds: Double(now() - start) / 1e9, flops: flops, bytes: bytes)
+    }
     return try body()
   }
 

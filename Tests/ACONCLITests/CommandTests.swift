@@ -75,6 +75,35 @@ struct CommandTests {
     #expect(table.stdout.contains("layer1.0.conv1.weight"))
   }
 
+  /// `bench --budget` prints one Markdown row per op kind, convolutions by kernel path, with
+  /// the work each must do, and a whole-step row whose FLOPs are the network's forward and
+  /// backward matrix products.
+  @Test func benchBudgetTabulatesOpsAgainstTheirFloors() throws {
+    let r = try runACON([
+      "bench", "--model", "shufflenetv2-0.5x", "--activation", "acon-c", "--batch-size", "4",
+      "--input-size", "28", "--input-channels", "1", "--small-input", "--classes", "10",
+      "--steps", "1", "--warmup", "1", "--budget",
+    ])
+    #expect(r.status == 0, "\(r.stderr)")
+    let rows = r.stdout.split(separator: "\n").filter { $0.hasPrefix("| ") }
+    func row(_ name: String) -> [String]? {
+      rows.first { $0.hasPrefix("| \(name) |") }.map {
+        $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+      }
+    }
+    #expect(r.stdout.contains("GFLOP/s and copy"))
+    for name in ["conv 1x1", "conv depthwise", "batchNorm_acon(train)"] {
+      let cells = try #require(row(name), "no row \(name) in \(r.stdout)")
+      // name, forward ms, backward ms, GFLOP, MB, floor ms, measured / floor
+      #expect(cells.count == 7, "\(cells)")
+      #expect((Double(cells[5]) ?? 0) > 0, "\(cells)")
+    }
+    let oneByOne = try #require(row("conv 1x1"))
+    #expect((Double(oneByOne[3]) ?? 0) > 0)
+    #expect(row("conv2d") == nil, "conv2d is split by kernel path")
+    #expect(rows.contains { $0.contains("whole step") })
+  }
+
   @Test(
     .enabled(
       if: TestEnvironment.fashionMNISTInstalled,

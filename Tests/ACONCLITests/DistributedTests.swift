@@ -84,9 +84,11 @@ struct DistributedTests {
   /// this network amplifies rounding quickly: the same single-process run on 1 thread and on 2
   /// threads (other chunk sums) drifts apart by up to 6e-4 relative in the loss over these 20
   /// iterations (1e-2 at --lr 0.001). So: the first 3 losses within 2e-5, all 20 within 3e-3,
-  /// the final weights within 2e-3 of their spread (relative L2 over every tensor; 1.3e-3 was
+  /// the final weights within 3e-3 of their spread (relative L2 over every tensor; 1.3e-3 was
   /// measured once the statistics pass summed deviations from a provisional mean, whose
-  /// rounding differs from one plain sum's).
+  /// rounding differs from one plain sum's, and 2.7e-3 on AVX-512 builds once the ACON plane
+  /// sums ran on 16 lanes: the same build with 8 lanes, `ACON_TARGET_CPU=haswell`, stays below
+  /// 2e-3).
   @Test func syncBatchNormTwoRanksMatchOneProcessWithTheDoubleBatch() throws {
     let (one, two) = (temporaryDirectory(), temporaryDirectory())
     defer { for d in [one, two] { try? FileManager.default.removeItem(at: d) } }
@@ -118,7 +120,7 @@ struct DistributedTests {
         squaredNorm += Double(u) * Double(u)
       }
     }
-    #expect((squaredDifference / squaredNorm).squareRoot() < 2e-3)
+    #expect((squaredDifference / squaredNorm).squareRoot() < 3e-3)
   }
 
   /// Without --sync-batchnorm the ranks' weights stay bitwise identical after every step

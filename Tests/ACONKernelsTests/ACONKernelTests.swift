@@ -57,6 +57,29 @@ struct ACONKernelTests {
     #expect(special[0] == 0.5 && special[1] == 0.5 && special[2] == 1 && special[3] >= 0)
   }
 
+  /// The 16-lane sigmoid (the wide plane loops on AVX-512) is the 8-lane one, bit for bit, so
+  /// the vector width changes only the order of the plane sums, never an activation.
+  @Test func wideSigmoidMatchesEightLanes() {
+    var u: Float = -100
+    while u <= 100 {
+      let wide = SIMD16<Float>((0..<16).map { u + Float($0) / 37 })
+      let s = fastSigmoid(wide)
+      let low = fastSigmoid(wide.lowHalf)
+      let high = fastSigmoid(wide.highHalf)
+      for l in 0..<8 {
+        #expect(s[l].bitPattern == low[l].bitPattern)
+        #expect(s[l + 8].bitPattern == high[l].bitPattern)
+      }
+      u += 0.37
+    }
+  }
+
+  /// The width of the wide loops follows the instruction set the build chose (one decision in
+  /// Package.swift): 16 floats with AVX-512, 8 otherwise.
+  @Test func vectorWidthMatchesInstructionSet() {
+    #expect(InstructionSet.vectorLanes == (InstructionSet.compiled == .avx512 ? 16 : 8))
+  }
+
   /// Runs the kernels on a `[n, c, plane]` input with beta laid out per `layout`.
   private func check(
     n: Int, c: Int, plane: Int, betaCount: Int, layout: ACONKernel.BetaLayout, hard: Bool,

@@ -5,10 +5,11 @@ import Testing
 ///
 /// The determinism the engine promises (and resume relies on): the same inputs on the same CPU
 /// with the same worker count give the same bits, whatever the timing. It does not promise that
-/// a panelled product has the bits of the whole product: OpenBLAS's edge kernels and blocking
-/// depend on the core type, and on some CPUs (Zen 5 with the Haswell kernels) a panel's sums
-/// round differently. So the shared product is checked against itself run again, against the
-/// same panels run one after another on a busy pool, and against a Float64 product.
+/// a panelled product has the bits of the whole product: the library's edge kernels and blocking
+/// depend on the shape and the CPU (OpenBLAS's Haswell kernels on Zen 5 rounded a panel's sums
+/// differently), so the split itself may change the rounding. So the shared product is checked
+/// against itself run again, against the same panels run one after another on a busy pool, and
+/// against a Float64 product.
 @Suite("Matrix products")
 struct BLASTests {
   struct Case {

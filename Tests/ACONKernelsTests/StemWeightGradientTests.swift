@@ -30,4 +30,21 @@ struct StemWeightGradientTests {
       }
     }
   }
+
+  /// 1x1 layers with one product per image (at least ``ConvolutionKernel/pointwiseDirectColumns``
+  /// pixels) and small weights take the same split over images, reading the input directly.
+  @Test func smallPointwiseGeometriesMatchReference() {
+    let cases = [
+      geometry(3, 24, 28, 28, 24, 1, 1),
+      geometry(5, 20, 24, 24, 12, 1, 1),
+    ]
+    for (k, g) in cases.enumerated() {
+      #expect(g.outHeight * g.outWidth >= ConvolutionKernel.pointwiseDirectColumns)
+      for bias in [false, true] {
+        let seed = UInt64(720 + 2 * k + (bias ? 1 : 0))
+        let failures = checkAgainstReference(g, bias: bias, seed: seed)
+        #expect(failures.isEmpty, "\(failures)")
+      }
+    }
+  }
 }

@@ -45,12 +45,12 @@ build() {
     fi
     echo "linking $binary" >&2
     nice -n 10 swiftc -O -parse-as-library -sanitize=$SANITIZE -use-ld=lld -module-name FuzzTarget \
-      -I "$release/Modules" -I Sources/CBLAS -I Sources/CZlib -I Sources/CJPEG -I Sources/CPNG \
+      -I "$release/Modules" -I Sources/CDNNL -I Sources/CZlib -I Sources/CJPEG -I Sources/CPNG \
       -Xcc -fmodule-map-file="$release/CImageDecode.build/module.modulemap" \
       -Xcc -fmodule-map-file="$release/CPlatform.build/module.modulemap" \
       -Xcc -ISources/CImageDecode/include -Xcc -ISources/CPlatform/include \
       fuzz/Support.swift "$source" "${objects[@]}" \
-      -lopenblas -lz -lpng -ljpeg -o "$binary"
+      -ldnnl -lgomp -lz -lpng -ljpeg -o "$binary"
   done
 }
 

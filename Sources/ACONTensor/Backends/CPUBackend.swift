@@ -163,7 +163,10 @@ public final class CPUBackend: ComputeBackend {
     let workspaceCount = ConvolutionKernel.forwardWorkspaceCount(g)
     // Pooled scratch: a training loop asks for the same size every step.
     let workspace = workspaceCount > 0 ? out.empty([workspaceCount]) : nil
-    Profiler.time("kernel fwd", kind(g)) {
+    let operands = input.count + weight.count + out.count
+    Profiler.time(
+      "kernel fwd", kind(g), flops: 2 * Double(g.multiplyAdds), bytes: Double(4 * operands)
+    ) {
       withExtendedLifetime(workspace) {
         ConvolutionKernel.forward(
           g, input: input.data, weight: weight.data, bias: bias?.data, output: out.mutableData,
@@ -180,7 +183,14 @@ public final class CPUBackend: ComputeBackend {
     let workspace = count > 0 && (dx != nil || dw != nil) ? dy.empty([count]) : nil
     // An unused pointer argument still needs a valid address; dy's storage serves.
     let anyPointer = dy.data
-    Profiler.time("kernel bwd", kind(g)) {
+    // One product per gradient asked for; operands: x, w and dy read, dx and dw written.
+    let products = (dx != nil ? 1 : 0) + (dw != nil ? 1 : 0)
+    let operands =
+      dy.count + (input?.count ?? 0) + (weight?.count ?? 0) + (dx?.count ?? 0) + (dw?.count ?? 0)
+    Profiler.time(
+      "kernel bwd", kind(g), flops: Double(2 * products * g.multiplyAdds),
+      bytes: Double(4 * operands)
+    ) {
       withExtendedLifetime(workspace) {
         ConvolutionKernel.backward(
           g, input: input?.data ?? anyPointer, weight: weight?.data ?? anyPointer,
