@@ -13,6 +13,7 @@
 #   their workers from the affinity mask); SLOTS=1 runs one process on every core.
 #   python3 scripts/experiments/init_table.py      # the table, from the runs' metrics.jsonl
 #
+#   AUGMENT=1 trains with the data set's augmentation (default: none).
 #   EPOCHS=N (default 2) sets the length; ITERATIONS=N instead stops after N iterations (the LR
 #   schedule spans them; the batches come shuffled from the whole training set) and OUT=DIR
 #   the runs' folder (default runs/init-study, or runs/init-study-<N>it with ITERATIONS).
@@ -32,6 +33,8 @@ if [[ -z ${ACON:-} ]]; then
   swift build -c release --product acon
 fi
 epochs=${EPOCHS:-2}
+augment=(--no-augment)
+[[ -n ${AUGMENT:-} ]] && augment=()
 length=(--epochs "$epochs")
 out=${OUT:-runs/init-study}
 if [[ -n ${ITERATIONS:-} ]]; then
@@ -62,7 +65,7 @@ run_cell() { # activation init seed [taskset cpu]
   fi
   echo "$(date -u +%H:%M:%S) start $activation $init seed $seed ${cpu:+(cpu $cpu)}"
   "${pin[@]}" "$acon" train --model shufflenetv2-0.5x --activation "$activation" "${start[@]}" \
-    --seed "$seed" "${length[@]}" --no-augment --quiet --out "$dir" "${resume[@]}" \
+    --seed "$seed" "${length[@]}" ${augment[@]+"${augment[@]}"} --quiet --out "$dir" "${resume[@]}" \
     >"$dir.log" 2>&1 && touch "$dir/done" ||
     echo "$(date -u +%H:%M:%S) FAILED $activation $init seed $seed (see $dir.log)"
   echo "$(date -u +%H:%M:%S) done $activation $init seed $seed: $(tail -1 "$dir.log" | cut -c1-120)"
