@@ -232,26 +232,36 @@ struct FaultTests {
     }
     // The folder removed while the run writes checkpoints into it.
     let vanishing = FaultFixture.folder("vanishing")
+    let (process, stderr) = try Self.removing(
+      vanishing, once: vanishing.appendingPathComponent("checkpoint.safetensors"),
+      from: Self.arguments(out: vanishing, checkpointEvery: 1, epochs: 50))
+    #expect(process.terminationReason == .exit && process.terminationStatus != 0, "\(stderr)")
+    #expect(stderr.contains("does the folder \(vanishing.path) still exist?"), "\(stderr)")
+  }
+
+  /// Runs `acon arguments`, removes `victim` once `file` exists (within 60 s), and waits for the
+  /// run's end (killing it after another 60 s): the process and its standard error.
+  static func removing(
+    _ victim: URL, once file: URL, from arguments: [String]
+  ) throws -> (process: Process, stderr: String) {
     let process = Process()
     process.executableURL = try aconBinary()
-    process.arguments = Self.arguments(out: vanishing, checkpointEvery: 1, epochs: 50)
+    process.arguments = arguments
     let err = Pipe()
     process.standardError = err
     process.standardOutput = FileHandle.nullDevice
     try process.run()
-    let checkpoint = vanishing.appendingPathComponent("checkpoint.safetensors")
     let deadline = Date().addingTimeInterval(60)
-    while process.isRunning && !FileManager.default.fileExists(atPath: checkpoint.path)
+    while process.isRunning && !FileManager.default.fileExists(atPath: file.path)
       && Date() < deadline
     { usleep(1000) }
-    try FileManager.default.removeItem(at: vanishing)
+    try FileManager.default.removeItem(at: victim)
     let watchdog = DispatchWorkItem { kill(process.processIdentifier, SIGKILL) }
     DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
     let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     watchdog.cancel()
-    #expect(process.terminationReason == .exit && process.terminationStatus != 0, "\(stderr)")
-    #expect(stderr.contains("does the folder \(vanishing.path) still exist?"), "\(stderr)")
+    return (process, stderr)
   }
 
   @Test func dataSetDisappearingMidRunGivesAClearError() throws {
@@ -259,28 +269,14 @@ struct FaultTests {
     let data = FaultFixture.folder("vanishing-images")
     try FaultFixture.writeImageFolder(at: data)
     let out = FaultFixture.folder("vanishing-images-run")
-    let process = Process()
-    process.executableURL = try aconBinary()
-    process.arguments = [
-      "train", "--model", "mobilenetv1-0.25", "--dataset", "imagefolder", "--data", data.path,
-      "--batch-size", "2", "--epochs", "100", "--checkpoint-every", "1", "--out", out.path,
-      "--quiet",
-    ]
-    let err = Pipe()
-    process.standardError = err
-    process.standardOutput = FileHandle.nullDevice
-    try process.run()
     let checkpoint = out.appendingPathComponent("checkpoint.safetensors")
-    let deadline = Date().addingTimeInterval(60)
-    while process.isRunning && !FileManager.default.fileExists(atPath: checkpoint.path)
-      && Date() < deadline
-    { usleep(1000) }
-    try FileManager.default.removeItem(at: data)
-    let watchdog = DispatchWorkItem { kill(process.processIdentifier, SIGKILL) }
-    DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
-    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    watchdog.cancel()
+    let (process, stderr) = try Self.removing(
+      data, once: checkpoint,
+      from: [
+        "train", "--model", "mobilenetv1-0.25", "--dataset", "imagefolder", "--data", data.path,
+        "--batch-size", "2", "--epochs", "100", "--checkpoint-every", "1", "--out", out.path,
+        "--quiet",
+      ])
     #expect(process.terminationReason == .exit && process.terminationStatus != 0, "\(stderr)")
     #expect(stderr.contains(data.path) && stderr.contains("file not found"), "\(stderr)")
     #expect(!stderr.contains("Fatal error"), "\(stderr)")
