@@ -123,7 +123,7 @@ let package = Package(
     .target(name: "ACONTensor", dependencies: ["ACONKernels"], swiftSettings: vectorFlags),
     // Layer 3: modules, layers, the ACON family, losses.
     .target(
-      name: "ACONNN", dependencies: ["ACONTensor", "ACONKernels"], swiftSettings: vectorFlags),
+      name: "ACONNN", dependencies: ["ACONTensor"], swiftSettings: vectorFlags),
     // Layer 4: the model zoo.
     .target(
       name: "ACONModels", dependencies: ["ACONNN", "ACONTensor"], swiftSettings: commonFlags),
@@ -134,11 +134,11 @@ let package = Package(
     // Layer 6: optimizers, schedules, the training loop, checkpoints, metrics.
     .target(
       name: "ACONTraining",
-      dependencies: ["ACONModels", "ACONData", "ACONNN", "ACONTensor", "ACONKernels"],
+      dependencies: ["ACONModels", "ACONData", "ACONNN", "ACONTensor"],
       swiftSettings: commonFlags),
     // PyTorch checkpoints read and written without Python, ONNX export.
     .target(
-      name: "ACONInterop", dependencies: ["ACONModels", "ACONNN", "ACONTensor", "ACONKernels"],
+      name: "ACONInterop", dependencies: ["ACONModels", "ACONNN", "ACONTensor"],
       swiftSettings: commonFlags),
     // The MPI process group behind data-parallel training (`mpirun -np K acon train`).
     .target(

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# Each target imports only the modules it declares (SwiftPM on Linux does not check this).
+# Each target imports exactly the modules it declares (SwiftPM on Linux does not check this).
 python3 scripts/check_imports.py
 # The style: swift format's linter with the repository's .swift-format, no findings allowed.
 scripts/lint.sh
