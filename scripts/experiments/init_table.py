@@ -8,6 +8,10 @@ initialisation brings per activation, each with its standard error
 sqrt(s_a^2 / n_a + s_b^2 / n_b) (0 where a cell has one seed).
 
     python3 scripts/experiments/init_table.py [runs/init-study]
+    python3 scripts/experiments/init_table.py --per-epoch runs/long-10ep
+
+`--per-epoch` prints, instead, each finished run's test error after every epoch (the curves in
+numbers), with its best epoch, the train loss of the last epoch and the images per second.
 """
 import glob
 import json
@@ -45,8 +49,40 @@ def diff(a, b):
     return ma - mb, math.sqrt(va / na + vb / nb)
 
 
+def per_epoch(root):
+    rows = []
+    for path in sorted(glob.glob(os.path.join(root, "*-s*", "metrics.jsonl"))):
+        if not os.path.exists(os.path.join(os.path.dirname(path), "done")):
+            continue
+        lines = [json.loads(l) for l in open(path) if l.strip()]
+        rows.append((os.path.basename(os.path.dirname(path)), lines))
+    if not rows:
+        print(f"no finished runs under {root}")
+        return
+    order = ["relu", "swish", "acon-a", "acon-b", "acon-c", "meta-acon"]
+    rank = lambda name: next((i for i, a in enumerate(order) if name.startswith(a + "-")), len(order))
+    rows.sort(key=lambda r: (rank(r[0]), r[0]))
+    epochs = max(len(lines) for _, lines in rows)
+    print("Test top-1 error % after each epoch (the last epoch's is the final model's):\n")
+    print("| run | " + " | ".join(str(e) for e in range(1, epochs + 1))
+          + " | best (epoch) | last train loss | images/s | hours |")
+    print("|---|" + "---|" * (epochs + 4))
+    for name, lines in rows:
+        errors = [100 * (1 - l["test_top1"]) for l in lines]
+        best = min(range(len(errors)), key=errors.__getitem__)
+        cells = [f"{e:.2f}" for e in errors] + [""] * (epochs - len(errors))
+        speed = sum(l["images_per_second"] for l in lines) / len(lines)
+        hours = sum(l["seconds"] for l in lines) / 3600
+        print(f"| {name} | " + " | ".join(cells) + f" | {errors[best]:.2f} ({best + 1}) | "
+              f"{lines[-1]['train_loss']:.4f} | {speed:.0f} | {hours:.2f} |")
+
+
 def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else "runs/init-study"
+    arguments = [a for a in sys.argv[1:] if a != "--per-epoch"]
+    root = arguments[0] if arguments else "runs/init-study"
+    if "--per-epoch" in sys.argv[1:]:
+        per_epoch(root)
+        return
     cells = load(root)
     order = ["relu", "swish", "acon-a", "acon-b", "acon-c", "meta-acon"]
     activations = [a for a in order if any(k[0] == a for k in cells)]
@@ -74,11 +110,13 @@ def main():
             vs = "" if a == "relu" or not relu else "{:+.2f} ± {:.2f}".format(*diff(errors, relu))
             per_seed = ", ".join(f"s{s}: {e:.2f}" for (s, e, *_) in runs)
             print(f"| {a} | {init} | {mean:.2f} ± {math.sqrt(var):.2f} | {vs} | {train:.2f} | {per_seed} |")
-    print("\nThe PyTorch initialisation against the reference's, per activation "
-          "(change in test error, points; negative: PyTorch's is better):\n")
-    print("| activation | pytorch - reference | seeds (reference, pytorch) |")
-    print("|---|---|---|")
-    for a in activations:
+    both = [a for a in activations if cells.get((a, "reference")) and cells.get((a, "pytorch"))]
+    if both:
+        print("\nThe PyTorch initialisation against the reference's, per activation "
+              "(change in test error, points; negative: PyTorch's is better):\n")
+        print("| activation | pytorch - reference | seeds (reference, pytorch) |")
+        print("|---|---|---|")
+    for a in both:
         ref = [e for (_, e, *_) in cells.get((a, "reference"), [])]
         pt = [e for (_, e, *_) in cells.get((a, "pytorch"), [])]
         if ref and pt:
