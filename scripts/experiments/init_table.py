@@ -11,7 +11,8 @@ sqrt(s_a^2 / n_a + s_b^2 / n_b) (0 where a cell has one seed).
     python3 scripts/experiments/init_table.py --per-epoch runs/long-10ep
 
 `--per-epoch` prints, instead, each finished run's test error after every epoch (the curves in
-numbers), with its best epoch, the train loss of the last epoch and the images per second.
+numbers), with its best epoch, the train loss of the last epoch and the images per second, and,
+where a cell has several seeds, the mean over them after every epoch.
 """
 import glob
 import json
@@ -78,6 +79,27 @@ def per_epoch(root):
         hours = sum(l["seconds"] for l in lines) / 3600
         print(f"| {name} | " + " | ".join(cells) + f" | {errors[best]:.2f} ({best + 1}) | "
               f"{lines[-1]['train_loss']:.4f} | {speed:.0f} | {hours:.2f} |")
+
+    # With more than one seed of a cell: the mean curve over its seeds, and the spread of the end.
+    groups = {}
+    for name, lines in rows:
+        cell = re.sub(r"-s\d+$", "", name)
+        groups.setdefault(cell, []).append([100 * (1 - l["test_top1"]) for l in lines])
+    if all(len(runs) < 2 for runs in groups.values()):
+        return
+    print("\nMean test top-1 error % over the seeds after each epoch (runs that finished every epoch):\n")
+    print("| cell | seeds | " + " | ".join(str(e) for e in range(1, epochs + 1))
+          + " | last: mean ± std | last: min-max |")
+    print("|---|---|" + "---|" * (epochs + 2))
+    for cell, runs in groups.items():
+        runs = [r for r in runs if len(r) == epochs]
+        if not runs:
+            continue
+        means = [sum(r[e] for r in runs) / len(runs) for e in range(epochs)]
+        mean, var, n = stats([r[-1] for r in runs])
+        print(f"| {cell} | {n} | " + " | ".join(f"{m:.2f}" for m in means)
+              + f" | {mean:.2f} ± {math.sqrt(var):.2f} | {min(r[-1] for r in runs):.2f}-"
+              f"{max(r[-1] for r in runs):.2f} |")
 
 
 def main():

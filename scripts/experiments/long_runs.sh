@@ -6,18 +6,20 @@
 # 0.1, weight decay 4e-5 on weights), tested after every epoch.
 #
 #   ./scripts/experiments/long_runs.sh [SEEDS] [ACTIVATIONS]
-#       defaults: 0  relu,swish,acon-c,meta-acon;  EPOCHS=N (default 10), OUT=DIR
+#       defaults: 0,1,2  relu,swish,acon-c,meta-acon;  EPOCHS=N (default 10), OUT=DIR
 #       (default runs/long-<N>ep), SLOTS and ACON as for init_study.sh
 #
-# Then prints the table (final and per-epoch test error) and draws the seed-0 curves and
-# learned beta into docs/figures/. Finished runs are kept and skipped, interrupted ones resume.
+# Then prints the tables (final test error over the seeds, and per-epoch test error per run and
+# averaged over the seeds) and draws the seed-0 curves and learned beta into docs/figures/.
+# Finished runs are kept and skipped, interrupted ones resume.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 epochs=${EPOCHS:-10}
 out=${OUT:-runs/long-${epochs}ep}
-seeds=${1:-0}
+seeds=${1:-0,1,2}
 activations=${2:-relu,swish,acon-c,meta-acon}
 EPOCHS=$epochs AUGMENT=1 OUT=$out ./scripts/experiments/init_study.sh "$seeds" "$activations" pytorch
+python3 scripts/experiments/init_table.py "$out"
 python3 scripts/experiments/init_table.py --per-epoch "$out"
 
 acon=${ACON:-.build/release/acon}
