@@ -21,6 +21,9 @@ import os
 import re
 import sys
 
+# Table order of the activations; others follow, sorted.
+ORDER = ["relu", "swish", "acon-a", "acon-b", "acon-c", "meta-acon"]
+
 
 def load(root):
     cells = {}
@@ -63,16 +66,17 @@ def per_epoch(root):
     if not rows:
         print(f"no finished runs under {root}")
         return
-    order = ["relu", "swish", "acon-a", "acon-b", "acon-c", "meta-acon"]
-    rank = lambda name: next((i for i, a in enumerate(order) if name.startswith(a + "-")), len(order))
+    rank = lambda name: next((i for i, a in enumerate(ORDER) if name.startswith(a + "-")), len(ORDER))
     rows.sort(key=lambda r: (rank(r[0]), r[0]))
     epochs = max(len(lines) for _, lines in rows)
     print("Test top-1 error % after each epoch (the last epoch's is the final model's):\n")
     print("| run | " + " | ".join(str(e) for e in range(1, epochs + 1))
           + " | best (epoch) | last train loss | images/s | hours |")
     print("|---|" + "---|" * (epochs + 4))
+    groups = {}  # cell (the run's name without its seed) -> each seed's errors per epoch
     for name, lines in rows:
         errors = [100 * (1 - l["test_top1"]) for l in lines]
+        groups.setdefault(re.sub(r"-s\d+$", "", name), []).append(errors)
         best = min(range(len(errors)), key=errors.__getitem__)
         cells = [f"{e:.2f}" for e in errors] + [""] * (epochs - len(errors))
         speed = sum(l["images_per_second"] for l in lines) / len(lines)
@@ -81,10 +85,6 @@ def per_epoch(root):
               f"{lines[-1]['train_loss']:.4f} | {speed:.0f} | {hours:.2f} |")
 
     # With more than one seed of a cell: the mean curve over its seeds, and the spread of the end.
-    groups = {}
-    for name, lines in rows:
-        cell = re.sub(r"-s\d+$", "", name)
-        groups.setdefault(cell, []).append([100 * (1 - l["test_top1"]) for l in lines])
     if all(len(runs) < 2 for runs in groups.values()):
         return
     print("\nMean test top-1 error % over the seeds after each epoch (runs that finished every epoch):\n")
@@ -109,8 +109,7 @@ def main():
         per_epoch(root)
         return
     cells = load(root)
-    order = ["relu", "swish", "acon-a", "acon-b", "acon-c", "meta-acon"]
-    activations = [a for a in order if any(k[0] == a for k in cells)]
+    activations = [a for a in ORDER if any(k[0] == a for k in cells)]
     activations += sorted({k[0] for k in cells} - set(activations))
     if not cells:
         print(f"no finished runs under {root}")
