@@ -26,7 +26,9 @@ public enum DepthwiseKernel {
       self.stride = stride
       let perPhase = (columns + stride - 1) / stride
       let reach = (kernelWidth - 1) * dilation / stride + (outWidth + 7) / 8 * 8
-      self.phaseWidth = max(perPhase, reach)
+      // Stride 2 fills and reads a phase eight floats at a time (see `fill`, `read`): the last
+      // vector may run up to eight floats past the phase's data.
+      self.phaseWidth = max(perPhase + (stride == 2 ? 8 : 0), reach)
     }
 
     @inline(__always) func column(_ c: Int) -> Int { (c % stride) * phaseWidth + c / stride }
@@ -38,11 +40,30 @@ public enum DepthwiseKernel {
 
     /// Copies logical columns `c0..<c1` of the row at `row` to `dst[0..<c1 - c0]`, phase by
     /// phase (no division per element).
+    /// `mayOverrun` floats past `dst[c1 - c0]` may be overwritten (they are written later).
     @inline(__always) func read(
-      row: UnsafePointer<Float>, columns c0: Int, _ c1: Int, into dst: UnsafeMutablePointer<Float>
+      row: UnsafePointer<Float>, columns c0: Int, _ c1: Int, into dst: UnsafeMutablePointer<Float>,
+      mayOverrun: Int = 0
     ) {
       if stride == 1 {
         dst.update(from: row + c0, count: c1 - c0)
+        return
+      }
+      if stride == 2 {
+        // Sixteen logical columns from eight of each phase, interleaved in registers.
+        let n = c1 - c0
+        let evenSource = row + (c0 % 2) * phaseWidth + c0 / 2
+        let oddSource = row + ((c0 + 1) % 2) * phaseWidth + (c0 + 1) / 2
+        var k = 0
+        while k < n {
+          let v = interleaved(load8(evenSource + k / 2), load8(oddSource + k / 2))
+          if k + 16 <= n + mayOverrun {
+            UnsafeMutableRawPointer(dst + k).storeBytes(of: v, as: SIMD16<Float>.self)
+          } else {
+            for l in 0..<(n - k) { dst[k + l] = v[l] }
+          }
+          k += 16
+        }
         return
       }
       for q in 0..<stride {
@@ -60,15 +81,27 @@ public enum DepthwiseKernel {
     /// Writes `src` (`srcRows x srcColumns`) so that logical `(r, c)` holds
     /// `src[r - rowShift][c - columnShift]`; positions outside `src` are left as they are (zero:
     /// they are the same positions for every plane, so the buffer is zeroed once).
+    ///
+    /// Rows are filled in increasing order, eight floats at a time: a row's last vector may write
+    /// zeros up to eight floats past its data (padding, or the next row's data, written after),
+    /// so `buf` must have `count + 8` floats (``scratch(_:)`` gives them). `sourceEnd` is the
+    /// end of `src`'s allocation: vector loads may read past a row's end but never past it.
     func fill(
       _ buf: UnsafeMutablePointer<Float>, from src: UnsafePointer<Float>, srcRows: Int,
-      srcColumns: Int, rowShift: Int, columnShift: Int
+      srcColumns: Int, rowShift: Int, columnShift: Int, sourceEnd: UnsafePointer<Float>
     ) {
       let r0 = max(0, rowShift)
       let r1 = min(rows, srcRows + rowShift)
       let c0 = max(0, columnShift)
       let c1 = min(columns, srcColumns + columnShift)
       if r0 >= r1 || c0 >= c1 { return }
+      // Stride 2 with whole source rows: sixteen source floats split into their two phases in
+      // registers (a division-free scalar loop cost more than the convolution itself).
+      let evenPhase = (c0 % 2) * phaseWidth + c0 / 2
+      let oddPhase = ((c0 + 1) % 2) * phaseWidth + (c0 + 1) / 2
+      let wholeRows =
+        stride == 2 && columnShift >= 0 && c1 - c0 == srcColumns
+        && (c0 + 1) / 2 + (srcColumns + 15) / 16 * 8 <= phaseWidth
       for r in r0..<r1 {
         let s = src + (r - rowShift) * srcColumns - columnShift
         let d = buf + r * rowStride
@@ -76,13 +109,30 @@ public enum DepthwiseKernel {
           // Rows are short (tens of floats): an inline vector copy beats a memmove call.
           let (dst, from, n) = (d + c0, s + c0, c1 - c0)
           var k = 0
-          while k + 8 <= n {
-            store8(load8(from + k), dst + k)
+          while k < n {
+            store8(loadRow8(from + k, lanes: n - k, end: sourceEnd), dst + k)
             k += 8
           }
-          while k < n {
-            dst[k] = from[k]
-            k += 1
+        } else if wholeRows {
+          let from = s + c0
+          var k = 0
+          while k < srcColumns {
+            let left = srcColumns - k
+            var (even, odd): (Float8, Float8)
+            if from + k + 16 <= sourceEnd {
+              (even, odd) = loadDeinterleaved(from + k)
+            } else {
+              (even, odd) = (Float8(repeating: 0), Float8(repeating: 0))
+              for l in 0..<min(8, (left + 1) / 2) { even[l] = from[k + 2 * l] }
+              for l in 0..<min(8, left / 2) { odd[l] = from[k + 2 * l + 1] }
+            }
+            if left < 16 {
+              even = firstLanes(even, (left + 1) / 2)
+              odd = firstLanes(odd, left / 2)
+            }
+            store8(even, d + evenPhase + k / 2)
+            store8(odd, d + oddPhase + k / 2)
+            k += 16
           }
         } else {
           // Phase by phase, so that no element pays for a division.
@@ -108,11 +158,40 @@ public enum DepthwiseKernel {
       outWidth: g.outWidth, kernelWidth: g.kernelWidth, dilation: g.dilation)
   }
 
-  /// Zeroed scratch for one worker.
+  /// Zeroed scratch for one worker, with the eight floats past `count` that a fill's last
+  /// vector may write.
   static func scratch(_ count: Int) -> UnsafeMutablePointer<Float> {
-    let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
-    p.update(repeating: 0, count: max(1, count))
+    let p = UnsafeMutablePointer<Float>.allocate(capacity: count + 8)
+    p.update(repeating: 0, count: count + 8)
     return p
+  }
+
+  /// `v` with the lanes at and past `lanes` cleared. Arithmetic on lane numbers, not a
+  /// comparison: `SIMD8 .>= scalar` compiled to a loop over the lanes through the stack.
+  @inline(__always) static func firstLanes(_ v: Float8, _ lanes: Int) -> Float8 {
+    let index = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+    // All ones where index < lanes (the difference is negative), zero elsewhere.
+    let keep = (index &- SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: lanes))) &>> 31
+    return unsafeBitCast(unsafeBitCast(v, to: SIMD8<Int32>.self) & keep, to: Float8.self)
+  }
+
+  /// The `lanes` floats at `p` (at most 8; more means 8) and zeros: one vector load and a blend
+  /// when eight floats lie before `end` (the rest of a short row reads the next row's floats,
+  /// which are cleared), lane by lane otherwise.
+  @inline(__always)
+  static func loadRow8(_ p: UnsafePointer<Float>, lanes: Int, end: UnsafePointer<Float>) -> Float8 {
+    if lanes >= 8 { return load8(p) }
+    if p + 8 <= end { return firstLanes(load8(p), lanes) }
+    return load8(p, lanes: lanes)
+  }
+
+  /// Stores the first `lanes` of `v` (at most 8), or all eight when the floats past them may be
+  /// overwritten (`mayOverrun`: they belong to this plane and are written after).
+  @inline(__always)
+  static func storeRow8(
+    _ v: Float8, _ p: UnsafeMutablePointer<Float>, lanes: Int, mayOverrun: Bool
+  ) {
+    if lanes >= 8 || mayOverrun { store8(v, p) } else { store8(v, p, lanes: lanes) }
   }
 
   /// `y = depthwise(x, w) + b`; `x` `[N, C, H, W]`, `w` `[C, 1, kh, kw]`, `y` `[N, C, OH, OW]`.
@@ -125,6 +204,7 @@ public enum DepthwiseKernel {
     let channels = g.inChannels
     let (plane, outPlane) = (g.height * g.width, g.outHeight * g.outWidth)
     let taps = g.kernelHeight * g.kernelWidth
+    let xEnd = x + g.batch * channels * plane
     Parallel.forRanges(g.batch * channels, minimumChunk: max(1, 8192 / max(1, outPlane))) {
       range in
       let buf = scratch(layout.count)
@@ -133,7 +213,7 @@ public enum DepthwiseKernel {
         let c = item % channels
         layout.fill(
           buf, from: x + item * plane, srcRows: g.height, srcColumns: g.width,
-          rowShift: g.padding, columnShift: g.padding)
+          rowShift: g.padding, columnShift: g.padding, sourceEnd: xEnd)
         correlate(
           buf, layout: layout, weights: weight + c * taps, bias: bias?[c] ?? 0,
           kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth, stride: g.stride,
@@ -159,14 +239,20 @@ public enum DepthwiseKernel {
     let (plane, outPlane) = (g.height * g.width, g.outHeight * g.outWidth)
     let xLayout = inputPlane(g)
     // Stride 1: dx is dy, padded by the kernel's reach, correlated with the flipped filter.
-    // Larger strides: dy is scattered into a padded buffer in the input's layout.
+    // Stride 2 (no dilation): each input column phase gathers from a padded copy of dy.
+    // Other strides: dy is scattered into a padded buffer in the input's layout.
     let gatherInput = g.stride == 1
-    let dyLayout = PaddedPlane(
-      rows: g.height + (kh - 1) * d, columns: g.width + (kw - 1) * d, stride: 1,
-      outWidth: g.width, kernelWidth: kw, dilation: d)
+    let gatherPhases = g.stride == 2 && d == 1
+    let dyLayout =
+      gatherPhases
+      ? stride2GradientPlane(g)
+      : PaddedPlane(
+        rows: g.height + (kh - 1) * d, columns: g.width + (kw - 1) * d, stride: 1,
+        outWidth: g.width, kernelWidth: kw, dilation: d)
     // Planes are split into contiguous runs of (image, channel), read in memory order; each
     // worker sums its weight gradients privately, and the partial sums are added at the end.
     let items = g.batch * channels
+    let (xEnd, dyEnd) = (x + items * plane, dy + items * outPlane)
     let chunks = max(1, min(Parallel.workers, items / max(1, 2048 / max(1, outPlane))))
     let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks * channels * taps)
     partial.update(repeating: 0, count: chunks * channels * taps)
@@ -180,7 +266,8 @@ public enum DepthwiseKernel {
     }
     Parallel.forEach(chunks) { chunk in
       let xbuf = dw != nil ? scratch(xLayout.count) : nil
-      let dbuf = dx != nil ? scratch(gatherInput ? dyLayout.count : xLayout.count) : nil
+      let dbuf =
+        dx != nil ? scratch(gatherInput || gatherPhases ? dyLayout.count : xLayout.count) : nil
       defer {
         xbuf?.deallocate()
         dbuf?.deallocate()
@@ -191,9 +278,9 @@ public enum DepthwiseKernel {
         for item in mine {
           xLayout.fill(
             xbuf, from: x + item * plane, srcRows: g.height, srcColumns: g.width,
-            rowShift: g.padding, columnShift: g.padding)
+            rowShift: g.padding, columnShift: g.padding, sourceEnd: xEnd)
           accumulateWeightGradient(
-            xbuf, layout: xLayout, geometry: g, dy: dy + item * outPlane,
+            xbuf, layout: xLayout, geometry: g, dy: dy + item * outPlane, dyEnd: dyEnd,
             sums: sums + (item % channels) * taps)
         }
       }
@@ -204,15 +291,24 @@ public enum DepthwiseKernel {
           if gatherInput {
             dyLayout.fill(
               dbuf, from: dyp, srcRows: g.outHeight, srcColumns: g.outWidth,
-              rowShift: (kh - 1) * d - g.padding, columnShift: (kw - 1) * d - g.padding)
+              rowShift: (kh - 1) * d - g.padding, columnShift: (kw - 1) * d - g.padding,
+              sourceEnd: dyEnd)
             correlate(
               dbuf, layout: dyLayout, weights: flipped + c * taps, bias: 0, kernelHeight: kh,
               kernelWidth: kw, stride: 1, dilation: d, output: dx + item * plane,
               outHeight: g.height, outWidth: g.width)
+          } else if gatherPhases {
+            let reach = (kh - 1) / 2
+            dyLayout.fill(
+              dbuf, from: dyp, srcRows: g.outHeight, srcColumns: g.outWidth, rowShift: reach,
+              columnShift: reach, sourceEnd: dyEnd)
+            gatherInputGradientStride2(
+              dbuf, layout: dyLayout, weights: weight + c * taps, geometry: g,
+              dx: dx + item * plane)
           } else {
             scatterInputGradient(
-              dyp, weights: weight + c * taps, geometry: g, layout: xLayout, buffer: dbuf,
-              dx: dx + item * plane)
+              dyp, dyEnd: dyEnd, weights: weight + c * taps, geometry: g, layout: xLayout,
+              buffer: dbuf, dx: dx + item * plane)
           }
         }
       }
@@ -235,6 +331,9 @@ public enum DepthwiseKernel {
   ) {
     let rs = layout.rowStride
     let b = Float8(repeating: bias)
+    // Rows are written in order, so a short row's last vector may spill into the next row's
+    // start (written after) as long as it stays inside this plane.
+    let outPlane = outHeight * outWidth
     if kh == 3 && kw == 3 {
       // The common case with the nine weights and three column offsets held in registers.
       let (o0, o1, o2) = (layout.column(0), layout.column(d), layout.column(2 * d))
@@ -265,12 +364,9 @@ public enum DepthwiseKernel {
           a0 = a0.addingProduct(load8(r0 + o2 + ox), w2)
           a1 = a1.addingProduct(load8(r1 + o2 + ox), w5)
           a2 = a2.addingProduct(load8(r2 + o2 + ox), w8)
-          let acc = a0 + a1 + a2
-          if ox + 8 <= outWidth {
-            store8(acc, dst + ox)
-          } else {
-            store8(acc, dst + ox, lanes: outWidth - ox)
-          }
+          storeRow8(
+            a0 + a1 + a2, dst + ox, lanes: outWidth - ox,
+            mayOverrun: (oy * outWidth + ox + 8) <= outPlane)
           ox += 8
         }
       }
@@ -291,7 +387,8 @@ public enum DepthwiseKernel {
               acc = acc.addingProduct(load8(r + offsets[j]), Float8(repeating: w[i * kw + j]))
             }
           }
-          store8(acc, dst + ox, lanes: min(8, outWidth - ox))
+          storeRow8(
+            acc, dst + ox, lanes: outWidth - ox, mayOverrun: (oy * outWidth + ox + 8) <= outPlane)
           ox += 8
         }
       }
@@ -302,7 +399,7 @@ public enum DepthwiseKernel {
   @inline(__always)
   static func accumulateWeightGradient(
     _ buf: UnsafePointer<Float>, layout: PaddedPlane, geometry g: ConvGeometry,
-    dy: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>
+    dy: UnsafePointer<Float>, dyEnd: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>
   ) {
     let (kh, kw, s, d) = (g.kernelHeight, g.kernelWidth, g.stride, g.dilation)
     let (oh, ow) = (g.outHeight, g.outWidth)
@@ -326,7 +423,7 @@ public enum DepthwiseKernel {
         var ox = 0
         while ox < ow {
           // Lanes past the row's end load as zero, so they add nothing.
-          let gv = ox + 8 <= ow ? load8(gy + ox) : load8(gy + ox, lanes: ow - ox)
+          let gv = loadRow8(gy + ox, lanes: ow - ox, end: dyEnd)
           a0 = a0.addingProduct(load8(r0 + o0 + ox), gv)
           a1 = a1.addingProduct(load8(r0 + o1 + ox), gv)
           a2 = a2.addingProduct(load8(r0 + o2 + ox), gv)
@@ -359,7 +456,7 @@ public enum DepthwiseKernel {
           let gy = dy + oy * ow
           var ox = 0
           while ox < ow {
-            acc = acc.addingProduct(load8(r + ox), load8(gy + ox, lanes: min(8, ow - ox)))
+            acc = acc.addingProduct(load8(r + ox), loadRow8(gy + ox, lanes: ow - ox, end: dyEnd))
             ox += 8
           }
         }
@@ -368,11 +465,83 @@ public enum DepthwiseKernel {
     }
   }
 
+  /// The padded copy of dy that ``gatherInputGradientStride2(_:layout:weights:geometry:dx:)``
+  /// reads: `(kh - 1) / 2` zero rows and columns before dy, and after it enough zeros (and
+  /// slack for whole vectors) that every row and column it reads lies inside.
+  static func stride2GradientPlane(_ g: ConvGeometry) -> PaddedPlane {
+    let reach = (g.kernelHeight - 1) / 2
+    let rows = max(g.outHeight, (g.height - 1 + g.padding) / 2 + 1) + 2 * reach
+    let halfWidth = (g.width + 1) / 2
+    let columns = max(g.outWidth, halfWidth + (g.padding + 1) / 2) + 2 * reach
+    return PaddedPlane(
+      rows: rows, columns: columns, stride: 1,
+      outWidth: (halfWidth + 7) / 8 * 8 + (g.padding + 1) / 2 + reach + 8, kernelWidth: 1,
+      dilation: 1)
+  }
+
+  /// The input gradient of a stride-2 layer without dilation, gathered: padded input row
+  /// `Y = iy + padding` takes the filter rows `i` with `i ≡ Y (mod 2)` from output row
+  /// `(Y - i) / 2`, and likewise for columns, so each of the four (row, column) phases of dx is
+  /// a small correlation of dy. Eight columns of each phase are interleaved into sixteen of dx;
+  /// nothing is scattered, and no buffer is cleared per plane.
+  static func gatherInputGradientStride2(
+    _ buf: UnsafePointer<Float>, layout: PaddedPlane, weights w: UnsafePointer<Float>,
+    geometry g: ConvGeometry, dx: UnsafeMutablePointer<Float>
+  ) {
+    let (kh, kw, p) = (g.kernelHeight, g.kernelWidth, g.padding)
+    let (height, width) = (g.height, g.width)
+    let reach = (kh - 1) / 2
+    let rs = layout.rowStride
+    // dx column 2m sits at padded column 2m + p: phase p % 2, index m + p / 2; column 2m + 1
+    // at phase (p + 1) % 2, index m + (p + 1) / 2.
+    let (evenPhase, evenBase) = (p % 2, p / 2 + reach)
+    let (oddPhase, oddBase) = ((p + 1) % 2, (p + 1) / 2 + reach)
+    let plane = height * width
+    for iy in 0..<height {
+      let y = iy + p
+      let rowPhase = y % 2
+      let top = buf + (y / 2 + reach) * rs
+      let dst = dx + iy * width
+      var m = 0
+      while 2 * m < width {
+        var even = Float8(repeating: 0)
+        var odd = Float8(repeating: 0)
+        var i = rowPhase
+        while i < kh {
+          let row = top - (i - rowPhase) / 2 * rs + m
+          var j = evenPhase
+          while j < kw {
+            even = even.addingProduct(
+              load8(row + evenBase - (j - evenPhase) / 2), Float8(repeating: w[i * kw + j]))
+            j += 2
+          }
+          j = oddPhase
+          while j < kw {
+            odd = odd.addingProduct(
+              load8(row + oddBase - (j - oddPhase) / 2), Float8(repeating: w[i * kw + j]))
+            j += 2
+          }
+          i += 2
+        }
+        let v = interleaved(even, odd)
+        let k = 2 * m
+        if iy * width + k + 16 <= plane {
+          // Past the row's end: the rows after it in this plane, written after.
+          UnsafeMutableRawPointer(dst + k).storeBytes(of: v, as: SIMD16<Float>.self)
+        } else {
+          for l in 0..<min(16, width - k) { dst[k + l] = v[l] }
+        }
+        m += 8
+      }
+    }
+  }
+
   /// For strides above 1: adds `w[i][j] * dy[oy][ox]` at padded input `(oy*s + i*d, ox*s + j*d)`
   /// of `buffer` (in `layout`), tap by tap so that consecutive vector updates never overlap, then
   /// copies the unpadded part to `dx`.
   static func scatterInputGradient(
-    _ dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>, geometry g: ConvGeometry,
+    _ dy: UnsafePointer<Float>, dyEnd: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
+    geometry g: ConvGeometry,
     layout: PaddedPlane, buffer: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>
   ) {
     let (kh, kw, s, d) = (g.kernelHeight, g.kernelWidth, g.stride, g.dilation)
@@ -389,7 +558,7 @@ public enum DepthwiseKernel {
           var ox = 0
           while ox < ow {
             // Lanes past the row's end add zero (into slack the layout reserves).
-            let gv = ox + 8 <= ow ? load8(gy + ox) : load8(gy + ox, lanes: ow - ox)
+            let gv = loadRow8(gy + ox, lanes: ow - ox, end: dyEnd)
             store8(load8(r + ox).addingProduct(gv, wv), r + ox)
             ox += 8
           }
@@ -398,7 +567,10 @@ public enum DepthwiseKernel {
     }
     let p = g.padding
     for iy in 0..<g.height {
-      layout.read(row: buffer + (iy + p) * rs, columns: p, p + g.width, into: dx + iy * g.width)
+      // Rows in order: all but the last may overrun into the rows after them.
+      layout.read(
+        row: buffer + (iy + p) * rs, columns: p, p + g.width, into: dx + iy * g.width,
+        mayOverrun: (g.height - 1 - iy) * g.width)
     }
   }
 }

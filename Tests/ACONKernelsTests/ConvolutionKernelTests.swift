@@ -181,6 +181,20 @@ struct ConvolutionKernelTests {
       geometry(2, 2, 8, 7, 2, 5, 5, s: 2, p: 2, groups: 2),
       geometry(1, 3, 6, 9, 3, 2, 3, p: 1, groups: 3),
       geometry(1, 2, 3, 3, 2, 3, 3, groups: 2),
+      // The small planes of the Fashion-MNIST network: rows shorter than a vector, stride-2
+      // rows split into phases sixteen floats at a time, and widths at and past sixteen.
+      geometry(3, 5, 14, 14, 5, 3, 3, s: 2, p: 1, groups: 5),
+      geometry(2, 4, 7, 7, 4, 3, 3, s: 2, p: 1, groups: 4),
+      geometry(2, 3, 28, 28, 3, 3, 3, s: 2, p: 1, groups: 3),
+      geometry(2, 3, 4, 4, 3, 3, 3, p: 1, groups: 3),
+      geometry(2, 3, 7, 7, 3, 3, 3, p: 1, groups: 3),
+      geometry(2, 3, 5, 16, 3, 3, 3, s: 2, p: 1, groups: 3),
+      geometry(2, 3, 9, 33, 3, 3, 3, s: 2, groups: 3),
+      geometry(2, 3, 6, 31, 3, 3, 3, s: 2, p: 2, groups: 3),
+      geometry(1, 2, 6, 17, 2, 5, 5, s: 2, p: 2, groups: 2),
+      // Enough planes for every worker to take a run of them.
+      geometry(16, 24, 14, 14, 24, 3, 3, s: 2, p: 1, groups: 24),
+      geometry(16, 24, 7, 7, 24, 3, 3, p: 1, groups: 24),
     ]
     for (k, g) in cases.enumerated() {
       #expect(g.isDepthwise)
