@@ -98,10 +98,15 @@ public enum ACONKernel {
 
   /// One plane with a broadcast beta and broadcast p1, p2 (`d`, `p2`, `beta`: one value in
   /// every lane), at ``WideFloat``'s width.
+  ///
+  /// `mayOverrun`: the plane's last, partial vector may read `x` and `y` up to a vector past
+  /// the plane and write `y` there back unchanged (the caller owns those floats: the next plane
+  /// of its run). Small planes (7x7, 14x14) then end in one more vector instead of a copy
+  /// through a padded buffer and a call.
   @inline(never)
   static func forwardPlane<G: GateFunction>(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int,
-    _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
+    _ d: Float8, _ p2: Float8, _ beta: Float8, _ mayOverrun: Bool, _: G.Type
   ) {
     let lanes = WideFloat.scalarCount
     let (dw, p2w, bw) = (
@@ -116,13 +121,20 @@ public enum ACONKernel {
       storeWide(b, y + i + lanes)
       i = i &+ 2 &* lanes
     }
-    while i + lanes <= count {
-      storeWide(forwardVector(loadWide(x + i), dw, p2w, bw, G.self), y + i)
-      i += lanes
+    // The rest, one vector at a time; with `mayOverrun` the last one is partial: its lanes past
+    // the plane compute on zeros and store what was there. (The mask is chosen, not computed, in
+    // the loop: computed there, LLVM split the masked load into pieces.)
+    let end = mayOverrun ? count : count - count % lanes
+    let (all, tail) = (WideLaneMask(repeating: -1), wideLaneMask(keepingFirst: count % lanes))
+    while i < end {
+      let keep = count &- i >= lanes ? all : tail
+      let v = forwardVector(masked(loadWide(x + i), keep), dw, p2w, bw, G.self)
+      storeWide(select(keep, v, loadWide(y + i)), y + i)
+      i = i &+ lanes
     }
     if i < count {
       withWidePaddedTail(x + i, y + i, rest: count - i) {
-        forwardPlane($0, $1, lanes, d, p2, beta, G.self)
+        forwardPlane($0, $1, lanes, d, p2, beta, false, G.self)
       }
     }
   }
@@ -182,7 +194,8 @@ public enum ACONKernel {
         if layout.elementStride == 0 {
           forwardPlane(
             x + q * plane, y + q * plane, plane, Float8(repeating: p1[c] - p2[c]),
-            Float8(repeating: p2[c]), Float8(repeating: bp[0]), G.self)
+            Float8(repeating: p2[c]), Float8(repeating: bp[0]), q + 1 < planes.upperBound,
+            G.self)
         } else {
           forwardStrided(x + q * plane, y + q * plane, plane, p1 + c, p2 + c, 0, bp, 1, G.self)
         }

@@ -40,15 +40,30 @@ extension ACONKernel {
         let b = beta[n * layout.sampleStride + c * layout.channelStride]
         // Normalise the plane into y, then activate it in place while it is still in L1/L2:
         // x is read once and y written once from memory's point of view. (Normalising inside
-        // the ACON loop instead makes the optimizer split the sigmoid into scalar code.)
+        // the ACON loop instead makes the optimizer split the sigmoid into scalar code.) Both
+        // loops end a plane on a partial vector when the next plane is this run's.
         let (xp, yp) = (x + q * plane, y + q * plane)
-        let (sv, hv) = (Float8(repeating: scale[c]), Float8(repeating: shift[c]))
-        forEachVector(plane) { i, lanes in
-          store8(hv.addingProduct(load8(xp + i, lanes: lanes), sv), yp + i, lanes: lanes)
+        let mayOverrun = q + 1 < planes.upperBound
+        let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
+        let lanes = WideFloat.scalarCount
+        var i = 0
+        while i + lanes <= plane {
+          storeWide(hv.addingProduct(loadWide(xp + i), sv), yp + i)
+          i += lanes
+        }
+        if i < plane && mayOverrun {
+          storeWide(
+            hv.addingProduct(loadWide(xp + i), sv), yp + i,
+            keeping: wideLaneMask(keepingFirst: plane - i))
+        } else {
+          while i < plane {
+            yp[i] = hv[0].addingProduct(xp[i], sv[0])
+            i += 1
+          }
         }
         forwardPlane(
           yp, yp, plane, Float8(repeating: p1[c] - p2[c]), Float8(repeating: p2[c]),
-          Float8(repeating: b), G.self)
+          Float8(repeating: b), mayOverrun, G.self)
       }
     }
   }
@@ -115,14 +130,28 @@ extension BatchNormKernel {
     Parallel.forRanges(n * c, minimumChunk: max(1, 32768 / plane)) { planes in
       for p in planes {
         let ch = p % c
-        let kv = Float8(repeating: k[ch])
-        let qv = Float8(repeating: q[ch])
-        let mv = Float8(repeating: mean[ch])
-        let rv = Float8(repeating: r[ch] + (planeConstants?[p] ?? 0) * k[ch])
+        let kv = WideFloat(repeating: k[ch])
+        let qv = WideFloat(repeating: q[ch])
+        let mv = WideFloat(repeating: mean[ch])
+        let rv = WideFloat(repeating: r[ch] + (planeConstants?[p] ?? 0) * k[ch])
         let (xr, gr, dr) = (x + p * plane, dz + p * plane, dx + p * plane)
-        forEachVector(plane) { i, lanes in
-          let v = rv.addingProduct(load8(xr + i, lanes: lanes) - mv, qv)
-          store8(v.addingProduct(load8(gr + i, lanes: lanes), kv), dr + i, lanes: lanes)
+        let lanes = WideFloat.scalarCount
+        var i = 0
+        while i + lanes <= plane {
+          let v = rv.addingProduct(loadWide(xr + i) - mv, qv)
+          storeWide(v.addingProduct(loadWide(gr + i), kv), dr + i)
+          i += lanes
+        }
+        if i < plane && p + 1 < planes.upperBound {
+          // The next plane is this run's: one more vector, written back unchanged past the end.
+          let v = rv.addingProduct(loadWide(xr + i) - mv, qv).addingProduct(loadWide(gr + i), kv)
+          storeWide(v, dr + i, keeping: wideLaneMask(keepingFirst: plane - i))
+        } else {
+          while i < plane {
+            // The same fused multiply-adds as the vector loop.
+            dr[i] = rv[0].addingProduct(xr[i] - mv[0], qv[0]).addingProduct(gr[i], kv[0])
+            i += 1
+          }
         }
       }
     }

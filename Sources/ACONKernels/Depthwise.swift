@@ -166,15 +166,6 @@ public enum DepthwiseKernel {
     return p
   }
 
-  /// `v` with the lanes at and past `lanes` cleared. Arithmetic on lane numbers, not a
-  /// comparison: `SIMD8 .>= scalar` compiled to a loop over the lanes through the stack.
-  @inline(__always) static func firstLanes(_ v: Float8, _ lanes: Int) -> Float8 {
-    let index = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
-    // All ones where index < lanes (the difference is negative), zero elsewhere.
-    let keep = (index &- SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: lanes))) &>> 31
-    return unsafeBitCast(unsafeBitCast(v, to: SIMD8<Int32>.self) & keep, to: Float8.self)
-  }
-
   /// The `lanes` floats at `p` (at most 8; more means 8) and zeros: one vector load and a blend
   /// when eight floats lie before `end` (the rest of a short row reads the next row's floats,
   /// which are cleared), lane by lane otherwise.

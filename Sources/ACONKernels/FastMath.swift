@@ -54,6 +54,64 @@ public func fastSigmoid(_ x: Float8) -> Float8 {
   public typealias WideFloat = SIMD8<Float>
 #endif
 
+/// `v` with the lanes at and past `lanes` cleared (8 lanes; see ``wideLaneMask(keepingFirst:)``
+/// for why this is integer arithmetic rather than a comparison).
+@inlinable @inline(__always)
+public func firstLanes(_ v: Float8, _ lanes: Int) -> Float8 {
+  let index = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+  // All ones where index < lanes (the difference is negative), zero elsewhere.
+  let keep = (index &- SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: min(lanes, 8)))) &>> 31
+  return unsafeBitCast(unsafeBitCast(v, to: SIMD8<Int32>.self) & keep, to: Float8.self)
+}
+
+/// A lane mask at ``WideFloat``'s width: every bit set in a kept lane, none in a cleared one.
+#if ACON_VECTOR16
+  public typealias WideLaneMask = SIMD16<Int32>
+#else
+  public typealias WideLaneMask = SIMD8<Int32>
+#endif
+
+/// The mask of the first `lanes` lanes (every lane when `lanes` is at least the width).
+///
+/// Integer arithmetic on the lane numbers: a comparison (`.<`) grew the loops that use it enough
+/// that the optimizer stopped inlining the sigmoid into them, and a comparison with a scalar
+/// compiled to a loop over the lanes through the stack. Compute it outside a hot loop and pick
+/// it there with `?:` (see ``ACONKernel``'s plane loops): computed inside, LLVM split the loads
+/// it masks into pieces.
+@inlinable @inline(__always)
+public func wideLaneMask(keepingFirst lanes: Int) -> WideLaneMask {
+  #if ACON_VECTOR16
+    let index = WideLaneMask(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+  #else
+    let index = WideLaneMask(0, 1, 2, 3, 4, 5, 6, 7)
+  #endif
+  let count = Int32(truncatingIfNeeded: min(lanes, WideFloat.scalarCount))
+  // Negative (the sign bit, shifted into every bit) exactly where index < count.
+  return (index &- WideLaneMask(repeating: count)) &>> 31
+}
+
+/// `v` where `mask` is set, zero elsewhere.
+@inlinable @inline(__always)
+public func masked(_ v: WideFloat, _ mask: WideLaneMask) -> WideFloat {
+  unsafeBitCast(unsafeBitCast(v, to: WideLaneMask.self) & mask, to: WideFloat.self)
+}
+
+/// `a` where `mask` is set, `b` elsewhere.
+@inlinable @inline(__always)
+public func select(_ mask: WideLaneMask, _ a: WideFloat, _ b: WideFloat) -> WideFloat {
+  let (ia, ib) = (unsafeBitCast(a, to: WideLaneMask.self), unsafeBitCast(b, to: WideLaneMask.self))
+  return unsafeBitCast((ia & mask) | (ib & ~mask), to: WideFloat.self)
+}
+
+/// Stores the first `lanes` of `v` at `p` with one vector store, keeping the floats after them:
+/// they are read and written back unchanged, so they must belong to the caller (nobody else
+/// may write them meanwhile) and lie inside an allocation.
+@inlinable @inline(__always)
+public func storeWide(_ v: WideFloat, _ p: UnsafeMutablePointer<Float>, keeping mask: WideLaneMask)
+{
+  storeWide(select(mask, v, loadWide(p)), p)
+}
+
 /// Loads one ``WideFloat`` from `p` (unaligned).
 @inlinable @inline(__always)
 public func loadWide(_ p: UnsafePointer<Float>) -> WideFloat {

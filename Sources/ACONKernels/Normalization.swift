@@ -12,10 +12,11 @@ public enum BatchNormKernel {
     max(1, 32_768 / max(1, n * plane))
   }
 
-  /// Sum of `x[b * stride + i]` for `b < n`, `i < plane`, in Float64.
+  /// Sum of `x[b * stride + i]` for `b < n`, `i < plane`, in Float64; `end` is the end of
+  /// `x`'s allocation (a row's last, partial vector is one load when it lies before `end`).
   @inlinable @inline(__always)
   static func channelSum(
-    _ x: UnsafePointer<Float>, n: Int, plane: Int, stride: Int
+    _ x: UnsafePointer<Float>, n: Int, plane: Int, stride: Int, end: UnsafePointer<Float>
   ) -> Double {
     var total = 0.0
     for b in 0..<n {
@@ -27,6 +28,10 @@ public enum BatchNormKernel {
         i += 8
       }
       var tail: Float = 0
+      if i < plane && row + i + 8 <= end {
+        acc += firstLanes(load8(row + i), plane - i)
+        i = plane
+      }
       while i < plane {
         tail += row[i]
         i += 1
@@ -36,11 +41,12 @@ public enum BatchNormKernel {
     return total
   }
 
-  /// Sums of `x - mean` and `(x - mean)^2` over one row of `plane` values, in Float64.
+  /// Sums of `x - mean` and `(x - mean)^2` over one row of `plane` values, in Float64 (`end`
+  /// as in ``channelSum(_:n:plane:stride:end:)``).
   @inlinable @inline(__always)
-  static func rowDeviations(_ row: UnsafePointer<Float>, plane: Int, mean: Float) -> (
-    Double, Double
-  ) {
+  static func rowDeviations(
+    _ row: UnsafePointer<Float>, plane: Int, mean: Float, end: UnsafePointer<Float>
+  ) -> (Double, Double) {
     let m = Float8(repeating: mean)
     var linear = Float8(repeating: 0)
     var squares = Float8(repeating: 0)
@@ -50,6 +56,13 @@ public enum BatchNormKernel {
       linear += d
       squares = squares.addingProduct(d, d)
       i += 8
+    }
+    if i < plane && row + i + 8 <= end {
+      // The lanes past the row become zero deviations.
+      let d = firstLanes(load8(row + i) - m, plane - i)
+      linear += d
+      squares = squares.addingProduct(d, d)
+      i = plane
     }
     var (tailLinear, tailSquares): (Float, Float) = (0, 0)
     while i < plane {
@@ -80,13 +93,16 @@ public enum BatchNormKernel {
   ) {
     let count = Double(n * plane)
     let stride = c * plane
+    let end = x + n * stride
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
       for ch in range {
         let base = x + ch * plane
-        let provisional = Float(channelSum(base, n: n, plane: plane, stride: stride) / count)
+        let provisional = Float(
+          channelSum(base, n: n, plane: plane, stride: stride, end: end) / count)
         var (linear, squares) = (0.0, 0.0)
         for b in 0..<n {
-          let (l, q) = rowDeviations(base + b * stride, plane: plane, mean: provisional)
+          let (l, q) = rowDeviations(
+            base + b * stride, plane: plane, mean: provisional, end: end)
           centredPlaneMeans?[b * c + ch] = Float(l / Double(plane))
           linear += l
           squares += q
