@@ -433,7 +433,7 @@ public enum ConvolutionKernel {
             store8(load8(s + i, lanes: lanes) + v, d + i, lanes: lanes)
           }
         } else {
-          d.update(from: s, count: spatial)
+          copyShortRow(from: s, to: d, count: spatial)
         }
       }
     }
@@ -451,8 +451,9 @@ public enum ConvolutionKernel {
       for item in range {
         let b = item / rows
         let m = item % rows
-        (dst + m * ld + b * spatial).update(
-          from: src + b * imageStride + m * spatial, count: spatial)
+        copyShortRow(
+          from: src + b * imageStride + m * spatial, to: dst + m * ld + b * spatial,
+          count: spatial)
       }
     }
   }

@@ -54,6 +54,28 @@ public func fastSigmoid(_ x: Float8) -> Float8 {
   public typealias WideFloat = SIMD8<Float>
 #endif
 
+/// Copies `count` floats from `src` to `dst` (not overlapping) with an inline vector loop: for
+/// the short rows of small images (16 to 200 floats), where a `memmove` call per row cost more
+/// than the copy.
+@inlinable @inline(__always)
+public func copyShortRow(
+  from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int
+) {
+  var i = 0
+  while i + WideFloat.scalarCount <= count {
+    storeWide(loadWide(src + i), dst + i)
+    i += WideFloat.scalarCount
+  }
+  if i + 8 <= count {
+    store8(load8(src + i), dst + i)
+    i += 8
+  }
+  while i < count {
+    dst[i] = src[i]
+    i += 1
+  }
+}
+
 /// `v` with the lanes at and past `lanes` cleared (8 lanes; see ``wideLaneMask(keepingFirst:)``
 /// for why this is integer arithmetic rather than a comparison).
 @inlinable @inline(__always)

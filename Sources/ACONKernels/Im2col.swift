@@ -66,7 +66,8 @@ public enum Im2colKernel {
       // 1x1, stride 1, no padding (small images batched side by side): each row is a plane.
       for item in range {
         let (b, c) = item.quotientAndRemainder(dividingBy: rows)
-        (col + c * ldc + b * spatial).update(from: x + b * imageStride + c * plane, count: plane)
+        copyShortRow(
+          from: x + b * imageStride + c * plane, to: col + c * ldc + b * spatial, count: plane)
       }
       return
     }
@@ -139,7 +140,7 @@ public enum Im2colKernel {
         let dst = dx + b * imageStride + c * plane
         if g.isPointwise {
           // One tap, no overlap: the plane is the column row itself.
-          dst.update(from: col + c * ldc + b * spatial, count: plane)
+          copyShortRow(from: col + c * ldc + b * spatial, to: dst, count: plane)
           continue
         }
         dst.update(repeating: 0, count: plane)
