@@ -248,7 +248,7 @@ public enum ACONKernel {
   static func backwardPlane<G: GateFunction, M: PlaneInput>(
     _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
     _ count: Int, _ d8: Float8, _ p28: Float8, _ beta8: Float8, _ scale8: Float8,
-    _ shift8: Float8, _ mean8: Float8, _: G.Type, _: M.Type
+    _ shift8: Float8, _ mean8: Float8, _ mayOverrun: Bool, _: G.Type, _: M.Type
   ) -> PlaneSums {
     let lanes = WideFloat.scalarCount
     let (d, p2, beta) = (
@@ -265,23 +265,33 @@ public enum ACONKernel {
     var acc5 = WideFloat(repeating: 0)
     let bd = beta * d
     var i = 0
-    while i &+ lanes <= count {
+    // After a batch norm (the fused layer), with `mayOverrun` (see forwardPlane): the last
+    // vector is partial, its lanes past the plane read as zero (x, g and the centred x, so
+    // that nothing of the next plane, not even a NaN, reaches a sum) and write dz back
+    // unchanged. The ACON alone keeps the plain loop: with the masks in it, its code (not the
+    // fused one's) came out 2.5x slower.
+    let overruns = M.normalizes && mayOverrun
+    let end = overruns ? count : count - count % lanes
+    let (all, tail) = (WideLaneMask(repeating: -1), wideLaneMask(keepingFirst: count % lanes))
+    while i < end {
       // backwardVector, written with fused accumulations (one instruction per sum).
-      let xv = M.read(x + i, scale, shift)
-      let gv = loadWide(g + i)
+      let partial = M.normalizes && count &- i < lanes
+      let keep = partial ? tail : all
+      let xv = masked(M.read(x + i, scale, shift), keep)
+      let gv = masked(loadWide(g + i), keep)
       let dxv = d * xv
       let u = bd * xv
       let (h, slope) = G.valueAndSlope(u)
       let t = h.addingProduct(u, slope)
       let dz = gv * p2.addingProduct(d, t)
-      storeWide(dz, dx + i)
+      storeWide(partial ? select(keep, dz, loadWide(dx + i)) : dz, dx + i)
       let gx = gv * xv
       acc1 = acc1.addingProduct(gx, t)
       acc2 += gx
       acc3 = acc3.addingProduct(gv * dxv, dxv * slope)
       if M.normalizes {
         acc4 += dz
-        acc5 = acc5.addingProduct(dz, loadWide(x + i) - mean)
+        acc5 = acc5.addingProduct(dz, masked(loadWide(x + i) - mean, keep))
       }
       i = i &+ lanes
     }
@@ -291,7 +301,8 @@ public enum ACONKernel {
     if i < count {
       sums.add(
         withWidePaddedTail(x + i, g + i, dx + i, rest: count - i) {
-          backwardPlane($0, $1, $2, lanes, d8, p28, beta8, scale8, shift8, mean8, G.self, M.self)
+          backwardPlane(
+            $0, $1, $2, lanes, d8, p28, beta8, scale8, shift8, mean8, false, G.self, M.self)
         })
     }
     return sums
@@ -357,8 +368,8 @@ public enum ACONKernel {
         if layout.elementStride == 0 {
           let s = backwardPlane(
             x + o, g + o, dx + o, plane, Float8(repeating: p1[c] - p2[c]),
-            Float8(repeating: p2[c]), Float8(repeating: bp[0]), .one, .zero, .zero, G.self,
-            RawInput.self)
+            Float8(repeating: p2[c]), Float8(repeating: bp[0]), .one, .zero, .zero, false,
+            G.self, RawInput.self)
           sums[3 * q] = s.gxt
           sums[3 * q + 1] = s.gx
           sums[3 * q + 2] = s.dbeta

@@ -108,7 +108,8 @@ extension ACONKernel {
         let s = backwardPlane(
           x + o, g + o, dz + o, plane, Float8(repeating: p1[c] - p2[c]),
           Float8(repeating: p2[c]), Float8(repeating: b), Float8(repeating: scale[c]),
-          Float8(repeating: shift[c]), Float8(repeating: mean[c]), G.self, NormalizedInput.self)
+          Float8(repeating: shift[c]), Float8(repeating: mean[c]), q + 1 < planes.upperBound,
+          G.self, NormalizedInput.self)
         (sums[3 * q], sums[3 * q + 1], sums[3 * q + 2]) = (s.gxt, s.gx, s.dbeta)
         (normSums[2 * q], normSums[2 * q + 1]) = (s.dz, s.dzCentered)
       }
