@@ -71,10 +71,13 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 
 /// 2-D convolution over NCHW float32 images, forward and backward.
 ///
-/// Four paths, chosen from the geometry:
+/// Five paths, chosen from the geometry:
 /// - depthwise (``ConvGeometry/isDepthwise``): a direct SIMD kernel, see ``Depthwise``;
 /// - 3x3 stride 1 with enough channels (``WinogradKernel/applies(_:)``, unless ``usesWinograd`` is
 ///   off): Winograd's F(2x2, 3x3), 2.25x fewer FLOPs than the matrix product of the unfolded input;
+/// - 1x1 stride 1 without padding on smaller images, with channel counts that are multiples of
+///   8 up to 256 (``PointwiseKernel/applies(_:)``): register-blocked products straight on the
+///   planes, see ``PointwiseKernel``;
 /// - 1x1 stride 1 without padding on images of ``pointwiseDirectColumns`` pixels or more: one
 ///   matrix product per image and group, straight from the input (no copy);
 /// - everything else: ``Im2col`` then one matrix product per group for a block of images.
@@ -119,8 +122,13 @@ public enum ConvolutionKernel {
 
   /// Floats of scratch memory ``forward(_:input:weight:bias:output:workspace:)`` needs.
   public static func forwardWorkspaceCount(_ g: ConvGeometry) -> Int {
-    if g.isDepthwise { return 0 }
+    if g.isDepthwise || PointwiseKernel.applies(g) { return 0 }
     if runsWinograd(g) { return WinogradKernel.forwardWorkspaceCount(g) }
+    return generalWorkspaceCount(g)
+  }
+
+  /// The column matrix and staging of the general path's products.
+  static func generalWorkspaceCount(_ g: ConvGeometry) -> Int {
     let images = imagesPerProduct(g)
     let columns = images * g.outHeight * g.outWidth
     let col = g.isPointwise && images == 1 ? 0 : g.patchSize * columns
@@ -131,6 +139,10 @@ public enum ConvolutionKernel {
   /// Floats of scratch memory ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:biasGrad:workspace:)``
   /// needs.
   public static func backwardWorkspaceCount(_ g: ConvGeometry) -> Int {
+    if PointwiseKernel.applies(g) {
+      // The weight gradient still runs as one long product over the images side by side.
+      return generalWorkspaceCount(g)
+    }
     if runsWinograd(g) { return WinogradKernel.backwardWorkspaceCount(g) }
     let chunks = weightOnlyChunks(g)
     if chunks > 1 {
@@ -180,6 +192,10 @@ public enum ConvolutionKernel {
   ) {
     if g.isDepthwise {
       DepthwiseKernel.forward(g, input: x, weight: weight, bias: bias, output: y)
+      return
+    }
+    if PointwiseKernel.applies(g) {
+      PointwiseKernel.forward(g, input: x, weight: weight, bias: bias, output: y)
       return
     }
     if runsWinograd(g) {
@@ -293,6 +309,11 @@ public enum ConvolutionKernel {
     let spatial = g.outHeight * g.outWidth
     if let db { biasGradient(dy, batch: g.batch, channels: g.outChannels, spatial: spatial, db) }
     if dx == nil && dw == nil { return }
+    if PointwiseKernel.applies(g) {
+      // dx straight on the planes; dw through the general path below.
+      if let dx { PointwiseKernel.inputGradient(g, weight: weight, outputGrad: dy, inputGrad: dx) }
+      guard dw != nil else { return }
+    }
     if runsWinograd(g) {
       WinogradKernel.backward(
         g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw,
@@ -313,6 +334,7 @@ public enum ConvolutionKernel {
         g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
       return
     }
+    let dx = PointwiseKernel.applies(g) ? nil : dx
     let plane = g.height * g.width
     let (cinG, coutG, k) = (g.inChannelsPerGroup, g.outChannelsPerGroup, g.patchSize)
     forEachProduct(g, weight: weight, workspace: workspace) { p in

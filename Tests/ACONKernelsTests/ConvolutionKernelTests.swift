@@ -206,6 +206,33 @@ struct ConvolutionKernelTests {
     }
   }
 
+  @Test func smallPointwiseLayersMatchReference() {
+    let cases: [ConvGeometry] = [
+      // 7x7: three whole vectors and one partial one per plane (at 16 lanes).
+      geometry(3, 16, 7, 7, 24, 1, 1),
+      // Planes of exactly one vector, and of less than one: a partial vector spills over
+      // several planes.
+      geometry(2, 8, 4, 4, 16, 1, 1),
+      geometry(2, 8, 2, 2, 8, 1, 1),
+      geometry(2, 16, 3, 5, 32, 1, 1),
+      geometry(5, 24, 14, 14, 8, 1, 1),
+      // Enough images for every worker to take a run of them.
+      geometry(40, 16, 7, 7, 16, 1, 1),
+    ]
+    for (k, g) in cases.enumerated() {
+      #expect(PointwiseKernel.applies(g), "\(g)")
+      for bias in [false, true] {
+        let failures = checkAgainstReference(
+          g, bias: bias, seed: UInt64(300 + k * 2 + (bias ? 1 : 0)))
+        #expect(failures.isEmpty, "\(failures)")
+      }
+    }
+    // Channel counts that are not multiples of 8, or wide layers, keep the general path.
+    #expect(!PointwiseKernel.applies(geometry(2, 12, 7, 7, 16, 1, 1)))
+    #expect(!PointwiseKernel.applies(geometry(2, 192, 4, 4, 1024, 1, 1)))
+    #expect(!PointwiseKernel.applies(geometry(2, 16, 28, 28, 16, 1, 1)))
+  }
+
   @Test func depthwiseWithChannelMultiplierUsesGeneralPath() {
     let g = geometry(2, 3, 6, 6, 6, 3, 3, p: 1, groups: 3)
     #expect(!g.isDepthwise)
