@@ -140,8 +140,8 @@ public enum ConvolutionKernel {
   /// needs.
   public static func backwardWorkspaceCount(_ g: ConvGeometry) -> Int {
     if PointwiseKernel.applies(g) {
-      // The weight gradient still runs as one long product over the images side by side.
-      return generalWorkspaceCount(g)
+      // Wider layers' weight gradient still runs as one long product over the images.
+      return PointwiseKernel.computesWeightGradient(g) ? 0 : generalWorkspaceCount(g)
     }
     if runsWinograd(g) { return WinogradKernel.backwardWorkspaceCount(g) }
     let chunks = weightOnlyChunks(g)
@@ -310,8 +310,13 @@ public enum ConvolutionKernel {
     if let db { biasGradient(dy, batch: g.batch, channels: g.outChannels, spatial: spatial, db) }
     if dx == nil && dw == nil { return }
     if PointwiseKernel.applies(g) {
-      // dx straight on the planes; dw through the general path below.
+      // dx straight on the planes; dw too for narrow layers, else through the general path
+      // below.
       if let dx { PointwiseKernel.inputGradient(g, weight: weight, outputGrad: dy, inputGrad: dx) }
+      if let weightGrad = dw, PointwiseKernel.computesWeightGradient(g) {
+        PointwiseKernel.weightGradient(g, input: x, outputGrad: dy, weightGrad: weightGrad)
+        return
+      }
       guard dw != nil else { return }
     }
     if runsWinograd(g) {

@@ -215,10 +215,14 @@ struct ConvolutionKernelTests {
       geometry(2, 8, 4, 4, 16, 1, 1),
       geometry(2, 8, 2, 2, 8, 1, 1),
       geometry(2, 16, 3, 5, 32, 1, 1),
+      geometry(3, 48, 7, 7, 48, 1, 1),
       geometry(5, 24, 14, 14, 8, 1, 1),
       // Enough images for every worker to take a run of them.
       geometry(40, 16, 7, 7, 16, 1, 1),
     ]
+    // Both weight gradients: register blocks for narrow layers, the long product for wider.
+    #expect(cases.contains { PointwiseKernel.computesWeightGradient($0) })
+    #expect(cases.contains { !PointwiseKernel.computesWeightGradient($0) })
     for (k, g) in cases.enumerated() {
       #expect(PointwiseKernel.applies(g), "\(g)")
       for bias in [false, true] {
