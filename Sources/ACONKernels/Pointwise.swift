@@ -16,13 +16,16 @@ public enum PointwiseKernel {
   /// Output planes per block of ``product(_:images:rows:depth:positions:input:inputImageStride:output:outputImageStride:bias:)``.
   static let rowBlock = 8
 
-  /// Whether `g` runs here: 1x1, stride 1, no padding, one group, images of fewer than
-  /// ``KernelOptions/pointwiseDirectColumns`` positions (larger ones run one BLAS product per
-  /// image, straight from the input), and channel counts that are multiples of 8 up to 256
-  /// (wider layers keep BLAS, whose panels pay off there).
+  /// Whether `g` runs here: 1x1, stride 1, no padding, one group, channel counts that are
+  /// multiples of 8 up to 256 (wider layers keep BLAS, whose panels pay off there), and the
+  /// images the general path would lay side by side: more than one, of 16 positions or more
+  /// (a vector of positions at least; meta-ACON's 1x1 generators on pooled 1x1 inputs stay one
+  /// product) and fewer than ``KernelOptions/pointwiseDirectColumns`` (larger ones run one BLAS
+  /// product per image, straight from the input, as does a single image).
   public static func applies(_ g: ConvGeometry) -> Bool {
-    g.isPointwise && g.groups == 1
-      && g.outHeight * g.outWidth < KernelOptions.current.pointwiseDirectColumns
+    let positions = g.outHeight * g.outWidth
+    return g.isPointwise && g.groups == 1 && g.batch > 1 && positions >= 16
+      && positions < KernelOptions.current.pointwiseDirectColumns
       && g.inChannels % rowBlock == 0 && g.outChannels % rowBlock == 0
       && g.inChannels <= 256 && g.outChannels <= 256
   }

@@ -210,11 +210,9 @@ struct ConvolutionKernelTests {
     let cases: [ConvGeometry] = [
       // 7x7: three whole vectors and one partial one per plane (at 16 lanes).
       geometry(3, 16, 7, 7, 24, 1, 1),
-      // Planes of exactly one vector, and of less than one: a partial vector spills over
-      // several planes.
+      // Planes of exactly one vector, and of one and a quarter.
       geometry(2, 8, 4, 4, 16, 1, 1),
-      geometry(2, 8, 2, 2, 8, 1, 1),
-      geometry(2, 16, 3, 5, 32, 1, 1),
+      geometry(2, 16, 4, 5, 32, 1, 1),
       geometry(3, 48, 7, 7, 48, 1, 1),
       geometry(5, 24, 14, 14, 8, 1, 1),
       // Enough images for every worker to take a run of them.
@@ -235,6 +233,9 @@ struct ConvolutionKernelTests {
     #expect(!PointwiseKernel.applies(geometry(2, 12, 7, 7, 16, 1, 1)))
     #expect(!PointwiseKernel.applies(geometry(2, 192, 4, 4, 1024, 1, 1)))
     #expect(!PointwiseKernel.applies(geometry(2, 16, 28, 28, 16, 1, 1)))
+    // One image, or planes smaller than a vector (a generator's pooled input), too.
+    #expect(!PointwiseKernel.applies(geometry(1, 16, 7, 7, 16, 1, 1)))
+    #expect(!PointwiseKernel.applies(geometry(8, 16, 1, 1, 16, 1, 1)))
   }
 
   @Test func depthwiseWithChannelMultiplierUsesGeneralPath() {
