@@ -315,14 +315,48 @@ public func horizontalSum(_ v: Float8) -> Float {
   return b[0] + b[1]
 }
 
+/// The low 32 bits of each lane (one `vpmovqd`). The standard library's
+/// `init(truncatingIfNeeded:)` is generic over the source vector and was left as a call in
+/// large kernels (Winograd, max pooling), with the vectors passed through the stack; this loop
+/// is always inlined, and LLVM turns its eight lanes into the one instruction.
+@inlinable @inline(__always)
+public func lowHalves(_ v: SIMD8<UInt64>) -> SIMD8<UInt32> {
+  var r = SIMD8<UInt32>()
+  r[0] = UInt32(truncatingIfNeeded: v[0])
+  r[1] = UInt32(truncatingIfNeeded: v[1])
+  r[2] = UInt32(truncatingIfNeeded: v[2])
+  r[3] = UInt32(truncatingIfNeeded: v[3])
+  r[4] = UInt32(truncatingIfNeeded: v[4])
+  r[5] = UInt32(truncatingIfNeeded: v[5])
+  r[6] = UInt32(truncatingIfNeeded: v[6])
+  r[7] = UInt32(truncatingIfNeeded: v[7])
+  return r
+}
+
+/// Each lane zero-extended to 64 bits (one `vpmovzxdq`), inlined for the same reason as
+/// ``lowHalves(_:)``.
+@inlinable @inline(__always)
+public func zeroExtended(_ v: SIMD8<UInt32>) -> SIMD8<UInt64> {
+  var r = SIMD8<UInt64>()
+  r[0] = UInt64(v[0])
+  r[1] = UInt64(v[1])
+  r[2] = UInt64(v[2])
+  r[3] = UInt64(v[3])
+  r[4] = UInt64(v[4])
+  r[5] = UInt64(v[5])
+  r[6] = UInt64(v[6])
+  r[7] = UInt64(v[7])
+  return r
+}
+
 /// The even and odd floats of the 16 at `p`. Bit-cast to 64-bit lanes the even floats are the
 /// low halves, and the truncation compiles to two shuffles; `SIMD16.evenHalf` of a loaded vector
 /// became 16 scalar loads.
 @inlinable @inline(__always)
 public func loadDeinterleaved(_ p: UnsafePointer<Float>) -> (even: Float8, odd: Float8) {
   let pairs = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<UInt64>.self)
-  let even = SIMD8<UInt32>(truncatingIfNeeded: pairs)
-  let odd = SIMD8<UInt32>(truncatingIfNeeded: pairs &>> 32)
+  let even = lowHalves(pairs)
+  let odd = lowHalves(pairs &>> 32)
   return (unsafeBitCast(even, to: Float8.self), unsafeBitCast(odd, to: Float8.self))
 }
 
@@ -330,8 +364,8 @@ public func loadDeinterleaved(_ p: UnsafePointer<Float>) -> (even: Float8, odd: 
 /// lanes to 64 and shifting.
 @inlinable @inline(__always)
 public func interleaved(_ a: Float8, _ b: Float8) -> SIMD16<Float> {
-  let low = SIMD8<UInt64>(truncatingIfNeeded: unsafeBitCast(a, to: SIMD8<UInt32>.self))
-  let high = SIMD8<UInt64>(truncatingIfNeeded: unsafeBitCast(b, to: SIMD8<UInt32>.self))
+  let low = zeroExtended(unsafeBitCast(a, to: SIMD8<UInt32>.self))
+  let high = zeroExtended(unsafeBitCast(b, to: SIMD8<UInt32>.self))
   return unsafeBitCast(low | (high &<< 32), to: SIMD16<Float>.self)
 }
 
@@ -339,6 +373,6 @@ public func interleaved(_ a: Float8, _ b: Float8) -> SIMD16<Float> {
 @inlinable @inline(__always)
 public func spreadToEven(_ a: Float8) -> SIMD16<Float> {
   unsafeBitCast(
-    SIMD8<UInt64>(truncatingIfNeeded: unsafeBitCast(a, to: SIMD8<UInt32>.self)),
+    zeroExtended(unsafeBitCast(a, to: SIMD8<UInt32>.self)),
     to: SIMD16<Float>.self)
 }
