@@ -8,9 +8,10 @@
 /// - `y` (and `dx`, with the weight transposed): eight output planes at a time, one vector of
 ///   positions, eight accumulators; each input vector is loaded once for eight multiply-adds
 ///   whose weights are broadcast from memory;
-/// - `dw` of narrow layers (``computesWeightGradient(_:)``): four by four weights at a time,
-///   sixteen accumulators summed over every image's positions; wider layers' weight gradient
-///   stays one long product over the images side by side (``ConvolutionKernel``).
+/// - `dw` of layers with few weights (``computesWeightGradient(_:)``): four by four weights at
+///   a time, sixteen accumulators summed over the positions of runs of images that stay in
+///   cache; wider layers' weight gradient stays one long product over the images side by side
+///   (``ConvolutionKernel``).
 /// Nothing is copied and no workspace is used.
 public enum PointwiseKernel {
   /// Output planes per block of ``product(_:images:rows:depth:positions:input:inputImageStride:output:outputImageStride:bias:)``.
@@ -155,17 +156,24 @@ public enum PointwiseKernel {
   }
 
   /// Whether ``weightGradient(_:input:outputGrad:weightGrad:)`` runs `g`'s weight gradient:
-  /// when the weights are few. Its register blocks read the planes from memory once per 4 x 4
-  /// block of weights, `cin * cout / 16` times in all: at 24 x 24 channels (batch 128, 14x14)
-  /// it ran 2-3x faster than one long product over the images side by side (which also copies
-  /// `x` and `dy`), at 48 x 48 (7x7) 1.6x slower.
+  /// layers with at most 48 x 48 weights. The alternative, one long product over the images
+  /// side by side, copies `x` and `dy` and leaves BLAS a `cout x cin` result too small to share
+  /// between the cores; measured at batch 128 (`acon bench-op --split --best`), the register
+  /// blocks took 0.25-0.41 ms against 0.42-0.45 at 24 x 24 channels on 14x14 images, 1.5-1.8
+  /// against 1.7-3.6 at 48 x 48 on 14x14, as long at 48 x 48 on 7x7, and twice as long at
+  /// 96 x 96 (their passes over the planes grow with the number of 4 x 4 blocks).
   public static func computesWeightGradient(_ g: ConvGeometry) -> Bool {
-    applies(g) && g.inChannels * g.outChannels <= 24 * 48
+    applies(g) && g.inChannels * g.outChannels <= 48 * 48
   }
 
+  /// Bytes of `x` and `dy` one pass of ``weightGradient(_:input:outputGrad:weightGrad:)``
+  /// reads for a run of images, so that they stay in the core's L2 cache for every block.
+  static let chunkBytes = 256 << 10
+
   /// `dw[o][i] = sum over images n and positions p of dy[n][o][p] x[n][i][p]` (overwritten),
-  /// four by four weights at a time: sixteen accumulators summed over every image's
-  /// positions, then across lanes; each weight is computed by one worker, in a fixed order.
+  /// four by four weights at a time: sixteen accumulators over the positions of a run of
+  /// images small enough to stay in cache, kept in the worker's scratch from one run to the
+  /// next, then summed across lanes. Each weight is computed by one worker, in a fixed order.
   public static func weightGradient(
     _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>,
     weightGrad dw: UnsafeMutablePointer<Float>
@@ -177,77 +185,88 @@ public enum PointwiseKernel {
     let (xEnd, dyEnd) = (x + images * cin * positions, dy + images * cout * positions)
     let tailMask = wideLaneMask(keepingFirst: positions % lanes)
     let (outBlocks, inBlocks) = (cout / 4, cin / 4)
-    let perItem = 16 * images * positions
-    Parallel.forRanges(outBlocks * inBlocks, minimumChunk: max(1, (1 << 17) / perItem)) {
-      range in
+    let chunk = max(1, chunkBytes / (4 * (cin + cout) * positions))
+    Parallel.forRanges(outBlocks * inBlocks, minimumChunk: 1) { range in
+      // Sixteen vectors of partial sums per block.
+      let scratch = UnsafeMutablePointer<WideFloat>.allocate(capacity: 16 * range.count)
+      scratch.initialize(repeating: WideFloat(repeating: 0), count: 16 * range.count)
+      defer { scratch.deallocate() }
+      var n0 = 0
+      while n0 < images {
+        let n1 = min(images, n0 + chunk)
+        for item in range {
+          let (ob, ib) = item.quotientAndRemainder(dividingBy: inBlocks)
+          let (o0, i0) = (4 * ob, 4 * ib)
+          let sums = scratch + 16 * (item - range.lowerBound)
+          var s00 = sums[0]
+          var s01 = sums[1]
+          var s02 = sums[2]
+          var s03 = sums[3]
+          var s10 = sums[4]
+          var s11 = sums[5]
+          var s12 = sums[6]
+          var s13 = sums[7]
+          var s20 = sums[8]
+          var s21 = sums[9]
+          var s22 = sums[10]
+          var s23 = sums[11]
+          var s30 = sums[12]
+          var s31 = sums[13]
+          var s32 = sums[14]
+          var s33 = sums[15]
+          for n in n0..<n1 {
+            let gp = dy + (n * cout + o0) * positions
+            let xp = x + (n * cin + i0) * positions
+            var p = 0
+            while p < positions {
+              let left = positions - p
+              // A partial vector's lanes past the plane read as zero (even a NaN there adds
+              // nothing); lane by lane where a vector would cross the end of the buffer.
+              func read(_ q: UnsafePointer<Float>, _ end: UnsafePointer<Float>) -> WideFloat {
+                if left >= lanes { return loadWide(q) }
+                return q + lanes <= end ? masked(loadWide(q), tailMask) : loadWidePartial(q, left)
+              }
+              let g0 = read(gp + p, dyEnd)
+              let g1 = read(gp + positions + p, dyEnd)
+              let g2 = read(gp + 2 * positions + p, dyEnd)
+              let g3 = read(gp + 3 * positions + p, dyEnd)
+              let v0 = read(xp + p, xEnd)
+              let v1 = read(xp + positions + p, xEnd)
+              let v2 = read(xp + 2 * positions + p, xEnd)
+              let v3 = read(xp + 3 * positions + p, xEnd)
+              s00 = s00.addingProduct(g0, v0)
+              s01 = s01.addingProduct(g0, v1)
+              s02 = s02.addingProduct(g0, v2)
+              s03 = s03.addingProduct(g0, v3)
+              s10 = s10.addingProduct(g1, v0)
+              s11 = s11.addingProduct(g1, v1)
+              s12 = s12.addingProduct(g1, v2)
+              s13 = s13.addingProduct(g1, v3)
+              s20 = s20.addingProduct(g2, v0)
+              s21 = s21.addingProduct(g2, v1)
+              s22 = s22.addingProduct(g2, v2)
+              s23 = s23.addingProduct(g2, v3)
+              s30 = s30.addingProduct(g3, v0)
+              s31 = s31.addingProduct(g3, v1)
+              s32 = s32.addingProduct(g3, v2)
+              s33 = s33.addingProduct(g3, v3)
+              p += lanes
+            }
+          }
+          (sums[0], sums[1], sums[2], sums[3]) = (s00, s01, s02, s03)
+          (sums[4], sums[5], sums[6], sums[7]) = (s10, s11, s12, s13)
+          (sums[8], sums[9], sums[10], sums[11]) = (s20, s21, s22, s23)
+          (sums[12], sums[13], sums[14], sums[15]) = (s30, s31, s32, s33)
+        }
+        n0 = n1
+      }
       for item in range {
         let (ob, ib) = item.quotientAndRemainder(dividingBy: inBlocks)
-        let (o0, i0) = (4 * ob, 4 * ib)
-        var s00 = WideFloat(repeating: 0)
-        var s01 = s00
-        var s02 = s00
-        var s03 = s00
-        var s10 = s00
-        var s11 = s00
-        var s12 = s00
-        var s13 = s00
-        var s20 = s00
-        var s21 = s00
-        var s22 = s00
-        var s23 = s00
-        var s30 = s00
-        var s31 = s00
-        var s32 = s00
-        var s33 = s00
-        for n in 0..<images {
-          let gp = dy + (n * cout + o0) * positions
-          let xp = x + (n * cin + i0) * positions
-          var p = 0
-          while p < positions {
-            let left = positions - p
-            // A partial vector's lanes past the plane read as zero (even a NaN there adds
-            // nothing); lane by lane where a vector would cross the end of the buffer.
-            func read(_ q: UnsafePointer<Float>, _ end: UnsafePointer<Float>) -> WideFloat {
-              if left >= lanes { return loadWide(q) }
-              return q + lanes <= end ? masked(loadWide(q), tailMask) : loadWidePartial(q, left)
-            }
-            let g0 = read(gp + p, dyEnd)
-            let g1 = read(gp + positions + p, dyEnd)
-            let g2 = read(gp + 2 * positions + p, dyEnd)
-            let g3 = read(gp + 3 * positions + p, dyEnd)
-            let v0 = read(xp + p, xEnd)
-            let v1 = read(xp + positions + p, xEnd)
-            let v2 = read(xp + 2 * positions + p, xEnd)
-            let v3 = read(xp + 3 * positions + p, xEnd)
-            s00 = s00.addingProduct(g0, v0)
-            s01 = s01.addingProduct(g0, v1)
-            s02 = s02.addingProduct(g0, v2)
-            s03 = s03.addingProduct(g0, v3)
-            s10 = s10.addingProduct(g1, v0)
-            s11 = s11.addingProduct(g1, v1)
-            s12 = s12.addingProduct(g1, v2)
-            s13 = s13.addingProduct(g1, v3)
-            s20 = s20.addingProduct(g2, v0)
-            s21 = s21.addingProduct(g2, v1)
-            s22 = s22.addingProduct(g2, v2)
-            s23 = s23.addingProduct(g2, v3)
-            s30 = s30.addingProduct(g3, v0)
-            s31 = s31.addingProduct(g3, v1)
-            s32 = s32.addingProduct(g3, v2)
-            s33 = s33.addingProduct(g3, v3)
-            p += lanes
-          }
+        let sums = scratch + 16 * (item - range.lowerBound)
+        for r in 0..<4 {
+          let row = dw + (4 * ob + r) * cin + 4 * ib
+          for c in 0..<4 { row[c] = horizontalSum(sums[4 * r + c]) }
         }
-        func write(_ r: Int, _ a: WideFloat, _ b: WideFloat, _ c: WideFloat, _ d: WideFloat) {
-          let row = dw + (o0 + r) * cin + i0
-          (row[0], row[1], row[2], row[3]) = (
-            horizontalSum(a), horizontalSum(b), horizontalSum(c), horizontalSum(d)
-          )
-        }
-        write(0, s00, s01, s02, s03)
-        write(1, s10, s11, s12, s13)
-        write(2, s20, s21, s22, s23)
-        write(3, s30, s31, s32, s33)
       }
     }
   }

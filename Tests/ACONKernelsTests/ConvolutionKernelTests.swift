@@ -214,6 +214,10 @@ struct ConvolutionKernelTests {
       geometry(2, 8, 4, 4, 16, 1, 1),
       geometry(2, 16, 4, 5, 32, 1, 1),
       geometry(3, 48, 7, 7, 48, 1, 1),
+      // Weight gradient summed over several runs of images (three 14x14 images per run).
+      geometry(12, 48, 14, 14, 48, 1, 1),
+      // More weights than the register blocks take: the long product.
+      geometry(3, 64, 7, 7, 48, 1, 1),
       geometry(5, 24, 14, 14, 8, 1, 1),
       // Enough images for every worker to take a run of them.
       geometry(40, 16, 7, 7, 16, 1, 1),
