@@ -100,9 +100,9 @@ public enum ACONKernel {
   /// every lane), at ``WideFloat``'s width.
   ///
   /// `mayOverrun`: the plane's last, partial vector may read `x` and `y` up to a vector past
-  /// the plane and write `y` there back unchanged (the caller owns those floats: the next plane
-  /// of its run). Small planes (7x7, 14x14) then end in one more vector instead of a copy
-  /// through a padded buffer and a call.
+  /// the plane and write `y` there back unchanged (the caller owns those floats: the planes
+  /// after this one in its run, ``partialVectorFits(plane:following:)``). Small planes (7x7,
+  /// 14x14) then end in one more vector instead of a copy through a padded buffer and a call.
   @inline(never)
   static func forwardPlane<G: GateFunction>(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int,
@@ -194,7 +194,8 @@ public enum ACONKernel {
         if layout.elementStride == 0 {
           forwardPlane(
             x + q * plane, y + q * plane, plane, Float8(repeating: p1[c] - p2[c]),
-            Float8(repeating: p2[c]), Float8(repeating: bp[0]), q + 1 < planes.upperBound,
+            Float8(repeating: p2[c]), Float8(repeating: bp[0]),
+            partialVectorFits(plane: plane, following: planes.upperBound - q - 1),
             G.self)
         } else {
           forwardStrided(x + q * plane, y + q * plane, plane, p1 + c, p2 + c, 0, bp, 1, G.self)
@@ -267,7 +268,7 @@ public enum ACONKernel {
     var i = 0
     // After a batch norm (the fused layer), with `mayOverrun` (see forwardPlane): the last
     // vector is partial, its lanes past the plane read as zero (x, g and the centred x, so
-    // that nothing of the next plane, not even a NaN, reaches a sum) and write dz back
+    // that nothing of the planes after it, not even a NaN, reaches a sum) and write dz back
     // unchanged. The ACON alone keeps the plain loop: with the masks in it, its code (not the
     // fused one's) came out 2.5x slower.
     let overruns = M.normalizes && mayOverrun

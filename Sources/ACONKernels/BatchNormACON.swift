@@ -41,9 +41,9 @@ extension ACONKernel {
         // Normalise the plane into y, then activate it in place while it is still in L1/L2:
         // x is read once and y written once from memory's point of view. (Normalising inside
         // the ACON loop instead makes the optimizer split the sigmoid into scalar code.) Both
-        // loops end a plane on a partial vector when the next plane is this run's.
+        // loops end a plane on a partial vector when the planes after it are this run's.
         let (xp, yp) = (x + q * plane, y + q * plane)
-        let mayOverrun = q + 1 < planes.upperBound
+        let mayOverrun = partialVectorFits(plane: plane, following: planes.upperBound - q - 1)
         let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
         let lanes = WideFloat.scalarCount
         var i = 0
@@ -108,7 +108,8 @@ extension ACONKernel {
         let s = backwardPlane(
           x + o, g + o, dz + o, plane, Float8(repeating: p1[c] - p2[c]),
           Float8(repeating: p2[c]), Float8(repeating: b), Float8(repeating: scale[c]),
-          Float8(repeating: shift[c]), Float8(repeating: mean[c]), q + 1 < planes.upperBound,
+          Float8(repeating: shift[c]), Float8(repeating: mean[c]),
+          partialVectorFits(plane: plane, following: planes.upperBound - q - 1),
           G.self, NormalizedInput.self)
         (sums[3 * q], sums[3 * q + 1], sums[3 * q + 2]) = (s.gxt, s.gx, s.dbeta)
         (normSums[2 * q], normSums[2 * q + 1]) = (s.dz, s.dzCentered)
@@ -143,8 +144,8 @@ extension BatchNormKernel {
           storeWide(v.addingProduct(loadWide(gr + i), kv), dr + i)
           i += lanes
         }
-        if i < plane && p + 1 < planes.upperBound {
-          // The next plane is this run's: one more vector, written back unchanged past the end.
+        if i < plane && partialVectorFits(plane: plane, following: planes.upperBound - p - 1) {
+          // The planes after it are this run's: one more vector, written back unchanged there.
           let v = rv.addingProduct(loadWide(xr + i) - mv, qv).addingProduct(loadWide(gr + i), kv)
           storeWide(v, dr + i, keeping: wideLaneMask(keepingFirst: plane - i))
         } else {

@@ -48,11 +48,25 @@ public func fastSigmoid(_ x: Float8) -> Float8 {
 /// when Package.swift selected AVX-512 (it then defines `ACON_VECTOR16` with the same choice that
 /// sets ``InstructionSet/compiled``), else 8 (two SSE registers, or one AVX2 register). The ACON
 /// plane loops run at this width: on AVX-512 machines their sigmoid is arithmetic-bound at 8 lanes.
+///
+/// ``WideLaneMask`` is the integer vector of the same width, for lane masks: every bit set in a
+/// kept lane, none in a cleared one.
 #if ACON_VECTOR16
   public typealias WideFloat = SIMD16<Float>
+  public typealias WideLaneMask = SIMD16<Int32>
 #else
   public typealias WideFloat = SIMD8<Float>
+  public typealias WideLaneMask = SIMD8<Int32>
 #endif
+
+/// Whether a plane's last, partial vector may run past the plane (reading the floats after it
+/// and writing them back unchanged): only when the planes after it in the same worker's run,
+/// `following` of `plane` floats each, hold the whole vector's spill (up to a vector less one
+/// float). Planes smaller than a vector (2x2, 1x1) need several planes after them.
+@inlinable @inline(__always)
+public func partialVectorFits(plane: Int, following: Int) -> Bool {
+  following * plane >= WideFloat.scalarCount
+}
 
 /// Copies `count` floats from `src` to `dst` (not overlapping) with an inline vector loop: for
 /// the short rows of small images (16 to 200 floats), where a `memmove` call per row cost more
@@ -85,13 +99,6 @@ public func firstLanes(_ v: Float8, _ lanes: Int) -> Float8 {
   let keep = (index &- SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: min(lanes, 8)))) &>> 31
   return unsafeBitCast(unsafeBitCast(v, to: SIMD8<Int32>.self) & keep, to: Float8.self)
 }
-
-/// A lane mask at ``WideFloat``'s width: every bit set in a kept lane, none in a cleared one.
-#if ACON_VECTOR16
-  public typealias WideLaneMask = SIMD16<Int32>
-#else
-  public typealias WideLaneMask = SIMD8<Int32>
-#endif
 
 /// The mask of the first `lanes` lanes (every lane when `lanes` is at least the width).
 ///
