@@ -5,14 +5,15 @@
 /// and in backward a copy of `dy`, of `x` and of the input gradient), and its thin products
 /// (24 or 48 rows and inner dimension) still ran at a third to a half of the machine's sgemm
 /// rate. Here every product is register-blocked over the planes as they lie:
-/// - `y` (and `dx`, with the weight transposed): eight output planes at a time, one vector of
-///   positions, eight accumulators; each input vector is loaded once for eight multiply-adds
-///   whose weights are broadcast from memory;
+/// - `y` and `dx`: eight output planes at a time, one vector of positions, eight
+///   accumulators; each input vector is loaded once for eight multiply-adds whose weights are
+///   broadcast from one pointer (`dx` reads the weight as it is, `y` a transposed copy of it);
 /// - `dw` of layers with few weights (``computesWeightGradient(_:)``): four by four weights at
 ///   a time, sixteen accumulators summed over the positions of runs of images that stay in
 ///   cache; wider layers' weight gradient stays one long product over the images side by side
 ///   (``ConvolutionKernel``).
-/// Nothing is copied and no workspace is used.
+/// No image is copied and no workspace is used (the transposed weight and the weight
+/// gradient's partial sums are a few kilobytes, allocated per call).
 public enum PointwiseKernel {
   /// Output planes per block of ``product(_:images:rows:depth:positions:input:inputImageStride:output:outputImageStride:bias:)``.
   static let rowBlock = 8
