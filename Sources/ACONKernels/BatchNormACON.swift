@@ -45,21 +45,10 @@ extension ACONKernel {
         let (xp, yp) = (x + q * plane, y + q * plane)
         let mayOverrun = partialVectorFits(plane: plane, following: planes.upperBound - q - 1)
         let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
-        let lanes = WideFloat.scalarCount
-        var i = 0
-        while i + lanes <= plane {
-          storeWide(hv.addingProduct(loadWide(xp + i), sv), yp + i)
-          i += lanes
-        }
-        if i < plane && mayOverrun {
-          storeWide(
-            hv.addingProduct(loadWide(xp + i), sv), yp + i,
-            keeping: wideLaneMask(keepingFirst: plane - i))
-        } else {
-          while i < plane {
-            yp[i] = hv[0].addingProduct(xp[i], sv[0])
-            i += 1
-          }
+        writePlane(yp, count: plane, mayOverrun: mayOverrun) {
+          hv.addingProduct(loadWide(xp + $0), sv)
+        } scalar: {
+          hv[0].addingProduct(xp[$0], sv[0])
         }
         forwardPlane(
           yp, yp, plane, Float8(repeating: p1[c] - p2[c]), Float8(repeating: p2[c]),
@@ -137,23 +126,11 @@ extension BatchNormKernel {
         let mv = WideFloat(repeating: mean[ch])
         let rv = WideFloat(repeating: r[ch] + (planeConstants?[p] ?? 0) * k[ch])
         let (xr, gr, dr) = (x + p * plane, dz + p * plane, dx + p * plane)
-        let lanes = WideFloat.scalarCount
-        var i = 0
-        while i + lanes <= plane {
-          let v = rv.addingProduct(loadWide(xr + i) - mv, qv)
-          storeWide(v.addingProduct(loadWide(gr + i), kv), dr + i)
-          i += lanes
-        }
-        if i < plane && partialVectorFits(plane: plane, following: planes.upperBound - p - 1) {
-          // The planes after it are this run's: one more vector, written back unchanged there.
-          let v = rv.addingProduct(loadWide(xr + i) - mv, qv).addingProduct(loadWide(gr + i), kv)
-          storeWide(v, dr + i, keeping: wideLaneMask(keepingFirst: plane - i))
-        } else {
-          while i < plane {
-            // The same fused multiply-adds as the vector loop.
-            dr[i] = rv[0].addingProduct(xr[i] - mv[0], qv[0]).addingProduct(gr[i], kv[0])
-            i += 1
-          }
+        let mayOverrun = partialVectorFits(plane: plane, following: planes.upperBound - p - 1)
+        writePlane(dr, count: plane, mayOverrun: mayOverrun) {
+          rv.addingProduct(loadWide(xr + $0) - mv, qv).addingProduct(loadWide(gr + $0), kv)
+        } scalar: {
+          rv[0].addingProduct(xr[$0] - mv[0], qv[0]).addingProduct(gr[$0], kv[0])
         }
       }
     }

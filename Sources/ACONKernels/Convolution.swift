@@ -309,10 +309,14 @@ public enum ConvolutionKernel {
     let spatial = g.outHeight * g.outWidth
     if let db { biasGradient(dy, batch: g.batch, channels: g.outChannels, spatial: spatial, db) }
     if dx == nil && dw == nil { return }
+    var dx = dx
     if PointwiseKernel.applies(g) {
       // dx straight on the planes; dw too for narrow layers, else through the general path
-      // below.
-      if let dx { PointwiseKernel.inputGradient(g, weight: weight, outputGrad: dy, inputGrad: dx) }
+      // below (with dx done).
+      if let inputGrad = dx {
+        PointwiseKernel.inputGradient(g, weight: weight, outputGrad: dy, inputGrad: inputGrad)
+        dx = nil
+      }
       if let weightGrad = dw, PointwiseKernel.computesWeightGradient(g) {
         PointwiseKernel.weightGradient(g, input: x, outputGrad: dy, weightGrad: weightGrad)
         return
@@ -339,7 +343,6 @@ public enum ConvolutionKernel {
         g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
       return
     }
-    let dx = PointwiseKernel.applies(g) ? nil : dx
     let plane = g.height * g.width
     let (cinG, coutG, k) = (g.inChannelsPerGroup, g.outChannelsPerGroup, g.patchSize)
     forEachProduct(g, weight: weight, workspace: workspace) { p in

@@ -68,6 +68,31 @@ public func partialVectorFits(plane: Int, following: Int) -> Bool {
   following * plane >= WideFloat.scalarCount
 }
 
+/// Writes `value(i)` to `y[i..<i + width]` for every vector of a plane of `count` floats, and
+/// the rest: with `mayOverrun` (``partialVectorFits(plane:following:)``) as one more vector whose
+/// lanes past the plane keep what `y` held there, else float by float through `scalar(i)`,
+/// which must compute what `value` computes in one lane (the same fused multiply-adds).
+@inlinable @inline(__always)
+public func writePlane(
+  _ y: UnsafeMutablePointer<Float>, count: Int, mayOverrun: Bool,
+  _ value: (Int) -> WideFloat, scalar: (Int) -> Float
+) {
+  let lanes = WideFloat.scalarCount
+  var i = 0
+  while i + lanes <= count {
+    storeWide(value(i), y + i)
+    i += lanes
+  }
+  if i < count && mayOverrun {
+    storeWide(value(i), y + i, keeping: wideLaneMask(keepingFirst: count - i))
+    return
+  }
+  while i < count {
+    y[i] = scalar(i)
+    i += 1
+  }
+}
+
 /// Copies `count` floats from `src` to `dst` (not overlapping) with an inline vector loop: for
 /// the short rows of small images (16 to 200 floats), where a `memmove` call per row cost more
 /// than the copy.
