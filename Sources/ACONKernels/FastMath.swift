@@ -408,3 +408,43 @@ public func spreadToEven(_ a: Float8) -> SIMD16<Float> {
     zeroExtended(unsafeBitCast(a, to: SIMD8<UInt32>.self)),
     to: SIMD16<Float>.self)
 }
+
+/// Float sums kept lane by lane over a few short rows and moved into Float64 every
+/// ``flushFloats`` values: a horizontal sum per row cost more than a 16- or 49-float row's
+/// loads, while each lane still adds at most a few hundred floats before the Float64 total
+/// takes them (a 56x56 row, 196 floats a lane, went into Float64 row by row before too).
+/// The lanes live in the caller's local variables: kept in a struct, LLVM split them into
+/// four 128-bit pieces and rebuilt them on every row.
+@usableFromInline
+enum LaneSums {
+  @usableFromInline static var flushFloats: Int { 512 }
+
+  /// `0..<rows` in blocks of rows of `plane` floats that hold about ``flushFloats`` values
+  /// (one row at least): each block's lanes are summed into Float64 at its end. The lanes
+  /// start afresh in each block's loop: reset by a condition inside the row loop, LLVM
+  /// kept them in 128-bit pieces.
+  @inlinable @inline(__always)
+  static func rowBlocks(
+    _ rows: Int, plane: Int
+  ) -> LazyMapSequence<StrideTo<Int>, Range<Int>> {
+    // Rows shorter than a vector put their floats in the same first lanes row after row:
+    // those go into Float64 row by row.
+    let block = plane < WideFloat.scalarCount ? 1 : max(1, flushFloats / plane)
+    return stride(from: 0, to: rows, by: block).lazy.map { $0..<min($0 + block, rows) }
+  }
+
+  /// The sum of `v`'s lanes. Its last steps are a call: inlined, LLVM spread their shuffles
+  /// into the row loop; and a call takes a vector in 128-bit pieces, so the halving that
+  /// keeps the accumulator whole stays here.
+  @inlinable @inline(__always)
+  static func reduced(_ v: WideFloat) -> Double {
+    #if ACON_VECTOR16
+      return reducedHalves(v.lowHalf + v.highHalf)
+    #else
+      return reducedHalves(v)
+    #endif
+  }
+
+  @usableFromInline @inline(never)
+  static func reducedHalves(_ v: Float8) -> Double { Double(horizontalSum(v)) }
+}

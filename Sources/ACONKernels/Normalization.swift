@@ -2,7 +2,7 @@
 /// `[N, C]` input), split across the cores by channel.
 ///
 /// Each channel's statistics are reduced in two passes (mean, then deviations from it) with
-/// Float64 accumulation of Float8 partial sums: one extra read of the input buys a mean and a
+/// Float64 accumulation of per-row vector partial sums: one extra read of the input buys a mean and a
 /// variance that stay accurate when the mean is large against the spread (the second pass also
 /// sums the deviations, which corrects the first pass's rounding of the mean).
 public enum BatchNormKernel {
@@ -19,62 +19,67 @@ public enum BatchNormKernel {
     _ x: UnsafePointer<Float>, n: Int, plane: Int, stride: Int, end: UnsafePointer<Float>
   ) -> Double {
     var total = 0.0
-    for b in 0..<n {
-      let row = x + b * stride
-      var acc = Float8(repeating: 0)
-      var i = 0
-      while i + 8 <= plane {
-        acc += load8(row + i)
-        i += 8
+    for rows in LaneSums.rowBlocks(n, plane: plane) {
+      var lanes = WideFloat(repeating: 0)
+      for b in rows {
+        // Deviations from 0 are the values themselves (x - 0 is exact).
+        let row = rowDeviations(x + b * stride, plane: plane, mean: 0, end: end, squares: false)
+        lanes += row.linear
+        total += Double(row.restLinear)
       }
-      var tail: Float = 0
-      if i < plane && row + i + 8 <= end {
-        acc += firstLanes(load8(row + i), plane - i)
-        i = plane
-      }
-      while i < plane {
-        tail += row[i]
-        i += 1
-      }
-      total += Double(horizontalSum(acc)) + Double(tail)
+      total += LaneSums.reduced(lanes)
     }
     return total
   }
 
-  /// Sums of `x - mean` and `(x - mean)^2` over one row of `plane` values, in Float64 (`end`
-  /// as in ``channelSum(_:n:plane:stride:end:)``).
+  /// Sums of `x - mean` and (with `squares`) `(x - mean)^2` over one row of `plane` values, lane
+  /// by lane, with what did not fit a vector (only the allocation's last rows) as scalars (`end`
+  /// as in ``channelSum(_:n:plane:stride:end:)``); ``LaneSums`` says how they are reduced over rows.
+  ///
+  /// Two accumulators per sum: one is a chain of dependent adds, which held the pass to a
+  /// third of what the loads allow.
   @inlinable @inline(__always)
   static func rowDeviations(
-    _ row: UnsafePointer<Float>, plane: Int, mean: Float, end: UnsafePointer<Float>
-  ) -> (Double, Double) {
-    let m = Float8(repeating: mean)
-    var linear = Float8(repeating: 0)
-    var squares = Float8(repeating: 0)
+    _ row: UnsafePointer<Float>, plane: Int, mean: Float, end: UnsafePointer<Float>,
+    squares withSquares: Bool = true
+  ) -> (linear: WideFloat, squares: WideFloat, restLinear: Float, restSquares: Float) {
+    let lanes = WideFloat.scalarCount
+    let m = WideFloat(repeating: mean)
+    var (linear0, linear1) = (WideFloat(repeating: 0), WideFloat(repeating: 0))
+    var (squares0, squares1) = (WideFloat(repeating: 0), WideFloat(repeating: 0))
     var i = 0
-    while i + 8 <= plane {
-      let d = load8(row + i) - m
-      linear += d
-      squares = squares.addingProduct(d, d)
-      i += 8
+    while i + 2 * lanes <= plane {
+      let d0 = loadWide(row + i) - m
+      let d1 = loadWide(row + i + lanes) - m
+      linear0 += d0
+      linear1 += d1
+      if withSquares {
+        squares0 = squares0.addingProduct(d0, d0)
+        squares1 = squares1.addingProduct(d1, d1)
+      }
+      i += 2 * lanes
     }
-    if i < plane && row + i + 8 <= end {
+    if i + lanes <= plane {
+      let d = loadWide(row + i) - m
+      linear0 += d
+      if withSquares { squares0 = squares0.addingProduct(d, d) }
+      i += lanes
+    }
+    if i < plane && row + i + lanes <= end {
       // The lanes past the row become zero deviations.
-      let d = firstLanes(load8(row + i) - m, plane - i)
-      linear += d
-      squares = squares.addingProduct(d, d)
+      let d = masked(loadWide(row + i) - m, wideLaneMask(keepingFirst: plane - i))
+      linear1 += d
+      if withSquares { squares1 = squares1.addingProduct(d, d) }
       i = plane
     }
-    var (tailLinear, tailSquares): (Float, Float) = (0, 0)
+    var (restLinear, restSquares): (Float, Float) = (0, 0)
     while i < plane {
       let d = row[i] - mean
-      tailLinear += d
-      tailSquares += d * d
+      restLinear += d
+      restSquares += d * d
       i += 1
     }
-    return (
-      Double(horizontalSum(linear)) + Double(tailLinear),
-      Double(horizontalSum(squares)) + Double(tailSquares)
-    )
+    return (linear0 + linear1, squares0 + squares1, restLinear, restSquares)
   }
 
   /// Per-channel mean and biased variance of `x` (`[n, channels, plane]`) over batch and plane;
@@ -99,13 +104,23 @@ public enum BatchNormKernel {
         let base = x + ch * plane
         let provisional = Float(
           channelSum(base, n: n, plane: plane, stride: stride, end: end) / count)
+        // Lane sums over a few rows at a time, then into Float64 (see LaneSums).
         var (linear, squares) = (0.0, 0.0)
-        for b in 0..<n {
-          let (l, q) = rowDeviations(
-            base + b * stride, plane: plane, mean: provisional, end: end)
-          centredPlaneMeans?[b * c + ch] = Float(l / Double(plane))
-          linear += l
-          squares += q
+        for rows in LaneSums.rowBlocks(n, plane: plane) {
+          var (linearLanes, squareLanes) = (WideFloat(repeating: 0), WideFloat(repeating: 0))
+          for b in rows {
+            let row = rowDeviations(base + b * stride, plane: plane, mean: provisional, end: end)
+            if let centredPlaneMeans {
+              let sum = LaneSums.reduced(row.linear) + Double(row.restLinear)
+              centredPlaneMeans[b * c + ch] = Float(sum / Double(plane))
+            }
+            linearLanes += row.linear
+            squareLanes += row.squares
+            linear += Double(row.restLinear)
+            squares += Double(row.restSquares)
+          }
+          linear += LaneSums.reduced(linearLanes)
+          squares += LaneSums.reduced(squareLanes)
         }
         let correction = linear / count
         let mu = Double(provisional) + correction
@@ -188,36 +203,57 @@ public enum BatchNormKernel {
     _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, n: Int, plane: Int, stride: Int,
     mean: Float, relu: Bool, scale: Float, shift: Float
   ) -> (Double, Double) {
-    var sumDy = 0.0
-    var sumDyXc = 0.0
-    let m = Float8(repeating: mean)
-    let sv = Float8(repeating: scale)
-    let hv = Float8(repeating: shift)
-    let zero = Float8(repeating: 0)
-    for b in 0..<n {
-      let xr = x + b * stride
-      let gr = dy + b * stride
-      var a1 = Float8(repeating: 0)
-      var a2 = Float8(repeating: 0)
-      var i = 0
-      while i + 8 <= plane {
-        let xv = load8(xr + i)
-        var g = load8(gr + i)
-        if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
-        a1 += g
-        a2 = a2.addingProduct(g, xv - m)
-        i += 8
+    var (sumDy, sumDyXc) = (0.0, 0.0)
+    let lanes = WideFloat.scalarCount
+    let m = WideFloat(repeating: mean)
+    let sv = WideFloat(repeating: scale)
+    let hv = WideFloat(repeating: shift)
+    let zero = WideFloat(repeating: 0)
+    // Lane sums over a few rows at a time, then into Float64 (see LaneSums).
+    for rows in LaneSums.rowBlocks(n, plane: plane) {
+      var (sumDyLanes, sumDyXcLanes) = (zero, zero)
+      for b in rows {
+        let xr = x + b * stride
+        let gr = dy + b * stride
+        // Two accumulators per sum (see rowDeviations).
+        var (a1, b1) = (zero, zero)
+        var (a2, b2) = (zero, zero)
+        var i = 0
+        while i + 2 * lanes <= plane {
+          let (x0, x1) = (loadWide(xr + i), loadWide(xr + i + lanes))
+          var (g0, g1) = (loadWide(gr + i), loadWide(gr + i + lanes))
+          if relu {
+            g0 = g0.replacing(with: zero, where: hv.addingProduct(x0, sv) .<= zero)
+            g1 = g1.replacing(with: zero, where: hv.addingProduct(x1, sv) .<= zero)
+          }
+          a1 += g0
+          b1 += g1
+          a2 = a2.addingProduct(g0, x0 - m)
+          b2 = b2.addingProduct(g1, x1 - m)
+          i += 2 * lanes
+        }
+        if i + lanes <= plane {
+          let xv = loadWide(xr + i)
+          var g = loadWide(gr + i)
+          if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
+          a1 += g
+          a2 = a2.addingProduct(g, xv - m)
+          i += lanes
+        }
+        var t1: Float = 0
+        var t2: Float = 0
+        while i < plane {
+          let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
+          t1 += g
+          t2 += g * (xr[i] - mean)
+          i += 1
+        }
+        sumDyLanes += a1 + b1
+        sumDyXcLanes += a2 + b2
+        (sumDy, sumDyXc) = (sumDy + Double(t1), sumDyXc + Double(t2))
       }
-      var t1: Float = 0
-      var t2: Float = 0
-      while i < plane {
-        let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
-        t1 += g
-        t2 += g * (xr[i] - mean)
-        i += 1
-      }
-      sumDy += Double(horizontalSum(a1)) + Double(t1)
-      sumDyXc += Double(horizontalSum(a2)) + Double(t2)
+      sumDy += LaneSums.reduced(sumDyLanes)
+      sumDyXc += LaneSums.reduced(sumDyXcLanes)
     }
     return (sumDy, sumDyXc)
   }
@@ -273,22 +309,23 @@ public enum BatchNormKernel {
     let a = Float(sumDy / count)
     let bq = Float(sumDyXhat / count) * inv
     let (q, r) = (-k * bq, -k * a)
-    let (kv, qv, rv) = (Float8(repeating: k), Float8(repeating: q), Float8(repeating: r))
-    let mv = Float8(repeating: mu)
-    let sv = Float8(repeating: scale)
-    let hv = Float8(repeating: shift)
-    let zero = Float8(repeating: 0)
+    let (kv, qv, rv) = (WideFloat(repeating: k), WideFloat(repeating: q), WideFloat(repeating: r))
+    let mv = WideFloat(repeating: mu)
+    let sv = WideFloat(repeating: scale)
+    let hv = WideFloat(repeating: shift)
+    let zero = WideFloat(repeating: 0)
+    let lanes = WideFloat.scalarCount
     for b in 0..<n {
       let xr = x + b * stride
       let gr = dy + b * stride
       let dr = dx + b * stride
       var i = 0
-      while i + 8 <= plane {
-        let xv = load8(xr + i)
-        var g = load8(gr + i)
+      while i + lanes <= plane {
+        let xv = loadWide(xr + i)
+        var g = loadWide(gr + i)
         if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
-        store8(rv.addingProduct(xv - mv, qv).addingProduct(g, kv), dr + i)
-        i += 8
+        storeWide(rv.addingProduct(xv - mv, qv).addingProduct(g, kv), dr + i)
+        i += lanes
       }
       while i < plane {
         let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
