@@ -35,6 +35,11 @@ extension ACONKernel {
   ) {
     let (channels, plane) = (geo.channels, geo.plane)
     Parallel.forRanges(geo.batch * channels, minimumChunk: max(1, 32768 / plane)) { planes in
+      var planes = planes
+      if plane <= WideFloat.scalarCount {
+        planes = normalizedForwardSmallPlanes(
+          x, y, geo, planes, scale, shift, p1, p2, beta, layout, G.self)
+      }
       for q in planes {
         let (n, c) = q.quotientAndRemainder(dividingBy: channels)
         let b = beta[n * layout.sampleStride + c * layout.channelStride]
@@ -55,6 +60,41 @@ extension ACONKernel {
           Float8(repeating: b), mayOverrun, G.self)
       }
     }
+  }
+
+  /// Planes of at most one vector (4x4 and smaller: the last stages of small-image networks)
+  /// as one loop over the run instead of a call per plane: each plane is a single pass through
+  /// the sigmoid's long chain of dependent operations, which only overlaps with the next plane's
+  /// when both are in the same loop. Returns the planes left to the plane loop: the last ones,
+  /// whose partial vector would run past the run.
+  @inline(never)
+  static func normalizedForwardSmallPlanes<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ geo: Geometry,
+    _ planes: Range<Int>, _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
+    _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>, _ beta: UnsafePointer<Float>,
+    _ layout: BetaLayout, _: G.Type
+  ) -> Range<Int> {
+    let (channels, plane) = (geo.channels, geo.plane)
+    let keep = wideLaneMask(keepingFirst: plane)
+    var q = planes.lowerBound
+    var (n, c) = q.quotientAndRemainder(dividingBy: channels)
+    while q < planes.upperBound
+      && partialVectorFits(plane: plane, following: planes.upperBound - q - 1)
+    {
+      let o = q * plane
+      let z = masked(
+        WideFloat(repeating: shift[c]).addingProduct(
+          loadWide(x + o), WideFloat(repeating: scale[c])),
+        keep)
+      let v = forwardVector(
+        z, WideFloat(repeating: p1[c] - p2[c]), WideFloat(repeating: p2[c]),
+        WideFloat(repeating: beta[n * layout.sampleStride + c * layout.channelStride]), G.self)
+      storeWide(v, y + o, keeping: keep)
+      q += 1
+      c += 1
+      if c == channels { (n, c) = (n + 1, 0) }
+    }
+    return q..<planes.upperBound
   }
 
   /// The ACON half of the fused pullback: from `x` and the upstream gradient `g`, writes

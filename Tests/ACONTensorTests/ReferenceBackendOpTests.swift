@@ -116,7 +116,11 @@ import Testing
   /// them back unchanged, where those are the same run's (for 2x2 and 1x1 planes, several; the
   /// last planes of a run, and of the tensor, take the padded copy: run under
   /// `scripts/sanitize.sh`, a vector past the tensor's end is a report).
-  @Test(arguments: [[16, 48, 7, 7], [6, 40, 14, 14], [64, 24, 2, 2], [48, 16, 1, 1]])
+  /// Planes of at most one vector (4x4, 3x3) take the fused forward's loop over the run.
+  @Test(arguments: [
+    [16, 48, 7, 7], [6, 40, 14, 14], [64, 24, 4, 4], [40, 12, 3, 3], [64, 24, 2, 2],
+    [48, 16, 1, 1],
+  ])
   func aconOnSmallPlanesAcrossWorkers(_ shape: [Int]) throws {
     let c = shape[1]
     try expectAgreement("acon \(shape)") { rng in
@@ -134,14 +138,17 @@ import Testing
     }
   }
 
-  @Test func batchNormMetaAcon() throws {
+  /// 5x5 planes, and 3x3 ones (the fused forward's loop over runs of one-vector planes, beta
+  /// per sample).
+  @Test(arguments: [[2, 6, 5, 5], [8, 6, 3, 3]])
+  func batchNormMetaAcon(_ shape: [Int]) throws {
     for training in [true, false] {
-      try expectAgreement("batchNormAcon with a generator, training \(training)") { rng in
+      try expectAgreement("batchNormAcon with a generator \(shape), training \(training)") { rng in
         let (mean, variance) = (Tensor.randomNormal([6], using: &rng), Tensor.ones([6]))
         let w = Parameter(Tensor.randomNormal([6, 6, 1, 1], std: 0.3, using: &rng))
         // Off zero against its spread, as raw pixels are (not so far that the generator's
         // sigmoid saturates and hides its input).
-        let out = try forwardBackward([[2, 6, 5, 5], [6], [6], [6], [6]], rng: &rng) {
+        let out = try forwardBackward([shape, [6], [6], [6], [6]], rng: &rng) {
           try Tensor.batchNormAcon(
             $0[0].adding(3), weight: $0[1], bias: $0[2], runningMean: mean,
             runningVariance: variance, training: training, momentum: 0.1, epsilon: 1e-5,
