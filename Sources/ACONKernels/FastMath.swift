@@ -411,8 +411,8 @@ public func spreadToEven(_ a: Float8) -> SIMD16<Float> {
 
 /// Float sums kept lane by lane over a few short rows and moved into Float64 every
 /// ``flushFloats`` values: a horizontal sum per row cost more than a 16- or 49-float row's
-/// loads, while each lane still adds at most a few hundred floats before the Float64 total
-/// takes them (a 56x56 row, 196 floats a lane, went into Float64 row by row before too).
+/// loads, while each lane still adds only a few dozen floats before the Float64 total takes
+/// them (rows longer than ``flushFloats`` go into Float64 one by one).
 /// The lanes live in the caller's local variables: kept in a struct, LLVM split them into
 /// four 128-bit pieces and rebuilt them on every row.
 @usableFromInline

@@ -2,9 +2,9 @@
 /// `[N, C]` input), split across the cores by channel.
 ///
 /// Each channel's statistics are reduced in two passes (mean, then deviations from it) with
-/// Float64 accumulation of per-row vector partial sums: one extra read of the input buys a mean and a
-/// variance that stay accurate when the mean is large against the spread (the second pass also
-/// sums the deviations, which corrects the first pass's rounding of the mean).
+/// Float64 accumulation of vector partial sums (`LaneSums`): one extra read of the input buys a
+/// mean and a variance that stay accurate when the mean is large against the spread (the second
+/// pass also sums the deviations, which corrects the first pass's rounding of the mean).
 public enum BatchNormKernel {
   /// How many channels one parallel chunk should hold so that it carries enough work.
   @inlinable
