@@ -90,16 +90,11 @@ struct DistributedTests {
   /// L2 over every tensor, seed 0; after 20 iterations 3.6e-4 to 3.8e-3 against 6.5e-2, too
   /// close to tell apart reliably).
   @Test func syncBatchNormTwoRanksMatchOneProcessWithTheDoubleBatch() throws {
-    let (one, two) = (temporaryDirectory(), temporaryDirectory())
-    defer { for d in [one, two] { try? FileManager.default.removeItem(at: d) } }
-    let common = ["--train-limit", "64", "--epochs", "20"]
-    let single = try runACON(Self.tiny(one) + common + ["--batch-size", "64"])
-    #expect(single.status == 0, "\(single.stderr)")
-    let parallel = try Self.mpirun(
-      ["-np", "2", try aconBinary().path] + Self.tiny(two) + common + [
-        "--batch-size", "32", "--sync-batchnorm",
-      ])
-    #expect(parallel.status == 0, "\(parallel.stderr)")
+    let (one, two) = try Self.singleAndSyncRuns(epochs: 20)
+    let (oneShort, twoShort) = try Self.singleAndSyncRuns(epochs: 5)
+    defer {
+      for d in [one, two, oneShort, twoShort] { try? FileManager.default.removeItem(at: d) }
+    }
     let (a, b) = (try Self.metrics(one), try Self.metrics(two))
     #expect(a.count == 20 && b.count == 20)
     let differences = Self.lossDifferences(a, b)
@@ -110,16 +105,6 @@ struct DistributedTests {
     let last = a[19]["train_loss"] as? Double ?? 0
     #expect(first - last > 0.1)
     // The weights after 5 iterations.
-    let (oneShort, twoShort) = (temporaryDirectory(), temporaryDirectory())
-    defer { for d in [oneShort, twoShort] { try? FileManager.default.removeItem(at: d) } }
-    let short = ["--train-limit", "64", "--epochs", "5"]
-    let singleShort = try runACON(Self.tiny(oneShort) + short + ["--batch-size", "64"])
-    #expect(singleShort.status == 0, "\(singleShort.stderr)")
-    let parallelShort = try Self.mpirun(
-      ["-np", "2", try aconBinary().path] + Self.tiny(twoShort) + short + [
-        "--batch-size", "32", "--sync-batchnorm",
-      ])
-    #expect(parallelShort.status == 0, "\(parallelShort.stderr)")
     let (wa, wb) = (try Self.weights(oneShort), try Self.weights(twoShort))
     #expect(Set(wa.keys) == Set(wb.keys))
     var squaredDifference = 0.0
@@ -132,6 +117,21 @@ struct DistributedTests {
       }
     }
     #expect((squaredDifference / squaredNorm).squareRoot() < 1e-4)
+  }
+
+  /// The tiny model trained for `epochs` iterations on 64 images by 1 process at batch 64 and by
+  /// 2 ranks at batch 32 with --sync-batchnorm; their output directories.
+  static func singleAndSyncRuns(epochs: Int) throws -> (single: URL, ranks: URL) {
+    let (one, two) = (temporaryDirectory(), temporaryDirectory())
+    let common = ["--train-limit", "64", "--epochs", "\(epochs)"]
+    let single = try runACON(tiny(one) + common + ["--batch-size", "64"])
+    #expect(single.status == 0, "\(single.stderr)")
+    let parallel = try mpirun(
+      ["-np", "2", try aconBinary().path] + tiny(two) + common + [
+        "--batch-size", "32", "--sync-batchnorm",
+      ])
+    #expect(parallel.status == 0, "\(parallel.stderr)")
+    return (one, two)
   }
 
   /// Without --sync-batchnorm the ranks' weights stay bitwise identical after every step
