@@ -209,15 +209,14 @@ public enum BatchNormKernel {
     let sv = WideFloat(repeating: scale)
     let hv = WideFloat(repeating: shift)
     let zero = WideFloat(repeating: 0)
-    // Lane sums over a few rows at a time, then into Float64 (see LaneSums).
+    // Lane sums over a few rows at a time, two accumulators per sum (see rowDeviations), then
+    // into Float64 (see LaneSums).
     for rows in LaneSums.rowBlocks(n, plane: plane) {
-      var (sumDyLanes, sumDyXcLanes) = (zero, zero)
+      var (a1, b1) = (zero, zero)
+      var (a2, b2) = (zero, zero)
       for b in rows {
         let xr = x + b * stride
         let gr = dy + b * stride
-        // Two accumulators per sum (see rowDeviations).
-        var (a1, b1) = (zero, zero)
-        var (a2, b2) = (zero, zero)
         var i = 0
         while i + 2 * lanes <= plane {
           let (x0, x1) = (loadWide(xr + i), loadWide(xr + i + lanes))
@@ -248,12 +247,10 @@ public enum BatchNormKernel {
           t2 += g * (xr[i] - mean)
           i += 1
         }
-        sumDyLanes += a1 + b1
-        sumDyXcLanes += a2 + b2
         (sumDy, sumDyXc) = (sumDy + Double(t1), sumDyXc + Double(t2))
       }
-      sumDy += LaneSums.reduced(sumDyLanes)
-      sumDyXc += LaneSums.reduced(sumDyXcLanes)
+      sumDy += LaneSums.reduced(a1 + b1)
+      sumDyXc += LaneSums.reduced(a2 + b2)
     }
     return (sumDy, sumDyXc)
   }
