@@ -162,6 +162,10 @@ struct ConvolutionKernelTests {
       geometry(3, 5, 24, 24, 6, 1, 1),
       geometry(2, 4, 24, 24, 4, 1, 1, groups: 2),
       geometry(2, 2, 46, 46, 2, 3, 3, p: 1, groups: 2),
+      // Column counts that are multiples of 256 (rows padded apart): four 16x16 outputs per
+      // product, then one alone; 128 1x1 images of 4x4 (2048 columns), then two.
+      geometry(5, 2, 16, 16, 3, 3, 3, p: 1),
+      geometry(130, 12, 4, 4, 16, 1, 1),
     ]
     for (k, g) in cases.enumerated() {
       for bias in [false, true] {
@@ -259,6 +263,9 @@ struct ConvolutionKernelTests {
     #expect(ConvolutionKernel.imagesPerProduct(geometry(32, 64, 28, 28, 64, 1, 1)) == 1)
     #expect(ConvolutionKernel.imagesPerProduct(geometry(32, 64, 14, 14, 64, 1, 1)) == 11)
     #expect(ConvolutionKernel.forwardWorkspaceCount(geometry(32, 64, 56, 56, 64, 1, 1)) == 0)
+    // Rows of a column matrix are never a multiple of 256 floats apart (see leadingDimension).
+    #expect(ConvolutionKernel.leadingDimension(2048) == 2064)
+    #expect(ConvolutionKernel.leadingDimension(2009) == 2009)
   }
 }
 
