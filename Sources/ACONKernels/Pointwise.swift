@@ -185,6 +185,7 @@ public enum PointwiseKernel {
     let positions = g.outHeight * g.outWidth
     let (xEnd, dyEnd) = (x + images * cin * positions, dy + images * cout * positions)
     let tailMask = wideLaneMask(keepingFirst: positions % lanes)
+    let (wholeVectors, tailLanes) = positions.quotientAndRemainder(dividingBy: lanes)
     let (outBlocks, inBlocks) = (cout / 4, cin / 4)
     let chunk = max(1, chunkBytes / (4 * (cin + cout) * positions))
     Parallel.forRanges(outBlocks * inBlocks, minimumChunk: 1) { range in
@@ -215,43 +216,51 @@ public enum PointwiseKernel {
           var s31 = sums[13]
           var s32 = sums[14]
           var s33 = sums[15]
+          // One vector of positions of the four output-gradient and four input planes.
+          @inline(__always) func accumulate(
+            _ g0: WideFloat, _ g1: WideFloat, _ g2: WideFloat, _ g3: WideFloat,
+            _ v0: WideFloat, _ v1: WideFloat, _ v2: WideFloat, _ v3: WideFloat
+          ) {
+            s00 = s00.addingProduct(g0, v0)
+            s01 = s01.addingProduct(g0, v1)
+            s02 = s02.addingProduct(g0, v2)
+            s03 = s03.addingProduct(g0, v3)
+            s10 = s10.addingProduct(g1, v0)
+            s11 = s11.addingProduct(g1, v1)
+            s12 = s12.addingProduct(g1, v2)
+            s13 = s13.addingProduct(g1, v3)
+            s20 = s20.addingProduct(g2, v0)
+            s21 = s21.addingProduct(g2, v1)
+            s22 = s22.addingProduct(g2, v2)
+            s23 = s23.addingProduct(g2, v3)
+            s30 = s30.addingProduct(g3, v0)
+            s31 = s31.addingProduct(g3, v1)
+            s32 = s32.addingProduct(g3, v2)
+            s33 = s33.addingProduct(g3, v3)
+          }
           for n in n0..<n1 {
-            let gp = dy + (n * cout + o0) * positions
-            let xp = x + (n * cin + i0) * positions
-            var p = 0
-            while p < positions {
-              let left = positions - p
+            // Whole vectors first, two pointers walking the first planes (the other three of
+            // each four at fixed distances: eight base pointers did not fit the registers).
+            var gq = dy + (n * cout + o0) * positions
+            var xq = x + (n * cin + i0) * positions
+            for _ in 0..<wholeVectors {
+              accumulate(
+                loadWide(gq), loadWide(gq + positions), loadWide(gq + 2 * positions),
+                loadWide(gq + 3 * positions), loadWide(xq), loadWide(xq + positions),
+                loadWide(xq + 2 * positions), loadWide(xq + 3 * positions))
+              gq += lanes
+              xq += lanes
+            }
+            if tailLanes > 0 {
               // A partial vector's lanes past the plane read as zero (even a NaN there adds
               // nothing); lane by lane where a vector would cross the end of the buffer.
               func read(_ q: UnsafePointer<Float>, _ end: UnsafePointer<Float>) -> WideFloat {
-                if left >= lanes { return loadWide(q) }
-                return q + lanes <= end ? masked(loadWide(q), tailMask) : loadWidePartial(q, left)
+                q + lanes <= end ? masked(loadWide(q), tailMask) : loadWidePartial(q, tailLanes)
               }
-              let g0 = read(gp + p, dyEnd)
-              let g1 = read(gp + positions + p, dyEnd)
-              let g2 = read(gp + 2 * positions + p, dyEnd)
-              let g3 = read(gp + 3 * positions + p, dyEnd)
-              let v0 = read(xp + p, xEnd)
-              let v1 = read(xp + positions + p, xEnd)
-              let v2 = read(xp + 2 * positions + p, xEnd)
-              let v3 = read(xp + 3 * positions + p, xEnd)
-              s00 = s00.addingProduct(g0, v0)
-              s01 = s01.addingProduct(g0, v1)
-              s02 = s02.addingProduct(g0, v2)
-              s03 = s03.addingProduct(g0, v3)
-              s10 = s10.addingProduct(g1, v0)
-              s11 = s11.addingProduct(g1, v1)
-              s12 = s12.addingProduct(g1, v2)
-              s13 = s13.addingProduct(g1, v3)
-              s20 = s20.addingProduct(g2, v0)
-              s21 = s21.addingProduct(g2, v1)
-              s22 = s22.addingProduct(g2, v2)
-              s23 = s23.addingProduct(g2, v3)
-              s30 = s30.addingProduct(g3, v0)
-              s31 = s31.addingProduct(g3, v1)
-              s32 = s32.addingProduct(g3, v2)
-              s33 = s33.addingProduct(g3, v3)
-              p += lanes
+              accumulate(
+                read(gq, dyEnd), read(gq + positions, dyEnd), read(gq + 2 * positions, dyEnd),
+                read(gq + 3 * positions, dyEnd), read(xq, xEnd), read(xq + positions, xEnd),
+                read(xq + 2 * positions, xEnd), read(xq + 3 * positions, xEnd))
             }
           }
           (sums[0], sums[1], sums[2], sums[3]) = (s00, s01, s02, s03)
