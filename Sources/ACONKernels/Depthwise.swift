@@ -191,6 +191,10 @@ public enum DepthwiseKernel {
     bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>
   ) {
     precondition(g.isDepthwise, "not a depthwise geometry: \(g)")
+    if runsFlat(g) {
+      flatForward(g, input: x, weight: weight, bias: bias, output: y)
+      return
+    }
     let layout = inputPlane(g)
     let channels = g.inChannels
     let (plane, outPlane) = (g.height * g.width, g.outHeight * g.outWidth)
@@ -224,6 +228,10 @@ public enum DepthwiseKernel {
   ) {
     precondition(g.isDepthwise, "not a depthwise geometry: \(g)")
     if dx == nil && dw == nil { return }
+    if runsFlat(g) {
+      flatBackward(g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
+      return
+    }
     let channels = g.inChannels
     let (kh, kw, d) = (g.kernelHeight, g.kernelWidth, g.dilation)
     let taps = kh * kw

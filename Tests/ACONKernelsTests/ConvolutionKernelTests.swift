@@ -199,7 +199,19 @@ struct ConvolutionKernelTests {
       // Enough planes for every worker to take a run of them.
       geometry(16, 24, 14, 14, 24, 3, 3, s: 2, p: 1, groups: 24),
       geometry(16, 24, 7, 7, 24, 3, 3, p: 1, groups: 24),
+      // Flat planes (stride 1, 3x3, padding 1, at most 1024 floats): planes smaller than a
+      // vector, one row or one column, 16x16 and 32x32, and many 2x2 planes shared by workers.
+      geometry(3, 4, 2, 2, 4, 3, 3, p: 1, groups: 4),
+      geometry(2, 3, 1, 9, 3, 3, 3, p: 1, groups: 3),
+      geometry(2, 3, 11, 1, 3, 3, 3, p: 1, groups: 3),
+      geometry(2, 2, 16, 16, 2, 3, 3, p: 1, groups: 2),
+      geometry(2, 2, 32, 32, 2, 3, 3, p: 1, groups: 2),
+      geometry(2, 2, 3, 5, 2, 3, 3, p: 1, groups: 2),
+      geometry(40, 24, 2, 2, 24, 3, 3, p: 1, groups: 24),
+      geometry(24, 16, 14, 14, 16, 3, 3, p: 1, groups: 16),
     ]
+    #expect(cases.contains { DepthwiseKernel.runsFlat($0) })
+    #expect(!DepthwiseKernel.runsFlat(geometry(2, 2, 33, 32, 2, 3, 3, p: 1, groups: 2)))
     for (k, g) in cases.enumerated() {
       #expect(g.isDepthwise)
       for bias in [false, true] {
