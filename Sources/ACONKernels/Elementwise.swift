@@ -55,6 +55,29 @@ public enum ElementwiseKernel {
     zip(a, b, y, count: count) { $0 + $1 }
   }
 
+  /// `dst[i * destinationStride + j] += src[i * sourceStride + j]` for `blocks` runs of
+  /// `length` floats (a gradient added into every other plane of another).
+  public static func addBlocks(
+    _ src: UnsafePointer<Float>, sourceStride: Int, into dst: UnsafeMutablePointer<Float>,
+    destinationStride: Int, blocks: Int, length: Int
+  ) {
+    let lanes = WideFloat.scalarCount
+    Parallel.forRanges(blocks, minimumChunk: max(1, 16384 / max(length, 1))) { range in
+      for i in range {
+        let (s, d) = (src + i * sourceStride, dst + i * destinationStride)
+        var j = 0
+        while j + lanes <= length {
+          storeWide(loadWide(d + j) + loadWide(s + j), d + j)
+          j += lanes
+        }
+        while j < length {
+          d[j] += s[j]
+          j += 1
+        }
+      }
+    }
+  }
+
   public static func subtract(
     _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
     count: Int

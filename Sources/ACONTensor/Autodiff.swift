@@ -16,6 +16,9 @@ public final class GradNode {
   let inputs: [GradNode?]
   /// Maps the output gradient to one gradient per input (nil where an input needs none).
   var pullback: ((Tensor) throws -> [Tensor?])?
+  /// For an op of one input that can add its gradient into the input's gradient in place
+  /// (``Tensor/record(_:output:input:accumulating:)``); used instead of `pullback` by `backward`.
+  var accumulatingPullback: ((Tensor, Tensor?) throws -> Tensor)?
   /// The gradient accumulated so far during a backward pass.
   var grad: Tensor?
   /// For a leaf: where its gradient goes.
@@ -130,6 +133,29 @@ extension Tensor {
     return out
   }
 
+  /// Attaches a tape entry to `output` of an op of one input whose pullback can add its gradient
+  /// into the input's gradient in place: `accumulating(upstream, soFar)` returns the input's
+  /// gradient with this op's added, where `soFar` is the input's gradient from the ops that ran
+  /// before (to be updated and returned) or nil (return this op's gradient alone). `backward`
+  /// passes `soFar` only when nothing else holds its storage, and otherwise adds the two itself.
+  ///
+  /// For ops whose gradient is zero on part of the input (ShuffleNetV2's channel split): each
+  /// writes its part into one tensor instead of every op filling a whole tensor of zeros that
+  /// `backward` then adds up.
+  public static func record(
+    _ operation: String, output: Tensor, input: Tensor,
+    accumulating: @escaping (_ upstream: Tensor, _ soFar: Tensor?) throws -> Tensor
+  ) -> Tensor {
+    let out = recordEntry(operation, output: output, inputs: [input]) { g in
+      [try accumulating(g, nil)]
+    }
+    out.node?.accumulatingPullback = accumulating
+    return out
+  }
+
+  /// Whether this tensor's storage has no other holder (its data may be updated in place).
+  mutating func holdsStorageAlone() -> Bool { isKnownUniquelyReferenced(&storage) }
+
   /// Back-propagates from this tensor, seeding it with `seed` (ones by default: the gradient of
   /// a sum), and accumulates into the `grad` of every parameter it depends on.
   ///
@@ -179,14 +205,28 @@ extension Tensor {
       }
       guard let pullback = n.pullback else { continue }
       n.pullback = nil
+      let accumulating = n.accumulatingPullback
+      n.accumulatingPullback = nil
       let start = Profiler.isEnabled ? Profiler.now() : 0
-      let grads = try pullback(upstream)
-      for (input, grad) in zip(n.inputs, grads) {
-        guard let input, let grad else { continue }
-        if let existing = input.grad {
-          input.grad = Tensor.addRaw(existing, grad)
+      let grads: [Tensor?]
+      if let accumulating, let input = n.inputs[0] {
+        var soFar = input.grad
+        input.grad = nil
+        if soFar?.holdsStorageAlone() == false {
+          input.grad = Tensor.addRaw(soFar!, try accumulating(upstream, nil))
         } else {
-          input.grad = grad.detached
+          input.grad = try accumulating(upstream, soFar).detached
+        }
+        grads = [input.grad]
+      } else {
+        grads = try pullback(upstream)
+        for (input, grad) in zip(n.inputs, grads) {
+          guard let input, let grad else { continue }
+          if let existing = input.grad {
+            input.grad = Tensor.addRaw(existing, grad)
+          } else {
+            input.grad = grad.detached
+          }
         }
       }
       if start != 0 {

@@ -131,19 +131,32 @@ extension Tensor {
         destinationStart: 0, destinationStride: plane, blocks: n * half, length: plane)
     }
     let s = shape
-    func interleave(_ g: Tensor, parity: Int) -> Tensor {
-      let dx = Tensor(shape: s, repeating: 0, device: g.device)
-      backend.copyBlocks(
+    // Each half's gradient fills every other plane of the input's: the first half back writes
+    // its planes and zeros between them, the second adds its planes in place (when nothing
+    // else has added to the input's gradient, the usual case, the zeros are overwritten).
+    func interleave(_ g: Tensor, parity: Int, into soFar: Tensor?) -> Tensor {
+      if let soFar {
+        g.device.backend.addBlocks(
+          from: g, sourceStart: 0, sourceStride: plane, into: soFar,
+          destinationStart: parity * plane, destinationStride: 2 * plane, blocks: n * half,
+          length: plane)
+        return soFar
+      }
+      let dx = g.empty(s)
+      g.device.backend.copyBlocks(
         from: g, sourceStart: 0, sourceStride: plane, into: dx,
         destinationStart: parity * plane, destinationStride: 2 * plane, blocks: n * half,
         length: plane)
+      g.device.backend.fillBlocks(
+        dx, with: 0, start: (1 - parity) * plane, stride: 2 * plane, blocks: n * half,
+        length: plane)
       return dx
     }
-    let e = Tensor.record("splitEven", output: even, inputs: [self]) { g in
-      [interleave(g, parity: 0)]
+    let e = Tensor.record("splitEven", output: even, input: self) { g, soFar in
+      interleave(g, parity: 0, into: soFar)
     }
-    let o = Tensor.record("splitOdd", output: odd, inputs: [self]) { g in
-      [interleave(g, parity: 1)]
+    let o = Tensor.record("splitOdd", output: odd, input: self) { g, soFar in
+      interleave(g, parity: 1, into: soFar)
     }
     return (e, o)
   }

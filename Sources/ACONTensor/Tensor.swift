@@ -13,7 +13,7 @@ public struct Tensor: CustomStringConvertible {
   /// Sizes of the dimensions, outermost first.
   public let shape: [Int]
   /// The memory the elements live in.
-  public let storage: TensorStorage
+  public internal(set) var storage: TensorStorage
   /// Index of the first element inside `storage`.
   public let offset: Int
   /// The operation that produced this tensor, when gradients are being recorded through it.

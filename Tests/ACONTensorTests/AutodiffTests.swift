@@ -49,6 +49,28 @@ struct AutodiffTests {
       }.isEmpty)
   }
 
+  @Test mutating func channelSplitGradientsAddUp() throws {
+    let a = Tensor.randomNormal([2, 4, 3, 3], using: &rng)
+    let check = GradientCheck()
+    // The split's input feeds another op too (its gradient is then not the split's alone),
+    // and one half is used twice.
+    #expect(
+      try check.failures([a]) { t in
+        let (even, odd) = try t[0].splitChannelsByParity()
+        let mixed = try Tensor.concatChannels([odd, even]) * t[0].sigmoid()
+        let twice = try Tensor.concatChannels([even, even]).relu()
+        return try (mixed + twice).spatialMean().reshaped([2, -1])
+      }.isEmpty)
+    // Only one half is used: the other half's planes get zero.
+    #expect(
+      try check.failures([a]) { t in
+        try t[0].splitChannelsByParity().odd.sigmoid().spatialMean().reshaped([2, -1])
+      }.isEmpty)
+    let p = Parameter(a)
+    try p.value.splitChannelsByParity().even.sum().backward()
+    #expect(p.grad!.scalars == (0..<72).map { ($0 / 9) % 2 == 0 ? 1 : 0 })
+  }
+
   @Test func parityAndConcatValues() throws {
     let x = Tensor(shape: [1, 4, 1, 1], values: [0, 1, 2, 3])
     let (even, odd) = try x.splitChannelsByParity()

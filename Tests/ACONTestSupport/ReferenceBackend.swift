@@ -49,6 +49,27 @@ public final class ReferenceBackend: ComputeBackend {
     }
   }
 
+  public func addBlocks(
+    from source: Tensor, sourceStart: Int, sourceStride: Int, into destination: Tensor,
+    destinationStart: Int, destinationStride: Int, blocks: Int, length: Int
+  ) {
+    let (s, d) = (read(source), write(destination))
+    for b in 0..<blocks {
+      for i in 0..<length {
+        d[destinationStart + b * destinationStride + i] += s[sourceStart + b * sourceStride + i]
+      }
+    }
+  }
+
+  public func fillBlocks(
+    _ out: Tensor, with value: Float, start: Int, stride: Int, blocks: Int, length: Int
+  ) {
+    let d = write(out)
+    for b in 0..<blocks {
+      for i in 0..<length { d[start + b * stride + i] = value }
+    }
+  }
+
   // MARK: Elementwise
 
   /// The flat index into a tensor of `shape` (right-aligned, size-1 dimensions broadcast) of

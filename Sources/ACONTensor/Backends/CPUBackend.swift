@@ -33,6 +33,25 @@ public final class CPUBackend: ComputeBackend {
     }
   }
 
+  public func addBlocks(
+    from source: Tensor, sourceStart: Int, sourceStride: Int, into destination: Tensor,
+    destinationStart: Int, destinationStride: Int, blocks: Int, length: Int
+  ) {
+    ElementwiseKernel.addBlocks(
+      source.data + sourceStart, sourceStride: sourceStride,
+      into: destination.mutableData + destinationStart, destinationStride: destinationStride,
+      blocks: blocks, length: length)
+  }
+
+  public func fillBlocks(
+    _ out: Tensor, with value: Float, start: Int, stride: Int, blocks: Int, length: Int
+  ) {
+    let dst = out.mutableData + start
+    Parallel.forRanges(blocks, minimumChunk: max(1, 16384 / max(length, 1))) { range in
+      for i in range { (dst + i * stride).update(repeating: value, count: length) }
+    }
+  }
+
   // MARK: Elementwise
 
   public func binary(_ op: BinaryOperation, _ a: Tensor, _ b: Tensor, into out: Tensor) {

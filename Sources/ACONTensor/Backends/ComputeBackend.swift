@@ -33,6 +33,16 @@ public protocol ComputeBackend: AnyObject, Sendable {
   func copyBlocks(
     from source: Tensor, sourceStart: Int, sourceStride: Int, into destination: Tensor,
     destinationStart: Int, destinationStride: Int, blocks: Int, length: Int)
+  /// Adds `blocks` runs of `length` floats of `source` to `destination`, laid out as in
+  /// ``copyBlocks(from:sourceStart:sourceStride:into:destinationStart:destinationStride:blocks:length:)``
+  /// (the gradient of the channel split, added in place).
+  func addBlocks(
+    from source: Tensor, sourceStart: Int, sourceStride: Int, into destination: Tensor,
+    destinationStart: Int, destinationStride: Int, blocks: Int, length: Int)
+  /// Sets `blocks` runs of `length` floats of `out`, run `i` at element `start + i * stride`, to
+  /// `value`.
+  func fillBlocks(
+    _ out: Tensor, with value: Float, start: Int, stride: Int, blocks: Int, length: Int)
 
   // MARK: Elementwise
 
