@@ -237,6 +237,8 @@ struct ConvolutionKernelTests {
       geometry(5, 24, 14, 14, 8, 1, 1),
       // Enough images for every worker to take a run of them.
       geometry(40, 16, 7, 7, 16, 1, 1),
+      // A narrow layer on 28x28 images.
+      geometry(3, 24, 28, 28, 24, 1, 1),
     ]
     // Both weight gradients: register blocks for narrow layers, the long product for wider.
     #expect(cases.contains { PointwiseKernel.computesWeightGradient($0) })
@@ -252,7 +254,8 @@ struct ConvolutionKernelTests {
     // Channel counts that are not multiples of 8, or wide layers, keep the general path.
     #expect(!PointwiseKernel.applies(geometry(2, 12, 7, 7, 16, 1, 1)))
     #expect(!PointwiseKernel.applies(geometry(2, 192, 4, 4, 1024, 1, 1)))
-    #expect(!PointwiseKernel.applies(geometry(2, 16, 28, 28, 16, 1, 1)))
+    #expect(!PointwiseKernel.applies(geometry(2, 64, 28, 28, 64, 1, 1)))
+    #expect(!PointwiseKernel.applies(geometry(2, 16, 32, 32, 16, 1, 1)))
     // One image, or planes smaller than a vector (a generator's pooled input), too.
     #expect(!PointwiseKernel.applies(geometry(1, 16, 7, 7, 16, 1, 1)))
     #expect(!PointwiseKernel.applies(geometry(8, 16, 1, 1, 16, 1, 1)))
