@@ -195,6 +195,10 @@ public enum DepthwiseKernel {
       flatForward(g, input: x, weight: weight, bias: bias, output: y)
       return
     }
+    if runsFlatStride2(g) {
+      flatStride2Forward(g, input: x, weight: weight, bias: bias, output: y)
+      return
+    }
     let layout = inputPlane(g)
     let channels = g.inChannels
     let (plane, outPlane) = (g.height * g.width, g.outHeight * g.outWidth)
@@ -230,6 +234,11 @@ public enum DepthwiseKernel {
     if dx == nil && dw == nil { return }
     if runsFlat(g) {
       flatBackward(g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
+      return
+    }
+    if runsFlatStride2(g) {
+      flatStride2Backward(
+        g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
       return
     }
     let channels = g.inChannels

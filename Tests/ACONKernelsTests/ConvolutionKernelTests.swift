@@ -209,8 +209,19 @@ struct ConvolutionKernelTests {
       geometry(2, 2, 3, 5, 2, 3, 3, p: 1, groups: 2),
       geometry(40, 24, 2, 2, 24, 3, 3, p: 1, groups: 24),
       geometry(24, 16, 14, 14, 16, 3, 3, p: 1, groups: 16),
+      // Flat stride 2 (3x3, padding 1, at most 256 outputs): odd and even sides, one input
+      // pixel, rows of more than sixteen floats, 32x32, many small planes across workers.
+      geometry(2, 2, 1, 1, 2, 3, 3, s: 2, p: 1, groups: 2),
+      geometry(2, 3, 2, 9, 3, 3, 3, s: 2, p: 1, groups: 3),
+      geometry(3, 2, 6, 33, 2, 3, 3, s: 2, p: 1, groups: 2),
+      geometry(1, 2, 32, 32, 2, 3, 3, s: 2, p: 1, groups: 2),
+      geometry(40, 24, 4, 4, 24, 3, 3, s: 2, p: 1, groups: 24),
+      geometry(24, 16, 7, 7, 16, 3, 3, s: 2, p: 1, groups: 16),
     ]
     #expect(cases.contains { DepthwiseKernel.runsFlat($0) })
+    #expect(cases.contains { DepthwiseKernel.runsFlatStride2($0) })
+    #expect(
+      !DepthwiseKernel.runsFlatStride2(geometry(1, 2, 66, 64, 2, 3, 3, s: 2, p: 1, groups: 2)))
     #expect(!DepthwiseKernel.runsFlat(geometry(2, 2, 33, 32, 2, 3, 3, p: 1, groups: 2)))
     for (k, g) in cases.enumerated() {
       #expect(g.isDepthwise)
