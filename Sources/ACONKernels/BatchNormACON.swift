@@ -164,18 +164,20 @@ extension ACONKernel {
 extension ACONKernel {
   /// Whether the fused backward runs channel by channel
   /// (``normalizedBackwardByChannel(_:_:_:_:_:_:_:_:_:_:_:_:_:_:)``): beta per channel (ACON-C,
-  /// not meta-ACON's beta per sample) and planes of at most four whole vectors (4x4 and 8x8 at
-  /// 16 lanes), where five horizontal sums per plane cost more than the plane's arithmetic.
+  /// not meta-ACON's beta per sample) and planes of one to four vectors (4x4 to 8x8 at 16
+  /// lanes), where five horizontal sums per plane cost more than the plane's arithmetic.
   static func runsByChannel(_ geo: Geometry, _ layout: BetaLayout) -> Bool {
     let lanes = WideFloat.scalarCount
-    return layout.sampleStride == 0 && geo.plane % lanes == 0 && geo.plane <= 4 * lanes
+    return layout.sampleStride == 0 && geo.plane >= lanes && geo.plane <= 4 * lanes
   }
 
   /// The fused backward of ``runsByChannel(_:_:)`` layers: each worker takes whole channels
   /// and runs through a channel's planes image by image, its five sums kept as vectors across
   /// the planes (folded into Float64 every 32 images) instead of summed across lanes per plane.
   /// A channel's sums go to the slots of its plane in the first image, the other images' slots
-  /// are zero: every caller only adds a channel's slots up.
+  /// are zero: every caller only adds a channel's slots up. A plane that is not whole vectors
+  /// ends with a vector shifted back to end with it, its lanes of the vector before masked out:
+  /// nothing outside the plane is read or written (the next plane may be another worker's).
   static func normalizedBackwardByChannel<G: GateFunction>(
     _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>,
     _ geo: Geometry, _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
@@ -186,6 +188,9 @@ extension ACONKernel {
     let (batch, channels, plane) = (geo.batch, geo.channels, geo.plane)
     let lanes = WideFloat.scalarCount
     let imagesPerFold = 32
+    let (all, lastLanes) = (
+      WideLaneMask(repeating: -1), ~wideLaneMask(keepingFirst: lanes - plane % lanes)
+    )
     // The other images' slots: zero, in one pass (stores one by one, per channel, cost 10-15%).
     (sums + 3 * channels).update(repeating: 0, count: 3 * channels * (batch - 1))
     (normSums + 2 * channels).update(repeating: 0, count: 2 * channels * (batch - 1))
@@ -207,20 +212,23 @@ extension ACONKernel {
             let o = (n * channels + c) * plane
             var i = 0
             while i < plane {
-              let xv = NormalizedInput.read(x + o + i, sv, hv)
-              let gv = loadWide(g + o + i)
+              // The mask is chosen, not computed, in the loop (see ACONKernel.forwardPlane).
+              let last = i + lanes > plane
+              let (at, keep) = last ? (o + plane - lanes, lastLanes) : (o + i, all)
+              let xv = masked(NormalizedInput.read(x + at, sv, hv), keep)
+              let gv = masked(loadWide(g + at), keep)
               let dxv = d * xv
               let u = bd * xv
               let (h, slope) = G.valueAndSlope(u)
               let t = h.addingProduct(u, slope)
               let dzv = gv * p2v.addingProduct(d, t)
-              storeWide(dzv, dz + o + i)
+              storeWide(last ? select(keep, dzv, loadWide(dz + at)) : dzv, dz + at)
               let gxv = gv * xv
               acc1 = acc1.addingProduct(gxv, t)
               acc2 += gxv
               acc3 = acc3.addingProduct(gv * dxv, dxv * slope)
               acc4 += dzv
-              acc5 = acc5.addingProduct(dzv, loadWide(x + o + i) - mv)
+              acc5 = acc5.addingProduct(dzv, masked(loadWide(x + at) - mv, keep))
               i += lanes
             }
           }

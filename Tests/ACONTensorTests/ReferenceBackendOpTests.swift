@@ -117,9 +117,11 @@ import Testing
   /// last planes of a run, and of the tensor, take the padded copy: run under
   /// `scripts/sanitize.sh`, a vector past the tensor's end is a report).
   /// Planes of at most one vector (4x4, 3x3) take the fused forward's loop over the run.
+  /// The fused backward of planes of one to four vectors (4x4, 5x5, 7x7) runs channel by
+  /// channel, a partial last vector shifted back into the plane.
   @Test(arguments: [
     [16, 48, 7, 7], [6, 40, 14, 14], [64, 24, 4, 4], [40, 12, 3, 3], [64, 24, 2, 2],
-    [48, 16, 1, 1],
+    [48, 16, 1, 1], [12, 10, 5, 5],
   ])
   func aconOnSmallPlanesAcrossWorkers(_ shape: [Int]) throws {
     let c = shape[1]
