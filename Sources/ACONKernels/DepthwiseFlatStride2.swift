@@ -34,7 +34,7 @@ extension DepthwiseKernel {
     let vectors: Int
     /// Per vector: `[row and column past the first, row past the first, column past the first,
     /// inside the plane, column before the last, row before the last, both before the last]`.
-    let masks: UnsafeMutablePointer<WideLaneMask>
+    let masks: UnsafePointer<WideLaneMask>
     static let masksPerVector = 7
 
     /// Floats of one phase plane, and of the output plane.
@@ -51,25 +51,28 @@ extension DepthwiseKernel {
     init(_ g: ConvGeometry) {
       let lanes = WideFloat.scalarCount
       (height, width, outHeight, outWidth) = (g.height, g.width, g.outHeight, g.outWidth)
-      vectors = (g.outHeight * g.outWidth + lanes - 1) / lanes
-      masks = .allocate(capacity: vectors * Self.masksPerVector)
-      for v in 0..<vectors {
-        var m = [WideLaneMask](repeating: WideLaneMask(repeating: 0), count: Self.masksPerVector)
-        for l in 0..<lanes {
-          let q = v * lanes + l
-          guard q < g.outHeight * g.outWidth else { continue }
-          let (r, s) = q.quotientAndRemainder(dividingBy: g.outWidth)
-          let conditions = [
-            r > 0 && s > 0, r > 0, s > 0, true, s + 1 < g.outWidth, r + 1 < g.outHeight,
-            r + 1 < g.outHeight && s + 1 < g.outWidth,
-          ]
-          for (k, holds) in conditions.enumerated() where holds { m[k][l] = -1 }
+      let vectors = (g.outHeight * g.outWidth + lanes - 1) / lanes
+      self.vectors = vectors
+      let (oh, ow, perVector) = (g.outHeight, g.outWidth, Self.masksPerVector)
+      masks = LaneMaskTables.shared.table(for: [2, oh, ow], count: vectors * perVector) { masks in
+        for v in 0..<vectors {
+          var m = [WideLaneMask](repeating: WideLaneMask(repeating: 0), count: perVector)
+          for l in 0..<lanes {
+            let q = v * lanes + l
+            guard q < oh * ow else { continue }
+            let (r, s) = q.quotientAndRemainder(dividingBy: ow)
+            let conditions = [
+              r > 0 && s > 0, r > 0, s > 0, true, s + 1 < ow, r + 1 < oh, r + 1 < oh && s + 1 < ow,
+            ]
+            for (k, holds) in conditions.enumerated() where holds { m[k][l] = -1 }
+          }
+          for k in 0..<perVector { masks[v * perVector + k] = m[k] }
         }
-        for k in 0..<Self.masksPerVector { masks[v * Self.masksPerVector + k] = m[k] }
       }
     }
 
-    func deallocate() { masks.deallocate() }
+    /// Nothing to free: the masks belong to ``DepthwiseKernel/LaneMaskTables``.
+    func deallocate() {}
 
     /// A zeroed scratch of ``count`` floats: the phases' padding and the positions no input
     /// element maps to (the last column of the odd columns when the width is odd, likewise
