@@ -130,8 +130,7 @@ public enum ConvolutionKernel {
   /// The column matrix and staging of the general path's products.
   static func generalWorkspaceCount(_ g: ConvGeometry) -> Int {
     let images = imagesPerProduct(g)
-    let columns = images * g.outHeight * g.outWidth
-    let ld = leadingDimensionBound(columns)
+    let ld = leadingDimensionBound(images: images, spatial: g.outHeight * g.outWidth)
     let col = g.isPointwise && images == 1 ? 0 : g.patchSize * ld
     let staging = images > 1 ? g.outChannelsPerGroup * ld : 0
     return col + staging
@@ -145,8 +144,11 @@ public enum ConvolutionKernel {
     columns % 256 == 0 ? columns + 16 : columns
   }
 
-  /// At least ``leadingDimension(_:)`` of any column count up to `columns`.
-  static func leadingDimensionBound(_ columns: Int) -> Int { columns + 16 }
+  /// The largest ``leadingDimension(_:)`` of the products of up to `images` images of `spatial`
+  /// positions (the last product of a batch may hold fewer).
+  static func leadingDimensionBound(images: Int, spatial: Int) -> Int {
+    (1...max(1, images)).reduce(0) { max($0, leadingDimension($1 * spatial)) }
+  }
 
   /// Floats of scratch memory ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:biasGrad:workspace:)``
   /// needs.
@@ -290,7 +292,9 @@ public enum ConvolutionKernel {
     let spatial = g.outHeight * g.outWidth
     let images = imagesPerProduct(g)
     let direct = g.isPointwise && images == 1
-    let staging = workspace + (direct ? 0 : g.patchSize * leadingDimensionBound(images * spatial))
+    let staging =
+      workspace
+      + (direct ? 0 : g.patchSize * leadingDimensionBound(images: images, spatial: spatial))
     var n0 = 0
     while n0 < g.batch {
       let count = min(images, g.batch - n0)
