@@ -39,6 +39,8 @@ extension DepthwiseKernel {
     var plane: Int { height * width }
     /// How far before a vector's first float, and after its last, a tap reads.
     var reach: Int { width + 1 }
+    /// Floats of a scratch copy of one plane with its reach on both sides.
+    var scratchCount: Int { vectors * WideFloat.scalarCount + 2 * reach }
 
     init(height: Int, width: Int) {
       let lanes = WideFloat.scalarCount
@@ -93,7 +95,7 @@ extension DepthwiseKernel {
 
   /// Runs `body` on the plane at `p` (of `taps.plane` floats inside `[start, end)`) where every
   /// tap of every vector may be read: in place when the reach around it lies inside, else from
-  /// a copy in `scratch` (``flatScratchCount(_:)`` floats, zero around the copy).
+  /// a copy in `scratch` (``FlatTaps/scratchCount`` floats, zero around the copy).
   @inline(__always)
   static func readablePlane<R>(
     _ p: UnsafePointer<Float>, start: UnsafePointer<Float>, end: UnsafePointer<Float>,
@@ -106,11 +108,10 @@ extension DepthwiseKernel {
     return body(UnsafePointer(copy))
   }
 
-  /// Floats of a worker's scratch for ``readablePlane(_:start:end:taps:scratch:_:)``, zeroed.
+  /// A worker's scratch for ``readablePlane(_:start:end:taps:scratch:_:)``, zeroed.
   static func flatScratch(_ taps: FlatTaps) -> UnsafeMutablePointer<Float> {
-    let count = taps.vectors * WideFloat.scalarCount + 2 * taps.reach
-    let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
-    p.update(repeating: 0, count: count)
+    let p = UnsafeMutablePointer<Float>.allocate(capacity: taps.scratchCount)
+    p.update(repeating: 0, count: taps.scratchCount)
     return p
   }
 
@@ -124,15 +125,7 @@ extension DepthwiseKernel {
   ) {
     let lanes = WideFloat.scalarCount
     let width = taps.width
-    let (w0, w1, w2) = (
-      WideFloat(repeating: w[0]), WideFloat(repeating: w[1]), WideFloat(repeating: w[2])
-    )
-    let (w3, w4, w5) = (
-      WideFloat(repeating: w[3]), WideFloat(repeating: w[4]), WideFloat(repeating: w[5])
-    )
-    let (w6, w7, w8) = (
-      WideFloat(repeating: w[6]), WideFloat(repeating: w[7]), WideFloat(repeating: w[8])
-    )
+    let (w0, w1, w2, w3, w4, w5, w6, w7, w8) = broadcastTaps(w)
     let b = WideFloat(repeating: bias)
     // One vector of outputs: three chains of three taps (one per filter row). The centre tap
     // needs no mask: its lanes past the plane are never stored.
@@ -149,7 +142,32 @@ extension DepthwiseKernel {
       a2 = a2.addingProduct(masked(loadWide(q + width + 1), m[8]), w8)
       return a0 + a1 + a2
     }
-    let (whole, left) = taps.plane.quotientAndRemainder(dividingBy: lanes)
+    storeFlatPlane(out, count: taps.plane, mayOverrun: mayOverrun, vector)
+  }
+
+  /// The nine taps of a 3x3 filter, each in every lane of a vector.
+  @inline(__always)
+  static func broadcastTaps(_ w: UnsafePointer<Float>) -> (
+    WideFloat, WideFloat, WideFloat, WideFloat, WideFloat, WideFloat, WideFloat, WideFloat,
+    WideFloat
+  ) {
+    (
+      WideFloat(repeating: w[0]), WideFloat(repeating: w[1]), WideFloat(repeating: w[2]),
+      WideFloat(repeating: w[3]), WideFloat(repeating: w[4]), WideFloat(repeating: w[5]),
+      WideFloat(repeating: w[6]), WideFloat(repeating: w[7]), WideFloat(repeating: w[8])
+    )
+  }
+
+  /// Stores `vector(v)` for every vector of a flat plane of `count` floats at `out`; the last,
+  /// partial one with its lanes past the plane written back as they were when `mayOverrun`
+  /// (``partialVectorFits(plane:following:)``), else lane by lane.
+  @inline(__always)
+  static func storeFlatPlane(
+    _ out: UnsafeMutablePointer<Float>, count: Int, mayOverrun: Bool,
+    _ vector: (Int) -> WideFloat
+  ) {
+    let lanes = WideFloat.scalarCount
+    let (whole, left) = count.quotientAndRemainder(dividingBy: lanes)
     for v in 0..<whole { storeWide(vector(v), out + v * lanes) }
     if left == 0 { return }
     let last = vector(whole)
@@ -239,28 +257,64 @@ extension DepthwiseKernel {
     let plane = taps.plane
     let items = g.batch * channels
     let (xEnd, dyEnd) = (x + items * plane, dy + items * plane)
-    let chunks = max(1, min(Parallel.workers, items / max(1, 2048 / plane)))
-    let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks * channels * 9)
-    partial.update(repeating: 0, count: chunks * channels * 9)
     let flipped = UnsafeMutablePointer<Float>.allocate(capacity: channels * 9)
     defer {
       taps.deallocate()
-      partial.deallocate()
       flipped.deallocate()
     }
     for c in 0..<channels {
       for t in 0..<9 { flipped[c * 9 + t] = weight[c * 9 + 8 - t] }
     }
-    // Lane sums hold at most this many planes of a channel before they go into Float64.
+    forEachWorkerPlane(
+      items: items, channels: channels, plane: plane, weightGrad: dw, scratch: 2 * taps.scratchCount
+    ) { item, following, lanesSums, scratch in
+      let c = item % channels
+      readablePlane(
+        dy + item * plane, start: dy, end: dyEnd, taps: taps, scratch: scratch + taps.scratchCount
+      ) { gp in
+        if let dx {
+          flatCorrelate(
+            gp, taps: taps, weights: flipped + c * 9, bias: 0, output: dx + item * plane,
+            mayOverrun: partialVectorFits(plane: plane, following: following))
+        }
+        if let lanesSums {
+          readablePlane(x + item * plane, start: x, end: xEnd, taps: taps, scratch: scratch) {
+            xp in
+            flatAccumulateWeightGradient(xp, dy: gp, taps: taps, sums: lanesSums + c * 9)
+          }
+        }
+      }
+    }
+  }
+
+  /// The backward passes' common frame: each of up to ``Parallel/workers`` workers takes a
+  /// contiguous run of the `items` (image, channel) planes and calls `body(item, following,
+  /// lanesSums, scratch)` on each in order, `following` the planes after it in the run. When
+  /// `weightGrad` is wanted, `lanesSums` holds nine vectors per channel that `body` adds the
+  /// weight gradient's lanes to; they go into Float64 every 8 images (at most that many planes
+  /// of a channel in a lane) and at the end, and the workers' sums are added in worker order
+  /// into `weightGrad`. `scratch` is `scratch` zeroed floats of the worker's own.
+  static func forEachWorkerPlane(
+    items: Int, channels: Int, plane: Int, weightGrad dw: UnsafeMutablePointer<Float>?,
+    scratch scratchCount: Int,
+    _ body: (
+      _ item: Int, _ following: Int, _ lanesSums: UnsafeMutablePointer<WideFloat>?,
+      _ scratch: UnsafeMutablePointer<Float>
+    ) -> Void
+  ) {
+    let chunks = max(1, min(Parallel.workers, items / max(1, 2048 / plane)))
+    let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks * channels * 9)
+    partial.update(repeating: 0, count: chunks * channels * 9)
+    defer { partial.deallocate() }
     let imagesPerFold = 8
     Parallel.forEach(chunks) { chunk in
       let mine = (items * chunk / chunks)..<(items * (chunk + 1) / chunks)
-      let (xScratch, dyScratch) = (flatScratch(taps), flatScratch(taps))
+      let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
+      scratch.update(repeating: 0, count: scratchCount)
       let lanesSums = UnsafeMutablePointer<WideFloat>.allocate(capacity: channels * 9)
       lanesSums.initialize(repeating: WideFloat(repeating: 0), count: channels * 9)
       defer {
-        xScratch.deallocate()
-        dyScratch.deallocate()
+        scratch.deallocate()
         lanesSums.deallocate()
       }
       let sums = partial + chunk * channels * 9
@@ -272,21 +326,7 @@ extension DepthwiseKernel {
       }
       var folded = mine.lowerBound
       for item in mine {
-        let c = item % channels
-        readablePlane(dy + item * plane, start: dy, end: dyEnd, taps: taps, scratch: dyScratch) {
-          gp in
-          if let dx {
-            flatCorrelate(
-              gp, taps: taps, weights: flipped + c * 9, bias: 0, output: dx + item * plane,
-              mayOverrun: partialVectorFits(plane: plane, following: mine.upperBound - item - 1))
-          }
-          if dw != nil {
-            readablePlane(x + item * plane, start: x, end: xEnd, taps: taps, scratch: xScratch) {
-              xp in
-              flatAccumulateWeightGradient(xp, dy: gp, taps: taps, sums: lanesSums + c * 9)
-            }
-          }
-        }
+        body(item, mine.upperBound - item - 1, dw == nil ? nil : lanesSums, scratch)
         if dw != nil && item + 1 - folded >= imagesPerFold * channels {
           fold()
           folded = item + 1

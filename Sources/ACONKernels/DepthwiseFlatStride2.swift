@@ -153,15 +153,7 @@ extension DepthwiseKernel {
     let (ee, eo, oe, oo) = (
       buf + planes.phase(0), buf + planes.phase(1), buf + planes.phase(2), buf + planes.phase(3)
     )
-    let (w0, w1, w2) = (
-      WideFloat(repeating: w[0]), WideFloat(repeating: w[1]), WideFloat(repeating: w[2])
-    )
-    let (w3, w4, w5) = (
-      WideFloat(repeating: w[3]), WideFloat(repeating: w[4]), WideFloat(repeating: w[5])
-    )
-    let (w6, w7, w8) = (
-      WideFloat(repeating: w[6]), WideFloat(repeating: w[7]), WideFloat(repeating: w[8])
-    )
+    let (w0, w1, w2, w3, w4, w5, w6, w7, w8) = broadcastTaps(w)
     let b = WideFloat(repeating: bias)
     // Tap (i, j) reads phase (i != 1, j != 1), one row back when i == 0 and one column back
     // when j == 0; only those reads need masks (the phases are zero past the input).
@@ -179,16 +171,7 @@ extension DepthwiseKernel {
       a2 = a2.addingProduct(loadWide(oo + q), w8)
       return a0 + a1 + a2
     }
-    let (whole, left) = planes.plane.quotientAndRemainder(dividingBy: lanes)
-    for v in 0..<whole { storeWide(vector(v), out + v * lanes) }
-    if left == 0 { return }
-    let last = vector(whole)
-    let dst = out + whole * lanes
-    if mayOverrun {
-      storeWide(last, dst, keeping: wideLaneMask(keepingFirst: left))
-    } else {
-      for l in 0..<left { dst[l] = last[l] }
-    }
+    storeFlatPlane(out, count: planes.plane, mayOverrun: mayOverrun, vector)
   }
 
   /// Adds to `sums[t]` the lanes of the weight gradient of tap `t` over one plane: `dy` (the
@@ -245,15 +228,7 @@ extension DepthwiseKernel {
     let (ee, eo, oe, oo) = (
       buf + planes.phase(0), buf + planes.phase(1), buf + planes.phase(2), buf + planes.phase(3)
     )
-    let (w0, w1, w2) = (
-      WideFloat(repeating: w[0]), WideFloat(repeating: w[1]), WideFloat(repeating: w[2])
-    )
-    let (w3, w4, w5) = (
-      WideFloat(repeating: w[3]), WideFloat(repeating: w[4]), WideFloat(repeating: w[5])
-    )
-    let (w6, w7, w8) = (
-      WideFloat(repeating: w[6]), WideFloat(repeating: w[7]), WideFloat(repeating: w[8])
-    )
+    let (w0, w1, w2, w3, w4, w5, w6, w7, w8) = broadcastTaps(w)
     for v in 0..<planes.vectors {
       let q = v * lanes
       let m = planes.masks + v * PhasePlanes.masksPerVector
@@ -294,8 +269,7 @@ extension DepthwiseKernel {
   }
 
   /// ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:)`` of a layer that
-  /// ``runsFlatStride2(_:)``, with the weight gradient's lane sums kept per channel as in
-  /// ``flatBackward(_:input:weight:outputGrad:inputGrad:weightGrad:)``.
+  /// ``runsFlatStride2(_:)``, on ``forEachWorkerPlane(items:channels:plane:weightGrad:scratch:_:)``.
   static func flatStride2Backward(
     _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     outputGrad dy: UnsafePointer<Float>, inputGrad dx: UnsafeMutablePointer<Float>?,
@@ -306,64 +280,29 @@ extension DepthwiseKernel {
     let (plane, outPlane) = (g.height * g.width, planes.plane)
     let items = g.batch * channels
     let (xEnd, dyEnd) = (x + items * plane, dy + items * outPlane)
-    let chunks = max(1, min(Parallel.workers, items / max(1, 2048 / outPlane)))
-    let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks * channels * 9)
-    partial.update(repeating: 0, count: chunks * channels * 9)
-    defer {
-      planes.deallocate()
-      partial.deallocate()
-    }
+    defer { planes.deallocate() }
     // dy is read up to a row and a vector past a plane: the last planes go through a copy.
     let dyReach = planes.vectors * WideFloat.scalarCount + planes.outWidth + 1
-    let imagesPerFold = 8
-    Parallel.forEach(chunks) { chunk in
-      let mine = (items * chunk / chunks)..<(items * (chunk + 1) / chunks)
-      let (xPhases, dxPhases) = (planes.scratch(), planes.scratch())
-      let dyCopy = UnsafeMutablePointer<Float>.allocate(capacity: dyReach)
-      dyCopy.update(repeating: 0, count: dyReach)
-      let lanesSums = UnsafeMutablePointer<WideFloat>.allocate(capacity: channels * 9)
-      lanesSums.initialize(repeating: WideFloat(repeating: 0), count: channels * 9)
-      defer {
-        xPhases.deallocate()
-        dxPhases.deallocate()
-        dyCopy.deallocate()
-        lanesSums.deallocate()
+    forEachWorkerPlane(
+      items: items, channels: channels, plane: outPlane, weightGrad: dw,
+      scratch: 2 * planes.count + dyReach
+    ) { item, _, lanesSums, scratch in
+      let (xPhases, dxPhases, dyCopy) = (
+        scratch, scratch + planes.count, scratch + 2 * planes.count
+      )
+      let c = item % channels
+      var gp = dy + item * outPlane
+      if gp + dyReach > dyEnd {
+        dyCopy.update(from: gp, count: outPlane)
+        gp = UnsafePointer(dyCopy)
       }
-      let sums = partial + chunk * channels * 9
-      func fold() {
-        for i in 0..<(channels * 9) {
-          sums[i] += LaneSums.reduced(lanesSums[i])
-          lanesSums[i] = WideFloat(repeating: 0)
-        }
+      if let dx {
+        phaseInputGradient(gp, planes: planes, weights: weight + c * 9, into: dxPhases)
+        planes.merge(dxPhases, into: dx + item * plane)
       }
-      var folded = mine.lowerBound
-      for item in mine {
-        let c = item % channels
-        var gp = dy + item * outPlane
-        if gp + dyReach > dyEnd {
-          dyCopy.update(from: gp, count: outPlane)
-          gp = UnsafePointer(dyCopy)
-        }
-        if let dx {
-          phaseInputGradient(gp, planes: planes, weights: weight + c * 9, into: dxPhases)
-          planes.merge(dxPhases, into: dx + item * plane)
-        }
-        if dw != nil {
-          planes.split(x + item * plane, end: xEnd, into: xPhases)
-          phaseAccumulateWeightGradient(xPhases, planes: planes, dy: gp, sums: lanesSums + c * 9)
-          if item + 1 - folded >= imagesPerFold * channels {
-            fold()
-            folded = item + 1
-          }
-        }
-      }
-      if dw != nil { fold() }
-    }
-    if let dw {
-      for i in 0..<(channels * 9) {
-        var total = 0.0
-        for chunk in 0..<chunks { total += partial[chunk * channels * 9 + i] }
-        dw[i] = Float(total)
+      if let lanesSums {
+        planes.split(x + item * plane, end: xEnd, into: xPhases)
+        phaseAccumulateWeightGradient(xPhases, planes: planes, dy: gp, sums: lanesSums + c * 9)
       }
     }
   }
