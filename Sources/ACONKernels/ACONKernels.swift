@@ -241,6 +241,21 @@ public enum ACONKernel {
     return (g * p2.addingProduct(d, t), gx * t, gx, (g * dxv) * (dxv * slope))
   }
 
+  /// ``backwardVector(_:_:_:_:_:_:)``'s terms at ``WideFloat``'s width, for the loops that fuse
+  /// the sums into their accumulators: `dz = g (p2 + d t)`, and `t`, the gate's slope and
+  /// `d x`, from which they form `g x t`, `g x` and `g (d x)^2 h'` (`betaD` is `beta * d`).
+  @_transparent
+  static func backwardTerms<G: GateFunction>(
+    _ x: WideFloat, _ g: WideFloat, _ d: WideFloat, _ p2: WideFloat, _ betaD: WideFloat,
+    _: G.Type
+  ) -> (dz: WideFloat, t: WideFloat, slope: WideFloat, dx: WideFloat) {
+    let dxv = d * x
+    let u = betaD * x
+    let (h, slope) = G.valueAndSlope(u)
+    let t = h.addingProduct(u, slope)
+    return (g * p2.addingProduct(d, t), t, slope, dxv)
+  }
+
   /// One plane with a broadcast beta (every parameter: one value in every lane), at
   /// ``WideFloat``'s width; returns the plane's three sums, and with `M` = ``NormalizedInput``
   /// (the ACON reads `z = x * scale + shift`, dx is then dz) two more for the batch norm's
@@ -275,16 +290,12 @@ public enum ACONKernel {
     let end = overruns ? count : count - count % lanes
     let (all, tail) = (WideLaneMask(repeating: -1), wideLaneMask(keepingFirst: count % lanes))
     while i < end {
-      // backwardVector, written with fused accumulations (one instruction per sum).
+      // backwardVector with fused accumulations (one instruction per sum).
       let partial = M.normalizes && count &- i < lanes
       let keep = partial ? tail : all
       let xv = masked(M.read(x + i, scale, shift), keep)
       let gv = masked(loadWide(g + i), keep)
-      let dxv = d * xv
-      let u = bd * xv
-      let (h, slope) = G.valueAndSlope(u)
-      let t = h.addingProduct(u, slope)
-      let dz = gv * p2.addingProduct(d, t)
+      let (dz, t, slope, dxv) = backwardTerms(xv, gv, d, p2, bd, G.self)
       storeWide(partial ? select(keep, dz, loadWide(dx + i)) : dz, dx + i)
       let gx = gv * xv
       acc1 = acc1.addingProduct(gx, t)

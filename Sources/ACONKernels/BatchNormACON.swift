@@ -202,7 +202,7 @@ extension ACONKernel {
         let mv = WideFloat(repeating: mean[c])
         var (gxt, gx, dbeta, sumDz, sumDzCentered) = (0.0, 0.0, 0.0, 0.0, 0.0)
         for images in stride(from: 0, to: batch, by: imagesPerFold) {
-          // The same arithmetic as backwardPlane, whole vectors only.
+          // backwardPlane's loop, across the channel's planes.
           var acc1 = WideFloat(repeating: 0)
           var acc2 = WideFloat(repeating: 0)
           var acc3 = WideFloat(repeating: 0)
@@ -217,11 +217,7 @@ extension ACONKernel {
               let (at, keep) = last ? (o + plane - lanes, lastLanes) : (o + i, all)
               let xv = masked(NormalizedInput.read(x + at, sv, hv), keep)
               let gv = masked(loadWide(g + at), keep)
-              let dxv = d * xv
-              let u = bd * xv
-              let (h, slope) = G.valueAndSlope(u)
-              let t = h.addingProduct(u, slope)
-              let dzv = gv * p2v.addingProduct(d, t)
+              let (dzv, t, slope, dxv) = backwardTerms(xv, gv, d, p2v, bd, G.self)
               storeWide(last ? select(keep, dzv, loadWide(dz + at)) : dzv, dz + at)
               let gxv = gv * xv
               acc1 = acc1.addingProduct(gxv, t)
