@@ -7,6 +7,10 @@
 /// with its columns split by phase (column mod stride): every tap of every output vector then
 /// reads 8 contiguous floats, whatever the stride, dilation or padding, and no bounds are
 /// checked in the inner loop.
+///
+/// The 3x3 layers with padding 1 of small planes (stride 1 up to 32x32, stride 2 with outputs
+/// up to 16x16) skip the copy and read each plane as one flat row of whole vectors with lane
+/// masks for the padding (`DepthwiseFlat.swift`, `DepthwiseFlatStride2.swift`).
 public enum DepthwiseKernel {
   /// Where a zero-padded, phase-split plane keeps its elements: logical column `c` of row `r`
   /// lives at `r * rowStride + (c % stride) * phaseWidth + c / stride`.
