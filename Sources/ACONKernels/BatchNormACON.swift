@@ -110,19 +110,6 @@ extension ACONKernel {
     planeSums: UnsafeMutablePointer<Float>, normSums: UnsafeMutablePointer<Float>
   ) {
     precondition(layout.elementStride == 0, "the fused batch norm + ACON takes beta per plane")
-    if runsByChannel(geometry, layout) {
-      switch gate {
-      case .sigmoid:
-        normalizedBackwardByChannel(
-          x, g, dz, geometry, scale, shift, mean, p1, p2, beta, layout, SigmoidGate.self,
-          planeSums, normSums)
-      case .hardSigmoid:
-        normalizedBackwardByChannel(
-          x, g, dz, geometry, scale, shift, mean, p1, p2, beta, layout, HardSigmoidGate.self,
-          planeSums, normSums)
-      }
-      return
-    }
     switch gate {
     case .sigmoid:
       normalizedBackwardLoop(
@@ -142,6 +129,11 @@ extension ACONKernel {
     _ beta: UnsafePointer<Float>, _ layout: BetaLayout, _: G.Type,
     _ sums: UnsafeMutablePointer<Float>, _ normSums: UnsafeMutablePointer<Float>
   ) {
+    if runsByChannel(geo, layout) {
+      normalizedBackwardByChannel(
+        x, g, dz, geo, scale, shift, mean, p1, p2, beta, layout, G.self, sums, normSums)
+      return
+    }
     let (channels, plane) = (geo.channels, geo.plane)
     Parallel.forRanges(geo.batch * channels, minimumChunk: max(1, 16384 / plane)) { planes in
       for q in planes {

@@ -370,15 +370,14 @@ public enum ConvolutionKernel {
       )
       let dyBase = dy + (n0 * g.outChannels + group * coutG) * spatial
       // This group's output gradient as a `[coutG, columns]` matrix, rows `dyLd` apart.
-      let dyg: UnsafePointer<Float>
-      let dyLd = count == 1 ? spatial : ld
+      let (dyg, dyLd): (UnsafePointer<Float>, Int)
       if count == 1 {
-        dyg = dyBase
+        (dyg, dyLd) = (dyBase, spatial)
       } else {
         gather(
           dyBase, imageStride: g.outChannels * spatial, images: count, rows: coutG,
           spatial: spatial, into: staging, ld: ld)
-        dyg = UnsafePointer(staging)
+        (dyg, dyLd) = (UnsafePointer(staging), ld)
       }
       if let dw {
         // dW_g += dY_g col^T, summed over the images.

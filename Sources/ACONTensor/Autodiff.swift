@@ -14,11 +14,8 @@ import ACONKernels
 public final class GradNode {
   /// The nodes of the inputs, in the order the pullback returns their gradients.
   let inputs: [GradNode?]
-  /// Maps the output gradient to one gradient per input (nil where an input needs none).
-  var pullback: ((Tensor) throws -> [Tensor?])?
-  /// For an op of one input that can add its gradient into the input's gradient in place
-  /// (``Tensor/record(_:output:input:accumulating:)``); used instead of `pullback` by `backward`.
-  var accumulatingPullback: ((Tensor, Tensor?) throws -> Tensor)?
+  /// How the output gradient becomes the inputs' gradients; nil once `backward` has used it.
+  var pullback: Pullback?
   /// The gradient accumulated so far during a backward pass.
   var grad: Tensor?
   /// For a leaf: where its gradient goes.
@@ -26,7 +23,16 @@ public final class GradNode {
   /// The name of the operation, for error messages and debugging.
   public let operation: String
 
-  init(operation: String, inputs: [GradNode?], pullback: @escaping (Tensor) throws -> [Tensor?]) {
+  /// A recorded op's map from its output gradient to its inputs'.
+  @usableFromInline enum Pullback {
+    /// One gradient per input (nil where an input needs none), added to what they have.
+    case gradients((Tensor) throws -> [Tensor?])
+    /// An op of one input that can add its gradient into the input's gradient in place
+    /// (``Tensor/record(_:output:input:accumulating:)``).
+    case accumulating((_ upstream: Tensor, _ soFar: Tensor?) throws -> Tensor)
+  }
+
+  init(operation: String, inputs: [GradNode?], pullback: Pullback) {
     self.operation = operation
     self.inputs = inputs
     self.pullback = pullback
@@ -112,13 +118,12 @@ extension Tensor {
     _ operation: String, output: Tensor, inputs: [Tensor],
     pullback: @escaping (Tensor) throws -> [Tensor?]
   ) -> Tensor {
-    recordEntry(operation, output: output, inputs: inputs, pullback: pullback)
+    recordEntry(operation, output: output, inputs: inputs, pullback: .gradients(pullback))
   }
 
   @usableFromInline
   static func recordEntry(
-    _ operation: String, output: Tensor, inputs: [Tensor],
-    pullback: @escaping (Tensor) throws -> [Tensor?]
+    _ operation: String, output: Tensor, inputs: [Tensor], pullback: GradNode.Pullback
   ) -> Tensor {
     if Profiler.isEnabled {
       let elements = inputs.reduce(output.count) { $0 + $1.count }
@@ -146,11 +151,7 @@ extension Tensor {
     _ operation: String, output: Tensor, input: Tensor,
     accumulating: @escaping (_ upstream: Tensor, _ soFar: Tensor?) throws -> Tensor
   ) -> Tensor {
-    let out = recordEntry(operation, output: output, inputs: [input]) { g in
-      [try accumulating(g, nil)]
-    }
-    out.node?.accumulatingPullback = accumulating
-    return out
+    recordEntry(operation, output: output, inputs: [input], pullback: .accumulating(accumulating))
   }
 
   /// Whether this tensor's storage has no other holder (its data may be updated in place).
@@ -205,11 +206,11 @@ extension Tensor {
       }
       guard let pullback = n.pullback else { continue }
       n.pullback = nil
-      let accumulating = n.accumulatingPullback
-      n.accumulatingPullback = nil
       let start = Profiler.isEnabled ? Profiler.now() : 0
       let grads: [Tensor?]
-      if let accumulating, let input = n.inputs[0] {
+      switch pullback {
+      case .accumulating(let accumulating):
+        guard let input = n.inputs[0] else { continue }
         var soFar = input.grad
         input.grad = nil
         if soFar?.holdsStorageAlone() == false {
@@ -218,7 +219,7 @@ extension Tensor {
           input.grad = try accumulating(upstream, soFar).detached
         }
         grads = [input.grad]
-      } else {
+      case .gradients(let pullback):
         grads = try pullback(upstream)
         for (input, grad) in zip(n.inputs, grads) {
           guard let input, let grad else { continue }

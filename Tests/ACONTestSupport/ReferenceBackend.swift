@@ -42,10 +42,10 @@ public final class ReferenceBackend: ComputeBackend {
     destinationStart: Int, destinationStride: Int, blocks: Int, length: Int
   ) {
     let (s, d) = (read(source), write(destination))
-    for b in 0..<blocks {
-      for i in 0..<length {
-        d[destinationStart + b * destinationStride + i] = s[sourceStart + b * sourceStride + i]
-      }
+    forEachBlockElement(
+      sourceStart, sourceStride, destinationStart, destinationStride, blocks, length
+    ) {
+      d[$1] = s[$0]
     }
   }
 
@@ -54,9 +54,21 @@ public final class ReferenceBackend: ComputeBackend {
     destinationStart: Int, destinationStride: Int, blocks: Int, length: Int
   ) {
     let (s, d) = (read(source), write(destination))
+    forEachBlockElement(
+      sourceStart, sourceStride, destinationStart, destinationStride, blocks, length
+    ) {
+      d[$1] += s[$0]
+    }
+  }
+
+  /// `body(source index, destination index)` for every element of `blocks` runs of `length`.
+  private func forEachBlockElement(
+    _ sourceStart: Int, _ sourceStride: Int, _ destinationStart: Int, _ destinationStride: Int,
+    _ blocks: Int, _ length: Int, _ body: (Int, Int) -> Void
+  ) {
     for b in 0..<blocks {
       for i in 0..<length {
-        d[destinationStart + b * destinationStride + i] += s[sourceStart + b * sourceStride + i]
+        body(sourceStart + b * sourceStride + i, destinationStart + b * destinationStride + i)
       }
     }
   }
