@@ -36,6 +36,16 @@ enum BenchMode: String, CaseIterable, ExpressibleByArgument {
   case infer
 }
 
+/// Winograd's output tile side (`--winograd-tile 2` or `4`).
+enum WinogradTileOption: Int, CaseIterable, ExpressibleByArgument {
+  case two = 2
+  case four = 4
+
+  init?(argument: String) { self.init(rawValue: Int(argument) ?? 0) }
+  var defaultValueDescription: String { String(rawValue) }
+  static var allValueStrings: [String] { allCases.map { String($0.rawValue) } }
+}
+
 /// A comma-separated list of values (`--activations relu,acon-c`, `--seeds 0,1,2`), each parsed
 /// and validated as `Element`.
 struct CommaSeparated<Element: ExpressibleByArgument>: ExpressibleByArgument {

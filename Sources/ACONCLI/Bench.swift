@@ -24,9 +24,14 @@ struct Bench: ParsableCommand {
   var noFusion = false
   @Flag(
     help:
-      "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's F(2x2, 3x3)."
+      "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's minimal filtering."
   )
   var noWinograd = false
+  @Option(
+    help:
+      "Winograd's output tile for every 3x3 stride-1 layer: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)); default: chosen per layer."
+  )
+  var winogradTile: WinogradTileOption?
   @Flag(
     help:
       "Time every op kind through the tape (forward, backward, optimizer) and print a table per step (as ACON_PROFILE=1 does)."
@@ -40,7 +45,10 @@ struct Bench: ParsableCommand {
   var budget = false
 
   func run() throws {
-    let winograd: (inout KernelOptions) -> Void = { $0.usesWinograd = !noWinograd }
+    let winograd: (inout KernelOptions) -> Void = {
+      $0.usesWinograd = !noWinograd
+      if let winogradTile { $0.winogradTile = winogradTile.rawValue }
+    }
     try KernelOptions.with(changing: winograd) {
       try Profiler.recording(profile || budget || Profiler.isEnabled, measure)
     }

@@ -53,9 +53,14 @@ struct BenchOp: ParsableCommand {
   var winogradBlockFloats: Int?
   @Flag(
     help:
-      "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's F(2x2, 3x3)."
+      "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's minimal filtering."
   )
   var noWinograd = false
+  @Option(
+    help:
+      "Winograd's output tile for every 3x3 stride-1 layer: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)); default: chosen per layer."
+  )
+  var winogradTile: WinogradTileOption?
   @Flag(
     help:
       "Time every distinct convolution of ResNet-50 at 224x224 (with --batch), weighted by how often the network runs it."
@@ -83,6 +88,11 @@ struct BenchOp: ParsableCommand {
     guard runs >= 1, warmup >= 0, batch >= 1 else {
       throw ValidationError("--runs and --batch must be at least 1, --warmup at least 0")
     }
+    try KernelOptions.with(kernelOptions(), measureAndReport)
+  }
+
+  /// The kernel options the flags ask for.
+  func kernelOptions() throws -> KernelOptions {
     var options = KernelOptions()
     if let workers {
       guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
@@ -94,13 +104,14 @@ struct BenchOp: ParsableCommand {
       options.unfoldedTargetColumns = targetColumns
     }
     if noWinograd { options.usesWinograd = false }
+    if let winogradTile { options.winogradTile = winogradTile.rawValue }
     if let winogradBlockFloats {
       guard winogradBlockFloats >= 1 else {
         throw ValidationError("--winograd-block-floats must be at least 1")
       }
       options.winogradBlockFloats = winogradBlockFloats
     }
-    try KernelOptions.with(options, measureAndReport)
+    return options
   }
 
   private func measureAndReport() throws {

@@ -74,7 +74,8 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 /// Five paths, chosen from the geometry:
 /// - depthwise (``ConvGeometry/isDepthwise``): a direct SIMD kernel, see ``Depthwise``;
 /// - 3x3 stride 1 with enough channels (``WinogradKernel/applies(_:)``, unless ``usesWinograd`` is
-///   off): Winograd's F(2x2, 3x3), 2.25x fewer FLOPs than the matrix product of the unfolded input;
+///   off): Winograd's F(4x4, 3x3) or F(2x2, 3x3) (``WinogradKernel/tileSize(_:)``), 4x or 2.25x
+///   fewer FLOPs than the matrix product of the unfolded input;
 /// - 1x1 stride 1 without padding on smaller images, with channel counts that are multiples of
 ///   8 up to 256 (``PointwiseKernel/applies(_:)``): register-blocked products straight on the
 ///   planes, see ``PointwiseKernel``;

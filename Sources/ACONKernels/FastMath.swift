@@ -401,6 +401,37 @@ public func interleaved(_ a: Float8, _ b: Float8) -> SIMD16<Float> {
   return unsafeBitCast(low | (high &<< 32), to: SIMD16<Float>.self)
 }
 
+/// Floats `0, 4, 8, ...`, `1, 5, 9, ...`, `2, 6, ...` and `3, 7, ...` of the 32 at `p`: the even
+/// floats' even and odd lanes, and the odd floats', by ``loadDeinterleaved(_:)``'s shuffles.
+@inlinable @inline(__always)
+public func loadDeinterleaved4(_ p: UnsafePointer<Float>) -> (Float8, Float8, Float8, Float8) {
+  let a = loadDeinterleaved(p)
+  let b = loadDeinterleaved(p + 16)
+  let evens = unsafeBitCast(SIMD16(lowHalf: a.even, highHalf: b.even), to: SIMD8<UInt64>.self)
+  let odds = unsafeBitCast(SIMD16(lowHalf: a.odd, highHalf: b.odd), to: SIMD8<UInt64>.self)
+  return (
+    unsafeBitCast(lowHalves(evens), to: Float8.self),
+    unsafeBitCast(lowHalves(odds), to: Float8.self),
+    unsafeBitCast(lowHalves(evens &>> 32), to: Float8.self),
+    unsafeBitCast(lowHalves(odds &>> 32), to: Float8.self)
+  )
+}
+
+/// Writes `a[0], b[0], c[0], d[0], a[1], ...` (32 floats) to `p`, the inverse of
+/// ``loadDeinterleaved4(_:)``: interleaving `(a, c)` with `(b, d)` puts each lane's four side
+/// by side.
+@inlinable @inline(__always)
+public func storeInterleaved4(
+  _ a: Float8, _ b: Float8, _ c: Float8, _ d: Float8, _ p: UnsafeMutablePointer<Float>
+) {
+  let ac = interleaved(a, c)
+  let bd = interleaved(b, d)
+  let raw = UnsafeMutableRawPointer(p)
+  raw.storeBytes(of: interleaved(ac.lowHalf, bd.lowHalf), as: SIMD16<Float>.self)
+  raw.storeBytes(
+    of: interleaved(ac.highHalf, bd.highHalf), toByteOffset: 64, as: SIMD16<Float>.self)
+}
+
 /// `a[0], 0, a[1], 0, ...`.
 @inlinable @inline(__always)
 public func spreadToEven(_ a: Float8) -> SIMD16<Float> {

@@ -12,12 +12,15 @@ public struct KernelOptions: Sendable, Equatable {
   /// Threads the kernels and the matrix products use (default: the processors this process
   /// may run on).
   public var workers: Int = Parallel.availableWorkers
-  /// Runs 3x3 stride-1 convolutions that ``WinogradKernel/applies(_:options:)`` to through Winograd's
-  /// F(2x2, 3x3); off, they unfold like every other layer.
+  /// Runs 3x3 stride-1 convolutions that ``WinogradKernel/applies(_:)`` to through Winograd's
+  /// minimal filtering (F(4x4, 3x3) or F(2x2, 3x3)); off, they unfold like every other layer.
   public var usesWinograd = true
   /// Winograd takes layers with at least this many input and output channels (thinner ones make
   /// its 16 products too narrow for BLAS).
   public var winogradMinimumChannels = 16
+  /// Output tile side of Winograd layers: 4 (F(4x4, 3x3)), 2 (F(2x2, 3x3)) or 0, chosen per layer
+  /// by ``WinogradKernel/tileSize(_:)``.
+  public var winogradTile = 0
   /// Target floats of one Winograd worker block: its transformed input plus output (2 MB).
   public var winogradBlockFloats = 1 << 19
   /// Fewest tiles of a Winograd block (the products' column count).

@@ -1,28 +1,30 @@
-/// 3x3 stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray, "Fast
-/// Algorithms for Convolutional Neural Networks", 2016).
+/// 3x3 stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3) and F(4x4, 3x3) (Lavin
+/// and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
 ///
-/// Each 2x2 block of outputs (a tile) is `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` for its 4x4 input
-/// patch `d` and the 3x3 filter `g`: 16 multiplies instead of 36. Summed over input channels,
-/// the 16 positions ξ of the 4x4 transformed tile become 16 independent matrix products
+/// Each `m x m` block of outputs (a tile, `m` = 2 or 4) is `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` for
+/// its `(m + 2) x (m + 2)` input patch `d` and the 3x3 filter `g`. Summed over input channels, the
+/// `(m + 2)²` positions ξ of the transformed tile become as many independent matrix products
 /// `M[ξ] = U[ξ] V[ξ]` (`U`: `[out, in]` transformed filters, `V`: `[in, tiles]` transformed
-/// patches), so a layer's products shrink from `9 * 4` to `16` multiply-adds per tile and
-/// channel pair: 2.25x fewer FLOPs, and the transformed input is 4x (not im2col's 9x) the input.
+/// patches), so a layer's products shrink from 9 multiply-adds per output and channel pair to 4
+/// (F(2x2)) or 2.25 (F(4x4)). F(4x4) takes the layers where its larger tiles waste little at the
+/// edges (``tileSize(_:)``); its transforms are in `Winograd4x4.swift`.
 ///
 /// Backward uses the same pieces, exactly the chain rule of the forward algorithm:
 /// - input gradient: a forward Winograd convolution of `dy` with the filters rotated by 180°,
-///   transposed (in <-> out) and padded by `2 - padding`. Rotating `g` permutes the rows and
-///   columns of `G g Gᵀ` by ``flip``, so the transformed filters are reused, read transposed;
+///   transposed (in <-> out) and padded by `2 - padding`: the rotated filters are transformed
+///   into the forward layout and read transposed;
 /// - weight gradient: `dU[ξ] = Σ_tiles dM[ξ] V[ξ]ᵀ` with `dM = A dY Aᵀ` per output tile, then
 ///   `dg = Gᵀ dU G`.
 ///
 /// Tiles run in blocks of whole tile rows (possibly spanning images), sized so that the
 /// transformed input and output of one block (``blockFloats``) stay in cache between the
-/// transforms and the 16 products. Each worker of ``Parallel`` takes its own run of tile rows,
+/// transforms and the products. Each worker of ``Parallel`` takes its own run of tile rows,
 /// block after block, with serial products.
 ///
 /// Rounding differs from the direct sum (the transforms add and subtract inputs before the
-/// products): the kernel tests hold every output and gradient within 1e-5 (relative to
-/// `1 + |value|`) of a Float64 direct sum, and the PyTorch goldens within 1e-5 relative L2.
+/// products, F(4x4)'s with factors up to 8): the kernel tests hold every output and gradient of
+/// both within 1e-5 (relative to `1 + |value|`) of a Float64 direct sum, and the PyTorch goldens
+/// within 1e-5 relative L2.
 public enum WinogradKernel {
   /// Layers with fewer input or output channels use ``Im2col``: their 16 products are too thin
   /// for BLAS to run at speed (``KernelOptions/winogradMinimumChannels``).
@@ -41,13 +43,28 @@ public enum WinogradKernel {
       && g.outChannels >= minimumChannels
   }
 
-  /// Position ξ' = (a, b) of a 180°-rotated filter's transform reads ξ = (flip[a], flip[b]) of
-  /// the original's: `G J₃ = Q G` with `Q` the permutation `flip`.
-  static let flip = [3, 1, 2, 0]
+  /// The output tile's side for `g`: 2 or 4 as ``KernelOptions/winogradTile`` says, or chosen.
+  ///
+  /// F(4x4, 3x3) takes images of at least 36 of its tiles (outputs from about 24x24) where its
+  /// products are at least a quarter fewer than F(2x2, 3x3)'s. On smaller images its products
+  /// are too thin and its filters (36 positions, not 16) too many bytes per tile: ResNet-50's
+  /// layers at batch 8 (`acon bench-op --winograd-tile`), forward + backward, 64 channels at
+  /// 56x56 and 128 at 28x28 ran 1.2-1.4x faster with F(4x4), 256 at 14x14 no faster, 512 at 7x7
+  /// 10% slower.
+  public static func tileSize(_ g: ConvGeometry) -> Int {
+    let chosen = KernelOptions.current.winogradTile
+    if chosen == 2 || chosen == 4 { return chosen }
+    func tiles(_ tile: Int) -> Int {
+      ((g.outHeight + tile - 1) / tile) * ((g.outWidth + tile - 1) / tile)
+    }
+    return tiles(4) >= 36 && 4 * 36 * tiles(4) <= 3 * 16 * tiles(2) ? 4 : 2
+  }
 
   /// One convolution's tiling: `channels` input planes of `height x width`, padded by
-  /// `padding`, giving `outChannels` planes of `outHeight x outWidth` in 2x2 tiles.
+  /// `padding`, giving `outChannels` planes of `outHeight x outWidth` in `tile x tile` tiles,
+  /// each from a `(tile + 2) x (tile + 2)` input patch.
   struct Tiling {
+    let tile: Int
     let batch: Int, channels: Int, height: Int, width: Int, padding: Int
     let outChannels: Int, outHeight: Int, outWidth: Int
     /// The target of ``blockWorkspace``.
@@ -56,15 +73,17 @@ public enum WinogradKernel {
     let minimumBlockTiles = WinogradKernel.minimumBlockTiles
 
     /// Tiles down and across one image.
-    var tileRows: Int { (outHeight + 1) / 2 }
-    var tileColumns: Int { (outWidth + 1) / 2 }
+    /// Positions ξ of a transformed tile: the products per block.
+    var positions: Int { (tile + 2) * (tile + 2) }
+    var tileRows: Int { (outHeight + tile - 1) / tile }
+    var tileColumns: Int { (outWidth + tile - 1) / tile }
     /// Tile rows of the whole batch, image after image.
     var totalTileRows: Int { batch * tileRows }
 
     /// Tile rows per block when `workers` share the rows: as many as fit ``blockFloats``, at
     /// least one.
     func blockTileRows(workers: Int) -> Int {
-      let perRow = 16 * (channels + outChannels) * tileColumns
+      let perRow = positions * (channels + outChannels) * tileColumns
       let perWorker = (totalTileRows + workers - 1) / workers
       let fitting = blockFloats / max(1, perRow)
       // Wide layers on small images: the products need enough columns to amortise reading
@@ -77,9 +96,19 @@ public enum WinogradKernel {
     /// floats, so that the transforms' 8-tile vectors never need a masked load or store.
     func channelStride(_ rows: Int) -> Int { (rows * tileColumns + 7) / 8 * 8 + 8 }
 
+    /// Floats from one position's matrix of `count` channels to the next in a block of `rows`
+    /// tile rows: an odd number of cache lines. The transforms write (or read) all positions of
+    /// a tile at once, 16 or 36 streams; an odd line count puts each in its own set of the L1
+    /// cache, where matrices a multiple of 4 KB apart shared one set, more streams than its
+    /// ways (F(4x4)'s input transform of 128 channels at 28x28, one thread: 2.6 -> 1.3 ms).
+    func positionStride(_ count: Int, _ rows: Int) -> Int {
+      ((count * channelStride(rows) + 15) / 16 | 1) * 16
+    }
+
     /// Floats of one block's transformed input and output.
     func blockWorkspace(workers: Int) -> Int {
-      16 * (channels + outChannels) * channelStride(blockTileRows(workers: workers))
+      let rows = blockTileRows(workers: workers)
+      return positions * (positionStride(channels, rows) + positionStride(outChannels, rows))
     }
 
     /// Floats of every worker's block.
@@ -88,14 +117,19 @@ public enum WinogradKernel {
       return workers * blockWorkspace(workers: workers)
     }
 
-    /// Floats of one padded scratch row: room for the 8-tile vector loop's 16 + 2 reads past the
-    /// last tile and for the padded input row.
-    var scratchRow: Int { max(2 * ((tileColumns + 7) / 8 * 8) + 18, width + padding + 16) }
+    /// Floats of one padded scratch row: room for the 8-tile vector loop's `8 * tile` + `tile`
+    /// reads past the last group of tiles and for the padded input row.
+    var scratchRow: Int {
+      max(tile * ((tileColumns + 7) / 8 * 8) + 9 * tile + 8, width + padding + 16)
+    }
+
+    /// Floats of the transformed filters, `[positions][outChannels][channels]`.
+    var filterFloats: Int { positions * outChannels * channels }
   }
 
   static func forwardTiling(_ g: ConvGeometry, blockFloats: Int) -> Tiling {
     Tiling(
-      batch: g.batch, channels: g.inChannels, height: g.height, width: g.width,
+      tile: tileSize(g), batch: g.batch, channels: g.inChannels, height: g.height, width: g.width,
       padding: g.padding, outChannels: g.outChannels, outHeight: g.outHeight,
       outWidth: g.outWidth, blockFloats: blockFloats)
   }
@@ -103,7 +137,8 @@ public enum WinogradKernel {
   /// The input gradient's tiling: `dy` convolved back to the input's size.
   static func inputGradientTiling(_ g: ConvGeometry, blockFloats: Int) -> Tiling {
     Tiling(
-      batch: g.batch, channels: g.outChannels, height: g.outHeight, width: g.outWidth,
+      tile: tileSize(g), batch: g.batch, channels: g.outChannels, height: g.outHeight,
+      width: g.outWidth,
       padding: 2 - g.padding, outChannels: g.inChannels, outHeight: g.height, outWidth: g.width,
       blockFloats: blockFloats)
   }
@@ -113,7 +148,8 @@ public enum WinogradKernel {
   public static func forwardWorkspaceCount(
     _ g: ConvGeometry, blockFloats: Int = WinogradKernel.blockFloats
   ) -> Int {
-    16 * g.outChannels * g.inChannels + forwardTiling(g, blockFloats: blockFloats).workspace
+    let tiling = forwardTiling(g, blockFloats: blockFloats)
+    return tiling.filterFloats + tiling.workspace
   }
 
   /// Floats of scratch memory
@@ -123,7 +159,7 @@ public enum WinogradKernel {
   ) -> Int {
     let forward = forwardTiling(g, blockFloats: blockFloats)
     // The transformed filters (or dU), each extra worker's partial dU, and the blocks.
-    return 16 * g.outChannels * g.inChannels * workerCount(forward)
+    return forward.filterFloats * workerCount(forward)
       + max(forward.workspace, inputGradientTiling(g, blockFloats: blockFloats).workspace)
   }
 
@@ -136,12 +172,13 @@ public enum WinogradKernel {
     workspace: UnsafeMutablePointer<Float>, blockFloats: Int = WinogradKernel.blockFloats
   ) {
     precondition(applies(g), "WinogradKernel.forward: unsupported \(g)")
-    let u = workspace
-    transformFilters(weight, outChannels: g.outChannels, inChannels: g.inChannels, into: u)
+    let tiling = forwardTiling(g, blockFloats: blockFloats)
+    transformFilters(
+      weight, outChannels: g.outChannels, inChannels: g.inChannels, tile: tiling.tile,
+      rotated: false, into: workspace)
     convolve(
-      forwardTiling(g, blockFloats: blockFloats), input: x, filters: UnsafePointer(u),
-      readTransposed: false, bias: bias,
-      output: y, workspace: workspace + 16 * g.outChannels * g.inChannels)
+      tiling, input: x, filters: UnsafePointer(workspace), readTransposed: false, bias: bias,
+      output: y, workspace: workspace + tiling.filterFloats)
   }
 
   /// Gradients of `y = conv(x, w)` (bias excluded) for a geometry that ``applies(_:)``; each
@@ -154,19 +191,21 @@ public enum WinogradKernel {
     blockFloats: Int = WinogradKernel.blockFloats
   ) {
     precondition(applies(g), "WinogradKernel.backward: unsupported \(g)")
-    let filterFloats = 16 * g.outChannels * g.inChannels
     let forwardTiling = forwardTiling(g, blockFloats: blockFloats)
+    let filterFloats = forwardTiling.filterFloats
     let blocks = workspace + filterFloats * workerCount(forwardTiling)
     if let dw {
       weightGradient(
         forwardTiling, input: x, outputGrad: dy, transformed: workspace,
         partials: workspace + filterFloats, blocks: blocks)
       untransformFilterGradient(
-        UnsafePointer(workspace), outChannels: g.outChannels, inChannels: g.inChannels, into: dw)
+        UnsafePointer(workspace), outChannels: g.outChannels, inChannels: g.inChannels,
+        tile: forwardTiling.tile, into: dw)
     }
     if let dx {
       transformFilters(
-        weight, outChannels: g.outChannels, inChannels: g.inChannels, into: workspace)
+        weight, outChannels: g.outChannels, inChannels: g.inChannels, tile: forwardTiling.tile,
+        rotated: true, into: workspace)
       convolve(
         inputGradientTiling(g, blockFloats: blockFloats), input: dy,
         filters: UnsafePointer(workspace), readTransposed: true,
@@ -178,9 +217,9 @@ public enum WinogradKernel {
 
   /// A Winograd convolution of `t.channels` input planes into `t.outChannels` output planes.
   ///
-  /// `filters` holds `U[ξ]` as `[16][outChannels][channels]`; with `readTransposed` it holds the
-  /// transform of the filters this convolution's are the rotated transposes of, laid out
-  /// `[16][channels][outChannels]`, read at ``flip``ped positions and transposed.
+  /// `filters` holds `U[ξ]` as `[positions][outChannels][channels]`; with `readTransposed` it
+  /// holds the transforms of the rotated filters of the convolution whose input gradient this is,
+  /// laid out `[positions][channels][outChannels]` and read transposed.
   static func convolve(
     _ t: Tiling, input x: UnsafePointer<Float>, filters u: UnsafePointer<Float>,
     readTransposed: Bool, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
@@ -190,20 +229,20 @@ public enum WinogradKernel {
     forEachBlockOfEachWorker(t, workspace: workspace) { _, block, firstRow, rows in
       let (tiles, lt) = (rows * t.tileColumns, t.channelStride(rows))
       let v = block
-      let m = block + 16 * cin * lt
+      let (ldv, ldm) = (t.positionStride(cin, rows), t.positionStride(cout, rows))
+      let m = block + t.positions * ldv
       transformInput(t, x, firstRow: firstRow, rows: rows, into: v)
-      for xi in 0..<16 {
+      for xi in 0..<t.positions {
         if readTransposed {
-          let source = flip[xi / 4] * 4 + flip[xi % 4]
           BLAS.sgemm(
             transposeA: true, transposeB: false, m: cout, n: tiles, k: cin,
-            a: u + source * cin * cout, lda: cout, b: v + xi * cin * lt, ldb: lt,
-            c: m + xi * cout * lt, ldc: lt, serial: true)
+            a: u + xi * cin * cout, lda: cout, b: v + xi * ldv, ldb: lt,
+            c: m + xi * ldm, ldc: lt, serial: true)
         } else {
           BLAS.sgemm(
             transposeA: false, transposeB: false, m: cout, n: tiles, k: cin,
-            a: u + xi * cout * cin, lda: cin, b: v + xi * cin * lt, ldb: lt,
-            c: m + xi * cout * lt, ldc: lt, serial: true)
+            a: u + xi * cout * cin, lda: cin, b: v + xi * ldv, ldb: lt,
+            c: m + xi * ldm, ldc: lt, serial: true)
         }
       }
       transformOutput(
@@ -212,7 +251,7 @@ public enum WinogradKernel {
     }
   }
 
-  /// `dU[ξ] = Σ_tiles dM[ξ] V[ξ]ᵀ` into `transformed` (`[16][outChannels][channels]`). Each
+  /// `dU[ξ] = Σ_tiles dM[ξ] V[ξ]ᵀ` into `transformed` (`[positions][outChannels][channels]`). Each
   /// worker sums its tiles into its own copy (`partials`, one per worker after the first), and
   /// the copies are added in worker order, so the result does not depend on timing.
   static func weightGradient(
@@ -221,20 +260,21 @@ public enum WinogradKernel {
     blocks: UnsafeMutablePointer<Float>
   ) {
     let (cin, cout) = (t.channels, t.outChannels)
-    let filterFloats = 16 * cin * cout
+    let filterFloats = t.filterFloats
     let workers = workerCount(t)
     forEachBlockOfEachWorker(t, workspace: blocks) { worker, block, firstRow, rows in
       let (tiles, lt) = (rows * t.tileColumns, t.channelStride(rows))
       let v = block
-      let dm = block + 16 * cin * lt
+      let (ldv, ldm) = (t.positionStride(cin, rows), t.positionStride(cout, rows))
+      let dm = block + t.positions * ldv
       let sum = worker == 0 ? du : partials + (worker - 1) * filterFloats
       let first = firstRow == t.totalTileRows * worker / workers
       transformInput(t, x, firstRow: firstRow, rows: rows, into: v)
       transformOutputGradient(t, dy, firstRow: firstRow, rows: rows, into: dm)
-      for xi in 0..<16 {
+      for xi in 0..<t.positions {
         BLAS.sgemm(
           transposeA: false, transposeB: true, m: cout, n: cin, k: tiles,
-          a: dm + xi * cout * lt, lda: lt, b: v + xi * cin * lt, ldb: lt,
+          a: dm + xi * ldm, lda: lt, b: v + xi * ldv, ldb: lt,
           beta: first ? 0 : 1, c: sum + xi * cout * cin, ldc: cin, serial: true)
       }
     }
@@ -294,9 +334,10 @@ public enum WinogradKernel {
     _ t: Tiling, _ x: UnsafePointer<Float>, firstRow: Int, rows: Int,
     into v: UnsafeMutablePointer<Float>
   ) {
+    if t.tile == 4 { return transformInput4x4(t, x, firstRow: firstRow, rows: rows, into: v) }
     let (h, w, p, tw) = (t.height, t.width, t.padding, t.tileColumns)
     let lt = t.channelStride(rows)
-    let ld = t.channels * lt
+    let ld = t.positionStride(t.channels, rows)
     let stride = t.scratchRow
     forEachTileRow(t, channels: t.channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
       c, r, n, ty, scratch in
@@ -337,9 +378,12 @@ public enum WinogradKernel {
     _ t: Tiling, _ m: UnsafePointer<Float>, firstRow: Int, rows: Int,
     bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>
   ) {
+    if t.tile == 4 {
+      return transformOutput4x4(t, m, firstRow: firstRow, rows: rows, bias: bias, into: y)
+    }
     let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
     let lt = t.channelStride(rows)
-    let ld = t.outChannels * lt
+    let ld = t.positionStride(t.outChannels, rows)
     let stride = t.scratchRow
     forEachTileRow(t, channels: t.outChannels, firstRow: firstRow, rows: rows, scratchRows: 2) {
       k, r, n, ty, scratch in
@@ -379,9 +423,12 @@ public enum WinogradKernel {
     _ t: Tiling, _ dy: UnsafePointer<Float>, firstRow: Int, rows: Int,
     into dm: UnsafeMutablePointer<Float>
   ) {
+    if t.tile == 4 {
+      return transformOutputGradient4x4(t, dy, firstRow: firstRow, rows: rows, into: dm)
+    }
     let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
     let lt = t.channelStride(rows)
-    let ld = t.outChannels * lt
+    let ld = t.positionStride(t.outChannels, rows)
     let stride = t.scratchRow
     forEachTileRow(t, channels: t.outChannels, firstRow: firstRow, rows: rows, scratchRows: 2) {
       k, r, n, ty, scratch in
@@ -465,12 +512,17 @@ public enum WinogradKernel {
     UnsafeMutableRawPointer(p).storeBytes(of: interleaved(a, b), as: SIMD16<Float>.self)
   }
 
-  /// `U[ξ][k][c] = (G g Gᵀ)[ξ]` for every filter `g = w[k][c]` (`G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]`),
-  /// eight input channels at a time.
+  /// `U[ξ][k][c] = (G g Gᵀ)[ξ]` for every filter `g = w[k][c]`, or its 180° rotation when
+  /// `rotated` (for the input gradient), eight input channels at a time; `tile` chooses F(2x2, 3x3)
+  /// (`G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]`) or F(4x4, 3x3) (``transformFilters4x4``).
   static func transformFilters(
-    _ w: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
+    _ w: UnsafePointer<Float>, outChannels: Int, inChannels: Int, tile: Int, rotated: Bool,
     into u: UnsafeMutablePointer<Float>
   ) {
+    if tile == 4 {
+      return transformFilters4x4(
+        w, outChannels: outChannels, inChannels: inChannels, rotated: rotated, into: u)
+    }
     let ld = outChannels * inChannels
     let half = Float8(repeating: 0.5)
     func g(_ a: Float8, _ b: Float8, _ c: Float8) -> Quad {
@@ -483,11 +535,7 @@ public enum WinogradKernel {
           let lanes = min(8, inChannels - c)
           let f = w + (k * inChannels + c) * 9
           // Tap e of the eight filters: every ninth float.
-          func tap(_ e: Int) -> Float8 {
-            var v = Float8()
-            for l in 0..<lanes { v[l] = f[l * 9 + e] }
-            return v
-          }
+          func tap(_ e: Int) -> Float8 { filterTap(f, rotated ? 8 - e : e, lanes: lanes) }
           // G g: each filter column to 4 rows; then (G g) Gᵀ: each row to 4 columns.
           let c0 = g(tap(0), tap(3), tap(6))
           let c1 = g(tap(1), tap(4), tap(7))
@@ -509,11 +557,16 @@ public enum WinogradKernel {
     }
   }
 
-  /// `dw[k][c] = Gᵀ dU[k][c] G`, the adjoint of ``transformFilters(_:outChannels:inChannels:into:)``.
+  /// `dw[k][c] = Gᵀ dU[k][c] G`, the adjoint of
+  /// ``transformFilters(_:outChannels:inChannels:tile:rotated:into:)`` (unrotated).
   static func untransformFilterGradient(
-    _ du: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
+    _ du: UnsafePointer<Float>, outChannels: Int, inChannels: Int, tile: Int,
     into dw: UnsafeMutablePointer<Float>
   ) {
+    if tile == 4 {
+      return untransformFilterGradient4x4(
+        du, outChannels: outChannels, inChannels: inChannels, into: dw)
+    }
     let ld = outChannels * inChannels
     let half = Float8(repeating: 0.5)
     func gt(_ h0: Float8, _ h1: Float8, _ h2: Float8, _ h3: Float8) -> (Float8, Float8, Float8) {
@@ -539,15 +592,29 @@ public enum WinogradKernel {
             (taps[0], taps[1], taps[2]) = gt(q0.0, q1.0, q2.0, q3.0)
             (taps[3], taps[4], taps[5]) = gt(q0.1, q1.1, q2.1, q3.1)
             (taps[6], taps[7], taps[8]) = gt(q0.2, q1.2, q2.2, q3.2)
-            // Back to [k][c][3][3]: lane l of tap e is filter c + l's float e.
-            let d = dw + (k * inChannels + c) * 9
-            for l in 0..<lanes {
-              for e in 0..<9 { d[l * 9 + e] = taps[e][l] }
-            }
+            storeFilterTaps(taps.baseAddress!, dw + (k * inChannels + c) * 9, lanes: lanes)
             c += 8
           }
         }
       }
+    }
+  }
+
+  /// Tap `e` of up to eight consecutive 3x3 filters at `f` (every ninth float), one per lane.
+  @inline(__always)
+  static func filterTap(_ f: UnsafePointer<Float>, _ e: Int, lanes: Int) -> Float8 {
+    var v = Float8()
+    for l in 0..<lanes { v[l] = f[l * 9 + e] }
+    return v
+  }
+
+  /// Writes nine taps back to `[c][3][3]` filters: lane `l` of tap `e` is filter `l`'s float `e`.
+  @inline(__always)
+  static func storeFilterTaps(
+    _ taps: UnsafeMutablePointer<Float8>, _ d: UnsafeMutablePointer<Float>, lanes: Int
+  ) {
+    for l in 0..<lanes {
+      for e in 0..<9 { d[l * 9 + e] = taps[e][l] }
     }
   }
 }

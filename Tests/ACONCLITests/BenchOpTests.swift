@@ -1,3 +1,4 @@
+import ACONKernels
 import ACONModels
 import Foundation
 import Testing
@@ -68,5 +69,22 @@ struct BenchOpTests {
     #expect(throws: (any Error).self) { try BenchOp.parse(["--runs", "0"]).run() }
     #expect(throws: (any Error).self) { try BenchOp.parse(["--conv", "8,16,9"]).run() }
     #expect(throws: (any Error).self) { try BenchOp.parse(["--conv", "8,16,9,3,1,3"]).run() }
+    // Winograd's tile is 2 or 4, nothing else.
+    #expect(throws: (any Error).self) { try BenchOp.parse(["--winograd-tile", "3"]) }
+    #expect(throws: (any Error).self) { try Bench.parse(["--winograd-tile", "six"]) }
+  }
+
+  @Test func winogradTileReachesTheKernels() throws {
+    for tile in [2, 4] {
+      let command = try BenchOp.parse(["--winograd-tile", String(tile)])
+      let options = try command.kernelOptions()
+      #expect(options.winogradTile == tile)
+      KernelOptions.with(options) {
+        let g = ConvGeometry(
+          batch: 1, inChannels: 16, height: 24, width: 24, outChannels: 16, kernelHeight: 3,
+          kernelWidth: 3, padding: 1)
+        #expect(WinogradKernel.tileSize(g) == tile)
+      }
+    }
   }
 }
