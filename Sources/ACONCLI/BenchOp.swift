@@ -51,6 +51,11 @@ struct BenchOp: ParsableCommand {
       "Tuning: floats of one Winograd block's transformed input and output (default \(WinogradKernel.blockFloats))."
   )
   var winogradBlockFloats: Int?
+  @Option(
+    help:
+      "Tuning: Winograd layers whose transformed input and output fit this many floats run whole, shared by positions (default \(KernelOptions().winogradWholeLayerFloats))."
+  )
+  var winogradWholeLayerFloats: Int?
   @Flag(
     help:
       "Run 3x3 stride-1 convolutions as matrix products of the unfolded input instead of Winograd's minimal filtering."
@@ -110,6 +115,12 @@ struct BenchOp: ParsableCommand {
         throw ValidationError("--winograd-block-floats must be at least 1")
       }
       options.winogradBlockFloats = winogradBlockFloats
+    }
+    if let winogradWholeLayerFloats {
+      guard winogradWholeLayerFloats >= 0 else {
+        throw ValidationError("--winograd-whole-layer-floats must be at least 0")
+      }
+      options.winogradWholeLayerFloats = winogradWholeLayerFloats
     }
     return options
   }

@@ -23,6 +23,9 @@ public struct KernelOptions: Sendable, Equatable {
   public var winogradTile = 0
   /// Target floats of one Winograd worker block: its transformed input plus output (2 MB).
   public var winogradBlockFloats = 1 << 19
+  /// Cap on the floats of a Winograd layer's transformed input and output, all tiles at once,
+  /// for sharing the work by positions instead of tile rows (`WinogradKernel.Tiling.runsWhole`).
+  public var winogradWholeLayerFloats = 1 << 22
   /// Fewest tiles of a Winograd block (the products' column count).
   public var winogradMinimumBlockTiles = 64
   /// Matrix products of 1x1 layers aim for at least this many columns (images side by side).

@@ -60,6 +60,12 @@ public enum WinogradKernel {
     return tiles(4) >= 36 && 4 * 36 * tiles(4) <= 3 * 16 * tiles(2) ? 4 : 2
   }
 
+  /// Whether the workers share `g`'s products by positions, each over every tile of the batch,
+  /// rather than by runs of tile rows (small images with many channels).
+  public static func sharesPositions(_ g: ConvGeometry) -> Bool {
+    forwardTiling(g, blockFloats: blockFloats).runsWhole
+  }
+
   /// One convolution's tiling: `channels` input planes of `height x width`, padded by
   /// `padding`, giving `outChannels` planes of `outHeight x outWidth` in `tile x tile` tiles,
   /// each from a `(tile + 2) x (tile + 2)` input patch.
@@ -71,10 +77,11 @@ public enum WinogradKernel {
     let blockFloats: Int
     /// Read when the tiling is made, on the calling thread, like every option.
     let minimumBlockTiles = WinogradKernel.minimumBlockTiles
+    let wholeLayerFloats = KernelOptions.current.winogradWholeLayerFloats
 
-    /// Tiles down and across one image.
     /// Positions ξ of a transformed tile: the products per block.
     var positions: Int { (tile + 2) * (tile + 2) }
+    /// Tiles down and across one image.
     var tileRows: Int { (outHeight + tile - 1) / tile }
     var tileColumns: Int { (outWidth + tile - 1) / tile }
     /// Tile rows of the whole batch, image after image.
@@ -111,8 +118,32 @@ public enum WinogradKernel {
       return positions * (positionStride(channels, rows) + positionStride(outChannels, rows))
     }
 
-    /// Floats of every worker's block.
+    /// Floats of the whole layer's transformed input and output, all tiles at once.
+    var wholeLayerWorkspace: Int {
+      positions
+        * (positionStride(channels, totalTileRows) + positionStride(outChannels, totalTileRows))
+    }
+
+    /// Whether the workers share the layer by positions rather than by tile rows: each
+    /// transform split by channels, then each worker runs its positions' products over every
+    /// tile of the batch. Taken where the transformed filters outweigh the whole layer's
+    /// transformed input and output, and those fit ``KernelOptions/winogradWholeLayerFloats``
+    /// (small images, many channels): there each worker's run of tile rows read every filter
+    /// matrix for products of a few dozen columns, and its weight gradient summed into a partial
+    /// `dU` of its own. ResNet-50's 512 channels at 7x7, batch 8, forward 8.2-8.5 -> 7.5-7.8 ms,
+    /// weight gradient 10.2-11.1 -> 9.2-9.8 ms; at 28x28, where the filters are the smaller
+    /// part, sharing positions was 15% slower.
+    var runsWhole: Bool {
+      WinogradKernel.workerCount(self) > 1 && wholeLayerWorkspace <= filterFloats
+        && wholeLayerWorkspace <= wholeLayerFloats
+    }
+
+    /// Copies of `dU` the weight gradient sums into: one per worker when they share tile rows.
+    var weightGradientCopies: Int { runsWhole ? 1 : WinogradKernel.workerCount(self) }
+
+    /// Floats of every worker's block, or of the whole layer.
     var workspace: Int {
+      if runsWhole { return wholeLayerWorkspace }
       let workers = WinogradKernel.workerCount(self)
       return workers * blockWorkspace(workers: workers)
     }
@@ -159,7 +190,7 @@ public enum WinogradKernel {
   ) -> Int {
     let forward = forwardTiling(g, blockFloats: blockFloats)
     // The transformed filters (or dU), each extra worker's partial dU, and the blocks.
-    return forward.filterFloats * workerCount(forward)
+    return forward.filterFloats * forward.weightGradientCopies
       + max(forward.workspace, inputGradientTiling(g, blockFloats: blockFloats).workspace)
   }
 
@@ -193,7 +224,7 @@ public enum WinogradKernel {
     precondition(applies(g), "WinogradKernel.backward: unsupported \(g)")
     let forwardTiling = forwardTiling(g, blockFloats: blockFloats)
     let filterFloats = forwardTiling.filterFloats
-    let blocks = workspace + filterFloats * workerCount(forwardTiling)
+    let blocks = workspace + filterFloats * forwardTiling.weightGradientCopies
     if let dw {
       weightGradient(
         forwardTiling, input: x, outputGrad: dy, transformed: workspace,
@@ -226,13 +257,14 @@ public enum WinogradKernel {
     workspace: UnsafeMutablePointer<Float>
   ) {
     let (cin, cout) = (t.channels, t.outChannels)
-    forEachBlockOfEachWorker(t, workspace: workspace) { _, block, firstRow, rows in
+    // M[ξ] = U[ξ] V[ξ] for the positions `xis`, `rows` tile rows in `v` and `m`.
+    func products(
+      _ xis: Range<Int>, _ v: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+      rows: Int
+    ) {
       let (tiles, lt) = (rows * t.tileColumns, t.channelStride(rows))
-      let v = block
       let (ldv, ldm) = (t.positionStride(cin, rows), t.positionStride(cout, rows))
-      let m = block + t.positions * ldv
-      transformInput(t, x, firstRow: firstRow, rows: rows, into: v)
-      for xi in 0..<t.positions {
+      for xi in xis {
         if readTransposed {
           BLAS.sgemm(
             transposeA: true, transposeB: false, m: cout, n: tiles, k: cin,
@@ -245,15 +277,37 @@ public enum WinogradKernel {
             c: m + xi * ldm, ldc: lt, serial: true)
         }
       }
+    }
+    if t.runsWhole {
+      let rows = t.totalTileRows
+      let v = workspace
+      let m = workspace + t.positions * t.positionStride(cin, rows)
+      Parallel.forRanges(cin, minimumChunk: 1) { channels in
+        transformInput(t, x, firstRow: 0, rows: rows, channels: channels, into: v)
+      }
+      Parallel.forRanges(t.positions, minimumChunk: 1) { products($0, v, m, rows: rows) }
+      Parallel.forRanges(cout, minimumChunk: 1) { channels in
+        transformOutput(
+          t, UnsafePointer(m), firstRow: 0, rows: rows, channels: channels, bias: bias, into: y)
+      }
+      return
+    }
+    forEachBlockOfEachWorker(t, workspace: workspace) { _, block, firstRow, rows in
+      let v = block
+      let m = block + t.positions * t.positionStride(cin, rows)
+      transformInput(t, x, firstRow: firstRow, rows: rows, channels: 0..<cin, into: v)
+      products(0..<t.positions, v, m, rows: rows)
       transformOutput(
-        t, UnsafePointer(m), firstRow: firstRow, rows: rows, bias: bias, into: y
-      )
+        t, UnsafePointer(m), firstRow: firstRow, rows: rows, channels: 0..<cout, bias: bias,
+        into: y)
     }
   }
 
-  /// `dU[ξ] = Σ_tiles dM[ξ] V[ξ]ᵀ` into `transformed` (`[positions][outChannels][channels]`). Each
-  /// worker sums its tiles into its own copy (`partials`, one per worker after the first), and
-  /// the copies are added in worker order, so the result does not depend on timing.
+  /// `dU[ξ] = Σ_tiles dM[ξ] V[ξ]ᵀ` into `transformed` (`[positions][outChannels][channels]`).
+  /// Sharing tile rows, each worker sums its tiles into its own copy (`partials`, one per worker
+  /// after the first), and the copies are added in worker order; sharing positions
+  /// (``Tiling/runsWhole``), each position's product runs over every tile at once. Either way
+  /// the result does not depend on timing.
   static func weightGradient(
     _ t: Tiling, input x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>,
     transformed du: UnsafeMutablePointer<Float>, partials: UnsafeMutablePointer<Float>,
@@ -261,22 +315,44 @@ public enum WinogradKernel {
   ) {
     let (cin, cout) = (t.channels, t.outChannels)
     let filterFloats = t.filterFloats
-    let workers = workerCount(t)
-    forEachBlockOfEachWorker(t, workspace: blocks) { worker, block, firstRow, rows in
+    // dU[ξ] (+)= dM[ξ] V[ξ]ᵀ for the positions `xis`, `rows` tile rows in `v` and `dm`.
+    func products(
+      _ xis: Range<Int>, _ v: UnsafeMutablePointer<Float>, _ dm: UnsafeMutablePointer<Float>,
+      rows: Int, accumulating: Bool, into sum: UnsafeMutablePointer<Float>
+    ) {
       let (tiles, lt) = (rows * t.tileColumns, t.channelStride(rows))
-      let v = block
       let (ldv, ldm) = (t.positionStride(cin, rows), t.positionStride(cout, rows))
-      let dm = block + t.positions * ldv
-      let sum = worker == 0 ? du : partials + (worker - 1) * filterFloats
-      let first = firstRow == t.totalTileRows * worker / workers
-      transformInput(t, x, firstRow: firstRow, rows: rows, into: v)
-      transformOutputGradient(t, dy, firstRow: firstRow, rows: rows, into: dm)
-      for xi in 0..<t.positions {
+      for xi in xis {
         BLAS.sgemm(
           transposeA: false, transposeB: true, m: cout, n: cin, k: tiles,
           a: dm + xi * ldm, lda: lt, b: v + xi * ldv, ldb: lt,
-          beta: first ? 0 : 1, c: sum + xi * cout * cin, ldc: cin, serial: true)
+          beta: accumulating ? 1 : 0, c: sum + xi * cout * cin, ldc: cin, serial: true)
       }
+    }
+    if t.runsWhole {
+      let rows = t.totalTileRows
+      let v = blocks
+      let dm = blocks + t.positions * t.positionStride(cin, rows)
+      Parallel.forRanges(cin, minimumChunk: 1) { channels in
+        transformInput(t, x, firstRow: 0, rows: rows, channels: channels, into: v)
+      }
+      Parallel.forRanges(cout, minimumChunk: 1) { channels in
+        transformOutputGradient(t, dy, firstRow: 0, rows: rows, channels: channels, into: dm)
+      }
+      Parallel.forRanges(t.positions, minimumChunk: 1) {
+        products($0, v, dm, rows: rows, accumulating: false, into: du)
+      }
+      return
+    }
+    let workers = workerCount(t)
+    forEachBlockOfEachWorker(t, workspace: blocks) { worker, block, firstRow, rows in
+      let v = block
+      let dm = block + t.positions * t.positionStride(cin, rows)
+      let sum = worker == 0 ? du : partials + (worker - 1) * filterFloats
+      let first = firstRow == t.totalTileRows * worker / workers
+      transformInput(t, x, firstRow: firstRow, rows: rows, channels: 0..<cin, into: v)
+      transformOutputGradient(t, dy, firstRow: firstRow, rows: rows, channels: 0..<cout, into: dm)
+      products(0..<t.positions, v, dm, rows: rows, accumulating: !first, into: sum)
     }
     for worker in 1..<max(1, workers) {
       ElementwiseKernel.add(du, partials + (worker - 1) * filterFloats, du, count: filterFloats)
@@ -331,15 +407,18 @@ public enum WinogradKernel {
   /// `V[ξ][c][tile] = (Bᵀ d B)[ξ]` for every input channel and the block's tiles; `v` is
   /// `[16][t.channels][channelStride(rows)]`.
   static func transformInput(
-    _ t: Tiling, _ x: UnsafePointer<Float>, firstRow: Int, rows: Int,
+    _ t: Tiling, _ x: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     into v: UnsafeMutablePointer<Float>
   ) {
-    if t.tile == 4 { return transformInput4x4(t, x, firstRow: firstRow, rows: rows, into: v) }
+    if t.tile == 4 {
+      return transformInput4x4(
+        t, x, firstRow: firstRow, rows: rows, channels: channels, into: v)
+    }
     let (h, w, p, tw) = (t.height, t.width, t.padding, t.tileColumns)
     let lt = t.channelStride(rows)
     let ld = t.positionStride(t.channels, rows)
     let stride = t.scratchRow
-    forEachTileRow(t, channels: t.channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
       c, r, n, ty, scratch in
       // The tile row's four input rows, zero-padded: scratch column j is input column j - p.
       loadRows(
@@ -375,17 +454,18 @@ public enum WinogradKernel {
   /// `Y = Aᵀ M A (+ bias)` for every output channel of the block's tiles, cropped to the
   /// output; `m` is `[16][t.outChannels][channelStride(rows)]`.
   static func transformOutput(
-    _ t: Tiling, _ m: UnsafePointer<Float>, firstRow: Int, rows: Int,
+    _ t: Tiling, _ m: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>
   ) {
     if t.tile == 4 {
-      return transformOutput4x4(t, m, firstRow: firstRow, rows: rows, bias: bias, into: y)
+      return transformOutput4x4(
+        t, m, firstRow: firstRow, rows: rows, channels: channels, bias: bias, into: y)
     }
     let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
     let lt = t.channelStride(rows)
     let ld = t.positionStride(t.outChannels, rows)
     let stride = t.scratchRow
-    forEachTileRow(t, channels: t.outChannels, firstRow: firstRow, rows: rows, scratchRows: 2) {
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 2) {
       k, r, n, ty, scratch in
       let b = bias.map { Float8(repeating: $0[k]) } ?? Float8()
       let source = m + k * lt + r * tw
@@ -420,17 +500,18 @@ public enum WinogradKernel {
   /// `dM = A dY Aᵀ` for every output channel of the block's tiles (zero beyond the output);
   /// `dm` is `[16][t.outChannels][channelStride(rows)]`.
   static func transformOutputGradient(
-    _ t: Tiling, _ dy: UnsafePointer<Float>, firstRow: Int, rows: Int,
+    _ t: Tiling, _ dy: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     into dm: UnsafeMutablePointer<Float>
   ) {
     if t.tile == 4 {
-      return transformOutputGradient4x4(t, dy, firstRow: firstRow, rows: rows, into: dm)
+      return transformOutputGradient4x4(
+        t, dy, firstRow: firstRow, rows: rows, channels: channels, into: dm)
     }
     let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
     let lt = t.channelStride(rows)
     let ld = t.positionStride(t.outChannels, rows)
     let stride = t.scratchRow
-    forEachTileRow(t, channels: t.outChannels, firstRow: firstRow, rows: rows, scratchRows: 2) {
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 2) {
       k, r, n, ty, scratch in
       // The tile row's two output rows, zero past the output's edges.
       loadRows(
@@ -455,18 +536,18 @@ public enum WinogradKernel {
     }
   }
 
-  /// Calls `body(channel, r, image, tileRow, scratch)` for every channel in `0..<channels` and every
+  /// Calls `body(channel, r, image, tileRow, scratch)` for every channel in `channels` and every
   /// tile row `r` of the block, with `scratchRows` rows of ``Tiling/scratchRow`` floats of
   /// scratch on the stack.
   @inline(__always)
   static func forEachTileRow(
-    _ t: Tiling, channels: Int, firstRow: Int, rows: Int, scratchRows: Int,
+    _ t: Tiling, channels: Range<Int>, firstRow: Int, rows: Int, scratchRows: Int,
     _ body: (
       _ channel: Int, _ r: Int, _ image: Int, _ tileRow: Int, _ scratch: UnsafeMutablePointer<Float>
     ) -> Void
   ) {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: scratchRows * t.scratchRow) { buffer in
-      for c in 0..<channels {
+      for c in channels {
         for r in 0..<rows {
           let (n, ty) = (firstRow + r).quotientAndRemainder(dividingBy: t.tileRows)
           body(c, r, n, ty, buffer.baseAddress!)

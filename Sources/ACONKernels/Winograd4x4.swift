@@ -90,17 +90,17 @@ extension WinogradKernel {
     store8(column.5, o + (30 + j) * ld)
   }
 
-  /// ``transformInput(_:_:firstRow:rows:into:)`` for 4x4 tiles: `V[ξ] = (Bᵀ d B)[ξ]` into
+  /// ``transformInput(_:_:firstRow:rows:channels:into:)`` for 4x4 tiles: `V[ξ] = (Bᵀ d B)[ξ]` into
   /// `[36][t.channels][channelStride(rows)]`.
   static func transformInput4x4(
-    _ t: Tiling, _ x: UnsafePointer<Float>, firstRow: Int, rows: Int,
+    _ t: Tiling, _ x: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     into v: UnsafeMutablePointer<Float>
   ) {
     let (h, w, p, tw) = (t.height, t.width, t.padding, t.tileColumns)
     let lt = t.channelStride(rows)
     let ld = t.positionStride(t.channels, rows)
     let stride = t.scratchRow
-    forEachTileRow(t, channels: t.channels, firstRow: firstRow, rows: rows, scratchRows: 6) {
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 6) {
       c, r, n, ty, scratch in
       // The tile row's six input rows, zero-padded: scratch column j is input column j - p.
       loadRows(
@@ -135,16 +135,16 @@ extension WinogradKernel {
     }
   }
 
-  /// ``transformOutput(_:_:firstRow:rows:bias:into:)`` for 4x4 tiles: `Y = Aᵀ M A (+ bias)`.
+  /// ``transformOutput(_:_:firstRow:rows:channels:bias:into:)`` for 4x4 tiles: `Y = Aᵀ M A (+ bias)`.
   static func transformOutput4x4(
-    _ t: Tiling, _ m: UnsafePointer<Float>, firstRow: Int, rows: Int,
+    _ t: Tiling, _ m: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>
   ) {
     let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
     let lt = t.channelStride(rows)
     let ld = t.positionStride(t.outChannels, rows)
     let stride = t.scratchRow
-    forEachTileRow(t, channels: t.outChannels, firstRow: firstRow, rows: rows, scratchRows: 4) {
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
       k, r, n, ty, scratch in
       let b = bias.map { Float8(repeating: $0[k]) } ?? Float8()
       let source = m + k * lt + r * tw
@@ -182,16 +182,16 @@ extension WinogradKernel {
     }
   }
 
-  /// ``transformOutputGradient(_:_:firstRow:rows:into:)`` for 4x4 tiles: `dM = A dY Aᵀ`.
+  /// ``transformOutputGradient(_:_:firstRow:rows:channels:into:)`` for 4x4 tiles: `dM = A dY Aᵀ`.
   static func transformOutputGradient4x4(
-    _ t: Tiling, _ dy: UnsafePointer<Float>, firstRow: Int, rows: Int,
+    _ t: Tiling, _ dy: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     into dm: UnsafeMutablePointer<Float>
   ) {
     let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
     let lt = t.channelStride(rows)
     let ld = t.positionStride(t.outChannels, rows)
     let stride = t.scratchRow
-    forEachTileRow(t, channels: t.outChannels, firstRow: firstRow, rows: rows, scratchRows: 4) {
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
       k, r, n, ty, scratch in
       // The tile row's four output rows, zero past the output's edges.
       loadRows(

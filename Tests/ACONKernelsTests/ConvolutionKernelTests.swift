@@ -358,6 +358,29 @@ struct WinogradKernelTests {
     }
   }
 
+  /// Small images with many channels, shared by positions (each position's products over every
+  /// tile) and, with the cap at zero, by tile rows: both match the reference, with two workers
+  /// whatever the machine.
+  @Test(arguments: [2, 4]) func sharedByPositions(tile: Int) {
+    let cases = [geometry(1, 64, 5, 5, 48, p: 1), geometry(2, 48, 6, 6, 64, p: 0)]
+    for (k, g) in cases.enumerated() {
+      for whole in [true, false] {
+        var options = KernelOptions.current
+        options.winogradTile = tile
+        options.workers = 2
+        options.winogradWholeLayerFloats = whole ? 1 << 22 : 0
+        KernelOptions.with(options) {
+          #expect(WinogradKernel.sharesPositions(g) == whole, "\(g)")
+          let failures = checkAgainstReference(
+            g, bias: true, seed: UInt64(500 + k), tolerance: tolerance(tile))
+          #expect(failures.isEmpty, "tile \(tile) whole \(whole): \(failures)")
+        }
+      }
+    }
+    // Larger images keep sharing tile rows.
+    #expect(!WinogradKernel.sharesPositions(geometry(8, 128, 28, 28, 128, p: 1)))
+  }
+
   /// The automatic choice: F(4x4) on images of at least 36 of its tiles where its products
   /// are at least a quarter fewer.
   @Test func tileChoice() {
