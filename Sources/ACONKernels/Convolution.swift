@@ -310,7 +310,16 @@ public enum ConvolutionKernel {
     }
   }
 
-  /// Gradients of `y = conv(x, w) + b` given `dy`; each non-nil output is overwritten.
+  /// Whether ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:biasGrad:workspace:accumulatingInputGrad:)``
+  /// can add `g`'s input gradient to a gradient already there (the matrix-product paths: the
+  /// product's `beta` or the fold's sums), saving the separate add where a layer's input also
+  /// feeds another op (a residual block's input, ResNet's first 1x1 convolution of each block).
+  public static func accumulatesInputGradient(_ g: ConvGeometry) -> Bool {
+    !PointwiseKernel.applies(g) && !runsWinograd(g) && !g.isDepthwise
+  }
+
+  /// Gradients of `y = conv(x, w) + b` given `dy`; each non-nil output is overwritten (the
+  /// input gradient added to, with `accumulatingInputGrad`).
   ///
   /// - Parameters:
   ///   - x: the forward input (needed for `weightGrad` only).
@@ -320,12 +329,17 @@ public enum ConvolutionKernel {
   ///   - weightGrad: same shape as the weight, or nil.
   ///   - biasGrad: `[outChannels]`, or nil.
   ///   - workspace: at least ``backwardWorkspaceCount(_:)`` floats.
+  ///   - accumulatingInputGrad: add the input gradient to what `inputGrad` holds instead of
+  ///     overwriting it; only where ``accumulatesInputGradient(_:)``.
   public static func backward(
     _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     outputGrad dy: UnsafePointer<Float>, inputGrad dx: UnsafeMutablePointer<Float>?,
     weightGrad dw: UnsafeMutablePointer<Float>?, biasGrad db: UnsafeMutablePointer<Float>?,
-    workspace: UnsafeMutablePointer<Float>
+    workspace: UnsafeMutablePointer<Float>, accumulatingInputGrad: Bool = false
   ) {
+    precondition(
+      !accumulatingInputGrad || accumulatesInputGradient(g),
+      "ConvolutionKernel.backward: \(g) cannot add its input gradient in place")
     let spatial = g.outHeight * g.outWidth
     if let db { biasGradient(dy, batch: g.batch, channels: g.outChannels, spatial: spatial, db) }
     if dx == nil && dw == nil { return }
@@ -393,7 +407,7 @@ public enum ConvolutionKernel {
         if direct {
           BLAS.sgemm(
             transposeA: true, transposeB: false, m: cinG, n: spatial, k: coutG, a: wg, lda: k,
-            b: dyg, ldb: dyLd, c: dxg, ldc: spatial)
+            b: dyg, ldb: dyLd, beta: accumulatingInputGrad ? 1 : 0, c: dxg, ldc: spatial)
         } else {
           // dcol = W_g^T dY_g (reusing the column buffer), then fold it into the input planes.
           BLAS.sgemm(
@@ -401,7 +415,7 @@ public enum ConvolutionKernel {
             b: dyg, ldb: dyLd, c: col, ldc: ld)
           Im2colKernel.fold(
             col, ldc: ld, images: count, channels: cinG, geometry: g, dx: dxg,
-            imageStride: g.inChannels * plane)
+            imageStride: g.inChannels * plane, accumulating: accumulatingInputGrad)
         }
       }
     }

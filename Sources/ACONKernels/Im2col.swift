@@ -120,10 +120,11 @@ public enum Im2colKernel {
 
   /// Adds the columns of `images` images in `col` back into their input positions, the adjoint of
   /// ``unfold(_:imageStride:images:channels:geometry:col:ldc:)``: it overwrites the `channels`
-  /// planes of every image of `dx` (gradient of the input) with the folded sums.
+  /// planes of every image of `dx` (gradient of the input) with the folded sums, or with
+  /// `accumulating` adds them to what `dx` holds.
   public static func fold(
     _ col: UnsafePointer<Float>, ldc: Int, images: Int, channels: Int, geometry g: ConvGeometry,
-    dx: UnsafeMutablePointer<Float>, imageStride: Int
+    dx: UnsafeMutablePointer<Float>, imageStride: Int, accumulating: Bool = false
   ) {
     let (kh, kw) = (g.kernelHeight, g.kernelWidth)
     let (oh, ow) = (g.outHeight, g.outWidth)
@@ -140,10 +141,14 @@ public enum Im2colKernel {
         let dst = dx + b * imageStride + c * plane
         if g.isPointwise {
           // One tap, no overlap: the plane is the column row itself.
-          copyShortRow(from: col + c * ldc + b * spatial, to: dst, count: plane)
+          if accumulating {
+            addInPlace(dst, col + c * ldc + b * spatial, count: plane)
+          } else {
+            copyShortRow(from: col + c * ldc + b * spatial, to: dst, count: plane)
+          }
           continue
         }
-        dst.update(repeating: 0, count: plane)
+        if !accumulating { dst.update(repeating: 0, count: plane) }
         for i in 0..<kh {
           for j in 0..<kw {
             let r = (c * kh + i) * kw + j

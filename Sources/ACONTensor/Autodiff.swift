@@ -27,9 +27,11 @@ public final class GradNode {
   @usableFromInline enum Pullback {
     /// One gradient per input (nil where an input needs none), added to what they have.
     case gradients((Tensor) throws -> [Tensor?])
-    /// An op of one input that can add its gradient into the input's gradient in place
-    /// (``Tensor/record(_:output:input:accumulating:)``).
-    case accumulating((_ upstream: Tensor, _ soFar: Tensor?) throws -> Tensor)
+    /// An op that can add its first input's gradient into that input's gradient in place
+    /// (``Tensor/record(_:output:input:accumulating:)``,
+    /// ``Tensor/record(_:output:inputs:accumulatingFirst:)``): one gradient per input, the
+    /// first with `soFar` added.
+    case accumulating((_ upstream: Tensor, _ soFar: Tensor?) throws -> [Tensor?])
   }
 
   init(operation: String, inputs: [GradNode?], pullback: Pullback) {
@@ -151,7 +153,37 @@ extension Tensor {
     _ operation: String, output: Tensor, input: Tensor,
     accumulating: @escaping (_ upstream: Tensor, _ soFar: Tensor?) throws -> Tensor
   ) -> Tensor {
-    recordEntry(operation, output: output, inputs: [input], pullback: .accumulating(accumulating))
+    recordEntry(
+      operation, output: output, inputs: [input],
+      pullback: .accumulating { upstream, soFar in [try accumulating(upstream, soFar)] })
+  }
+
+  /// Attaches a tape entry to `output` of an op whose pullback can add its first input's
+  /// gradient into that input's gradient in place: `accumulatingFirst(upstream, soFar)` returns
+  /// one gradient per input (nil where none is needed), the first with `soFar` added as in
+  /// ``record(_:output:input:accumulating:)``; the others are added to their inputs' gradients
+  /// as any op's.
+  ///
+  /// For a convolution whose input also feeds another op (a residual block's input): its input
+  /// gradient lands in the gradient already there, with no separate add.
+  public static func record(
+    _ operation: String, output: Tensor, inputs: [Tensor],
+    accumulatingFirst: @escaping (_ upstream: Tensor, _ soFar: Tensor?) throws -> [Tensor?]
+  ) -> Tensor {
+    recordEntry(
+      operation, output: output, inputs: inputs, pullback: .accumulating(accumulatingFirst))
+  }
+
+  /// Adds each gradient to its input's gradient (or makes it the input's gradient).
+  private static func addGradients(_ grads: ArraySlice<Tensor?>, to inputs: ArraySlice<GradNode?>) {
+    for (input, grad) in zip(inputs, grads) {
+      guard let input, let grad else { continue }
+      if let existing = input.grad {
+        input.grad = Tensor.addRaw(existing, grad)
+      } else {
+        input.grad = grad.detached
+      }
+    }
   }
 
   /// Whether this tensor's storage has no other holder (its data may be updated in place).
@@ -210,25 +242,22 @@ extension Tensor {
       let grads: [Tensor?]
       switch pullback {
       case .accumulating(let accumulating):
-        guard let input = n.inputs[0] else { continue }
-        var soFar = input.grad
-        input.grad = nil
-        if soFar?.holdsStorageAlone() == false {
-          input.grad = Tensor.addRaw(soFar!, try accumulating(upstream, nil))
-        } else {
-          input.grad = try accumulating(upstream, soFar).detached
-        }
-        grads = [input.grad]
-      case .gradients(let pullback):
-        grads = try pullback(upstream)
-        for (input, grad) in zip(n.inputs, grads) {
-          guard let input, let grad else { continue }
-          if let existing = input.grad {
-            input.grad = Tensor.addRaw(existing, grad)
+        let first = n.inputs[0]
+        var soFar = first?.grad
+        first?.grad = nil
+        let shared = soFar?.holdsStorageAlone() == false
+        grads = try accumulating(upstream, shared ? nil : soFar)
+        if let first {
+          if let grad = grads[0] {
+            first.grad = shared ? Tensor.addRaw(soFar!, grad) : grad.detached
           } else {
-            input.grad = grad.detached
+            first.grad = soFar
           }
         }
+        Tensor.addGradients(grads.dropFirst(), to: n.inputs.dropFirst())
+      case .gradients(let pullback):
+        grads = try pullback(upstream)
+        Tensor.addGradients(grads[...], to: n.inputs[...])
       }
       if start != 0 {
         // Upstream gradient read; each input read and its gradient written.

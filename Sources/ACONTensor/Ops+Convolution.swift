@@ -44,8 +44,9 @@ extension Tensor {
     var inputs = [x, weight]
     if let bias { inputs.append(bias) }
     let hasBias = bias != nil
-    return record("conv2d", output: out, inputs: inputs) { dy in
-      let dx = needX ? dy.empty([g.batch, g.inChannels, g.height, g.width]) : nil
+    // The gradients, the input's added to `soFar` (x's gradient from other ops) when given.
+    func gradients(_ dy: Tensor, _ soFar: Tensor?) -> [Tensor?] {
+      let dx = needX ? soFar ?? dy.empty([g.batch, g.inChannels, g.height, g.width]) : nil
       let dw =
         needW
         ? dy.empty([g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth])
@@ -53,11 +54,15 @@ extension Tensor {
       let db = needB ? dy.empty([g.outChannels]) : nil
       backend.convolutionBackward(
         g, input: savedX, weight: savedW, outputGradient: dy, inputGradient: dx,
-        weightGradient: dw, biasGradient: db)
+        accumulatingInputGradient: soFar != nil, weightGradient: dw, biasGradient: db)
       var grads: [Tensor?] = [dx, dw]
       if hasBias { grads.append(db) }
       return grads
     }
+    if needX && backend.convolutionAccumulatesInputGradient(g) {
+      return record("conv2d", output: out, inputs: inputs, accumulatingFirst: gradients)
+    }
+    return record("conv2d", output: out, inputs: inputs) { gradients($0, nil) }
   }
 
   /// Checks the arguments of ``conv2d(_:weight:bias:stride:padding:dilation:groups:)`` and

@@ -294,6 +294,43 @@ struct ConvolutionKernelTests {
     #expect(ConvolutionKernel.leadingDimension(2048) == 2064)
     #expect(ConvolutionKernel.leadingDimension(2009) == 2009)
   }
+
+  /// The matrix-product paths add the input gradient to what `dx` holds when asked: one 1x1
+  /// product per image (large images), batched 1x1 and strided 1x1 folds, overlapping 3x3
+  /// folds; the other paths say they cannot.
+  @Test func inputGradientAccumulates() {
+    let cases = [
+      geometry(2, 12, 24, 24, 20, 1, 1),
+      geometry(4, 300, 4, 4, 40, 1, 1),
+      geometry(2, 12, 14, 14, 20, 1, 1, s: 2),
+      geometry(2, 4, 7, 7, 6, 3, 3, s: 2, p: 1),
+      geometry(2, 4, 9, 9, 6, 3, 3, p: 1),
+    ]
+    for (k, g) in cases.enumerated() {
+      #expect(ConvolutionKernel.accumulatesInputGradient(g), "\(g)")
+      var rng = Lcg(state: UInt64(600 + k))
+      let x = rng.array(g.batch * g.inChannels * g.height * g.width)
+      let w = rng.array(g.outChannels * g.patchSize)
+      let dy = rng.array(g.batch * g.outChannels * g.outHeight * g.outWidth)
+      let before = rng.array(x.count)
+      var dx = before
+      var workspace = [Float](
+        repeating: .nan, count: max(1, ConvolutionKernel.backwardWorkspaceCount(g)))
+      workspace.withUnsafeMutableBufferPointer { ws in
+        ConvolutionKernel.backward(
+          g, input: x, weight: w, outputGrad: dy, inputGrad: &dx, weightGrad: nil, biasGrad: nil,
+          workspace: ws.baseAddress!, accumulatingInputGrad: true)
+      }
+      let expected = zip(ReferenceConvolution(g: g).backward(x, w, dy).dx, before).map {
+        $0 + Double($1)
+      }
+      #expect(worstError(dx, expected) <= 1e-5, "\(g)")
+    }
+    #expect(!ConvolutionKernel.accumulatesInputGradient(geometry(2, 16, 8, 8, 16, 3, 3, p: 1)))
+    #expect(!ConvolutionKernel.accumulatesInputGradient(geometry(2, 16, 8, 8, 16, 1, 1)))
+    #expect(
+      !ConvolutionKernel.accumulatesInputGradient(geometry(2, 8, 8, 8, 8, 3, 3, p: 1, groups: 8)))
+  }
 }
 
 @Suite("Winograd convolutions")

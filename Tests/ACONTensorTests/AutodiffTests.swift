@@ -71,6 +71,36 @@ struct AutodiffTests {
     #expect(p.grad!.scalars == (0..<72).map { ($0 / 9) % 2 == 0 ? 1 : 0 })
   }
 
+  /// A convolution whose input also feeds other ops adds its input gradient to theirs in place
+  /// (the matrix-product paths: 1x1 on 6x6 with 3 channels, 3x3 stride 2): in either order on
+  /// the tape, with two convolutions sharing the input, and with the input used by nothing else.
+  @Test mutating func convolutionInputGradientsAddUp() throws {
+    let x = Tensor.randomNormal([2, 3, 6, 6], using: &rng)
+    let w1 = Tensor.randomNormal([5, 3, 1, 1], using: &rng)
+    let w3 = Tensor.randomNormal([4, 3, 3, 3], using: &rng)
+    let check = GradientCheck()
+    try expectNone(
+      check.failures([x, w1]) { t in
+        let a = try Tensor.conv2d(t[0], weight: t[1], bias: nil)
+        return try (a.spatialMean() + t[0].sigmoid().spatialMean().sum()).reshaped([2, -1])
+      })
+    try expectNone(
+      check.failures([x, w1, w3]) { t in
+        let shortcut = try t[0].sigmoid().spatialMean()
+        let a = try Tensor.conv2d(t[0], weight: t[1], bias: nil).spatialMean()
+        let b = try Tensor.conv2d(t[0], weight: t[2], bias: nil, stride: 2, padding: 1)
+          .spatialMean()
+        return try Tensor.concatChannels([
+          a.reshaped([2, 5, 1, 1]), b.reshaped([2, 4, 1, 1]), shortcut.reshaped([2, 3, 1, 1]),
+        ]).reshaped([2, -1])
+      })
+    try expectNone(
+      check.failures([x, w3]) { t in
+        try Tensor.conv2d(t[0], weight: t[1], bias: nil, stride: 2, padding: 1).spatialMean()
+          .reshaped([2, -1])
+      })
+  }
+
   @Test func parityAndConcatValues() throws {
     let x = Tensor(shape: [1, 4, 1, 1], values: [0, 1, 2, 3])
     let (even, odd) = try x.splitChannelsByParity()
@@ -105,5 +135,10 @@ struct AutodiffTests {
     let y = withoutGradients { p.value.scaled(2) }
     #expect(!y.requiresGrad)
     #expect(p.value.requiresGrad)
+  }
+
+  /// Records the gradient check's failures, by name, when there are any.
+  func expectNone(_ failures: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(failures.isEmpty, "\(failures)", sourceLocation: sourceLocation)
   }
 }

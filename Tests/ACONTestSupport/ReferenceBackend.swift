@@ -239,13 +239,18 @@ public final class ReferenceBackend: ComputeBackend {
     store(sums, out)
   }
 
+  public func convolutionAccumulatesInputGradient(_ g: ConvGeometry) -> Bool { true }
+
   public func convolutionBackward(
     _ g: ConvGeometry, input: Tensor?, weight: Tensor?, outputGradient dy: Tensor,
-    inputGradient dx: Tensor?, weightGradient dw: Tensor?, biasGradient db: Tensor?
+    inputGradient dx: Tensor?, accumulatingInputGradient: Bool, weightGradient dw: Tensor?,
+    biasGradient db: Tensor?
   ) {
     let gy = read(dy)
     if let dx, let weight {
-      var sums = [Double](repeating: 0, count: dx.count)
+      var sums =
+        accumulatingInputGradient
+        ? (0..<dx.count).map { Double(read(dx)[$0]) } : [Double](repeating: 0, count: dx.count)
       let w = read(weight)
       forEachTap(g) { i, k, o in sums[i] += Double(gy[o]) * Double(w[k]) }
       store(sums, dx)

@@ -194,9 +194,14 @@ public final class CPUBackend: ComputeBackend {
     }
   }
 
+  public func convolutionAccumulatesInputGradient(_ g: ConvGeometry) -> Bool {
+    ConvolutionKernel.accumulatesInputGradient(g)
+  }
+
   public func convolutionBackward(
     _ g: ConvGeometry, input: Tensor?, weight: Tensor?, outputGradient dy: Tensor,
-    inputGradient dx: Tensor?, weightGradient dw: Tensor?, biasGradient db: Tensor?
+    inputGradient dx: Tensor?, accumulatingInputGradient: Bool, weightGradient dw: Tensor?,
+    biasGradient db: Tensor?
   ) {
     let count = ConvolutionKernel.backwardWorkspaceCount(g)
     let workspace = count > 0 && (dx != nil || dw != nil) ? dy.empty([count]) : nil
@@ -214,7 +219,8 @@ public final class CPUBackend: ComputeBackend {
         ConvolutionKernel.backward(
           g, input: input?.data ?? anyPointer, weight: weight?.data ?? anyPointer,
           outputGrad: dy.data, inputGrad: dx?.mutableData, weightGrad: dw?.mutableData,
-          biasGrad: db?.mutableData, workspace: workspace?.mutableData ?? dy.mutableData)
+          biasGrad: db?.mutableData, workspace: workspace?.mutableData ?? dy.mutableData,
+          accumulatingInputGrad: accumulatingInputGradient)
       }
     }
   }

@@ -80,10 +80,16 @@ public protocol ComputeBackend: AnyObject, Sendable {
   func convolutionForward(
     _ g: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?, into out: Tensor)
   /// The gradients of a convolution for the outputs given (nil: not wanted); `input` is given
-  /// when `weightGradient` is wanted, `weight` when `inputGradient` is.
+  /// when `weightGradient` is wanted, `weight` when `inputGradient` is. With
+  /// `accumulatingInputGradient` the input gradient is added to what `dx` holds (only where
+  /// ``convolutionAccumulatesInputGradient(_:)``).
   func convolutionBackward(
     _ g: ConvGeometry, input: Tensor?, weight: Tensor?, outputGradient dy: Tensor,
-    inputGradient dx: Tensor?, weightGradient dw: Tensor?, biasGradient db: Tensor?)
+    inputGradient dx: Tensor?, accumulatingInputGradient: Bool, weightGradient dw: Tensor?,
+    biasGradient db: Tensor?)
+  /// Whether ``convolutionBackward(_:input:weight:outputGradient:inputGradient:accumulatingInputGradient:weightGradient:biasGradient:)``
+  /// can add `g`'s input gradient in place.
+  func convolutionAccumulatesInputGradient(_ g: ConvGeometry) -> Bool
   /// Max pooling over `planes` planes; `indices` (one element per output, backend-defined
   /// contents) keeps what ``maxPoolBackward(_:indices:planes:geometry:into:)`` needs.
   func maxPoolForward(
