@@ -22,9 +22,10 @@
 /// block after block, with serial products.
 ///
 /// Rounding differs from the direct sum (the transforms add and subtract inputs before the
-/// products, F(4x4)'s with factors up to 8): the kernel tests hold every output and gradient of
-/// both within 1e-5 (relative to `1 + |value|`) of a Float64 direct sum, and the PyTorch goldens
-/// within 1e-5 relative L2.
+/// products, F(4x4)'s with factors up to 8): the kernel tests hold every output and gradient
+/// within 1e-5 (F(2x2)) or 1e-4 (F(4x4)) of a Float64 direct sum, relative to `1 + |value|`, on
+/// layers of up to 24 channels (the error grows with the channels summed), and the PyTorch
+/// goldens within 1e-5 relative L2.
 public enum WinogradKernel {
   /// Layers with fewer input or output channels use ``Im2col``: their 16 products are too thin
   /// for BLAS to run at speed (``KernelOptions/winogradMinimumChannels``).
@@ -404,8 +405,9 @@ public enum WinogradKernel {
   @inline(__always)
   static func outputTransformAdjoint(_ a: Float8, _ b: Float8) -> Quad { (a, a + b, a - b, -b) }
 
-  /// `V[ξ][c][tile] = (Bᵀ d B)[ξ]` for every input channel and the block's tiles; `v` is
-  /// `[16][t.channels][channelStride(rows)]`.
+  /// `V[ξ][c][tile] = (Bᵀ d B)[ξ]` for the input channels `channels` and the block's tiles; `v`
+  /// is `[positions][t.channels][channelStride(rows)]`, positions ``Tiling/positionStride(_:_:)``
+  /// apart.
   static func transformInput(
     _ t: Tiling, _ x: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     into v: UnsafeMutablePointer<Float>
@@ -451,8 +453,9 @@ public enum WinogradKernel {
     }
   }
 
-  /// `Y = Aᵀ M A (+ bias)` for every output channel of the block's tiles, cropped to the
-  /// output; `m` is `[16][t.outChannels][channelStride(rows)]`.
+  /// `Y = Aᵀ M A (+ bias)` for the output channels `channels` of the block's tiles, cropped to
+  /// the output; `m` is `[positions][t.outChannels][channelStride(rows)]`, positions
+  /// ``Tiling/positionStride(_:_:)`` apart.
   static func transformOutput(
     _ t: Tiling, _ m: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>
@@ -497,8 +500,9 @@ public enum WinogradKernel {
     }
   }
 
-  /// `dM = A dY Aᵀ` for every output channel of the block's tiles (zero beyond the output);
-  /// `dm` is `[16][t.outChannels][channelStride(rows)]`.
+  /// `dM = A dY Aᵀ` for the output channels `channels` of the block's tiles (zero beyond the
+  /// output); `dm` is `[positions][t.outChannels][channelStride(rows)]`, positions
+  /// ``Tiling/positionStride(_:_:)`` apart.
   static func transformOutputGradient(
     _ t: Tiling, _ dy: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     into dm: UnsafeMutablePointer<Float>
@@ -609,32 +613,25 @@ public enum WinogradKernel {
     func g(_ a: Float8, _ b: Float8, _ c: Float8) -> Quad {
       (a, half * (a + b + c), half * (a - b + c), c)
     }
-    Parallel.forRanges(outChannels, minimumChunk: max(1, 4096 / inChannels)) { range in
-      for k in range {
-        var c = 0
-        while c < inChannels {
-          let lanes = min(8, inChannels - c)
-          let f = w + (k * inChannels + c) * 9
-          // Tap e of the eight filters: every ninth float.
-          func tap(_ e: Int) -> Float8 { filterTap(f, rotated ? 8 - e : e, lanes: lanes) }
-          // G g: each filter column to 4 rows; then (G g) Gᵀ: each row to 4 columns.
-          let c0 = g(tap(0), tap(3), tap(6))
-          let c1 = g(tap(1), tap(4), tap(7))
-          let c2 = g(tap(2), tap(5), tap(8))
-          let o = u + k * inChannels + c
-          func put(_ i: Int, _ r: Quad) {
-            store8(r.0, o + (4 * i) * ld, lanes: lanes)
-            store8(r.1, o + (4 * i + 1) * ld, lanes: lanes)
-            store8(r.2, o + (4 * i + 2) * ld, lanes: lanes)
-            store8(r.3, o + (4 * i + 3) * ld, lanes: lanes)
-          }
-          put(0, g(c0.0, c1.0, c2.0))
-          put(1, g(c0.1, c1.1, c2.1))
-          put(2, g(c0.2, c1.2, c2.2))
-          put(3, g(c0.3, c1.3, c2.3))
-          c += 8
-        }
+    forEachFilterGroup(outChannels: outChannels, inChannels: inChannels) { k, c, lanes in
+      let f = w + (k * inChannels + c) * 9
+      // Tap e of the eight filters: every ninth float.
+      func tap(_ e: Int) -> Float8 { filterTap(f, rotated ? 8 - e : e, lanes: lanes) }
+      // G g: each filter column to 4 rows; then (G g) Gᵀ: each row to 4 columns.
+      let c0 = g(tap(0), tap(3), tap(6))
+      let c1 = g(tap(1), tap(4), tap(7))
+      let c2 = g(tap(2), tap(5), tap(8))
+      let o = u + k * inChannels + c
+      func put(_ i: Int, _ r: Quad) {
+        store8(r.0, o + (4 * i) * ld, lanes: lanes)
+        store8(r.1, o + (4 * i + 1) * ld, lanes: lanes)
+        store8(r.2, o + (4 * i + 2) * ld, lanes: lanes)
+        store8(r.3, o + (4 * i + 3) * ld, lanes: lanes)
       }
+      put(0, g(c0.0, c1.0, c2.0))
+      put(1, g(c0.1, c1.1, c2.1))
+      put(2, g(c0.2, c1.2, c2.2))
+      put(3, g(c0.3, c1.3, c2.3))
     }
   }
 
@@ -653,31 +650,21 @@ public enum WinogradKernel {
     func gt(_ h0: Float8, _ h1: Float8, _ h2: Float8, _ h3: Float8) -> (Float8, Float8, Float8) {
       (h0 + half * (h1 + h2), half * (h1 - h2), half * (h1 + h2) + h3)
     }
-    Parallel.forRanges(outChannels, minimumChunk: max(1, 4096 / inChannels)) { range in
-      withUnsafeTemporaryAllocation(of: Float8.self, capacity: 9) { taps in
-        for k in range {
-          var c = 0
-          while c < inChannels {
-            let lanes = min(8, inChannels - c)
-            let s = du + k * inChannels + c
-            // Gᵀ dU: each of the 4 columns to 3 rows; then (Gᵀ dU) G: each row to 3 columns.
-            func column(_ j: Int) -> (Float8, Float8, Float8) {
-              gt(
-                load8(s + j * ld, lanes: lanes), load8(s + (4 + j) * ld, lanes: lanes),
-                load8(s + (8 + j) * ld, lanes: lanes), load8(s + (12 + j) * ld, lanes: lanes))
-            }
-            let q0 = column(0)
-            let q1 = column(1)
-            let q2 = column(2)
-            let q3 = column(3)
-            (taps[0], taps[1], taps[2]) = gt(q0.0, q1.0, q2.0, q3.0)
-            (taps[3], taps[4], taps[5]) = gt(q0.1, q1.1, q2.1, q3.1)
-            (taps[6], taps[7], taps[8]) = gt(q0.2, q1.2, q2.2, q3.2)
-            storeFilterTaps(taps.baseAddress!, dw + (k * inChannels + c) * 9, lanes: lanes)
-            c += 8
-          }
-        }
+    forEachFilterGroup(outChannels: outChannels, inChannels: inChannels) { k, c, lanes in
+      let s = du + k * inChannels + c
+      // Gᵀ dU: each of the 4 columns to 3 rows; then (Gᵀ dU) G: each row to 3 columns.
+      func column(_ j: Int) -> (Float8, Float8, Float8) {
+        gt(
+          load8(s + j * ld, lanes: lanes), load8(s + (4 + j) * ld, lanes: lanes),
+          load8(s + (8 + j) * ld, lanes: lanes), load8(s + (12 + j) * ld, lanes: lanes))
       }
+      let q0 = column(0)
+      let q1 = column(1)
+      let q2 = column(2)
+      let q3 = column(3)
+      storeFilterTaps(
+        gt(q0.0, q1.0, q2.0, q3.0), gt(q0.1, q1.1, q2.1, q3.1), gt(q0.2, q1.2, q2.2, q3.2),
+        dw + (k * inChannels + c) * 9, lanes: lanes)
     }
   }
 
@@ -689,13 +676,38 @@ public enum WinogradKernel {
     return v
   }
 
-  /// Writes nine taps back to `[c][3][3]` filters: lane `l` of tap `e` is filter `l`'s float `e`.
+  /// Writes the taps of up to eight filters back to `[c][3][3]`, row by row of the filter
+  /// (`row0` holds taps 0-2): lane `l` of tap `e` is filter `l`'s float `e`.
   @inline(__always)
   static func storeFilterTaps(
-    _ taps: UnsafeMutablePointer<Float8>, _ d: UnsafeMutablePointer<Float>, lanes: Int
+    _ row0: (Float8, Float8, Float8), _ row1: (Float8, Float8, Float8),
+    _ row2: (Float8, Float8, Float8), _ d: UnsafeMutablePointer<Float>, lanes: Int
   ) {
-    for l in 0..<lanes {
-      for e in 0..<9 { d[l * 9 + e] = taps[e][l] }
+    withUnsafeTemporaryAllocation(of: Float8.self, capacity: 9) { taps in
+      (taps[0], taps[1], taps[2]) = row0
+      (taps[3], taps[4], taps[5]) = row1
+      (taps[6], taps[7], taps[8]) = row2
+      for l in 0..<lanes {
+        for e in 0..<9 { d[l * 9 + e] = taps[e][l] }
+      }
+    }
+  }
+
+  /// Calls `body(k, c, lanes)` for every output channel `k` and every run of up to eight input
+  /// channels from `c` (`lanes` of them), output channels shared between the workers: the frame
+  /// of the filter transforms, which handle eight filters per vector.
+  @inline(__always)
+  static func forEachFilterGroup(
+    outChannels: Int, inChannels: Int, _ body: (_ k: Int, _ c: Int, _ lanes: Int) -> Void
+  ) {
+    Parallel.forRanges(outChannels, minimumChunk: max(1, 4096 / inChannels)) { range in
+      for k in range {
+        var c = 0
+        while c < inChannels {
+          body(k, c, min(8, inChannels - c))
+          c += 8
+        }
+      }
     }
   }
 }

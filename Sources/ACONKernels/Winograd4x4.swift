@@ -228,35 +228,28 @@ extension WinogradKernel {
     into u: UnsafeMutablePointer<Float>
   ) {
     let ld = outChannels * inChannels
-    Parallel.forRanges(outChannels, minimumChunk: max(1, 4096 / inChannels)) { range in
-      for k in range {
-        var c = 0
-        while c < inChannels {
-          let lanes = min(8, inChannels - c)
-          let f = w + (k * inChannels + c) * 9
-          func tap(_ e: Int) -> Float8 { filterTap(f, rotated ? 8 - e : e, lanes: lanes) }
-          // G g: each filter column to 6 rows; then (G g) Gᵀ: each row to 6 columns.
-          let c0 = filterTransform4x4(tap(0), tap(3), tap(6))
-          let c1 = filterTransform4x4(tap(1), tap(4), tap(7))
-          let c2 = filterTransform4x4(tap(2), tap(5), tap(8))
-          let o = u + k * inChannels + c
-          func put(_ i: Int, _ r: Six) {
-            store8(r.0, o + (6 * i) * ld, lanes: lanes)
-            store8(r.1, o + (6 * i + 1) * ld, lanes: lanes)
-            store8(r.2, o + (6 * i + 2) * ld, lanes: lanes)
-            store8(r.3, o + (6 * i + 3) * ld, lanes: lanes)
-            store8(r.4, o + (6 * i + 4) * ld, lanes: lanes)
-            store8(r.5, o + (6 * i + 5) * ld, lanes: lanes)
-          }
-          put(0, filterTransform4x4(c0.0, c1.0, c2.0))
-          put(1, filterTransform4x4(c0.1, c1.1, c2.1))
-          put(2, filterTransform4x4(c0.2, c1.2, c2.2))
-          put(3, filterTransform4x4(c0.3, c1.3, c2.3))
-          put(4, filterTransform4x4(c0.4, c1.4, c2.4))
-          put(5, filterTransform4x4(c0.5, c1.5, c2.5))
-          c += 8
-        }
+    forEachFilterGroup(outChannels: outChannels, inChannels: inChannels) { k, c, lanes in
+      let f = w + (k * inChannels + c) * 9
+      func tap(_ e: Int) -> Float8 { filterTap(f, rotated ? 8 - e : e, lanes: lanes) }
+      // G g: each filter column to 6 rows; then (G g) Gᵀ: each row to 6 columns.
+      let c0 = filterTransform4x4(tap(0), tap(3), tap(6))
+      let c1 = filterTransform4x4(tap(1), tap(4), tap(7))
+      let c2 = filterTransform4x4(tap(2), tap(5), tap(8))
+      let o = u + k * inChannels + c
+      func put(_ i: Int, _ r: Six) {
+        store8(r.0, o + (6 * i) * ld, lanes: lanes)
+        store8(r.1, o + (6 * i + 1) * ld, lanes: lanes)
+        store8(r.2, o + (6 * i + 2) * ld, lanes: lanes)
+        store8(r.3, o + (6 * i + 3) * ld, lanes: lanes)
+        store8(r.4, o + (6 * i + 4) * ld, lanes: lanes)
+        store8(r.5, o + (6 * i + 5) * ld, lanes: lanes)
       }
+      put(0, filterTransform4x4(c0.0, c1.0, c2.0))
+      put(1, filterTransform4x4(c0.1, c1.1, c2.1))
+      put(2, filterTransform4x4(c0.2, c1.2, c2.2))
+      put(3, filterTransform4x4(c0.3, c1.3, c2.3))
+      put(4, filterTransform4x4(c0.4, c1.4, c2.4))
+      put(5, filterTransform4x4(c0.5, c1.5, c2.5))
     }
   }
 
@@ -267,39 +260,28 @@ extension WinogradKernel {
     into dw: UnsafeMutablePointer<Float>
   ) {
     let ld = outChannels * inChannels
-    Parallel.forRanges(outChannels, minimumChunk: max(1, 4096 / inChannels)) { range in
-      withUnsafeTemporaryAllocation(of: Float8.self, capacity: 9) { taps in
-        for k in range {
-          var c = 0
-          while c < inChannels {
-            let lanes = min(8, inChannels - c)
-            let s = du + k * inChannels + c
-            // Gᵀ dU: each of the 6 columns to 3 rows; then (Gᵀ dU) G: each row to 3 columns.
-            func column(_ j: Int) -> (Float8, Float8, Float8) {
-              filterTransformAdjoint4x4(
-                (
-                  load8(s + j * ld, lanes: lanes), load8(s + (6 + j) * ld, lanes: lanes),
-                  load8(s + (12 + j) * ld, lanes: lanes), load8(s + (18 + j) * ld, lanes: lanes),
-                  load8(s + (24 + j) * ld, lanes: lanes), load8(s + (30 + j) * ld, lanes: lanes)
-                ))
-            }
-            let q0 = column(0)
-            let q1 = column(1)
-            let q2 = column(2)
-            let q3 = column(3)
-            let q4 = column(4)
-            let q5 = column(5)
-            (taps[0], taps[1], taps[2]) = filterTransformAdjoint4x4(
-              (q0.0, q1.0, q2.0, q3.0, q4.0, q5.0))
-            (taps[3], taps[4], taps[5]) = filterTransformAdjoint4x4(
-              (q0.1, q1.1, q2.1, q3.1, q4.1, q5.1))
-            (taps[6], taps[7], taps[8]) = filterTransformAdjoint4x4(
-              (q0.2, q1.2, q2.2, q3.2, q4.2, q5.2))
-            storeFilterTaps(taps.baseAddress!, dw + (k * inChannels + c) * 9, lanes: lanes)
-            c += 8
-          }
-        }
+    forEachFilterGroup(outChannels: outChannels, inChannels: inChannels) { k, c, lanes in
+      let s = du + k * inChannels + c
+      // Gᵀ dU: each of the 6 columns to 3 rows; then (Gᵀ dU) G: each row to 3 columns.
+      func column(_ j: Int) -> (Float8, Float8, Float8) {
+        filterTransformAdjoint4x4(
+          (
+            load8(s + j * ld, lanes: lanes), load8(s + (6 + j) * ld, lanes: lanes),
+            load8(s + (12 + j) * ld, lanes: lanes), load8(s + (18 + j) * ld, lanes: lanes),
+            load8(s + (24 + j) * ld, lanes: lanes), load8(s + (30 + j) * ld, lanes: lanes)
+          ))
       }
+      let q0 = column(0)
+      let q1 = column(1)
+      let q2 = column(2)
+      let q3 = column(3)
+      let q4 = column(4)
+      let q5 = column(5)
+      storeFilterTaps(
+        filterTransformAdjoint4x4((q0.0, q1.0, q2.0, q3.0, q4.0, q5.0)),
+        filterTransformAdjoint4x4((q0.1, q1.1, q2.1, q3.1, q4.1, q5.1)),
+        filterTransformAdjoint4x4((q0.2, q1.2, q2.2, q3.2, q4.2, q5.2)),
+        dw + (k * inChannels + c) * 9, lanes: lanes)
     }
   }
 }
