@@ -416,40 +416,30 @@ public enum WinogradKernel {
       return transformInput4x4(
         t, x, firstRow: firstRow, rows: rows, channels: channels, into: v)
     }
-    let (h, w, p, tw) = (t.height, t.width, t.padding, t.tileColumns)
-    let lt = t.channelStride(rows)
     let ld = t.positionStride(t.channels, rows)
-    let stride = t.scratchRow
-    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
-      c, r, n, ty, scratch in
-      // The tile row's four input rows, zero-padded: scratch column j is input column j - p.
-      loadRows(
-        x + (n * t.channels + c) * h * w, height: h, width: w, first: 2 * ty - p, count: 4,
-        shift: p, into: scratch, stride: stride)
-      let out = v + c * lt + r * tw
-      var tx = 0
-      while tx < tw {
-        // Row i of eight patches: columns 2tx + (0, 1) and 2tx + (2, 3) are the even and odd
-        // lanes of two 16-float runs.
-        func patchRow(_ i: Int) -> Quad {
-          let line = scratch + i * stride + 2 * tx
-          let a = loadDeinterleaved(line)
-          let b = loadDeinterleaved(line + 2)
-          return (a.even, a.odd, b.even, b.odd)
-        }
-        // d B row by row, then Bᵀ (d B) column by column.
-        let e0 = inputTransform(patchRow(0))
-        let e1 = inputTransform(patchRow(1))
-        let e2 = inputTransform(patchRow(2))
-        let e3 = inputTransform(patchRow(3))
-        let o = out + tx
-        func put(_ j: Int, _ column: Quad) { storeColumn(column, j, o, ld) }
-        put(0, inputTransform((e0.0, e1.0, e2.0, e3.0)))
-        put(1, inputTransform((e0.1, e1.1, e2.1, e3.1)))
-        put(2, inputTransform((e0.2, e1.2, e2.2, e3.2)))
-        put(3, inputTransform((e0.3, e1.3, e2.3, e3.3)))
-        tx += 8
+    // Each tile row's four input rows, zero-padded: scratch column j is input column j - p.
+    forEachLoadedTileGroup(
+      t, from: x, planeChannels: t.channels, height: t.height, width: t.width,
+      shift: t.padding, count: 4, firstRow: firstRow, rows: rows, channels: channels, into: v
+    ) { scratch, stride, o, tx in
+      // Row i of eight patches: columns 2tx + (0, 1) and 2tx + (2, 3) are the even and odd
+      // lanes of two 16-float runs.
+      func patchRow(_ i: Int) -> Quad {
+        let line = scratch + i * stride + 2 * tx
+        let a = loadDeinterleaved(line)
+        let b = loadDeinterleaved(line + 2)
+        return (a.even, a.odd, b.even, b.odd)
       }
+      // d B row by row, then Bᵀ (d B) column by column.
+      let e0 = inputTransform(patchRow(0))
+      let e1 = inputTransform(patchRow(1))
+      let e2 = inputTransform(patchRow(2))
+      let e3 = inputTransform(patchRow(3))
+      func put(_ j: Int, _ column: Quad) { storeColumn(column, j, o, ld) }
+      put(0, inputTransform((e0.0, e1.0, e2.0, e3.0)))
+      put(1, inputTransform((e0.1, e1.1, e2.1, e3.1)))
+      put(2, inputTransform((e0.2, e1.2, e2.2, e3.2)))
+      put(3, inputTransform((e0.3, e1.3, e2.3, e3.3)))
     }
   }
 
@@ -511,30 +501,51 @@ public enum WinogradKernel {
       return transformOutputGradient4x4(
         t, dy, firstRow: firstRow, rows: rows, channels: channels, into: dm)
     }
-    let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
-    let lt = t.channelStride(rows)
     let ld = t.positionStride(t.outChannels, rows)
-    let stride = t.scratchRow
-    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 2) {
-      k, r, n, ty, scratch in
-      // The tile row's two output rows, zero past the output's edges.
+    // Each tile row's two output rows, zero past the output's edges.
+    forEachLoadedTileGroup(
+      t, from: dy, planeChannels: t.outChannels, height: t.outHeight, width: t.outWidth,
+      shift: 0, count: 2, firstRow: firstRow, rows: rows, channels: channels, into: dm
+    ) { scratch, stride, o, tx in
+      let top = loadDeinterleaved(scratch + 2 * tx)
+      let bottom = loadDeinterleaved(scratch + stride + 2 * tx)
+      // dY Aᵀ (rows), then A (dY Aᵀ) (columns).
+      let e0 = outputTransformAdjoint(top.even, top.odd)
+      let e1 = outputTransformAdjoint(bottom.even, bottom.odd)
+      func put(_ j: Int, _ column: Quad) { storeColumn(column, j, o, ld) }
+      put(0, outputTransformAdjoint(e0.0, e1.0))
+      put(1, outputTransformAdjoint(e0.1, e1.1))
+      put(2, outputTransformAdjoint(e0.2, e1.2))
+      put(3, outputTransformAdjoint(e0.3, e1.3))
+    }
+  }
+
+  /// The frame of the input and output-gradient transforms: for every channel in `channels` of
+  /// `from` (`planeChannels` planes of `height x width` per image) and every tile row of the
+  /// block, loads the `count` plane rows from `tile * tileRow - shift` into scratch rows
+  /// (``loadRows(_:height:width:first:count:shift:into:stride:)``), then calls
+  /// `body(scratch, stride, o, tx)` for each group of eight tiles from column `tx`, `o` being
+  /// where that group's position-0 vector goes in `into`.
+  @inline(__always)
+  static func forEachLoadedTileGroup(
+    _ t: Tiling, from planes: UnsafePointer<Float>, planeChannels: Int, height: Int, width: Int,
+    shift: Int, count: Int, firstRow: Int, rows: Int, channels: Range<Int>,
+    into out: UnsafeMutablePointer<Float>,
+    _ body: (
+      _ scratch: UnsafeMutablePointer<Float>, _ stride: Int, _ o: UnsafeMutablePointer<Float>,
+      _ tx: Int
+    ) -> Void
+  ) {
+    let (lt, stride, tw) = (t.channelStride(rows), t.scratchRow, t.tileColumns)
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: count) {
+      c, r, n, ty, scratch in
       loadRows(
-        dy + (n * t.outChannels + k) * oh * ow, height: oh, width: ow, first: 2 * ty,
-        count: 2, shift: 0, into: scratch, stride: stride)
-      let out = dm + k * lt + r * tw
+        planes + (n * planeChannels + c) * height * width, height: height, width: width,
+        first: t.tile * ty - shift, count: count, shift: shift, into: scratch, stride: stride)
+      let groups = out + c * lt + r * tw
       var tx = 0
       while tx < tw {
-        let top = loadDeinterleaved(scratch + 2 * tx)
-        let bottom = loadDeinterleaved(scratch + stride + 2 * tx)
-        // dY Aᵀ (rows), then A (dY Aᵀ) (columns).
-        let e0 = outputTransformAdjoint(top.even, top.odd)
-        let e1 = outputTransformAdjoint(bottom.even, bottom.odd)
-        let o = out + tx
-        func put(_ j: Int, _ column: Quad) { storeColumn(column, j, o, ld) }
-        put(0, outputTransformAdjoint(e0.0, e1.0))
-        put(1, outputTransformAdjoint(e0.1, e1.1))
-        put(2, outputTransformAdjoint(e0.2, e1.2))
-        put(3, outputTransformAdjoint(e0.3, e1.3))
+        body(scratch, stride, groups + tx, tx)
         tx += 8
       }
     }

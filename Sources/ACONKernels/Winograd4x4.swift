@@ -96,42 +96,32 @@ extension WinogradKernel {
     _ t: Tiling, _ x: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     into v: UnsafeMutablePointer<Float>
   ) {
-    let (h, w, p, tw) = (t.height, t.width, t.padding, t.tileColumns)
-    let lt = t.channelStride(rows)
     let ld = t.positionStride(t.channels, rows)
-    let stride = t.scratchRow
-    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 6) {
-      c, r, n, ty, scratch in
-      // The tile row's six input rows, zero-padded: scratch column j is input column j - p.
-      loadRows(
-        x + (n * t.channels + c) * h * w, height: h, width: w, first: 4 * ty - p, count: 6,
-        shift: p, into: scratch, stride: stride)
-      let out = v + c * lt + r * tw
-      var tx = 0
-      while tx < tw {
-        // Row i of eight patches, transformed: patch t's columns are 4t + (0 ..< 6).
-        func patchRow(_ i: Int) -> Six {
-          let line = scratch + i * stride + 4 * tx
-          let a = loadDeinterleaved4(line)
-          let b = loadDeinterleaved4(line + 4)
-          return inputTransform4x4(a.0, a.1, a.2, a.3, b.0, b.1)
-        }
-        let e0 = patchRow(0)
-        let e1 = patchRow(1)
-        let e2 = patchRow(2)
-        let e3 = patchRow(3)
-        let e4 = patchRow(4)
-        let e5 = patchRow(5)
-        let o = out + tx
-        func put(_ j: Int, _ column: Six) { storeColumn4x4(column, j, o, ld) }
-        put(0, inputTransform4x4(e0.0, e1.0, e2.0, e3.0, e4.0, e5.0))
-        put(1, inputTransform4x4(e0.1, e1.1, e2.1, e3.1, e4.1, e5.1))
-        put(2, inputTransform4x4(e0.2, e1.2, e2.2, e3.2, e4.2, e5.2))
-        put(3, inputTransform4x4(e0.3, e1.3, e2.3, e3.3, e4.3, e5.3))
-        put(4, inputTransform4x4(e0.4, e1.4, e2.4, e3.4, e4.4, e5.4))
-        put(5, inputTransform4x4(e0.5, e1.5, e2.5, e3.5, e4.5, e5.5))
-        tx += 8
+    // Each tile row's six input rows, zero-padded: scratch column j is input column j - p.
+    forEachLoadedTileGroup(
+      t, from: x, planeChannels: t.channels, height: t.height, width: t.width,
+      shift: t.padding, count: 6, firstRow: firstRow, rows: rows, channels: channels, into: v
+    ) { scratch, stride, o, tx in
+      // Row i of eight patches, transformed: patch t's columns are 4t + (0 ..< 6).
+      func patchRow(_ i: Int) -> Six {
+        let line = scratch + i * stride + 4 * tx
+        let a = loadDeinterleaved4(line)
+        let b = loadDeinterleaved4(line + 4)
+        return inputTransform4x4(a.0, a.1, a.2, a.3, b.0, b.1)
       }
+      let e0 = patchRow(0)
+      let e1 = patchRow(1)
+      let e2 = patchRow(2)
+      let e3 = patchRow(3)
+      let e4 = patchRow(4)
+      let e5 = patchRow(5)
+      func put(_ j: Int, _ column: Six) { storeColumn4x4(column, j, o, ld) }
+      put(0, inputTransform4x4(e0.0, e1.0, e2.0, e3.0, e4.0, e5.0))
+      put(1, inputTransform4x4(e0.1, e1.1, e2.1, e3.1, e4.1, e5.1))
+      put(2, inputTransform4x4(e0.2, e1.2, e2.2, e3.2, e4.2, e5.2))
+      put(3, inputTransform4x4(e0.3, e1.3, e2.3, e3.3, e4.3, e5.3))
+      put(4, inputTransform4x4(e0.4, e1.4, e2.4, e3.4, e4.4, e5.4))
+      put(5, inputTransform4x4(e0.5, e1.5, e2.5, e3.5, e4.5, e5.5))
     }
   }
 
@@ -187,37 +177,27 @@ extension WinogradKernel {
     _ t: Tiling, _ dy: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     into dm: UnsafeMutablePointer<Float>
   ) {
-    let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
-    let lt = t.channelStride(rows)
     let ld = t.positionStride(t.outChannels, rows)
-    let stride = t.scratchRow
-    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
-      k, r, n, ty, scratch in
-      // The tile row's four output rows, zero past the output's edges.
-      loadRows(
-        dy + (n * t.outChannels + k) * oh * ow, height: oh, width: ow, first: 4 * ty,
-        count: 4, shift: 0, into: scratch, stride: stride)
-      let out = dm + k * lt + r * tw
-      var tx = 0
-      while tx < tw {
-        // dY Aᵀ (rows), then A (dY Aᵀ) (columns).
-        func row(_ i: Int) -> Six {
-          outputTransformAdjoint4x4(loadDeinterleaved4(scratch + i * stride + 4 * tx))
-        }
-        let e0 = row(0)
-        let e1 = row(1)
-        let e2 = row(2)
-        let e3 = row(3)
-        let o = out + tx
-        func put(_ j: Int, _ column: Six) { storeColumn4x4(column, j, o, ld) }
-        put(0, outputTransformAdjoint4x4((e0.0, e1.0, e2.0, e3.0)))
-        put(1, outputTransformAdjoint4x4((e0.1, e1.1, e2.1, e3.1)))
-        put(2, outputTransformAdjoint4x4((e0.2, e1.2, e2.2, e3.2)))
-        put(3, outputTransformAdjoint4x4((e0.3, e1.3, e2.3, e3.3)))
-        put(4, outputTransformAdjoint4x4((e0.4, e1.4, e2.4, e3.4)))
-        put(5, outputTransformAdjoint4x4((e0.5, e1.5, e2.5, e3.5)))
-        tx += 8
+    // Each tile row's four output rows, zero past the output's edges.
+    forEachLoadedTileGroup(
+      t, from: dy, planeChannels: t.outChannels, height: t.outHeight, width: t.outWidth,
+      shift: 0, count: 4, firstRow: firstRow, rows: rows, channels: channels, into: dm
+    ) { scratch, stride, o, tx in
+      // dY Aᵀ (rows), then A (dY Aᵀ) (columns).
+      func row(_ i: Int) -> Six {
+        outputTransformAdjoint4x4(loadDeinterleaved4(scratch + i * stride + 4 * tx))
       }
+      let e0 = row(0)
+      let e1 = row(1)
+      let e2 = row(2)
+      let e3 = row(3)
+      func put(_ j: Int, _ column: Six) { storeColumn4x4(column, j, o, ld) }
+      put(0, outputTransformAdjoint4x4((e0.0, e1.0, e2.0, e3.0)))
+      put(1, outputTransformAdjoint4x4((e0.1, e1.1, e2.1, e3.1)))
+      put(2, outputTransformAdjoint4x4((e0.2, e1.2, e2.2, e3.2)))
+      put(3, outputTransformAdjoint4x4((e0.3, e1.3, e2.3, e3.3)))
+      put(4, outputTransformAdjoint4x4((e0.4, e1.4, e2.4, e3.4)))
+      put(5, outputTransformAdjoint4x4((e0.5, e1.5, e2.5, e3.5)))
     }
   }
 
