@@ -454,39 +454,26 @@ public enum WinogradKernel {
       return transformOutput4x4(
         t, m, firstRow: firstRow, rows: rows, channels: channels, bias: bias, into: y)
     }
-    let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
-    let lt = t.channelStride(rows)
     let ld = t.positionStride(t.outChannels, rows)
-    let stride = t.scratchRow
-    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 2) {
-      k, r, n, ty, scratch in
-      let b = bias.map { Float8(repeating: $0[k]) } ?? Float8()
-      let source = m + k * lt + r * tw
-      var tx = 0
-      while tx < tw {
-        let s = source + tx
-        func column(_ j: Int) -> (Float8, Float8) {
-          outputTransform(
-            (
-              load8(s + j * ld), load8(s + (4 + j) * ld), load8(s + (8 + j) * ld),
-              load8(s + (12 + j) * ld)
-            ))
-        }
-        // Aᵀ M column by column, then (Aᵀ M) A row by row.
-        let c0 = column(0)
-        let c1 = column(1)
-        let c2 = column(2)
-        let c3 = column(3)
-        let top = outputTransform((c0.0, c1.0, c2.0, c3.0))
-        let bottom = outputTransform((c0.1, c1.1, c2.1, c3.1))
-        storeInterleaved(top.0 + b, top.1 + b, scratch + 2 * tx)
-        storeInterleaved(bottom.0 + b, bottom.1 + b, scratch + stride + 2 * tx)
-        tx += 8
+    forEachStoredTileGroup(
+      t, from: m, firstRow: firstRow, rows: rows, channels: channels, bias: bias, into: y
+    ) { s, b, scratch, stride, tx in
+      func column(_ j: Int) -> (Float8, Float8) {
+        outputTransform(
+          (
+            load8(s + j * ld), load8(s + (4 + j) * ld), load8(s + (8 + j) * ld),
+            load8(s + (12 + j) * ld)
+          ))
       }
-      let plane = y + (n * t.outChannels + k) * oh * ow
-      for i in 0..<2 where 2 * ty + i < oh {
-        (plane + (2 * ty + i) * ow).update(from: scratch + i * stride, count: ow)
-      }
+      // Aᵀ M column by column, then (Aᵀ M) A row by row.
+      let c0 = column(0)
+      let c1 = column(1)
+      let c2 = column(2)
+      let c3 = column(3)
+      let top = outputTransform((c0.0, c1.0, c2.0, c3.0))
+      let bottom = outputTransform((c0.1, c1.1, c2.1, c3.1))
+      storeInterleaved(top.0 + b, top.1 + b, scratch + 2 * tx)
+      storeInterleaved(bottom.0 + b, bottom.1 + b, scratch + stride + 2 * tx)
     }
   }
 
@@ -547,6 +534,38 @@ public enum WinogradKernel {
       while tx < tw {
         body(scratch, stride, groups + tx, tx)
         tx += 8
+      }
+    }
+  }
+
+  /// The frame of the output transforms: for every channel `k` in `channels` and every tile row
+  /// of the block, calls `body(s, b, scratch, stride, tx)` for each group of eight tiles from
+  /// column `tx` (`s`: that group's position-0 vector in `from`, `b`: channel `k`'s bias in every
+  /// lane), which writes the group's `tile` output rows into the scratch rows; then copies those
+  /// rows, cropped to the output, into plane `k` of `into`.
+  @inline(__always)
+  static func forEachStoredTileGroup(
+    _ t: Tiling, from m: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
+    bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
+    _ body: (
+      _ s: UnsafePointer<Float>, _ b: Float8, _ scratch: UnsafeMutablePointer<Float>,
+      _ stride: Int, _ tx: Int
+    ) -> Void
+  ) {
+    let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
+    let (lt, stride) = (t.channelStride(rows), t.scratchRow)
+    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: t.tile) {
+      k, r, n, ty, scratch in
+      let b = bias.map { Float8(repeating: $0[k]) } ?? Float8()
+      let source = m + k * lt + r * tw
+      var tx = 0
+      while tx < tw {
+        body(source + tx, b, scratch, stride, tx)
+        tx += 8
+      }
+      let plane = y + (n * t.outChannels + k) * oh * ow
+      for i in 0..<t.tile where t.tile * ty + i < oh {
+        (plane + (t.tile * ty + i) * ow).update(from: scratch + i * stride, count: ow)
       }
     }
   }

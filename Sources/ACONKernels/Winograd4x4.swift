@@ -130,45 +130,32 @@ extension WinogradKernel {
     _ t: Tiling, _ m: UnsafePointer<Float>, firstRow: Int, rows: Int, channels: Range<Int>,
     bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>
   ) {
-    let (oh, ow, tw) = (t.outHeight, t.outWidth, t.tileColumns)
-    let lt = t.channelStride(rows)
     let ld = t.positionStride(t.outChannels, rows)
-    let stride = t.scratchRow
-    forEachTileRow(t, channels: channels, firstRow: firstRow, rows: rows, scratchRows: 4) {
-      k, r, n, ty, scratch in
-      let b = bias.map { Float8(repeating: $0[k]) } ?? Float8()
-      let source = m + k * lt + r * tw
-      var tx = 0
-      while tx < tw {
-        let s = source + tx
-        func column(_ j: Int) -> Four {
-          outputTransform4x4(
-            (
-              load8(s + j * ld), load8(s + (6 + j) * ld), load8(s + (12 + j) * ld),
-              load8(s + (18 + j) * ld), load8(s + (24 + j) * ld), load8(s + (30 + j) * ld)
-            ))
-        }
-        // Aᵀ M column by column, then (Aᵀ M) A row by row, each row's four columns interleaved.
-        let c0 = column(0)
-        let c1 = column(1)
-        let c2 = column(2)
-        let c3 = column(3)
-        let c4 = column(4)
-        let c5 = column(5)
-        func put(_ i: Int, _ row: Four) {
-          storeInterleaved4(
-            row.0 + b, row.1 + b, row.2 + b, row.3 + b, scratch + i * stride + 4 * tx)
-        }
-        put(0, outputTransform4x4((c0.0, c1.0, c2.0, c3.0, c4.0, c5.0)))
-        put(1, outputTransform4x4((c0.1, c1.1, c2.1, c3.1, c4.1, c5.1)))
-        put(2, outputTransform4x4((c0.2, c1.2, c2.2, c3.2, c4.2, c5.2)))
-        put(3, outputTransform4x4((c0.3, c1.3, c2.3, c3.3, c4.3, c5.3)))
-        tx += 8
+    forEachStoredTileGroup(
+      t, from: m, firstRow: firstRow, rows: rows, channels: channels, bias: bias, into: y
+    ) { s, b, scratch, stride, tx in
+      func column(_ j: Int) -> Four {
+        outputTransform4x4(
+          (
+            load8(s + j * ld), load8(s + (6 + j) * ld), load8(s + (12 + j) * ld),
+            load8(s + (18 + j) * ld), load8(s + (24 + j) * ld), load8(s + (30 + j) * ld)
+          ))
       }
-      let plane = y + (n * t.outChannels + k) * oh * ow
-      for i in 0..<4 where 4 * ty + i < oh {
-        (plane + (4 * ty + i) * ow).update(from: scratch + i * stride, count: ow)
+      // Aᵀ M column by column, then (Aᵀ M) A row by row, each row's four columns interleaved.
+      let c0 = column(0)
+      let c1 = column(1)
+      let c2 = column(2)
+      let c3 = column(3)
+      let c4 = column(4)
+      let c5 = column(5)
+      func put(_ i: Int, _ row: Four) {
+        storeInterleaved4(
+          row.0 + b, row.1 + b, row.2 + b, row.3 + b, scratch + i * stride + 4 * tx)
       }
+      put(0, outputTransform4x4((c0.0, c1.0, c2.0, c3.0, c4.0, c5.0)))
+      put(1, outputTransform4x4((c0.1, c1.1, c2.1, c3.1, c4.1, c5.1)))
+      put(2, outputTransform4x4((c0.2, c1.2, c2.2, c3.2, c4.2, c5.2)))
+      put(3, outputTransform4x4((c0.3, c1.3, c2.3, c3.3, c4.3, c5.3)))
     }
   }
 
