@@ -1,4 +1,5 @@
 import CDNNL
+import CPlatform
 
 #if canImport(Glibc)
   import Glibc
@@ -41,9 +42,18 @@ public enum BLAS {
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int
   ) {
     omp_set_num_threads(1)
+    // oneDNN 2.x's generated sgemm kernels point the stack register into a heap buffer while
+    // they run (oneDNN issue 4845, fixed in 3.11.1; Debian 12 ships 2.6.3): a signal handled on
+    // this thread meanwhile would write its frame over the heap. The pool's helpers block
+    // signals for good (``WorkerPool``); any other thread holds them for the call, and one that
+    // arrives meanwhile is handled after it.
+    var saved = acon_signal_mask()
+    let holds = acon_thread_is_shielded_from_signals() == 0
+    if holds { acon_hold_signals(&saved) }
     let status = dnnl_sgemm(
       CChar(UInt8(ascii: transposeA ? "T" : "N")), CChar(UInt8(ascii: transposeB ? "T" : "N")),
       Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
+    if holds { acon_release_signals(&saved) }
     precondition(status == dnnl_success, "dnnl_sgemm failed (status \(status.rawValue))")
   }
 

@@ -103,6 +103,9 @@ final class WorkerPool: @unchecked Sendable {
         &thread, nil,
         { context in
           let pool = Unmanaged<WorkerPool>.fromOpaque(context!).takeRetainedValue()
+          // The helpers only compute: signals go to the process's other threads, never to one
+          // inside a library kernel that cannot take a signal frame (see `BLAS`).
+          acon_shield_thread_from_signals()
           pool.helperLoop()
           return nil
         }, context)

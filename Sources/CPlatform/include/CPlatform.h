@@ -38,4 +38,25 @@ static inline void acon_cpu_relax(void) {
 /// 4 AVX-512 (chosen by Package.swift; checked against the CPU at start-up, CPUCheck.c).
 int acon_required_x86_level(void);
 
+/// A thread's saved signal mask: room for glibc's `sigset_t` (128 bytes), which Swift cannot
+/// hold as a stored value portably.
+typedef struct {
+  unsigned long words[16];
+} acon_signal_mask;
+
+/// Blocks every asynchronous signal on the calling thread for the rest of its life (a compute
+/// thread that never needs one); faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS,
+/// SIGABRT) stay unblocked. Signals sent to the process go to its other threads instead.
+void acon_shield_thread_from_signals(void);
+
+/// Whether the calling thread ran `acon_shield_thread_from_signals`.
+int acon_thread_is_shielded_from_signals(void);
+
+/// Blocks every asynchronous signal on the calling thread until `acon_release_signals`, saving
+/// the mask it had; a signal arriving meanwhile stays pending and is handled at the release.
+void acon_hold_signals(acon_signal_mask *saved);
+
+/// Restores the mask `acon_hold_signals` saved.
+void acon_release_signals(const acon_signal_mask *saved);
+
 #endif
