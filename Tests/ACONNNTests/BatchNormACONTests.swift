@@ -69,6 +69,23 @@ struct BatchNormACONTests {
     }
   }
 
+  /// Planes of every size class of the fused backward: a channel at a time across the images up
+  /// to 16 vectors (13x13 ends with a partial vector, 16x16 is the largest), plane by plane
+  /// beyond (17x17).
+  @Test(arguments: ["acon-c", "acon-c-hard"], [[2, 3, 13, 13], [2, 3, 16, 16], [2, 3, 17, 17]])
+  func fusedMatchesSeparateLayersOnLargerPlanes(_ name: String, _ shape: [Int]) throws {
+    var rng = RandomGenerator(seed: 12)
+    let x = try Tensor.randomNormal(shape, std: 2, using: &rng) + Tensor(scalar: 0.4)
+    let fused = try Self.run(Self.pair(name, channels: 3, seed: 4), x, training: true)
+    let separate = try withoutLayerFusion {
+      try Self.run(Self.pair(name, channels: 3, seed: 4), x, training: true)
+    }
+    for ((key, a), (_, b)) in zip(fused, separate) {
+      let scale = max(1, b.scalars.map { abs($0) }.max() ?? 0)
+      #expect(maxAbsDifference(a, b) <= 2e-5 * scale, "\(name) \(shape) \(key)")
+    }
+  }
+
   @Test(arguments: names)
   func fusedGradientsMatchFiniteDifferences(_ name: String) throws {
     var rng = RandomGenerator(seed: 13)
