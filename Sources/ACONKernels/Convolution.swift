@@ -450,10 +450,16 @@ public enum ConvolutionKernel {
             image, channels: g.inChannels, geometry: g, col: col, ldc: spatial)
           columns = UnsafePointer(col)
         }
-        BLAS.sgemm(
-          transposeA: false, transposeB: true, m: cout, n: k, k: spatial,
-          a: dy + n * cout * spatial, lda: spatial, b: columns, ldb: spatial,
-          beta: n == first ? 0 : 1, c: acc, ldc: k, serial: true)
+        if LongInnerProduct.applies(m: cout, n: k, k: spatial) {
+          LongInnerProduct.multiply(
+            m: cout, n: k, k: spatial, a: dy + n * cout * spatial, lda: spatial, b: columns,
+            ldb: spatial, c: acc, ldc: k, accumulating: n != first)
+        } else {
+          BLAS.sgemm(
+            transposeA: false, transposeB: true, m: cout, n: k, k: spatial,
+            a: dy + n * cout * spatial, lda: spatial, b: columns, ldb: spatial,
+            beta: n == first ? 0 : 1, c: acc, ldc: k, serial: true)
+        }
       }
     }
     for chunk in 1..<chunks {
