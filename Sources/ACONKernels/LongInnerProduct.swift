@@ -51,34 +51,10 @@ public enum LongInnerProduct {
             let b2 = b + min(4 * bj + 2, n - 1) * ldb
             let b3 = b + min(4 * bj + 3, n - 1) * ldb
             let slot = partial + (bi * columnBlocks + bj) * 16
-            var (s00, s01, s02, s03) = (slot[0], slot[1], slot[2], slot[3])
-            var (s10, s11, s12, s13) = (slot[4], slot[5], slot[6], slot[7])
-            var (s20, s21, s22, s23) = (slot[8], slot[9], slot[10], slot[11])
-            var (s30, s31, s32, s33) = (slot[12], slot[13], slot[14], slot[15])
-            @inline(__always) func step(
-              _ x0: WideFloat, _ x1: WideFloat, _ x2: WideFloat, _ x3: WideFloat,
-              _ y0: WideFloat, _ y1: WideFloat, _ y2: WideFloat, _ y3: WideFloat
-            ) {
-              s00 = s00.addingProduct(x0, y0)
-              s01 = s01.addingProduct(x0, y1)
-              s02 = s02.addingProduct(x0, y2)
-              s03 = s03.addingProduct(x0, y3)
-              s10 = s10.addingProduct(x1, y0)
-              s11 = s11.addingProduct(x1, y1)
-              s12 = s12.addingProduct(x1, y2)
-              s13 = s13.addingProduct(x1, y3)
-              s20 = s20.addingProduct(x2, y0)
-              s21 = s21.addingProduct(x2, y1)
-              s22 = s22.addingProduct(x2, y2)
-              s23 = s23.addingProduct(x2, y3)
-              s30 = s30.addingProduct(x3, y0)
-              s31 = s31.addingProduct(x3, y1)
-              s32 = s32.addingProduct(x3, y2)
-              s33 = s33.addingProduct(x3, y3)
-            }
+            var sums = BlockSums(loading: slot)
             var p = start
             while p < whole {
-              step(
+              sums.accumulate(
                 loadWide(a0 + p), loadWide(a1 + p), loadWide(a2 + p), loadWide(a3 + p),
                 loadWide(b0 + p), loadWide(b1 + p), loadWide(b2 + p), loadWide(b3 + p))
               p += lanes
@@ -86,7 +62,7 @@ public enum LongInnerProduct {
             if p < end {
               // The last, partial vector of the inner dimension, zero past its end.
               let r = end - p
-              step(
+              sums.accumulate(
                 PointwiseKernel.loadWidePartial(a0 + p, r),
                 PointwiseKernel.loadWidePartial(a1 + p, r),
                 PointwiseKernel.loadWidePartial(a2 + p, r),
@@ -96,10 +72,7 @@ public enum LongInnerProduct {
                 PointwiseKernel.loadWidePartial(b2 + p, r),
                 PointwiseKernel.loadWidePartial(b3 + p, r))
             }
-            (slot[0], slot[1], slot[2], slot[3]) = (s00, s01, s02, s03)
-            (slot[4], slot[5], slot[6], slot[7]) = (s10, s11, s12, s13)
-            (slot[8], slot[9], slot[10], slot[11]) = (s20, s21, s22, s23)
-            (slot[12], slot[13], slot[14], slot[15]) = (s30, s31, s32, s33)
+            sums.store(to: slot)
           }
         }
         start = end
@@ -112,5 +85,55 @@ public enum LongInnerProduct {
         }
       }
     }
+  }
+}
+
+/// A 4 x 4 block of a small product in sixteen vectors of lane sums: `s[r][c] += a[r] * b[c]`
+/// lane by lane, one vector of the inner dimension at a time. Kept in registers by the loops of
+/// ``LongInnerProduct`` and ``PointwiseKernel/weightGradient(_:input:outputGrad:weightGrad:)``,
+/// and in a scratch of sixteen vectors between their passes.
+struct BlockSums {
+  var s00, s01, s02, s03, s10, s11, s12, s13: WideFloat
+  var s20, s21, s22, s23, s30, s31, s32, s33: WideFloat
+
+  /// The sums stored at `p` (sixteen vectors, row by row).
+  @inline(__always)
+  init(loading p: UnsafePointer<WideFloat>) {
+    (s00, s01, s02, s03) = (p[0], p[1], p[2], p[3])
+    (s10, s11, s12, s13) = (p[4], p[5], p[6], p[7])
+    (s20, s21, s22, s23) = (p[8], p[9], p[10], p[11])
+    (s30, s31, s32, s33) = (p[12], p[13], p[14], p[15])
+  }
+
+  @inline(__always)
+  func store(to p: UnsafeMutablePointer<WideFloat>) {
+    (p[0], p[1], p[2], p[3]) = (s00, s01, s02, s03)
+    (p[4], p[5], p[6], p[7]) = (s10, s11, s12, s13)
+    (p[8], p[9], p[10], p[11]) = (s20, s21, s22, s23)
+    (p[12], p[13], p[14], p[15]) = (s30, s31, s32, s33)
+  }
+
+  /// Adds the products of one vector of each of the block's four rows `a` and four columns `b`.
+  @inline(__always)
+  mutating func accumulate(
+    _ a0: WideFloat, _ a1: WideFloat, _ a2: WideFloat, _ a3: WideFloat,
+    _ b0: WideFloat, _ b1: WideFloat, _ b2: WideFloat, _ b3: WideFloat
+  ) {
+    s00 = s00.addingProduct(a0, b0)
+    s01 = s01.addingProduct(a0, b1)
+    s02 = s02.addingProduct(a0, b2)
+    s03 = s03.addingProduct(a0, b3)
+    s10 = s10.addingProduct(a1, b0)
+    s11 = s11.addingProduct(a1, b1)
+    s12 = s12.addingProduct(a1, b2)
+    s13 = s13.addingProduct(a1, b3)
+    s20 = s20.addingProduct(a2, b0)
+    s21 = s21.addingProduct(a2, b1)
+    s22 = s22.addingProduct(a2, b2)
+    s23 = s23.addingProduct(a2, b3)
+    s30 = s30.addingProduct(a3, b0)
+    s31 = s31.addingProduct(a3, b1)
+    s32 = s32.addingProduct(a3, b2)
+    s33 = s33.addingProduct(a3, b3)
   }
 }

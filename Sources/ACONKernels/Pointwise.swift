@@ -204,51 +204,14 @@ public enum PointwiseKernel {
           let (ob, ib) = item.quotientAndRemainder(dividingBy: inBlocks)
           let (o0, i0) = (4 * ob, 4 * ib)
           let sums = scratch + 16 * (item - range.lowerBound)
-          var s00 = sums[0]
-          var s01 = sums[1]
-          var s02 = sums[2]
-          var s03 = sums[3]
-          var s10 = sums[4]
-          var s11 = sums[5]
-          var s12 = sums[6]
-          var s13 = sums[7]
-          var s20 = sums[8]
-          var s21 = sums[9]
-          var s22 = sums[10]
-          var s23 = sums[11]
-          var s30 = sums[12]
-          var s31 = sums[13]
-          var s32 = sums[14]
-          var s33 = sums[15]
-          // One vector of positions of the four output-gradient and four input planes.
-          @inline(__always) func accumulate(
-            _ g0: WideFloat, _ g1: WideFloat, _ g2: WideFloat, _ g3: WideFloat,
-            _ v0: WideFloat, _ v1: WideFloat, _ v2: WideFloat, _ v3: WideFloat
-          ) {
-            s00 = s00.addingProduct(g0, v0)
-            s01 = s01.addingProduct(g0, v1)
-            s02 = s02.addingProduct(g0, v2)
-            s03 = s03.addingProduct(g0, v3)
-            s10 = s10.addingProduct(g1, v0)
-            s11 = s11.addingProduct(g1, v1)
-            s12 = s12.addingProduct(g1, v2)
-            s13 = s13.addingProduct(g1, v3)
-            s20 = s20.addingProduct(g2, v0)
-            s21 = s21.addingProduct(g2, v1)
-            s22 = s22.addingProduct(g2, v2)
-            s23 = s23.addingProduct(g2, v3)
-            s30 = s30.addingProduct(g3, v0)
-            s31 = s31.addingProduct(g3, v1)
-            s32 = s32.addingProduct(g3, v2)
-            s33 = s33.addingProduct(g3, v3)
-          }
+          var block = BlockSums(loading: sums)
           for n in n0..<n1 {
             // Whole vectors first, two pointers walking the first planes (the other three of
             // each four at fixed distances: eight base pointers did not fit the registers).
             var gq = dy + (n * cout + o0) * positions
             var xq = x + (n * cin + i0) * positions
             for _ in 0..<wholeVectors {
-              accumulate(
+              block.accumulate(
                 loadWide(gq), loadWide(gq + positions), loadWide(gq + 2 * positions),
                 loadWide(gq + 3 * positions), loadWide(xq), loadWide(xq + positions),
                 loadWide(xq + 2 * positions), loadWide(xq + 3 * positions))
@@ -261,16 +224,13 @@ public enum PointwiseKernel {
               func read(_ q: UnsafePointer<Float>, _ end: UnsafePointer<Float>) -> WideFloat {
                 q + lanes <= end ? masked(loadWide(q), tailMask) : loadWidePartial(q, tailLanes)
               }
-              accumulate(
+              block.accumulate(
                 read(gq, dyEnd), read(gq + positions, dyEnd), read(gq + 2 * positions, dyEnd),
                 read(gq + 3 * positions, dyEnd), read(xq, xEnd), read(xq + positions, xEnd),
                 read(xq + 2 * positions, xEnd), read(xq + 3 * positions, xEnd))
             }
           }
-          (sums[0], sums[1], sums[2], sums[3]) = (s00, s01, s02, s03)
-          (sums[4], sums[5], sums[6], sums[7]) = (s10, s11, s12, s13)
-          (sums[8], sums[9], sums[10], sums[11]) = (s20, s21, s22, s23)
-          (sums[12], sums[13], sums[14], sums[15]) = (s30, s31, s32, s33)
+          block.store(to: sums)
         }
         n0 = n1
       }
