@@ -123,7 +123,7 @@ public enum ConvolutionKernel {
 
   /// Floats of scratch memory ``forward(_:input:weight:bias:output:workspace:)`` needs.
   public static func forwardWorkspaceCount(_ g: ConvGeometry) -> Int {
-    if g.isDepthwise || PointwiseKernel.applies(g) { return 0 }
+    if g.isDepthwise || PointwiseKernel.applies(g) || StemKernel.applies(g) { return 0 }
     if runsWinograd(g) { return WinogradKernel.forwardWorkspaceCount(g) }
     return generalWorkspaceCount(g)
   }
@@ -159,13 +159,15 @@ public enum ConvolutionKernel {
       return PointwiseKernel.computesWeightGradient(g) ? 0 : generalWorkspaceCount(g)
     }
     if runsWinograd(g) { return WinogradKernel.backwardWorkspaceCount(g) }
+    // The general path's products (a stem's forward needs none, its backward unfolds).
+    let general = StemKernel.applies(g) ? generalWorkspaceCount(g) : forwardWorkspaceCount(g)
     let chunks = weightOnlyChunks(g)
     if chunks > 1 {
       return max(
-        forwardWorkspaceCount(g),
+        general,
         byImagesColumnFloats(g, chunks: chunks) + (chunks - 1) * g.outChannels * g.patchSize)
     }
-    return forwardWorkspaceCount(g)
+    return general
   }
 
   /// How many workers share the weight gradient of a stem-like layer or of a small 1x1 layer
@@ -211,6 +213,10 @@ public enum ConvolutionKernel {
     }
     if PointwiseKernel.applies(g) {
       PointwiseKernel.forward(g, input: x, weight: weight, bias: bias, output: y)
+      return
+    }
+    if StemKernel.applies(g) {
+      StemKernel.forward(g, input: x, weight: weight, bias: bias, output: y)
       return
     }
     if runsWinograd(g) {

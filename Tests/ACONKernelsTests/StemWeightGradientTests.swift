@@ -31,6 +31,29 @@ struct StemWeightGradientTests {
     }
   }
 
+  /// The stride-2 3x3 stems of one to four channels (``StemKernel`` where vectors are 16 floats
+  /// wide, the general path elsewhere): even and odd widths and heights, rows shorter than a
+  /// vector, rows of whole vectors with one float more or less, one image and several, 8 to 24
+  /// output channels, with and without a bias.
+  @Test func strideTwoStemsMatchReference() {
+    let cases = [
+      geometry(2, 3, 31, 29, 8, 3, 3, s: 2, p: 1),
+      geometry(1, 3, 64, 64, 24, 3, 3, s: 2, p: 1),
+      geometry(3, 1, 33, 34, 16, 3, 3, s: 2, p: 1),
+      geometry(2, 4, 5, 3, 8, 3, 3, s: 2, p: 1),
+      geometry(1, 2, 1, 1, 8, 3, 3, s: 2, p: 1),
+      geometry(2, 3, 62, 30, 24, 3, 3, s: 2, p: 1),
+    ]
+    for (k, g) in cases.enumerated() {
+      #expect(StemKernel.applies(g) == (WideFloat.scalarCount == 16))
+      for bias in [false, true] {
+        let failures = checkAgainstReference(
+          g, bias: bias, seed: UInt64(740 + 2 * k + (bias ? 1 : 0)))
+        #expect(failures.isEmpty, "\(failures)")
+      }
+    }
+  }
+
   /// 1x1 layers with one product per image (at least ``ConvolutionKernel/pointwiseDirectColumns``
   /// pixels) and small weights take the same split over images, reading the input directly.
   @Test func smallPointwiseGeometriesMatchReference() {
