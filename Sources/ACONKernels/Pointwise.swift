@@ -101,58 +101,29 @@ public enum PointwiseKernel {
           // The last vector of a plane reads past it: into the next plane, or (last plane of
           // the last image) past the input, where it reads lane by lane instead.
           let safe = !partial || src + (depth - 1) * positions + p + lanes <= inputEnd
-          var acc0 = WideFloat(repeating: bias?[m0] ?? 0)
-          var acc1 = WideFloat(repeating: bias?[m0 + 1] ?? 0)
-          var acc2 = WideFloat(repeating: bias?[m0 + 2] ?? 0)
-          var acc3 = WideFloat(repeating: bias?[m0 + 3] ?? 0)
-          var acc4 = WideFloat(repeating: bias?[m0 + 4] ?? 0)
-          var acc5 = WideFloat(repeating: bias?[m0 + 5] ?? 0)
-          var acc6 = WideFloat(repeating: bias?[m0 + 6] ?? 0)
-          var acc7 = WideFloat(repeating: bias?[m0 + 7] ?? 0)
+          var sums = EightRowSums(bias: bias.map { $0 + m0 })
           for k in 0..<depth {
             let row = src + k * positions + p
-            let v = safe ? loadWide(row) : loadWidePartial(row, positions - p)
-            let w = a + k * rows
-            acc0 = acc0.addingProduct(v, WideFloat(repeating: w[0]))
-            acc1 = acc1.addingProduct(v, WideFloat(repeating: w[1]))
-            acc2 = acc2.addingProduct(v, WideFloat(repeating: w[2]))
-            acc3 = acc3.addingProduct(v, WideFloat(repeating: w[3]))
-            acc4 = acc4.addingProduct(v, WideFloat(repeating: w[4]))
-            acc5 = acc5.addingProduct(v, WideFloat(repeating: w[5]))
-            acc6 = acc6.addingProduct(v, WideFloat(repeating: w[6]))
-            acc7 = acc7.addingProduct(v, WideFloat(repeating: w[7]))
+            sums.accumulate(
+              safe ? loadWide(row) : loadWidePartial(row, positions - p), weights: a + k * rows)
           }
           let out = dst + p
           if !partial {
-            storeWide(acc0, out)
-            storeWide(acc1, out + positions)
-            storeWide(acc2, out + 2 * positions)
-            storeWide(acc3, out + 3 * positions)
-            storeWide(acc4, out + 4 * positions)
-            storeWide(acc5, out + 5 * positions)
-            storeWide(acc6, out + 6 * positions)
-            storeWide(acc7, out + 7 * positions)
+            sums.store(to: out, rowStride: positions)
           } else {
             // A plane whose last vector ends inside this block is stored whole, the floats
             // past it (the next planes' first ones) written back as they are; past the block
             // another worker may be writing, so there the lanes go one by one.
             let left = positions - p
             let spill = lanes - left
-            func store(_ v: WideFloat, _ j: Int) {
+            for j in 0..<rowBlock {
+              let v = sums.row(j)
               if spill <= (rowBlock - 1 - j) * positions {
                 storeWide(v, out + j * positions, keeping: tailMask)
               } else {
                 for l in 0..<left { out[j * positions + l] = v[l] }
               }
             }
-            store(acc0, 0)
-            store(acc1, 1)
-            store(acc2, 2)
-            store(acc3, 3)
-            store(acc4, 4)
-            store(acc5, 5)
-            store(acc6, 6)
-            store(acc7, 7)
           }
           p += lanes
         }
@@ -251,5 +222,66 @@ public enum PointwiseKernel {
     var v = WideFloat(repeating: 0)
     for l in 0..<min(lanes, WideFloat.scalarCount) { v[l] = p[l] }
     return v
+  }
+}
+
+/// Eight output rows over one vector of positions, in registers: `row(j) = bias[j] + sum over k
+/// of w_k[j] v_k`, each input vector `v_k` loaded once for eight multiply-adds whose weights are
+/// broadcast from eight consecutive floats (``PointwiseKernel``'s products, ``StemKernel``).
+struct EightRowSums {
+  var r0, r1, r2, r3, r4, r5, r6, r7: WideFloat
+
+  /// Rows starting at `bias[0..<8]` (zero without a bias).
+  @inline(__always)
+  init(bias: UnsafePointer<Float>?) {
+    r0 = WideFloat(repeating: bias?[0] ?? 0)
+    r1 = WideFloat(repeating: bias?[1] ?? 0)
+    r2 = WideFloat(repeating: bias?[2] ?? 0)
+    r3 = WideFloat(repeating: bias?[3] ?? 0)
+    r4 = WideFloat(repeating: bias?[4] ?? 0)
+    r5 = WideFloat(repeating: bias?[5] ?? 0)
+    r6 = WideFloat(repeating: bias?[6] ?? 0)
+    r7 = WideFloat(repeating: bias?[7] ?? 0)
+  }
+
+  /// Adds `v` times each of the eight weights at `w`.
+  @inline(__always)
+  mutating func accumulate(_ v: WideFloat, weights w: UnsafePointer<Float>) {
+    r0 = r0.addingProduct(v, WideFloat(repeating: w[0]))
+    r1 = r1.addingProduct(v, WideFloat(repeating: w[1]))
+    r2 = r2.addingProduct(v, WideFloat(repeating: w[2]))
+    r3 = r3.addingProduct(v, WideFloat(repeating: w[3]))
+    r4 = r4.addingProduct(v, WideFloat(repeating: w[4]))
+    r5 = r5.addingProduct(v, WideFloat(repeating: w[5]))
+    r6 = r6.addingProduct(v, WideFloat(repeating: w[6]))
+    r7 = r7.addingProduct(v, WideFloat(repeating: w[7]))
+  }
+
+  /// Stores the eight rows whole, `rowStride` floats apart from `out`.
+  @inline(__always)
+  func store(to out: UnsafeMutablePointer<Float>, rowStride: Int) {
+    storeWide(r0, out)
+    storeWide(r1, out + rowStride)
+    storeWide(r2, out + 2 * rowStride)
+    storeWide(r3, out + 3 * rowStride)
+    storeWide(r4, out + 4 * rowStride)
+    storeWide(r5, out + 5 * rowStride)
+    storeWide(r6, out + 6 * rowStride)
+    storeWide(r7, out + 7 * rowStride)
+  }
+
+  /// Row `j` (0 to 7).
+  @inline(__always)
+  func row(_ j: Int) -> WideFloat {
+    switch j {
+    case 0: return r0
+    case 1: return r1
+    case 2: return r2
+    case 3: return r3
+    case 4: return r4
+    case 5: return r5
+    case 6: return r6
+    default: return r7
+    }
   }
 }

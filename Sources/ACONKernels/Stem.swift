@@ -116,41 +116,16 @@ public enum StemKernel {
           let planeStride = g.outHeight * outW
           var ox = 0
           while ox < outW {
-            var acc0 = WideFloat(repeating: bias?[m0] ?? 0)
-            var acc1 = WideFloat(repeating: bias?[m0 + 1] ?? 0)
-            var acc2 = WideFloat(repeating: bias?[m0 + 2] ?? 0)
-            var acc3 = WideFloat(repeating: bias?[m0 + 3] ?? 0)
-            var acc4 = WideFloat(repeating: bias?[m0 + 4] ?? 0)
-            var acc5 = WideFloat(repeating: bias?[m0 + 5] ?? 0)
-            var acc6 = WideFloat(repeating: bias?[m0 + 6] ?? 0)
-            var acc7 = WideFloat(repeating: bias?[m0 + 7] ?? 0)
-            for t in 0..<depth {
-              let v = loadWide(tap[t] + ox)
-              let w = a + t * cout
-              acc0 = acc0.addingProduct(v, WideFloat(repeating: w[0]))
-              acc1 = acc1.addingProduct(v, WideFloat(repeating: w[1]))
-              acc2 = acc2.addingProduct(v, WideFloat(repeating: w[2]))
-              acc3 = acc3.addingProduct(v, WideFloat(repeating: w[3]))
-              acc4 = acc4.addingProduct(v, WideFloat(repeating: w[4]))
-              acc5 = acc5.addingProduct(v, WideFloat(repeating: w[5]))
-              acc6 = acc6.addingProduct(v, WideFloat(repeating: w[6]))
-              acc7 = acc7.addingProduct(v, WideFloat(repeating: w[7]))
-            }
+            var sums = EightRowSums(bias: bias.map { $0 + m0 })
+            for t in 0..<depth { sums.accumulate(loadWide(tap[t] + ox), weights: a + t * cout) }
             if ox + lanes <= outW {
-              storeWide(acc0, out + ox)
-              storeWide(acc1, out + planeStride + ox)
-              storeWide(acc2, out + 2 * planeStride + ox)
-              storeWide(acc3, out + 3 * planeStride + ox)
-              storeWide(acc4, out + 4 * planeStride + ox)
-              storeWide(acc5, out + 5 * planeStride + ox)
-              storeWide(acc6, out + 6 * planeStride + ox)
-              storeWide(acc7, out + 7 * planeStride + ox)
+              sums.store(to: out + ox, rowStride: planeStride)
             } else {
               // A row's last, partial vector goes lane by lane: the floats after it are the
               // next row's, another item's.
-              let results = [acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7]
               for j in 0..<8 {
-                for l in 0..<(outW - ox) { out[j * planeStride + ox + l] = results[j][l] }
+                let v = sums.row(j)
+                for l in 0..<(outW - ox) { out[j * planeStride + ox + l] = v[l] }
               }
             }
             ox += lanes
