@@ -1,5 +1,5 @@
-/// The stride-2 3x3 stem of ShuffleNetV2 and MobileNet (3 input channels, padding 1), computed
-/// straight from the image rows instead of through an unfolded column matrix.
+/// The stride-2 3x3 stem of ShuffleNetV2 and MobileNet (an image of up to four channels,
+/// padding 1), computed straight from the image rows instead of through an unfolded column matrix.
 ///
 /// The general path writes a `[27, positions]` column matrix per image (as large as the output
 /// and four times the input) and leaves oneDNN a product of inner dimension 27. Here each output
