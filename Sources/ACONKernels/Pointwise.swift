@@ -44,17 +44,27 @@ public enum PointwiseKernel {
     precondition(applies(g), "not a small pointwise geometry: \(g)")
     let positions = g.outHeight * g.outWidth
     let (cin, cout) = (g.inChannels, g.outChannels)
-    // The product wants, for each input channel, the weights of all output channels side by
-    // side: w transposed (a few kilobytes).
-    let transposed = UnsafeMutablePointer<Float>.allocate(capacity: cin * cout)
-    defer { transposed.deallocate() }
-    for o in 0..<cout {
-      for i in 0..<cin { transposed[i * cout + o] = weight[o * cin + i] }
+    withWeightsByInput(weight, outputs: cout, inputs: cin) { transposed in
+      product(
+        transposed, images: g.batch, rows: cout, depth: cin, positions: positions, input: x,
+        inputImageStride: cin * positions, output: y, outputImageStride: cout * positions,
+        bias: bias)
     }
-    product(
-      transposed, images: g.batch, rows: cout, depth: cin, positions: positions, input: x,
-      inputImageStride: cin * positions, output: y, outputImageStride: cout * positions,
-      bias: bias)
+  }
+
+  /// Calls `body` with `weight` (`[outputs, inputs]`) transposed to `[inputs, outputs]`: the
+  /// register blocks want, for each input, the weights of all outputs side by side (a few
+  /// kilobytes).
+  static func withWeightsByInput(
+    _ weight: UnsafePointer<Float>, outputs: Int, inputs: Int,
+    _ body: (UnsafePointer<Float>) -> Void
+  ) {
+    let transposed = UnsafeMutablePointer<Float>.allocate(capacity: inputs * outputs)
+    defer { transposed.deallocate() }
+    for o in 0..<outputs {
+      for i in 0..<inputs { transposed[i * outputs + o] = weight[o * inputs + i] }
+    }
+    body(transposed)
   }
 
   /// The input gradient, `dx = w^T dy` per image (overwritten).

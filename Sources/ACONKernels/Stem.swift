@@ -93,42 +93,41 @@ public enum StemKernel {
     precondition(applies(g), "not a stride-2 3x3 stem: \(g)")
     let (cout, depth, outW) = (g.outChannels, 9 * g.inChannels, g.outWidth)
     let lanes = WideFloat.scalarCount
-    // For each tap, the eight weights of a block side by side (broadcast from one pointer).
-    let transposed = UnsafeMutablePointer<Float>.allocate(capacity: depth * cout)
-    defer { transposed.deallocate() }
-    for o in 0..<cout {
-      for t in 0..<depth { transposed[t * cout + o] = weight[o * depth + t] }
-    }
     let rowsPerImage = g.outHeight
-    Parallel.forRanges(g.batch * rowsPerImage, minimumChunk: 4) { items in
-      let taps = UnsafeMutablePointer<Float>.allocate(capacity: 2 * 3 * g.inChannels * rowFloats(g))
-      let tap = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: depth)
-      defer {
-        taps.deallocate()
-        tap.deallocate()
-      }
-      for item in items {
-        let (n, oy) = item.quotientAndRemainder(dividingBy: rowsPerImage)
-        splitTaps(g, x, image: n, outputRow: oy, taps: taps, tap: tap)
-        for m0 in stride(from: 0, to: cout, by: 8) {
-          let a = UnsafePointer(transposed) + m0
-          let out = y + ((n * cout + m0) * g.outHeight + oy) * outW
-          let planeStride = g.outHeight * outW
-          var ox = 0
-          while ox < outW {
-            var sums = EightRowSums(bias: bias.map { $0 + m0 })
-            for t in 0..<depth { sums.accumulate(loadWide(tap[t] + ox), weights: a + t * cout) }
-            if ox + lanes <= outW {
-              sums.store(to: out + ox, rowStride: planeStride)
-            } else {
-              // A row's last, partial vector goes lane by lane: the floats after it are the
-              // next row's, another item's.
-              for j in 0..<8 {
-                let v = sums.row(j)
-                for l in 0..<(outW - ox) { out[j * planeStride + ox + l] = v[l] }
+    let planeStride = g.outHeight * outW
+    // For each tap, the eight weights of a block side by side (broadcast from one pointer).
+    PointwiseKernel.withWeightsByInput(weight, outputs: cout, inputs: depth) { transposed in
+      Parallel.forRanges(g.batch * rowsPerImage, minimumChunk: 4) { items in
+        let taps = UnsafeMutablePointer<Float>.allocate(
+          capacity: 2 * 3 * g.inChannels * rowFloats(g))
+        let tap = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: depth)
+        defer {
+          taps.deallocate()
+          tap.deallocate()
+        }
+        for item in items {
+          let (n, oy) = item.quotientAndRemainder(dividingBy: rowsPerImage)
+          splitTaps(g, x, image: n, outputRow: oy, taps: taps, tap: tap)
+          for m0 in stride(from: 0, to: cout, by: 8) {
+            let a = transposed + m0
+            let blockBias = bias.map { $0 + m0 }
+            let out = y + ((n * cout + m0) * g.outHeight + oy) * outW
+            var ox = 0
+            while ox < outW {
+              var sums = EightRowSums(bias: blockBias)
+              for t in 0..<depth { sums.accumulate(loadWide(tap[t] + ox), weights: a + t * cout) }
+              if ox + lanes <= outW {
+                sums.store(to: out + ox, rowStride: planeStride)
+              } else {
+                // A row's last, partial vector goes lane by lane: the floats after it are the
+                // next row's, another item's.
+                for j in 0..<8 {
+                  let v = sums.row(j)
+                  for l in 0..<(outW - ox) { out[j * planeStride + ox + l] = v[l] }
+                }
               }
+              ox += lanes
             }
-            ox += lanes
           }
         }
       }
