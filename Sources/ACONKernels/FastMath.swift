@@ -32,16 +32,13 @@ public func fastExp(_ input: Float8) -> Float8 {
 }
 
 /// The logistic sigmoid `1 / (1 + e^-x)` for eight lanes, accurate for every finite input:
-/// it only evaluates `e^-|x|`, which cannot overflow.
+/// ``fastExp(_:)`` clamps `-x` to [-87, 88], so `e^-x` is finite and the quotient lies in
+/// [0, 1]. (Evaluating `e^-|x|` and choosing between `1 / (1 + e)` and `e / (1 + e)` by sign is
+/// as accurate but takes five more instructions a vector: a sixth of the ACON's forward.)
 @inlinable @inline(__always)
 public func fastSigmoid(_ x: Float8) -> Float8 {
-  let negativeAbs = x.replacing(with: -x, where: x .> 0)
-  let e = fastExp(negativeAbs)
   let one = Float8(repeating: 1)
-  let denominator = one + e
-  let positive = one / denominator
-  let negative = e / denominator
-  return positive.replacing(with: negative, where: x .< 0)
+  return one / (one + fastExp(-x))
 }
 
 /// The widest float vector the kernels were compiled for: 16 lanes (one AVX-512 register)
@@ -210,13 +207,8 @@ public func fastExp(_ input: SIMD16<Float>) -> SIMD16<Float> {
 /// `fastSigmoid` for sixteen lanes, the same expression.
 @inlinable @inline(__always)
 public func fastSigmoid(_ x: SIMD16<Float>) -> SIMD16<Float> {
-  let negativeAbs = x.replacing(with: -x, where: x .> 0)
-  let e = fastExp(negativeAbs)
   let one = SIMD16<Float>(repeating: 1)
-  let denominator = one + e
-  let positive = one / denominator
-  let negative = e / denominator
-  return positive.replacing(with: negative, where: x .< 0)
+  return one / (one + fastExp(-x))
 }
 
 /// The last `rest` (< ``WideFloat``'s lane count) elements of a wide plane kernel, as
