@@ -3,8 +3,8 @@
 /// `scale = weight / std` and `shift = bias - mean * scale`.
 ///
 /// Bytes per element, against the two layers run one after the other:
-/// - forward: batch statistics (2 reads of `x`) and one pass that normalises and activates
-///   (read 4, write 4): 16 instead of 24, and `z` is neither written nor kept;
+/// - forward: batch statistics (1 read of `x`) and one pass that normalises and activates
+///   (read 4, write 4): 12 instead of 20, and `z` is neither written nor kept;
 /// - backward: one pass that recomputes `z`, writes `dz` and gathers the ACON's and the batch
 ///   norm's sums (12), and one that turns `dz` into `dx` in place (12): 24 instead of 32.
 /// meta-ACON's pooled means come for free from the statistics pass (the mean of `z` over a

@@ -1,10 +1,10 @@
 /// Batch-normalisation kernels over `[N, C, plane]` float buffers (`plane` = H * W, or 1 for
 /// `[N, C]` input), split across the cores by channel.
 ///
-/// Each channel's statistics are reduced in two passes (mean, then deviations from it) with
-/// Float64 accumulation of vector partial sums (`LaneSums`): one extra read of the input buys a
-/// mean and a variance that stay accurate when the mean is large against the spread (the second
-/// pass also sums the deviations, which corrects the first pass's rounding of the mean).
+/// Each channel's statistics are reduced in one pass over deviations from a provisional mean
+/// (the mean of the channel's plane in the first image), with Float64 accumulation of vector
+/// partial sums (`LaneSums`): the mean and variance stay accurate when the mean is large against
+/// the spread, without a pass that reads the whole input for the mean first.
 public enum BatchNormKernel {
   /// How many channels one parallel chunk should hold so that it carries enough work.
   @inlinable
@@ -86,11 +86,14 @@ public enum BatchNormKernel {
   /// with `centredPlaneMeans` (`[n, channels]`), also each plane's mean of `x - mean[channel]`
   /// from the same passes (what meta-ACON's pooled means need after a fused batch norm).
   ///
-  /// The first pass sums `x` for a provisional mean `m0`; the second sums `d = x - m0` and
-  /// `d^2`. The mean is then `m0 + sum(d) / M` and the variance `(sum(d^2) - sum(d)^2 / M) / M`
-  /// (the corrected two-pass algorithm), and the centred plane means come from the plane sums
-  /// of `d`: nothing is formed as a difference of two numbers of the input's magnitude, so an
-  /// input whose mean is large against its spread (raw 0..255 pixels) loses no precision.
+  /// The provisional mean `m0` is the mean of the channel's plane in the first image (which
+  /// lies within the channel's spread); one pass then sums `d = x - m0` and `d^2`. The mean is
+  /// `m0 + sum(d) / M` and the variance `(sum(d^2) - sum(d)^2 / M) / M` (the corrected two-pass
+  /// formula, with its first pass over one plane), and the centred plane means come from the
+  /// plane sums of `d`: nothing is formed as a difference of two numbers of the input's
+  /// magnitude, so an input whose mean is large against its spread (raw 0..255 pixels) loses no
+  /// precision. (Summing the whole channel for `m0` first cost a read of the input: a quarter of
+  /// the forward traffic of a batch norm and the activation fused after it.)
   public static func statistics(
     _ x: UnsafePointer<Float>, batch n: Int, channels c: Int, plane: Int,
     mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>,
@@ -103,7 +106,7 @@ public enum BatchNormKernel {
       for ch in range {
         let base = x + ch * plane
         let provisional = Float(
-          channelSum(base, n: n, plane: plane, stride: stride, end: end) / count)
+          channelSum(base, n: 1, plane: plane, stride: stride, end: end) / Double(plane))
         // Lane sums over a few rows at a time, then into Float64 (see LaneSums).
         var (linear, squares) = (0.0, 0.0)
         for rows in LaneSums.rowBlocks(n, plane: plane) {

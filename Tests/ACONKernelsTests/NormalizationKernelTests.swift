@@ -31,6 +31,28 @@ struct NormalizationKernelTests {
     }
   }
 
+  /// The provisional mean is the first image's plane mean: a first image far from the others
+  /// (here a thousand times their spread) must not cost the variance its precision, on planes
+  /// of whole vectors, with a partial vector, and of one value ([N, C] input).
+  @Test(arguments: [64, 13, 1])
+  func statisticsAreAccurateWhenTheFirstImageIsFarFromTheMean(plane: Int) {
+    let (n, c) = (8, 3)
+    var x = Self.values(n * c * plane, seed: 7)
+    for i in 0..<(c * plane) { x[i] += 1000 }
+    var mean = [Float](repeating: 0, count: c)
+    var variance = [Float](repeating: 0, count: c)
+    BatchNormKernel.statistics(
+      x, batch: n, channels: c, plane: plane, mean: &mean, variance: &variance)
+    for ch in 0..<c {
+      var values: [Double] = []
+      for b in 0..<n { for i in 0..<plane { values.append(Double(x[(b * c + ch) * plane + i])) } }
+      let m = values.reduce(0, +) / Double(values.count)
+      let v = values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(values.count)
+      #expect(abs(Double(mean[ch]) - m) <= 1e-6 * abs(m), "channel \(ch): \(mean[ch]) vs \(m)")
+      #expect(abs(Double(variance[ch]) - v) <= 1e-5 * v, "channel \(ch): \(variance[ch]) vs \(v)")
+    }
+  }
+
   @Test func normalizeAndBackwardAgreeWithScalarFormulas() {
     // plane 13: vector body plus a scalar tail.
     let (n, c, plane) = (3, 5, 13)
