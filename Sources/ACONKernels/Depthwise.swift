@@ -245,6 +245,13 @@ public enum DepthwiseKernel {
         g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
       return
     }
+    var dx = dx
+    if let inputGrad = dx, runsFlatStride2InputGradient(g) {
+      flatStride2Backward(
+        g, input: x, weight: weight, outputGrad: dy, inputGrad: inputGrad, weightGrad: nil)
+      if dw == nil { return }
+      dx = nil
+    }
     let channels = g.inChannels
     let (kh, kw, d) = (g.kernelHeight, g.kernelWidth, g.dilation)
     let taps = kh * kw

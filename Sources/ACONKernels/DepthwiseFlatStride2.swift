@@ -18,10 +18,30 @@ extension DepthwiseKernel {
   /// into phases dominates, both ways were 10-30% slower.
   static let flatStride2PlaneLimit = 256
 
+  /// The largest output plane whose input gradient alone runs flat at stride 2: 28x28, from
+  /// 56x56 inputs. There the general path's gather from a padded copy of `dy` cost more than
+  /// the flat correlation of `dy` and the merge of the phases (batch 32, fastest of 5 runs,
+  /// 4-6 rounds alternating: 24 channels 0.71-1.32 -> 0.39-0.60 ms, 48 channels 1.42-1.97 ->
+  /// 1.09-1.26, 116 channels 3.45-5.73 -> 2.82-3.40), while the forward and weight gradient
+  /// of the wider layers were slower split into phases (116 channels: forward 2.1-3.6 against
+  /// 3.4-4.0 ms), and keep the general path.
+  static let flatStride2InputGradientPlaneLimit = 784
+
   /// Whether `g` runs through the flat stride-2 kernels.
   package static func runsFlatStride2(_ g: ConvGeometry) -> Bool {
+    runsFlatStride2(g, upTo: flatStride2PlaneLimit)
+  }
+
+  /// Whether `g`'s input gradient runs through the flat stride-2 kernel (every layer that
+  /// ``runsFlatStride2(_:)``, and those of larger planes up to
+  /// ``flatStride2InputGradientPlaneLimit``).
+  package static func runsFlatStride2InputGradient(_ g: ConvGeometry) -> Bool {
+    runsFlatStride2(g, upTo: flatStride2InputGradientPlaneLimit)
+  }
+
+  static func runsFlatStride2(_ g: ConvGeometry, upTo limit: Int) -> Bool {
     g.isDepthwise && g.kernelHeight == 3 && g.kernelWidth == 3 && g.stride == 2
-      && g.padding == 1 && g.dilation == 1 && g.outHeight * g.outWidth <= flatStride2PlaneLimit
+      && g.padding == 1 && g.dilation == 1 && g.outHeight * g.outWidth <= limit
   }
 
   /// The four phase planes of one input plane (or of one input gradient plane), in a worker's
@@ -269,7 +289,8 @@ extension DepthwiseKernel {
   }
 
   /// ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:)`` of a layer that
-  /// ``runsFlatStride2(_:)``, on ``forEachWorkerPlane(items:channels:plane:weightGrad:scratch:_:)``.
+  /// ``runsFlatStride2(_:)`` (or its input gradient alone, `dw` nil, of a layer that
+  /// ``runsFlatStride2InputGradient(_:)``), on ``forEachWorkerPlane(items:channels:plane:weightGrad:scratch:_:)``.
   static func flatStride2Backward(
     _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     outputGrad dy: UnsafePointer<Float>, inputGrad dx: UnsafeMutablePointer<Float>?,

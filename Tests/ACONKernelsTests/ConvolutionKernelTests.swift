@@ -218,9 +218,21 @@ struct ConvolutionKernelTests {
       geometry(1, 2, 32, 32, 2, 3, 3, s: 2, p: 1, groups: 2),
       geometry(40, 24, 4, 4, 24, 3, 3, s: 2, p: 1, groups: 24),
       geometry(24, 16, 7, 7, 16, 3, 3, s: 2, p: 1, groups: 16),
+      // Flat stride-2 input gradient beside the general weight gradient (outputs from 257 to
+      // 784): 56x56 and odd sides, one image and enough for every worker.
+      geometry(2, 3, 56, 56, 3, 3, 3, s: 2, p: 1, groups: 3),
+      geometry(1, 2, 35, 41, 2, 3, 3, s: 2, p: 1, groups: 2),
+      geometry(8, 8, 34, 34, 8, 3, 3, s: 2, p: 1, groups: 8),
     ]
     #expect(cases.contains { DepthwiseKernel.runsFlat($0) })
     #expect(cases.contains { DepthwiseKernel.runsFlatStride2($0) })
+    #expect(
+      cases.contains {
+        DepthwiseKernel.runsFlatStride2InputGradient($0) && !DepthwiseKernel.runsFlatStride2($0)
+      })
+    #expect(
+      !DepthwiseKernel.runsFlatStride2InputGradient(
+        geometry(1, 2, 58, 58, 2, 3, 3, s: 2, p: 1, groups: 2)))
     #expect(
       !DepthwiseKernel.runsFlatStride2(geometry(1, 2, 66, 64, 2, 3, 3, s: 2, p: 1, groups: 2)))
     #expect(!DepthwiseKernel.runsFlat(geometry(2, 2, 33, 32, 2, 3, 3, p: 1, groups: 2)))
