@@ -158,15 +158,15 @@ extension ACONKernel {
 
 extension ACONKernel {
   /// Whether the fused backward runs channel by channel
-  /// (``normalizedBackwardByChannel(_:_:_:_:_:_:_:_:_:_:_:_:_:_:)``): beta per channel (ACON-C,
-  /// not meta-ACON's beta per sample) and planes of one to sixteen vectors (4x4 to 16x16 at 16
-  /// lanes), where five horizontal sums per plane cost more than the plane's arithmetic. (On
+  /// (``normalizedBackwardByChannel(_:_:_:_:_:_:_:_:_:_:_:_:_:_:)``): planes of one to sixteen
+  /// vectors (4x4 to 16x16 at 16 lanes), where five horizontal sums per plane cost more than the
+  /// plane's arithmetic (meta-ACON's beta per sample keeps one: its gradient is per plane). (On
   /// 14x14 planes, `bench-activation --after-batch-norm`, backward 0.39 -> 0.35 ms for
   /// [128, 24, 14, 14] and 0.40 -> 0.35 for [32, 96, 14, 14]; on 28x28 and 56x56 planes this
   /// order ran 10-50% slower than plane by plane.)
   static func runsByChannel(_ geo: Geometry, _ layout: BetaLayout) -> Bool {
     let lanes = WideFloat.scalarCount
-    return layout.sampleStride == 0 && geo.plane >= lanes && geo.plane <= 16 * lanes
+    return geo.plane >= lanes && geo.plane <= 16 * lanes
   }
 
   /// The fused backward of ``runsByChannel(_:_:)`` layers: each worker takes whole channels
@@ -174,7 +174,8 @@ extension ACONKernel {
   /// the planes (folded into Float64 every 128 vectors' worth of images) instead of summed
   /// across lanes per plane.
   /// A channel's sums go to the slots of its plane in the first image, the other images' slots
-  /// are zero: every caller only adds a channel's slots up. A plane that is not whole vectors
+  /// are zero: every caller only adds a channel's slots up. With beta per sample (meta-ACON)
+  /// the beta gradient stays per plane, each in its own slot. A plane that is not whole vectors
   /// ends with a vector shifted back to end with it, its lanes of the vector before masked out:
   /// nothing outside the plane is read or written (the next plane may be another worker's).
   static func normalizedBackwardByChannel<G: GateFunction>(
@@ -186,6 +187,7 @@ extension ACONKernel {
   ) {
     let (batch, channels, plane) = (geo.batch, geo.channels, geo.plane)
     let lanes = WideFloat.scalarCount
+    let betaPerSample = layout.sampleStride != 0
     // About 128 vectors per lane summed in Float between folds, whatever the plane's size.
     let imagesPerFold = max(1, 128 / ((plane + lanes - 1) / lanes))
     let (all, lastLanes) = (
@@ -197,7 +199,7 @@ extension ACONKernel {
     Parallel.forRanges(channels, minimumChunk: max(1, 16384 / (batch * plane))) { range in
       for c in range {
         let (d, p2v) = (WideFloat(repeating: p1[c] - p2[c]), WideFloat(repeating: p2[c]))
-        let bd = WideFloat(repeating: beta[c * layout.channelStride]) * d
+        let bdChannel = WideFloat(repeating: beta[c * layout.channelStride]) * d
         let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
         let mv = WideFloat(repeating: mean[c])
         var (gxt, gx, dbeta, sumDz, sumDzCentered) = (0.0, 0.0, 0.0, 0.0, 0.0)
@@ -209,7 +211,13 @@ extension ACONKernel {
           var acc4 = WideFloat(repeating: 0)
           var acc5 = WideFloat(repeating: 0)
           for n in images..<min(batch, images + imagesPerFold) {
-            let o = (n * channels + c) * plane
+            let q = n * channels + c
+            let o = q * plane
+            let bd =
+              betaPerSample
+              ? WideFloat(repeating: beta[n * layout.sampleStride + c * layout.channelStride]) * d
+              : bdChannel
+            var planeDbeta = WideFloat(repeating: 0)
             var i = 0
             while i < plane {
               // The mask is chosen, not computed, in the loop (see ACONKernel.forwardPlane).
@@ -222,10 +230,15 @@ extension ACONKernel {
               let gxv = gv * xv
               acc1 = acc1.addingProduct(gxv, t)
               acc2 += gxv
-              acc3 = acc3.addingProduct(gv * dxv, dxv * slope)
+              planeDbeta = planeDbeta.addingProduct(gv * dxv, dxv * slope)
               acc4 += dzv
               acc5 = acc5.addingProduct(dzv, masked(loadWide(x + at) - mv, keep))
               i += lanes
+            }
+            if betaPerSample {
+              sums[3 * q + 2] = horizontalSum(planeDbeta)
+            } else {
+              acc3 += planeDbeta
             }
           }
           gxt += LaneSums.reduced(acc1)
@@ -234,7 +247,8 @@ extension ACONKernel {
           sumDz += LaneSums.reduced(acc4)
           sumDzCentered += LaneSums.reduced(acc5)
         }
-        (sums[3 * c], sums[3 * c + 1], sums[3 * c + 2]) = (Float(gxt), Float(gx), Float(dbeta))
+        (sums[3 * c], sums[3 * c + 1]) = (Float(gxt), Float(gx))
+        if !betaPerSample { sums[3 * c + 2] = Float(dbeta) }
         (normSums[2 * c], normSums[2 * c + 1]) = (Float(sumDz), Float(sumDzCentered))
       }
     }

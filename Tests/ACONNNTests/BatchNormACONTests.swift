@@ -71,8 +71,11 @@ struct BatchNormACONTests {
 
   /// Planes of every size class of the fused backward: a channel at a time across the images up
   /// to 16 vectors (13x13 ends with a partial vector, 16x16 is the largest), plane by plane
-  /// beyond (17x17).
-  @Test(arguments: ["acon-c", "acon-c-hard"], [[2, 3, 13, 13], [2, 3, 16, 16], [2, 3, 17, 17]])
+  /// beyond (17x17); meta-ACON's beta per sample (channel- and layer-wise) keeps its gradient
+  /// per plane in both.
+  @Test(
+    arguments: ["acon-c", "acon-c-hard", "meta-acon", "meta-acon-layer"],
+    [[2, 3, 13, 13], [2, 3, 16, 16], [2, 3, 17, 17]])
   func fusedMatchesSeparateLayersOnLargerPlanes(_ name: String, _ shape: [Int]) throws {
     var rng = RandomGenerator(seed: 12)
     let x = try Tensor.randomNormal(shape, std: 2, using: &rng) + Tensor(scalar: 0.4)
