@@ -12,20 +12,37 @@ struct NormalizationKernelTests {
     }
   }
 
+  /// `BatchNormKernel.statistics` of `x` (`[batch, channels, plane]`): mean and variance.
+  static func kernelStatistics(
+    _ x: [Float], batch: Int, channels: Int, plane: Int
+  ) -> (mean: [Float], variance: [Float]) {
+    var mean = [Float](repeating: 0, count: channels)
+    var variance = [Float](repeating: 0, count: channels)
+    BatchNormKernel.statistics(
+      x, batch: batch, channels: channels, plane: plane, mean: &mean, variance: &variance)
+    return (mean, variance)
+  }
+
+  /// One channel's mean and biased variance in Float64, the two-pass way.
+  static func exactStatistics(
+    _ x: [Float], batch: Int, channels: Int, plane: Int, channel: Int
+  ) -> (mean: Double, variance: Double) {
+    var values: [Double] = []
+    for b in 0..<batch {
+      for i in 0..<plane { values.append(Double(x[(b * channels + channel) * plane + i])) }
+    }
+    let m = values.reduce(0, +) / Double(values.count)
+    return (m, values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(values.count))
+  }
+
   @Test func statisticsAreAccurateForLargeMeansAndSplitAcrossCores() {
     // 16 channels of 8 x 512 values: enough for the channel loop to run in two chunks.
     let (n, c, plane) = (8, 16, 512)
     var x = Self.values(n * c * plane, seed: 1)
     for i in x.indices { x[i] = 10_000 + x[i] * Float((i / plane) % c + 1) * 0.01 }
-    var mean = [Float](repeating: 0, count: c)
-    var variance = [Float](repeating: 0, count: c)
-    BatchNormKernel.statistics(
-      x, batch: n, channels: c, plane: plane, mean: &mean, variance: &variance)
+    let (mean, variance) = Self.kernelStatistics(x, batch: n, channels: c, plane: plane)
     for ch in 0..<c {
-      var values: [Double] = []
-      for b in 0..<n { for i in 0..<plane { values.append(Double(x[(b * c + ch) * plane + i])) } }
-      let m = values.reduce(0, +) / Double(values.count)
-      let v = values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(values.count)
+      let (m, v) = Self.exactStatistics(x, batch: n, channels: c, plane: plane, channel: ch)
       #expect(abs(Double(mean[ch]) - m) < 1e-3)
       #expect(abs(Double(variance[ch]) - v) <= 1e-3 * v, "channel \(ch): \(variance[ch]) vs \(v)")
     }
@@ -39,15 +56,9 @@ struct NormalizationKernelTests {
     let (n, c) = (8, 3)
     var x = Self.values(n * c * plane, seed: 7)
     for i in 0..<(c * plane) { x[i] += 1000 }
-    var mean = [Float](repeating: 0, count: c)
-    var variance = [Float](repeating: 0, count: c)
-    BatchNormKernel.statistics(
-      x, batch: n, channels: c, plane: plane, mean: &mean, variance: &variance)
+    let (mean, variance) = Self.kernelStatistics(x, batch: n, channels: c, plane: plane)
     for ch in 0..<c {
-      var values: [Double] = []
-      for b in 0..<n { for i in 0..<plane { values.append(Double(x[(b * c + ch) * plane + i])) } }
-      let m = values.reduce(0, +) / Double(values.count)
-      let v = values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(values.count)
+      let (m, v) = Self.exactStatistics(x, batch: n, channels: c, plane: plane, channel: ch)
       #expect(abs(Double(mean[ch]) - m) <= 1e-6 * abs(m), "channel \(ch): \(mean[ch]) vs \(m)")
       #expect(abs(Double(variance[ch]) - v) <= 1e-5 * v, "channel \(ch): \(variance[ch]) vs \(v)")
     }
