@@ -12,29 +12,20 @@ public enum BatchNormKernel {
     max(1, 32_768 / max(1, n * plane))
   }
 
-  /// Sum of `x[b * stride + i]` for `b < n`, `i < plane`, in Float64; `end` is the end of
-  /// `x`'s allocation (a row's last, partial vector is one load when it lies before `end`).
+  /// The mean of one plane of `plane` values in Float64; `end` is the end of `x`'s allocation
+  /// (a row's last, partial vector is one load when it lies before `end`).
   @inlinable @inline(__always)
-  static func channelSum(
-    _ x: UnsafePointer<Float>, n: Int, plane: Int, stride: Int, end: UnsafePointer<Float>
+  static func planeMean(
+    _ x: UnsafePointer<Float>, plane: Int, end: UnsafePointer<Float>
   ) -> Double {
-    var total = 0.0
-    for rows in LaneSums.rowBlocks(n, plane: plane) {
-      var lanes = WideFloat(repeating: 0)
-      for b in rows {
-        // Deviations from 0 are the values themselves (x - 0 is exact).
-        let row = rowDeviations(x + b * stride, plane: plane, mean: 0, end: end, squares: false)
-        lanes += row.linear
-        total += Double(row.restLinear)
-      }
-      total += LaneSums.reduced(lanes)
-    }
-    return total
+    // Deviations from 0 are the values themselves (x - 0 is exact).
+    let row = rowDeviations(x, plane: plane, mean: 0, end: end, squares: false)
+    return (LaneSums.reduced(row.linear) + Double(row.restLinear)) / Double(plane)
   }
 
   /// Sums of `x - mean` and (with `squares`) `(x - mean)^2` over one row of `plane` values, lane
   /// by lane, with what did not fit a vector (only the allocation's last rows) as scalars (`end`
-  /// as in ``channelSum(_:n:plane:stride:end:)``); ``LaneSums`` says how they are reduced over rows.
+  /// as in ``planeMean(_:plane:end:)``); ``LaneSums`` says how they are reduced over rows.
   ///
   /// Two accumulators per sum: one is a chain of dependent adds, which held the pass to a
   /// third of what the loads allow.
@@ -105,8 +96,7 @@ public enum BatchNormKernel {
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
       for ch in range {
         let base = x + ch * plane
-        let provisional = Float(
-          channelSum(base, n: 1, plane: plane, stride: stride, end: end) / Double(plane))
+        let provisional = Float(planeMean(base, plane: plane, end: end))
         // Lane sums over a few rows at a time, then into Float64 (see LaneSums).
         var (linear, squares) = (0.0, 0.0)
         for rows in LaneSums.rowBlocks(n, plane: plane) {
