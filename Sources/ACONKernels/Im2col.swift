@@ -36,33 +36,39 @@ public enum Im2colKernel {
     // Each item is one row of one image: `spatial` floats written.
     Parallel.forRanges(images * rows, minimumChunk: max(1, 32768 / max(1, spatial))) { range in
       unfoldRows(
-        x, imageStride: imageStride, rows: range, geometry: g, col: col, ldc: ldc,
-        channelsRows: rows)
+        x, imageStride: imageStride, rows: range, geometry: g, outputRows: 0..<g.outHeight,
+        col: col, ldc: ldc, channelsRows: rows)
     }
   }
 
   /// ``unfold(_:imageStride:images:channels:geometry:col:ldc:)`` of one image on the calling
-  /// thread (for callers that already run one image per worker).
+  /// thread (for callers that already run one image per worker), of the output rows
+  /// `outputRows` only when given: a run of rows whose columns stay in cache for the product
+  /// that reads them.
   static func unfoldSerial(
     _ x: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry,
-    col: UnsafeMutablePointer<Float>, ldc: Int
+    outputRows: Range<Int>? = nil, col: UnsafeMutablePointer<Float>, ldc: Int
   ) {
     let rows = channels * g.kernelHeight * g.kernelWidth
     unfoldRows(
-      x, imageStride: 0, rows: 0..<rows, geometry: g, col: col, ldc: ldc, channelsRows: rows)
+      x, imageStride: 0, rows: 0..<rows, geometry: g, outputRows: outputRows ?? 0..<g.outHeight,
+      col: col, ldc: ldc, channelsRows: rows)
   }
 
-  /// Items `items` (row `item % channelsRows` of image `item / channelsRows`) of an unfold.
+  /// Items `items` (row `item % channelsRows` of image `item / channelsRows`) of an unfold,
+  /// restricted to the output rows `outputRows` (all of them for several images side by side):
+  /// output row `y` lands at column `(y - outputRows.lowerBound) * outWidth` of its image.
   @inline(__always)
   static func unfoldRows(
     _ x: UnsafePointer<Float>, imageStride: Int, rows range: Range<Int>, geometry g: ConvGeometry,
-    col: UnsafeMutablePointer<Float>, ldc: Int, channelsRows rows: Int
+    outputRows: Range<Int>, col: UnsafeMutablePointer<Float>, ldc: Int, channelsRows rows: Int
   ) {
     let (kh, kw) = (g.kernelHeight, g.kernelWidth)
     let (oh, ow) = (g.outHeight, g.outWidth)
     let plane = g.height * g.width
-    let spatial = oh * ow
+    let spatial = outputRows.count * ow
     if g.isPointwise {
+      precondition(outputRows == 0..<oh, "a 1x1 unfold copies whole planes")
       // 1x1, stride 1, no padding (small images batched side by side): each row is a plane.
       for item in range {
         let (b, c) = item.quotientAndRemainder(dividingBy: rows)
@@ -81,9 +87,9 @@ public enum Im2colKernel {
       let dst = col + r * ldc + b * spatial
       let cols = validColumns(g, kernelColumn: j)
       let shift = j * g.dilation - g.padding
-      for y in 0..<oh {
+      for y in outputRows {
         let iy = y * g.stride - g.padding + i * g.dilation
-        let out = dst + y * ow
+        let out = dst + (y - outputRows.lowerBound) * ow
         if iy < 0 || iy >= g.height || cols.isEmpty {
           out.update(repeating: 0, count: ow)
           continue

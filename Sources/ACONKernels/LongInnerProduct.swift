@@ -29,12 +29,44 @@ public enum LongInnerProduct {
     m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
     ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulating: Bool
   ) {
-    let lanes = WideFloat.scalarCount
-    let (rowBlocks, columnBlocks) = ((m + 3) / 4, (n + 3) / 4)
-    withUnsafeTemporaryAllocation(of: WideFloat.self, capacity: rowBlocks * columnBlocks * 16) {
-      partial in
-      let partial = partial.baseAddress!
-      partial.initialize(repeating: WideFloat(repeating: 0), count: rowBlocks * columnBlocks * 16)
+    withLaneSums(m: m, n: n) { sums in
+      sums.add(k: k, a: a, lda: lda, b: b, ldb: ldb)
+      sums.finish(into: c, ldc: ldc, accumulating: accumulating)
+    }
+  }
+
+  /// Calls `body` with zeroed ``LaneSums`` for an `m x n` result (at most 40 KB of the stack).
+  static func withLaneSums<R>(m: Int, n: Int, _ body: (LaneSums) throws -> R) rethrows -> R {
+    let count = LaneSums.vectorCount(m: m, n: n)
+    return try withUnsafeTemporaryAllocation(of: WideFloat.self, capacity: count) { buffer in
+      let vectors = buffer.baseAddress!
+      vectors.initialize(repeating: WideFloat(repeating: 0), count: count)
+      return try body(LaneSums(m: m, n: n, vectors: vectors))
+    }
+  }
+
+  /// The lane sums of an `m x n` product being accumulated over its inner dimension in pieces
+  /// (``add(k:a:lda:b:ldb:)`` once per piece), summed across lanes once by
+  /// ``finish(into:ldc:accumulating:)``: a caller that produces the operands piece by piece
+  /// (the columns of an unfolded image, a run of rows at a time) pays for one horizontal sum
+  /// per result element, not one per piece.
+  struct LaneSums {
+    let m: Int
+    let n: Int
+    /// Sixteen vectors per 4 x 4 block of the result, blocks row by row.
+    let vectors: UnsafeMutablePointer<WideFloat>
+
+    static func vectorCount(m: Int, n: Int) -> Int { ((m + 3) / 4) * ((n + 3) / 4) * 16 }
+
+    /// Sets every lane sum to zero, for the next product.
+    func reset() {
+      vectors.update(repeating: WideFloat(repeating: 0), count: Self.vectorCount(m: m, n: n))
+    }
+
+    /// Adds `a[i * lda + p] * b[j * ldb + p]` over `p` in `0..<k` to the lane sums of `(i, j)`.
+    func add(k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int) {
+      let lanes = WideFloat.scalarCount
+      let (rowBlocks, columnBlocks) = ((m + 3) / 4, (n + 3) / 4)
       var start = 0
       while start < k {
         let end = min(k, start + chunk)
@@ -50,7 +82,7 @@ public enum LongInnerProduct {
             let b1 = b + min(4 * bj + 1, n - 1) * ldb
             let b2 = b + min(4 * bj + 2, n - 1) * ldb
             let b3 = b + min(4 * bj + 3, n - 1) * ldb
-            let slot = partial + (bi * columnBlocks + bj) * 16
+            let slot = vectors + (bi * columnBlocks + bj) * 16
             var sums = BlockSums(loading: slot)
             var p = start
             while p < whole {
@@ -77,10 +109,16 @@ public enum LongInnerProduct {
         }
         start = end
       }
+    }
+
+    /// Writes (or with `accumulating` adds) each element's sum across its lanes to
+    /// `c[i * ldc + j]`.
+    func finish(into c: UnsafeMutablePointer<Float>, ldc: Int, accumulating: Bool) {
+      let columnBlocks = (n + 3) / 4
       for i in 0..<m {
         for j in 0..<n {
           let sum = horizontalSum(
-            partial[((i / 4) * columnBlocks + j / 4) * 16 + (i % 4) * 4 + j % 4])
+            vectors[((i / 4) * columnBlocks + j / 4) * 16 + (i % 4) * 4 + j % 4])
           c[i * ldc + j] = accumulating ? c[i * ldc + j] + sum : sum
         }
       }

@@ -1,5 +1,6 @@
-import ACONKernels
 import Testing
+
+@testable import ACONKernels
 
 /// First-layer geometries (few input taps, large images): their weight gradient is split over
 /// images, each worker with serial products. Same reference check as every other path, including that
@@ -51,6 +52,31 @@ struct StemWeightGradientTests {
           g, bias: bias, seed: UInt64(740 + 2 * k + (bias ? 1 : 0)))
         #expect(failures.isEmpty, "\(failures)")
       }
+    }
+  }
+
+  /// Where vectors are 16 floats wide, a stem's weight gradient unfolds each image a run of
+  /// output rows at a time: runs of whole vectors and not (45 and 40 columns a row), a short
+  /// last run (one row), 3x3 and ResNet's 7x7 taps, one image per worker and several.
+  @Test func weightGradientByRunsOfOutputRowsMatchesReference() {
+    let cases = [
+      geometry(2, 3, 90, 90, 24, 3, 3, s: 2, p: 1),
+      geometry(5, 3, 80, 80, 16, 7, 7, s: 2, p: 3),
+      geometry(3, 2, 130, 80, 8, 3, 3, s: 2, p: 1),
+    ]
+    for (k, g) in cases.enumerated() {
+      let rows = ConvolutionKernel.weightGradientOutputRows(g)
+      if WideFloat.scalarCount == 16 {
+        #expect(rows < g.outHeight && g.outHeight % rows != 0, "\(g): \(rows) rows a run")
+      } else {
+        #expect(rows == g.outHeight)
+      }
+      // Each weight's gradient sums 8,000 to 10,000 products (and each bias's 10,000 terms): their
+      // float rounding reaches 1e-5 of (1 + |sum|), the other tests' bound, in the bias gradient
+      // (which this path does not touch) as in the weights'.
+      let failures = checkAgainstReference(
+        g, bias: k == 1, seed: UInt64(760 + k), tolerance: 2e-5)
+      #expect(failures.isEmpty, "\(failures)")
     }
   }
 
