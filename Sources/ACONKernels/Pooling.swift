@@ -34,20 +34,20 @@ public struct PoolGeometry: Sendable, Equatable {
     return max(start, 0)..<min(start + kernel, side)
   }
 
-  /// The output columns `start..<end` the eight-lane paths serve: every window of them lies
-  /// inside the row, and so does every float their loads touch. The range holds at least eight
-  /// columns, or is empty; a last partial block is run overlapping the one before it, which
-  /// only recomputes a few outputs. Strides other than 1 and 2 get no vector columns.
+  /// The output columns `start..<end` the vector paths of `lanes` lanes serve: every window of
+  /// them lies inside the row, and so does every float their loads touch. The range holds at
+  /// least `lanes` columns, or is empty; a last partial block is run overlapping the one before
+  /// it, which only recomputes a few outputs. Strides other than 1 and 2 get no vector columns.
   @inlinable
-  func vectorColumns() -> (start: Int, end: Int) {
+  func vectorColumns(lanes: Int = 8) -> (start: Int, end: Int) {
     guard stride == 1 || stride == 2 else { return (0, 0) }
     var first = (padding + stride - 1) / stride
-    // Stride 2 reads the odd lanes of sixteen floats starting one before the window, so the
-    // window must not start at column 0.
+    // Stride 2 reads the odd lanes of twice the lanes' floats starting one before the window,
+    // so the window must not start at column 0.
     if stride == 2 && first * stride - padding == 0 { first += 1 }
     // The last output whose window ends inside the row.
     let last = (width - kernel + padding) / stride
-    guard width - kernel + padding >= 0, last - first + 1 >= 8 else { return (0, 0) }
+    guard width - kernel + padding >= 0, last - first + 1 >= lanes else { return (0, 0) }
     return (first, last + 1)
   }
 }
@@ -57,6 +57,20 @@ public struct PoolGeometry: Sendable, Equatable {
 @inlinable @inline(__always)
 func loadStrided8(_ p: UnsafePointer<Float>) -> Float8 {
   loadDeinterleaved(p - 1).odd
+}
+
+/// The floats at `p[0], p[2], ...`, one ``WideFloat`` of them: the odd lanes of twice as many
+/// floats loaded from `p - 1`, so that nothing past the last one is touched (`p - 1` must be
+/// readable).
+@inlinable @inline(__always)
+func loadStridedWide(_ p: UnsafePointer<Float>) -> WideFloat {
+  #if ACON_VECTOR16
+    let pairs = UnsafeRawPointer(p - 1).loadUnaligned(as: SIMD16<UInt64>.self) &>> 32
+    let odd = SIMD16(lowHalf: lowHalves(pairs.lowHalf), highHalf: lowHalves(pairs.highHalf))
+    return unsafeBitCast(odd, to: WideFloat.self)
+  #else
+    return loadStrided8(p)
+  #endif
 }
 
 /// Max and average pooling kernels, split across the cores by plane (one image channel).
@@ -136,6 +150,66 @@ public enum PoolingKernel {
             store8(value, dst + i * ow + j)
             UnsafeMutableRawPointer(idx + i * ow + j).storeBytes(of: best, as: SIMD8<Int32>.self)
             block += 8
+          }
+          for j in vectorEnd..<ow { scalar(j) }
+        }
+      }
+    }
+  }
+
+  /// Max pooling without the positions of the maxima (inference: nothing will route a gradient
+  /// back), the same values as ``maxForward(_:_:indices:planes:geometry:)``. Interior output
+  /// columns run a ``WideFloat`` (sixteen floats with AVX-512) at a time for strides 1 and 2;
+  /// no index is selected or written, a third of the forward's stores and half its blends.
+  public static func maxForward(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int,
+    geometry g: PoolGeometry
+  ) {
+    let (oh, ow) = (g.outputHeight, g.outputWidth)
+    let (w, s, k) = (g.width, g.stride, g.kernel)
+    let lanes = WideFloat.scalarCount
+    let inPlane = g.height * w
+    let outPlane = oh * ow
+    let (vectorStart, vectorEnd) = g.vectorColumns(lanes: lanes)
+    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
+      for p in range {
+        let src = x + p * inPlane
+        let dst = y + p * outPlane
+        for i in 0..<oh {
+          let rows = g.window(i, side: g.height)
+          @inline(__always) func scalar(_ j: Int) {
+            var value = -Float.infinity
+            for r in rows {
+              let row = src + r * w
+              for c in g.window(j, side: w) {
+                let v = row[c]
+                value = v > value || v.isNaN ? v : value
+              }
+            }
+            dst[i * ow + j] = value
+          }
+          for j in 0..<vectorStart { scalar(j) }
+          var block = vectorStart
+          while block < vectorEnd {
+            let j = min(block, vectorEnd - lanes)
+            let first = j * s - g.padding
+            var value = WideFloat(repeating: -.infinity)
+            for r in rows {
+              let row = src + (r &* w &+ first)
+              @inline(__always) func step(_ kc: Int) {
+                let v = s == 1 ? loadWide(row + kc) : loadStridedWide(row + kc)
+                value.replace(with: v, where: (v .> value) .| (v .!= v))
+              }
+              if k == 3 {
+                step(0)
+                step(1)
+                step(2)
+              } else {
+                for kc in 0..<k { step(kc) }
+              }
+            }
+            storeWide(value, dst + i * ow + j)
+            block += lanes
           }
           for j in vectorEnd..<ow { scalar(j) }
         }

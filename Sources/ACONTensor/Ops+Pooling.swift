@@ -38,7 +38,8 @@ extension Tensor {
   /// and zero or more rows of `padding` that never win (they count as -infinity).
   ///
   /// The pullback keeps the position of each window's maximum (4 bytes per output) and sends
-  /// the gradient there; ties go to the first position, as in PyTorch.
+  /// the gradient there; ties go to the first position, as in PyTorch. Where no gradient is
+  /// recorded (inference) no positions are kept.
   public static func maxPool2d(
     _ x: Tensor, kernelSize: Int, stride: Int? = nil, padding: Int = 0
   ) throws -> Tensor {
@@ -48,6 +49,12 @@ extension Tensor {
     let outShape = [n, c, g.outputHeight, g.outputWidth]
     let backend = x.device.backend
     let out = x.empty(outShape)
+    guard GradientMode.isEnabled && x.node != nil else {
+      // Nothing will route a gradient back: no positions of the maxima. (`record` attaches no
+      // tape entry here; it marks the op for the profiler.)
+      backend.maxPoolForward(x, planes: n * c, geometry: g, into: out)
+      return record("maxPool2d", output: out, inputs: [x]) { _ in [nil] }
+    }
     // Pooled storage, so that a training loop's indices allocate nothing after its first step.
     let indices = x.empty(outShape)
     backend.maxPoolForward(x, planes: n * c, geometry: g, into: out, indices: indices)

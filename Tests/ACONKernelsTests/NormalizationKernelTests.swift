@@ -160,6 +160,32 @@ struct NormalizationKernelTests {
     #expect(dx.reduce(0, +) == Float(outCount))
   }
 
+  /// The inference max pool (no positions kept, a ``WideFloat`` of columns at a time) gives
+  /// the values of the training one: strides 1 and 2, windows 2 and 3, with and without
+  /// padding, rows around one and two vectors of outputs (the vector path's edges), NaN inputs.
+  @Test(arguments: [
+    (35, 35, 3, 2, 1), (112, 112, 3, 2, 1), (33, 66, 3, 2, 1), (34, 64, 3, 2, 1),
+    (9, 31, 3, 1, 1), (5, 17, 3, 1, 0), (8, 40, 2, 2, 0), (6, 65, 3, 2, 0), (4, 3, 3, 1, 1),
+  ])
+  func maxPoolWithoutIndicesMatchesTraining(_ shape: (Int, Int, Int, Int, Int)) {
+    let (h, w, k, s, pad) = shape
+    let planes = 5
+    let g = PoolGeometry(height: h, width: w, kernel: k, stride: s, padding: pad)
+    var x = Self.values(planes * h * w, seed: UInt64(40 + h + w))
+    x[3 * h * w + (h / 2) * w + w / 2] = .nan
+    x[w - 1] = .nan
+    let outCount = planes * g.outputHeight * g.outputWidth
+    var trained = [Float](repeating: 0, count: outCount)
+    var indices = [Int32](repeating: 0, count: outCount)
+    PoolingKernel.maxForward(x, &trained, indices: &indices, planes: planes, geometry: g)
+    var inferred = [Float](repeating: 0, count: outCount)
+    PoolingKernel.maxForward(x, &inferred, planes: planes, geometry: g)
+    #expect(trained.contains { $0.isNaN })
+    for o in 0..<outCount {
+      #expect(inferred[o] == trained[o] || (inferred[o].isNaN && trained[o].isNaN), "output \(o)")
+    }
+  }
+
   @Test func maxPoolPropagatesNaN() {
     let g = PoolGeometry(height: 2, width: 2, kernel: 2, stride: 2, padding: 0)
     var y: [Float] = [0]

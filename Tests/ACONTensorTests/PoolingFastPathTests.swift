@@ -2,7 +2,8 @@ import ACONTensor
 import Testing
 
 /// The vectorised 3x3 stride-2 max pool (rows wide enough for whole vectors) against a naive
-/// scan: values, and where the gradient goes (ties to the first maximum, NaN wins).
+/// scan: values with and without gradients recorded, and where the gradient goes (ties to the
+/// first maximum, NaN wins).
 @Suite("Pooling fast path")
 struct PoolingFastPathTests {
   /// Naive max pool returning values and the flat in-plane argmax of each window.
@@ -46,6 +47,11 @@ struct PoolingFastPathTests {
     #expect(y.count == expected.count)
     let same = zip(y.scalars, expected).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
     #expect(same)
+    // Inference keeps no positions and runs its own kernel: the same values.
+    let inferred = try withoutGradients {
+      try Tensor.maxPool2d(x.value, kernelSize: 3, stride: 2, padding: padding)
+    }
+    #expect(zip(inferred.scalars, expected).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) })
     try y.sum().backward()
     var grad = [Float](repeating: 0, count: values.count)
     let outPlane = expected.count / planes

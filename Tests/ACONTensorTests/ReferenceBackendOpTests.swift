@@ -193,6 +193,15 @@ import Testing
         try Tensor.maxPool2d($0[0], kernelSize: 3, stride: 2, padding: 1)
       }
     }
+    try expectAgreement("maxPool2d 3/2/1 without gradients") { rng in
+      let x = Tensor.randomNormal([2, 3, 40, 40], using: &rng)
+      return [
+        (
+          "output",
+          try withoutGradients { try Tensor.maxPool2d(x, kernelSize: 3, stride: 2, padding: 1) }
+        )
+      ]
+    }
     try expectAgreement("avgPool2d 3/2/1") { rng in
       try forwardBackward([[2, 3, 9, 9]], rng: &rng) {
         try Tensor.avgPool2d($0[0], kernelSize: 3, stride: 2, padding: 1)

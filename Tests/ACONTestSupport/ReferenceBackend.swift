@@ -307,6 +307,11 @@ public final class ReferenceBackend: ComputeBackend {
     }
   }
 
+  public func maxPoolForward(_ x: Tensor, planes: Int, geometry: PoolGeometry, into out: Tensor) {
+    maxPoolForward(
+      x, planes: planes, geometry: geometry, into: out, indices: Tensor.zeros(out.shape))
+  }
+
   public func maxPoolBackward(
     _ dy: Tensor, indices: Tensor, planes: Int, geometry: PoolGeometry, into dx: Tensor
   ) {

@@ -236,6 +236,10 @@ public final class CPUBackend: ComputeBackend {
     }
   }
 
+  public func maxPoolForward(_ x: Tensor, planes: Int, geometry: PoolGeometry, into out: Tensor) {
+    PoolingKernel.maxForward(x.data, out.mutableData, planes: planes, geometry: geometry)
+  }
+
   public func maxPoolBackward(
     _ dy: Tensor, indices: Tensor, planes: Int, geometry: PoolGeometry, into dx: Tensor
   ) {

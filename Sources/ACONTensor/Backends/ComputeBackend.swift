@@ -94,6 +94,8 @@ public protocol ComputeBackend: AnyObject, Sendable {
   /// contents) keeps what ``maxPoolBackward(_:indices:planes:geometry:into:)`` needs.
   func maxPoolForward(
     _ x: Tensor, planes: Int, geometry: PoolGeometry, into out: Tensor, indices: Tensor)
+  /// Max pooling over `planes` planes without what a backward pass needs (inference).
+  func maxPoolForward(_ x: Tensor, planes: Int, geometry: PoolGeometry, into out: Tensor)
   /// Routes each output gradient to its window's maximum (ties: the first position).
   func maxPoolBackward(
     _ dy: Tensor, indices: Tensor, planes: Int, geometry: PoolGeometry, into dx: Tensor)
