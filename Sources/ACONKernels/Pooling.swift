@@ -84,8 +84,9 @@ public enum PoolingKernel {
   /// part; ties keep the first position in row-major order and NaN propagates, as in PyTorch.
   /// `indices` receives, per output, the flat position of its maximum inside its plane.
   ///
-  /// Interior output columns run eight at a time for strides 1 and 2 (stride 2 loads sixteen
-  /// inputs and keeps the even lanes); border columns and other strides run one at a time.
+  /// Interior output columns run a ``WideFloat`` (sixteen with AVX-512) at a time for strides
+  /// 1 and 2 (stride 2 loads twice as many inputs and keeps the even lanes); border columns and
+  /// other strides run one at a time.
   /// Every selection is a mask blend, so random data costs no branch mispredictions.
   public static func maxForward(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
@@ -95,9 +96,11 @@ public enum PoolingKernel {
     let (w, s, k) = (g.width, g.stride, g.kernel)
     let inPlane = g.height * w
     let outPlane = oh * ow
-    // Columns 0..<vectorStart and vectorEnd..<ow one at a time, the rest eight at a time.
-    let (vectorStart, vectorEnd) = g.vectorColumns()
-    let laneOffsets = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) &* Int32(s)
+    // Columns 0..<vectorStart and vectorEnd..<ow one at a time, the rest a vector at a time.
+    let lanes = WideFloat.scalarCount
+    let (vectorStart, vectorEnd) = g.vectorColumns(lanes: lanes)
+    var laneOffsets = WideLaneMask()
+    for l in 0..<lanes { laneOffsets[l] = Int32(l * s) }
     Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
       for p in range {
         let src = x + p * inPlane
@@ -124,16 +127,16 @@ public enum PoolingKernel {
           for j in 0..<vectorStart { scalar(j) }
           var block = vectorStart
           while block < vectorEnd {
-            let j = min(block, vectorEnd - 8)
+            let j = min(block, vectorEnd - lanes)
             let first = j * s - g.padding
-            var value = Float8(repeating: -.infinity)
-            var best = SIMD8<Int32>(repeating: Int32(rows.lowerBound * w + first)) &+ laneOffsets
+            var value = WideFloat(repeating: -.infinity)
+            var best = WideLaneMask(repeating: Int32(rows.lowerBound * w + first)) &+ laneOffsets
             for r in rows {
               let row = src + (r &* w &+ first)
               let rowPosition =
-                SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: r &* w &+ first)) &+ laneOffsets
+                WideLaneMask(repeating: Int32(truncatingIfNeeded: r &* w &+ first)) &+ laneOffsets
               @inline(__always) func step(_ kc: Int) {
-                let v = s == 1 ? load8(row + kc, lanes: 8) : loadStrided8(row + kc)
+                let v = s == 1 ? loadWide(row + kc) : loadStridedWide(row + kc)
                 let better = (v .> value) .| (v .!= v)
                 value.replace(with: v, where: better)
                 best.replace(with: rowPosition &+ Int32(truncatingIfNeeded: kc), where: better)
@@ -147,9 +150,9 @@ public enum PoolingKernel {
                 for kc in 0..<k { step(kc) }
               }
             }
-            store8(value, dst + i * ow + j)
-            UnsafeMutableRawPointer(idx + i * ow + j).storeBytes(of: best, as: SIMD8<Int32>.self)
-            block += 8
+            storeWide(value, dst + i * ow + j)
+            UnsafeMutableRawPointer(idx + i * ow + j).storeBytes(of: best, as: WideLaneMask.self)
+            block += lanes
           }
           for j in vectorEnd..<ow { scalar(j) }
         }
@@ -160,7 +163,7 @@ public enum PoolingKernel {
   /// Max pooling without the positions of the maxima (inference: nothing will route a gradient
   /// back), the same values as ``maxForward(_:_:indices:planes:geometry:)``. Interior output
   /// columns run a ``WideFloat`` (sixteen floats with AVX-512) at a time for strides 1 and 2;
-  /// no index is selected or written, a third of the forward's stores and half its blends.
+  /// no index is selected or written: a third of the forward's stores and half its blends.
   public static func maxForward(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int,
     geometry g: PoolGeometry
