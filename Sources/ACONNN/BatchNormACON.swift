@@ -5,8 +5,11 @@ import ACONTensor
 #endif
 
 /// Whether layers run fused with the batch norm before them (BN + ReLU, BN + ACON-C, BN +
-/// meta-ACON). On by default; the switch is per thread so that a test or benchmark can compare
-/// the fused and the separate layers without disturbing other threads.
+/// meta-ACON), and, in inference (no gradient recorded, the batch norm in evaluation mode),
+/// whether a convolution takes the batch norm after it into its weights
+/// (``Conv2d/forward(_:foldingEvaluation:)``). On by default; the switch is per thread so that a
+/// test or benchmark can compare the fused and the separate layers without disturbing other
+/// threads.
 public enum LayerFusion {
   private static let key: pthread_key_t = {
     var k = pthread_key_t()

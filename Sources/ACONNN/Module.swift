@@ -202,12 +202,22 @@ public final class Sequential: Module {
   }
 
   /// Runs the layers in order; a batch norm and the activation after it run as one fused op
-  /// where one exists (see ``LayerFusion``).
+  /// where one exists, and in inference a convolution and the batch norm after it as one
+  /// convolution (see ``LayerFusion``).
   public override func forward(_ x: Tensor) throws -> Tensor {
     var y = x
     var i = 0
     while i < layers.count {
-      if i + 1 < layers.count, let batchNorm = layers[i] as? BatchNorm2d {
+      // A convolution and an evaluation-mode batch norm with no fusable activation after it
+      // (that pair runs fused below) fold into one convolution in inference.
+      if i + 1 < layers.count, let conv = layers[i] as? Conv2d,
+        let batchNorm = layers[i + 1] as? BatchNorm2d,
+        !(i + 2 < layers.count && layers[i + 2] is FusesAfterBatchNorm),
+        let folded = try conv.forward(y, foldingEvaluation: batchNorm)
+      {
+        y = folded
+        i += 2
+      } else if i + 1 < layers.count, let batchNorm = layers[i] as? BatchNorm2d {
         y = try batchNorm.forward(y, then: layers[i + 1])
         i += 2
       } else {

@@ -26,13 +26,24 @@ extension Tensor {
     _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
     dilation: Int = 1, groups: Int = 1
   ) throws -> Tensor {
+    try conv2d(
+      x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation,
+      groups: groups, countedAs: weight)
+  }
+
+  /// ``conv2d(_:weight:bias:stride:padding:dilation:groups:)``, counted by ``OperationCounter``
+  /// as a layer of weight `countedWeight` (the parameter a folded weight was made from).
+  static func conv2d(
+    _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int, padding: Int, dilation: Int,
+    groups: Int, countedAs countedWeight: Tensor
+  ) throws -> Tensor {
     let g = try convGeometry(
       x: x.shape, weight: weight.shape, bias: bias?.shape, stride: stride, padding: padding,
       dilation: dilation, groups: groups)
     let backend = backend("conv2d", x, weight, bias)
     let out = x.empty([g.batch, g.outChannels, g.outHeight, g.outWidth])
     OperationCounter.add(
-      "conv", weight: weight, outputShape: out.shape,
+      "conv", weight: countedWeight, outputShape: out.shape,
       macs: out.count * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth)
     backend.convolutionForward(g, input: x, weight: weight, bias: bias, into: out)
     let needX = x.node != nil
@@ -67,6 +78,61 @@ extension Tensor {
 
   /// Checks the arguments of ``conv2d(_:weight:bias:stride:padding:dilation:groups:)`` and
   /// returns the kernel geometry.
+  /// An evaluation-mode batch norm after a convolution, folded into it: `conv2d(x, weight *
+  /// scale, bias * scale + shift)` with the batch norm as `scale[o] * y + shift[o]` (`scale =
+  /// batchNormWeight / sqrt(runningVariance + epsilon)`, `shift = batchNormBias - runningMean *
+  /// scale`). One convolution with a bias instead of a convolution and a pass over its output:
+  /// the inference fusion of deployment runtimes. The result differs from the two ops by the
+  /// rounding of the scaled weights (a few units in the last place).
+  ///
+  /// Inference only: it throws while gradients are recorded, as the folded weights would pass
+  /// no gradient to the batch norm's parameters.
+  public static func conv2dThenBatchNormEvaluation(
+    _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
+    dilation: Int = 1, groups: Int = 1, batchNormWeight: Tensor, batchNormBias: Tensor,
+    runningMean: Tensor, runningVariance: Tensor, epsilon: Float
+  ) throws -> Tensor {
+    let op = "conv2d_batchNorm(eval)"
+    guard !GradientMode.isEnabled else {
+      throw TensorError.invalidArgument(
+        operation: op,
+        detail: "inference only (run it inside withoutGradients): the folded weights pass no "
+          + "gradient to the batch norm")
+    }
+    _ = try convGeometry(
+      x: x.shape, weight: weight.shape, bias: bias?.shape, stride: stride, padding: padding,
+      dilation: dilation, groups: groups)
+    let channels = weight.shape[0]
+    for (name, t) in [
+      ("weight", batchNormWeight), ("bias", batchNormBias), ("running mean", runningMean),
+      ("running variance", runningVariance),
+    ] where t.shape != [channels] {
+      throw TensorError.shapeMismatch(
+        operation: op, shapes: [weight.shape, t.shape],
+        detail: "the batch norm's \(name) must have one value per output channel ([\(channels)])")
+    }
+    guard epsilon >= 0 else {
+      throw TensorError.invalidArgument(operation: op, detail: "epsilon \(epsilon) must be >= 0")
+    }
+    let backend = backend(
+      op, x, weight, bias, batchNormWeight, batchNormBias, runningMean, runningVariance)
+    let foldedWeight = weight.empty(weight.shape)
+    let foldedBias = weight.empty([channels])
+    if let bad = backend.batchNormFoldedIntoConvolution(
+      weight: weight, bias: bias, batchNormWeight: batchNormWeight, batchNormBias: batchNormBias,
+      runningMean: runningMean, runningVariance: runningVariance, epsilon: epsilon,
+      foldedWeight: foldedWeight, foldedBias: foldedBias)
+    {
+      throw TensorError.invalidArgument(
+        operation: op,
+        detail: "running variance \(runningVariance.scalars[bad]) of channel \(bad) plus epsilon "
+          + "is not positive")
+    }
+    return try conv2d(
+      x, weight: foldedWeight, bias: foldedBias, stride: stride, padding: padding,
+      dilation: dilation, groups: groups, countedAs: weight)
+  }
+
   static func convGeometry(
     x: [Int], weight: [Int], bias: [Int]?, stride: Int, padding: Int, dilation: Int, groups: Int
   ) throws -> ConvGeometry {

@@ -202,6 +202,27 @@ import Testing
         )
       ]
     }
+    try expectAgreement("conv2d with an evaluation batch norm folded in") { rng in
+      let x = Tensor.randomNormal([2, 4, 9, 9], using: &rng)
+      let weight = Tensor.randomNormal([6, 4, 3, 3], using: &rng)
+      let bias = Tensor.randomNormal([6], using: &rng)
+      let (gamma, beta) = (
+        Tensor.randomNormal([6], using: &rng), Tensor.randomNormal([6], using: &rng)
+      )
+      let mean = Tensor.randomNormal([6], using: &rng)
+      let variance = Tensor.randomUniform([6], low: 0.5, high: 2, using: &rng)
+      return [
+        (
+          "output",
+          try withoutGradients {
+            try Tensor.conv2dThenBatchNormEvaluation(
+              x, weight: weight, bias: bias, padding: 1, batchNormWeight: gamma,
+              batchNormBias: beta,
+              runningMean: mean, runningVariance: variance, epsilon: 1e-5)
+          }
+        )
+      ]
+    }
     try expectAgreement("avgPool2d 3/2/1") { rng in
       try forwardBackward([[2, 3, 9, 9]], rng: &rng) {
         try Tensor.avgPool2d($0[0], kernelSize: 3, stride: 2, padding: 1)

@@ -413,6 +413,27 @@ public final class ReferenceBackend: ComputeBackend {
     return nil
   }
 
+  public func batchNormFoldedIntoConvolution(
+    weight: Tensor, bias: Tensor?, batchNormWeight: Tensor, batchNormBias: Tensor,
+    runningMean: Tensor, runningVariance: Tensor, epsilon: Float, foldedWeight: Tensor,
+    foldedBias: Tensor
+  ) -> Int? {
+    let channels = foldedBias.count
+    let perChannel = weight.count / channels
+    for ch in 0..<channels {
+      let v = Double(read(runningVariance)[ch]) + Double(epsilon)
+      guard v > 0 else { return ch }
+      let scale = Double(read(batchNormWeight)[ch]) / v.squareRoot()
+      let shift = Double(read(batchNormBias)[ch]) - Double(read(runningMean)[ch]) * scale
+      let b = bias.map { Double(read($0)[ch]) } ?? 0
+      write(foldedBias)[ch] = Float(b * scale + shift)
+      for k in ch * perChannel..<(ch + 1) * perChannel {
+        write(foldedWeight)[k] = Float(Double(read(weight)[k]) * scale)
+      }
+    }
+    return nil
+  }
+
   /// `weight[c]` and `bias[c]`, 1 and 0 where absent.
   private func affineParameters(_ weight: Tensor?, _ bias: Tensor?, _ ch: Int) -> (Double, Double) {
     (weight.map { Double(read($0)[ch]) } ?? 1, bias.map { Double(read($0)[ch]) } ?? 0)

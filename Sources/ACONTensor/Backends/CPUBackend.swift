@@ -317,6 +317,27 @@ public final class CPUBackend: ComputeBackend {
     return nil
   }
 
+  public func batchNormFoldedIntoConvolution(
+    weight: Tensor, bias: Tensor?, batchNormWeight: Tensor, batchNormBias: Tensor,
+    runningMean: Tensor, runningVariance: Tensor, epsilon: Float, foldedWeight: Tensor,
+    foldedBias: Tensor
+  ) -> Int? {
+    let channels = foldedBias.count
+    let perChannel = weight.count / channels
+    let (w, b, g, beta) = (weight.data, bias?.data, batchNormWeight.data, batchNormBias.data)
+    let (rm, rv, fw, fb) = (
+      runningMean.data, runningVariance.data, foldedWeight.mutableData, foldedBias.mutableData
+    )
+    for ch in 0..<channels {
+      guard rv[ch] + epsilon > 0 else { return ch }
+      let scale = g[ch] * (1 / (rv[ch] + epsilon).squareRoot())
+      let shift = beta[ch] - rm[ch] * scale
+      fb[ch] = b.map { $0[ch] * scale + shift } ?? shift
+      for k in ch * perChannel..<(ch + 1) * perChannel { fw[k] = w[k] * scale }
+    }
+    return nil
+  }
+
   public func batchNormNormalize(
     _ x: Tensor, mean: Tensor, invStd: Tensor, weight: Tensor?, bias: Tensor?, relu: Bool,
     residual: Tensor?, into out: Tensor

@@ -121,6 +121,16 @@ public protocol ComputeBackend: AnyObject, Sendable {
   func batchNormEvaluationStatistics(
     runningMean: Tensor, runningVariance: Tensor, epsilon: Float, mean: Tensor, invStd: Tensor
   ) -> Int?
+  /// A convolution's weights and bias with the evaluation-mode batch norm after it folded in:
+  /// `foldedWeight[o, ...] = weight[o, ...] * scale[o]` and `foldedBias[o] = bias[o] * scale[o]
+  /// + shift[o]` (`bias` 0 where absent), `scale = batchNormWeight / sqrt(runningVariance +
+  /// epsilon)`, `shift = batchNormBias - runningMean * scale`. Returns the first channel whose
+  /// variance plus epsilon is not positive (nothing is defined then), else nil.
+  func batchNormFoldedIntoConvolution(
+    weight: Tensor, bias: Tensor?, batchNormWeight: Tensor, batchNormBias: Tensor,
+    runningMean: Tensor, runningVariance: Tensor, epsilon: Float, foldedWeight: Tensor,
+    foldedBias: Tensor
+  ) -> Int?
   /// `out = (x - mean) * invStd * weight + bias` (+ `residual`), then a ReLU when `relu`.
   func batchNormNormalize(
     _ x: Tensor, mean: Tensor, invStd: Tensor, weight: Tensor?, bias: Tensor?, relu: Bool,
