@@ -8,6 +8,8 @@
 /// - `y` and `dx`: eight output planes at a time, one vector of positions, eight
 ///   accumulators; each input vector is loaded once for eight multiply-adds whose weights are
 ///   broadcast from one pointer (`dx` reads the weight as it is, `y` a transposed copy of it);
+///   a plane's last one to four positions (7x7 planes end with one of sixteen lanes) run as
+///   vectors across the eight rows instead;
 /// - `dw` of layers with few weights (``computesWeightGradient(_:)``): four by four weights at
 ///   a time, sixteen accumulators summed over the positions of runs of images that stay in
 ///   cache; wider layers' weight gradient stays one long product over the images side by side
@@ -95,6 +97,12 @@ public enum PointwiseKernel {
     let blocks = rows / rowBlock
     let inputEnd = input + images * inputImageStride
     let tailMask = wideLaneMask(keepingFirst: positions % lanes)
+    // A plane's last one to four positions (7x7: one of sixteen, 14x14: four) run as vectors
+    // across the block's eight rows instead of a vector of positions that is mostly padding:
+    // per input channel one multiply-add per position, not eight.
+    let tail = positions % lanes
+    let tailAcrossRows = tail > 0 && tail <= 4
+    let vectorEnd = tailAcrossRows ? positions - tail : positions
     // Work items: (image, block of eight output planes), in memory order.
     let items = images * blocks
     let perItem = rowBlock * depth * positions
@@ -106,7 +114,7 @@ public enum PointwiseKernel {
         let dst = output + n * outputImageStride + m0 * positions
         let a = weights + m0
         var p = 0
-        while p < positions {
+        while p < vectorEnd {
           let partial = positions - p < lanes
           // The last vector of a plane reads past it: into the next plane, or (last plane of
           // the last image) past the input, where it reads lane by lane instead.
@@ -137,7 +145,39 @@ public enum PointwiseKernel {
           }
           p += lanes
         }
+        if tailAcrossRows {
+          productTailAcrossRows(
+            a, rows: rows, depth: depth, input: src + vectorEnd, positions: positions,
+            count: tail, output: dst + vectorEnd, bias: bias.map { $0 + m0 })
+        }
       }
+    }
+  }
+
+  /// Positions `0..<count` (1 to 4) of `input`'s planes (`positions` floats apart) for one block
+  /// of eight output rows: each position's eight sums are one vector across the rows, the
+  /// block's eight weights for an input channel one load.
+  @inline(__always)
+  static func productTailAcrossRows(
+    _ a: UnsafePointer<Float>, rows: Int, depth: Int, input: UnsafePointer<Float>,
+    positions: Int, count: Int, output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?
+  ) {
+    let start = bias.map { load8($0) } ?? Float8(repeating: 0)
+    var (s0, s1, s2, s3) = (start, start, start, start)
+    for k in 0..<depth {
+      let w = load8(a + k * rows)
+      let column = input + k * positions
+      s0 = s0.addingProduct(w, Float8(repeating: column[0]))
+      if count > 1 { s1 = s1.addingProduct(w, Float8(repeating: column[1])) }
+      if count > 2 { s2 = s2.addingProduct(w, Float8(repeating: column[2])) }
+      if count > 3 { s3 = s3.addingProduct(w, Float8(repeating: column[3])) }
+    }
+    for j in 0..<rowBlock {
+      let row = output + j * positions
+      row[0] = s0[j]
+      if count > 1 { row[1] = s1[j] }
+      if count > 2 { row[2] = s2[j] }
+      if count > 3 { row[3] = s3[j] }
     }
   }
 

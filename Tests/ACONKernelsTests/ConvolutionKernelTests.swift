@@ -263,6 +263,12 @@ struct ConvolutionKernelTests {
       geometry(40, 16, 7, 7, 16, 1, 1),
       // A narrow layer on 28x28 images.
       geometry(3, 24, 28, 28, 24, 1, 1),
+      // Planes ending with two and three floats past whole vectors (at 8 and 16 lanes: across
+      // the rows), and with five and nine (a partial vector of positions).
+      geometry(3, 16, 3, 6, 16, 1, 1),
+      geometry(2, 16, 1, 19, 8, 1, 1),
+      geometry(2, 8, 3, 7, 8, 1, 1),
+      geometry(2, 8, 5, 5, 16, 1, 1),
     ]
     // Both weight gradients: register blocks for narrow layers, the long product for wider.
     #expect(cases.contains { PointwiseKernel.computesWeightGradient($0) })
