@@ -475,8 +475,9 @@ public enum ConvolutionKernel {
                 y0 = rows.upperBound
               }
             }
-            // Summed across lanes image by image: lane sums carried over a worker's whole run
-            // of images grew the rounding error (chains of 12,544 / 16 products an image).
+            // Summed across lanes image by image: carried over a worker's run of images, each
+            // lane's chain of products (784 an image for ShuffleNetV2's stem) and its rounding
+            // grew with the run.
             sums.finish(into: acc, ldc: k, accumulating: n != images.lowerBound)
           }
         }

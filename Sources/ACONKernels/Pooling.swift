@@ -73,6 +73,12 @@ func loadStridedWide(_ p: UnsafePointer<Float>) -> WideFloat {
   #endif
 }
 
+/// Whether a max pool keeps the position of each window's maximum (training) or not
+/// (inference): a type, so that each kernel is compiled with the answer as a constant.
+protocol MaxPoolPositions { static var kept: Bool { get } }
+enum KeepsPositions: MaxPoolPositions { static var kept: Bool { true } }
+enum KeepsNoPositions: MaxPoolPositions { static var kept: Bool { false } }
+
 /// Max and average pooling kernels, split across the cores by plane (one image channel).
 public enum PoolingKernel {
   @inlinable
@@ -92,6 +98,27 @@ public enum PoolingKernel {
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
     indices: UnsafeMutablePointer<Int32>, planes: Int, geometry g: PoolGeometry
   ) {
+    maxForward(x, y, indices: indices, planes: planes, geometry: g, KeepsPositions.self)
+  }
+
+  /// Max pooling without the positions of the maxima (inference: nothing will route a gradient
+  /// back), the same values as ``maxForward(_:_:indices:planes:geometry:)``: no index is
+  /// selected or written, a third of the forward's stores and half its blends.
+  public static func maxForward(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int,
+    geometry g: PoolGeometry
+  ) {
+    maxForward(x, y, indices: nil, planes: planes, geometry: g, KeepsNoPositions.self)
+  }
+
+  /// Both max pools, specialised by `Positions`, so that the one without positions carries none
+  /// of their work.
+  static func maxForward<Positions: MaxPoolPositions>(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+    indices: UnsafeMutablePointer<Int32>?, planes: Int, geometry g: PoolGeometry,
+    _: Positions.Type
+  ) {
+    let keepsPositions = Positions.kept
     let (oh, ow) = (g.outputHeight, g.outputWidth)
     let (w, s, k) = (g.width, g.stride, g.kernel)
     let inPlane = g.height * w
@@ -105,7 +132,7 @@ public enum PoolingKernel {
       for p in range {
         let src = x + p * inPlane
         let dst = y + p * outPlane
-        let idx = indices + p * outPlane
+        let idx = indices.map { $0 + p * outPlane }
         for i in 0..<oh {
           let rows = g.window(i, side: g.height)
           @inline(__always) func scalar(_ j: Int) {
@@ -118,11 +145,11 @@ public enum PoolingKernel {
                 let v = row[c]
                 let better = v > value || v.isNaN
                 value = better ? v : value
-                best = better ? r * w + c : best
+                if keepsPositions { best = better ? r * w + c : best }
               }
             }
             dst[i * ow + j] = value
-            idx[i * ow + j] = Int32(best)
+            if keepsPositions { idx.unsafelyUnwrapped[i * ow + j] = Int32(best) }
           }
           for j in 0..<vectorStart { scalar(j) }
           var block = vectorStart
@@ -139,7 +166,9 @@ public enum PoolingKernel {
                 let v = s == 1 ? loadWide(row + kc) : loadStridedWide(row + kc)
                 let better = (v .> value) .| (v .!= v)
                 value.replace(with: v, where: better)
-                best.replace(with: rowPosition &+ Int32(truncatingIfNeeded: kc), where: better)
+                if keepsPositions {
+                  best.replace(with: rowPosition &+ Int32(truncatingIfNeeded: kc), where: better)
+                }
               }
               if k == 3 {
                 // The common window (ShuffleNetV2 and ResNet stems), unrolled.
@@ -151,67 +180,10 @@ public enum PoolingKernel {
               }
             }
             storeWide(value, dst + i * ow + j)
-            UnsafeMutableRawPointer(idx + i * ow + j).storeBytes(of: best, as: WideLaneMask.self)
-            block += lanes
-          }
-          for j in vectorEnd..<ow { scalar(j) }
-        }
-      }
-    }
-  }
-
-  /// Max pooling without the positions of the maxima (inference: nothing will route a gradient
-  /// back), the same values as ``maxForward(_:_:indices:planes:geometry:)``. Interior output
-  /// columns run a ``WideFloat`` (sixteen floats with AVX-512) at a time for strides 1 and 2;
-  /// no index is selected or written: a third of the forward's stores and half its blends.
-  public static func maxForward(
-    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int,
-    geometry g: PoolGeometry
-  ) {
-    let (oh, ow) = (g.outputHeight, g.outputWidth)
-    let (w, s, k) = (g.width, g.stride, g.kernel)
-    let lanes = WideFloat.scalarCount
-    let inPlane = g.height * w
-    let outPlane = oh * ow
-    let (vectorStart, vectorEnd) = g.vectorColumns(lanes: lanes)
-    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
-      for p in range {
-        let src = x + p * inPlane
-        let dst = y + p * outPlane
-        for i in 0..<oh {
-          let rows = g.window(i, side: g.height)
-          @inline(__always) func scalar(_ j: Int) {
-            var value = -Float.infinity
-            for r in rows {
-              let row = src + r * w
-              for c in g.window(j, side: w) {
-                let v = row[c]
-                value = v > value || v.isNaN ? v : value
-              }
+            if keepsPositions {
+              UnsafeMutableRawPointer(idx.unsafelyUnwrapped + i * ow + j).storeBytes(
+                of: best, as: WideLaneMask.self)
             }
-            dst[i * ow + j] = value
-          }
-          for j in 0..<vectorStart { scalar(j) }
-          var block = vectorStart
-          while block < vectorEnd {
-            let j = min(block, vectorEnd - lanes)
-            let first = j * s - g.padding
-            var value = WideFloat(repeating: -.infinity)
-            for r in rows {
-              let row = src + (r &* w &+ first)
-              @inline(__always) func step(_ kc: Int) {
-                let v = s == 1 ? loadWide(row + kc) : loadStridedWide(row + kc)
-                value.replace(with: v, where: (v .> value) .| (v .!= v))
-              }
-              if k == 3 {
-                step(0)
-                step(1)
-                step(2)
-              } else {
-                for kc in 0..<k { step(kc) }
-              }
-            }
-            storeWide(value, dst + i * ow + j)
             block += lanes
           }
           for j in vectorEnd..<ow { scalar(j) }

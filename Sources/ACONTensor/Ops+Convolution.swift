@@ -76,8 +76,6 @@ extension Tensor {
     return record("conv2d", output: out, inputs: inputs) { gradients($0, nil) }
   }
 
-  /// Checks the arguments of ``conv2d(_:weight:bias:stride:padding:dilation:groups:)`` and
-  /// returns the kernel geometry.
   /// An evaluation-mode batch norm after a convolution, folded into it: `conv2d(x, weight *
   /// scale, bias * scale + shift)` with the batch norm as `scale[o] * y + shift[o]` (`scale =
   /// batchNormWeight / sqrt(runningVariance + epsilon)`, `shift = batchNormBias - runningMean *
@@ -133,6 +131,8 @@ extension Tensor {
       dilation: dilation, groups: groups, countedAs: weight)
   }
 
+  /// Checks the arguments of ``conv2d(_:weight:bias:stride:padding:dilation:groups:)`` and
+  /// returns the kernel geometry.
   static func convGeometry(
     x: [Int], weight: [Int], bias: [Int]?, stride: Int, padding: Int, dilation: Int, groups: Int
   ) throws -> ConvGeometry {
