@@ -83,9 +83,9 @@ public final class Conv2d: Module {
   }
 
   /// `batchNorm(self(x))` as one convolution with the batch norm folded into its weights
-  /// (``Tensor/conv2dThenBatchNormEvaluation(_:weight:bias:stride:padding:dilation:groups:batchNormWeight:batchNormBias:runningMean:runningVariance:epsilon:)``)
-  /// where that is exact up to rounding and nothing needs a gradient: layer fusion on, the
-  /// batch norm in evaluation mode, no gradient recorded. Nil otherwise: run the two layers.
+  /// (`Tensor.conv2dThenBatchNormEvaluation`) where that is exact up to rounding and nothing
+  /// needs a gradient: layer fusion on, the batch norm in evaluation mode, no gradient
+  /// recorded. Nil otherwise: run the two layers.
   public func forward(_ x: Tensor, foldingEvaluation batchNorm: BatchNorm2d) throws -> Tensor? {
     guard LayerFusion.isEnabled, !batchNorm.isTraining, !GradientMode.isEnabled,
       batchNorm.channels == outputChannels
