@@ -90,6 +90,24 @@ public enum BatchNormKernel {
     mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>,
     centredPlaneMeans: UnsafeMutablePointer<Float>? = nil
   ) {
+    if plane == 1 {
+      statisticsOfRows(
+        x, batch: n, channels: c, mean: mean, variance: variance,
+        centredPlaneMeans: centredPlaneMeans)
+    } else {
+      statisticsByChannel(
+        x, batch: n, channels: c, plane: plane, mean: mean, variance: variance,
+        centredPlaneMeans: centredPlaneMeans)
+    }
+  }
+
+  /// ``statistics(_:batch:channels:plane:mean:variance:centredPlaneMeans:)`` a channel at a
+  /// time (any plane; planes of one float run ``statisticsOfRows(_:batch:channels:mean:variance:centredPlaneMeans:)``).
+  static func statisticsByChannel(
+    _ x: UnsafePointer<Float>, batch n: Int, channels c: Int, plane: Int,
+    mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>,
+    centredPlaneMeans: UnsafeMutablePointer<Float>?
+  ) {
     let count = Double(n * plane)
     let stride = c * plane
     let end = x + n * stride
@@ -149,6 +167,25 @@ public enum BatchNormKernel {
     plane: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
     weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, relu: Bool = false,
     residual: UnsafePointer<Float>? = nil
+  ) {
+    if plane == 1 {
+      normalizeRows(
+        x, y, batch: n, channels: c, mean: mean, invStd: invStd, weight: weight, bias: bias,
+        relu: relu, residual: residual)
+    } else {
+      normalizeByChannel(
+        x, y, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd, weight: weight,
+        bias: bias, relu: relu, residual: residual)
+    }
+  }
+
+  /// ``normalize(_:_:batch:channels:plane:mean:invStd:weight:bias:relu:residual:)`` a channel at
+  /// a time (any plane).
+  static func normalizeByChannel(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch n: Int, channels c: Int,
+    plane: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+    weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, relu: Bool,
+    residual: UnsafePointer<Float>?
   ) {
     let stride = c * plane
     let zero = Float8(repeating: 0)
@@ -258,6 +295,25 @@ public enum BatchNormKernel {
   /// With `relu` (the forward ran fused with a ReLU), `dy` is first gated by the ReLU, which is
   /// recomputed from `x`, so nothing but `x` is kept. `dx`, `dweight`, `dbias` may be nil.
   public static func backwardTraining(
+    _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
+    batch n: Int, channels c: Int, plane: Int, mean: UnsafePointer<Float>,
+    invStd: UnsafePointer<Float>, weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+    relu: Bool, dweight: UnsafeMutablePointer<Float>?, dbias: UnsafeMutablePointer<Float>?
+  ) {
+    if plane == 1 {
+      backwardTrainingRows(
+        x, dy, dx: dx, batch: n, channels: c, mean: mean, invStd: invStd, weight: weight,
+        bias: bias, relu: relu, dweight: dweight, dbias: dbias)
+    } else {
+      backwardTrainingByChannel(
+        x, dy, dx: dx, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd,
+        weight: weight, bias: bias, relu: relu, dweight: dweight, dbias: dbias)
+    }
+  }
+
+  /// ``backwardTraining(_:_:dx:batch:channels:plane:mean:invStd:weight:bias:relu:dweight:dbias:)``
+  /// a channel at a time (any plane).
+  static func backwardTrainingByChannel(
     _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
     batch n: Int, channels c: Int, plane: Int, mean: UnsafePointer<Float>,
     invStd: UnsafePointer<Float>, weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
