@@ -71,7 +71,7 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 
 /// 2-D convolution over NCHW float32 images, forward and backward.
 ///
-/// Five paths, chosen from the geometry:
+/// Six paths, chosen from the geometry:
 /// - depthwise (``ConvGeometry/isDepthwise``): a direct SIMD kernel, see ``Depthwise``;
 /// - 3x3 stride 1 with enough channels (``WinogradKernel/applies(_:)``, unless ``usesWinograd`` is
 ///   off): Winograd's F(4x4, 3x3) or F(2x2, 3x3) (``WinogradKernel/tileSize(_:)``), 4x or 2.25x
@@ -79,6 +79,8 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 /// - 1x1 stride 1 without padding on smaller images, with channel counts that are multiples of
 ///   8 up to 256 (``PointwiseKernel/applies(_:)``): register-blocked products straight on the
 ///   planes, see ``PointwiseKernel``;
+/// - 1x1 on 1x1 images (``runsOnPixels(_:)``, meta-ACON's generator): one matrix product of the
+///   `[N, C]` rows per pass;
 /// - 1x1 stride 1 without padding on images of ``pointwiseDirectColumns`` pixels or more: one
 ///   matrix product per image and group, straight from the input (no copy);
 /// - everything else: ``Im2col`` then one matrix product per group for a block of images.
@@ -121,9 +123,20 @@ public enum ConvolutionKernel {
     return max(1, min(g.batch, wanted, fitting))
   }
 
+  /// Whether `g` is a 1x1 layer on 1x1 images (meta-ACON's switching-factor generator, on the
+  /// pooled means): its input and output are `[N, C]` matrices as they lie, so each pass is one
+  /// matrix product of them and the weight, with no image copied. (Through the general path, the
+  /// images were laid side by side and scattered back: a meta-ACON layer's two generator layers
+  /// cost 40 µs more a step at batch 32.)
+  public static func runsOnPixels(_ g: ConvGeometry) -> Bool {
+    g.isPointwise && g.groups == 1 && g.height == 1 && g.width == 1
+  }
+
   /// Floats of scratch memory ``forward(_:input:weight:bias:output:workspace:)`` needs.
   public static func forwardWorkspaceCount(_ g: ConvGeometry) -> Int {
-    if g.isDepthwise || PointwiseKernel.applies(g) || StemKernel.applies(g) { return 0 }
+    if g.isDepthwise || PointwiseKernel.applies(g) || StemKernel.applies(g) || runsOnPixels(g) {
+      return 0
+    }
     if runsWinograd(g) { return WinogradKernel.forwardWorkspaceCount(g) }
     return generalWorkspaceCount(g)
   }
@@ -154,6 +167,7 @@ public enum ConvolutionKernel {
   /// Floats of scratch memory ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:biasGrad:workspace:)``
   /// needs.
   public static func backwardWorkspaceCount(_ g: ConvGeometry) -> Int {
+    if runsOnPixels(g) { return 0 }
     if PointwiseKernel.applies(g) {
       // Wider layers' weight gradient still runs as one long product over the images.
       return PointwiseKernel.computesWeightGradient(g) ? 0 : generalWorkspaceCount(g)
@@ -213,6 +227,17 @@ public enum ConvolutionKernel {
     }
     if PointwiseKernel.applies(g) {
       PointwiseKernel.forward(g, input: x, weight: weight, bias: bias, output: y)
+      return
+    }
+    if runsOnPixels(g) {
+      // Y = X W^T (+ b in every row): [N, cin] x [cin, cout].
+      if let bias {
+        for n in 0..<g.batch { (y + n * g.outChannels).update(from: bias, count: g.outChannels) }
+      }
+      BLAS.sgemm(
+        transposeA: false, transposeB: true, m: g.batch, n: g.outChannels, k: g.inChannels,
+        a: x, lda: g.inChannels, b: weight, ldb: g.inChannels, beta: bias == nil ? 0 : 1, c: y,
+        ldc: g.outChannels)
       return
     }
     if StemKernel.applies(g) {
@@ -349,6 +374,21 @@ public enum ConvolutionKernel {
     let spatial = g.outHeight * g.outWidth
     if let db { biasGradient(dy, batch: g.batch, channels: g.outChannels, spatial: spatial, db) }
     if dx == nil && dw == nil { return }
+    if runsOnPixels(g) {
+      // dX = dY W: [N, cout] x [cout, cin]; dW = dY^T X: [cout, N] x [N, cin].
+      if let dx {
+        BLAS.sgemm(
+          transposeA: false, transposeB: false, m: g.batch, n: g.inChannels, k: g.outChannels,
+          a: dy, lda: g.outChannels, b: weight, ldb: g.inChannels,
+          beta: accumulatingInputGrad ? 1 : 0, c: dx, ldc: g.inChannels)
+      }
+      if let dw {
+        BLAS.sgemm(
+          transposeA: true, transposeB: false, m: g.outChannels, n: g.inChannels, k: g.batch,
+          a: dy, lda: g.outChannels, b: x, ldb: g.inChannels, c: dw, ldc: g.inChannels)
+      }
+      return
+    }
     var dx = dx
     if PointwiseKernel.applies(g) {
       // dx straight on the planes; dw too for narrow layers, else through the general path

@@ -291,6 +291,46 @@ struct ConvolutionKernelTests {
     #expect(!PointwiseKernel.applies(geometry(8, 16, 1, 1, 16, 1, 1)))
   }
 
+  /// 1x1 layers on 1x1 images (meta-ACON's generator on the pooled means) are one matrix
+  /// product of the `[N, C]` rows per pass, with no workspace: a reduction and an expansion, a
+  /// batch of 2, and one large enough for the product to be shared by the workers.
+  @Test func pointwiseLayersOnPixelsMatchReference() {
+    let cases = [
+      geometry(32, 96, 1, 1, 12, 1, 1), geometry(32, 12, 1, 1, 96, 1, 1),
+      geometry(2, 3, 1, 1, 5, 1, 1), geometry(256, 200, 1, 1, 190, 1, 1),
+    ]
+    for (k, g) in cases.enumerated() {
+      #expect(ConvolutionKernel.runsOnPixels(g), "\(g)")
+      #expect(ConvolutionKernel.forwardWorkspaceCount(g) == 0)
+      #expect(ConvolutionKernel.backwardWorkspaceCount(g) == 0)
+      #expect(ConvolutionKernel.accumulatesInputGradient(g))
+      for bias in [false, true] {
+        let failures = checkAgainstReference(
+          g, bias: bias, seed: UInt64(700 + k * 2 + (bias ? 1 : 0)))
+        #expect(failures.isEmpty, "\(failures)")
+      }
+      // The input gradient added to what dx holds.
+      var rng = Lcg(state: UInt64(720 + k))
+      let x = rng.array(g.batch * g.inChannels)
+      let w = rng.array(g.outChannels * g.inChannels)
+      let dy = rng.array(g.batch * g.outChannels)
+      let before = rng.array(x.count)
+      var dx = before
+      var workspace: [Float] = [.nan]
+      ConvolutionKernel.backward(
+        g, input: x, weight: w, outputGrad: dy, inputGrad: &dx, weightGrad: nil, biasGrad: nil,
+        workspace: &workspace, accumulatingInputGrad: true)
+      let expected = zip(ReferenceConvolution(g: g).backward(x, w, dy).dx, before).map {
+        $0 + Double($1)
+      }
+      #expect(worstError(dx, expected) <= 1e-5, "\(g)")
+    }
+    // Larger images, grouped layers and strided or padded ones keep their paths.
+    #expect(!ConvolutionKernel.runsOnPixels(geometry(8, 16, 2, 2, 16, 1, 1)))
+    #expect(!ConvolutionKernel.runsOnPixels(geometry(8, 16, 1, 1, 16, 1, 1, groups: 4)))
+    #expect(!ConvolutionKernel.runsOnPixels(geometry(8, 16, 1, 1, 16, 3, 3, p: 1)))
+  }
+
   @Test func depthwiseWithChannelMultiplierUsesGeneralPath() {
     let g = geometry(2, 3, 6, 6, 6, 3, 3, p: 1, groups: 3)
     #expect(!g.isDepthwise)
