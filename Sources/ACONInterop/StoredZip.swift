@@ -29,7 +29,7 @@ public struct StoredZipArchive {
   public init(bytes: [UInt8], path: String) throws {
     self.bytes = bytes
     self.path = path
-    var reader = ByteReader(bytes, path: path)
+    let reader = ByteReader(bytes, path: path)
     func fail(_ detail: String) -> InteropError {
       InteropError(path, "not a valid zip archive: \(detail)")
     }
