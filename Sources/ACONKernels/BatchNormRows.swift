@@ -138,19 +138,22 @@ extension BatchNormKernel {
     }
   }
 
-  /// Calls `body` with the batch norm's `scale` and `shift` (as ``affine(_:mean:invStd:weight:bias:)``
-  /// computes them) of the channels in `range`, indexed from 0.
+  /// Calls `body` with the batch norm's `scale` and `shift`
+  /// (``affineCoefficients(channels:mean:invStd:weight:bias:scale:shift:)``) of the channels in
+  /// `range`, indexed from 0.
   @inline(__always)
   static func withAffineCoefficients(
     _ range: Range<Int>, _ mean: UnsafePointer<Float>, _ invStd: UnsafePointer<Float>,
     _ weight: UnsafePointer<Float>?, _ bias: UnsafePointer<Float>?,
     _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
   ) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * range.count) { coefficients in
-      let (scale, shift) = (coefficients.baseAddress!, coefficients.baseAddress! + range.count)
-      for (j, ch) in range.enumerated() {
-        (scale[j], shift[j]) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
-      }
+    let (first, width) = (range.lowerBound, range.count)
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * width) { coefficients in
+      let (scale, shift) = (coefficients.baseAddress!, coefficients.baseAddress! + width)
+      affineCoefficients(
+        channels: width, mean: mean + first, invStd: invStd + first,
+        weight: weight.map { $0 + first }, bias: bias.map { $0 + first }, scale: scale,
+        shift: shift)
       body(scale, shift)
     }
   }

@@ -495,7 +495,7 @@ public enum ConvolutionKernel {
       let acc = chunk == 0 ? dw : partials + (chunk - 1) * cout * k
       let images = g.batch * chunk / chunks..<g.batch * (chunk + 1) / chunks
       if LongInnerProduct.applies(m: cout, n: k, k: g.isPointwise ? spatial : pieceColumns) {
-        LongInnerProduct.withLaneSums(m: cout, n: k) { sums in
+        LongInnerProduct.withAccumulator(m: cout, n: k) { sums in
           for n in images {
             let image = x + n * g.inChannels * plane
             let gradient = dy + n * cout * spatial

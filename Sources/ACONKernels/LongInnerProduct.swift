@@ -29,19 +29,19 @@ public enum LongInnerProduct {
     m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
     ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulating: Bool
   ) {
-    withLaneSums(m: m, n: n) { sums in
+    withAccumulator(m: m, n: n) { sums in
       sums.add(k: k, a: a, lda: lda, b: b, ldb: ldb)
       sums.finish(into: c, ldc: ldc, accumulating: accumulating)
     }
   }
 
-  /// Calls `body` with zeroed ``LaneSums`` for an `m x n` result (at most 40 KB of the stack).
-  static func withLaneSums<R>(m: Int, n: Int, _ body: (LaneSums) throws -> R) rethrows -> R {
-    let count = LaneSums.vectorCount(m: m, n: n)
+  /// Calls `body` with a zeroed ``Accumulator`` for an `m x n` result (at most 40 KB of the stack).
+  static func withAccumulator<R>(m: Int, n: Int, _ body: (Accumulator) throws -> R) rethrows -> R {
+    let count = Accumulator.vectorCount(m: m, n: n)
     return try withUnsafeTemporaryAllocation(of: WideFloat.self, capacity: count) { buffer in
       let vectors = buffer.baseAddress!
       vectors.initialize(repeating: WideFloat(repeating: 0), count: count)
-      return try body(LaneSums(m: m, n: n, vectors: vectors))
+      return try body(Accumulator(m: m, n: n, vectors: vectors))
     }
   }
 
@@ -50,7 +50,7 @@ public enum LongInnerProduct {
   /// ``finish(into:ldc:accumulating:)``: a caller that produces the operands piece by piece
   /// (the columns of an unfolded image, a run of rows at a time) pays for one horizontal sum
   /// per result element, not one per piece.
-  struct LaneSums {
+  struct Accumulator {
     let m: Int
     let n: Int
     /// Sixteen vectors per 4 x 4 block of the result, blocks row by row.
