@@ -556,17 +556,29 @@ public enum ConvolutionKernel {
       ? piece : g.outHeight
   }
 
-  /// `db[c] = sum over images and positions of dy[n, c]`, in Float64 per channel.
+  /// `db[c] = sum over images and positions of dy[n, c]`: each channel's planes summed lane by
+  /// lane over a few images at a time and then in Float64 (``LaneSums``), as the batch norm's
+  /// statistics are. A horizontal sum and a Float64 add per plane, as before, took 2.3 ms of
+  /// the Fashion-MNIST network's step (56 biased layers, planes of 16-784 floats).
   public static func biasGradient(
     _ dy: UnsafePointer<Float>, batch: Int, channels: Int, spatial: Int,
     _ db: UnsafeMutablePointer<Float>
   ) {
+    let stride = channels * spatial
+    let end = dy + batch * stride
     Parallel.forRanges(channels, minimumChunk: max(1, 65536 / max(1, batch * spatial))) { range in
       for c in range {
+        let base = dy + c * spatial
         var total = 0.0
-        for n in 0..<batch {
-          total += Double(
-            ElementwiseKernel.sumSerial(dy + (n * channels + c) * spatial, count: spatial))
+        for rows in LaneSums.rowBlocks(batch, plane: spatial) {
+          var lanes = WideFloat(repeating: 0)
+          for n in rows {
+            let row = BatchNormKernel.rowDeviations(
+              base + n * stride, plane: spatial, mean: 0, end: end, squares: false)
+            lanes += row.linear
+            total += Double(row.restLinear)
+          }
+          total += LaneSums.reduced(lanes)
         }
         db[c] = Float(total)
       }
