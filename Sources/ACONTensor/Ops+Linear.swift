@@ -13,7 +13,11 @@ extension Tensor {
       a, transposed: false, b, transposed: false, m: m, n: n, k: k, beta: 0, into: out)
     let (ra, rb) = (a.detached, b.detached)
     let (na, nb) = (a.node != nil, b.node != nil)
+    let productFlops = 2 * Double(m) * Double(n) * Double(k)
+    Profiler.addWork("forward", "matmul", flops: productFlops)
     return record("matmul", output: out, inputs: [a, b]) { g in
+      Profiler.addWork(
+        "backward", "matmul", flops: productFlops * Double((na ? 1 : 0) + (nb ? 1 : 0)))
       var da: Tensor? = nil
       var db: Tensor? = nil
       if na {
@@ -63,7 +67,11 @@ extension Tensor {
     var inputs = [x, weight]
     if let bias { inputs.append(bias) }
     let hasBias = bias != nil
+    let productFlops = 2 * Double(n) * Double(outF) * Double(inF)
+    Profiler.addWork("forward", "linear", flops: productFlops)
     return record("linear", output: out, inputs: inputs) { g in
+      Profiler.addWork(
+        "backward", "linear", flops: productFlops * Double((needX ? 1 : 0) + (needW ? 1 : 0)))
       var grads: [Tensor?] = [nil, nil]
       if needX {
         let dx = g.empty([n, inF])

@@ -42,7 +42,8 @@ public enum Profiler {
     public var operation: String
     public var seconds: Double
     public var calls: Int
-    /// Floating-point operations the op must do (matrix products only; 0 for the rest).
+    /// Floating-point operations the op must do (matrix products only: convolution kernels,
+    /// linear layers and `matmul`; 0 for the rest).
     public var flops: Double = 0
     /// Bytes the op must move at least if it ran alone: forward, its inputs read and its
     /// output written; backward, the upstream gradient read and each input read and its
@@ -91,6 +92,19 @@ public enum Profiler {
     e.calls += 1
     e.flops += flops
     e.bytes += bytes
+    totals[key] = e
+    pthread_mutex_unlock(&lock)
+  }
+
+  /// Adds `flops` to the work of `operation` in `phase` without counting a call or any time:
+  /// for ops whose matrix products run inside their tape entry (a linear layer's), so that
+  /// their floor counts the products.
+  public static func addWork(_ phase: String, _ operation: String, flops: Double) {
+    guard isEnabled else { return }
+    pthread_mutex_lock(&lock)
+    let key = phase + "\u{0}" + operation
+    var e = totals[key] ?? Entry(phase: phase, operation: operation, seconds: 0, calls: 0)
+    e.flops += flops
     totals[key] = e
     pthread_mutex_unlock(&lock)
   }

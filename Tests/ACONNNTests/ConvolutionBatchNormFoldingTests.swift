@@ -7,7 +7,8 @@ import Testing
 /// (``Tensor/conv2dThenBatchNormEvaluation(_:weight:bias:stride:padding:dilation:groups:batchNormWeight:batchNormBias:runningMean:runningVariance:epsilon:)``,
 /// ``Conv2d/forward(_:foldingEvaluation:)``): the values of the two ops, only where no gradient
 /// is recorded, and the bad inputs the batch norm refuses.
-@Suite("Convolution and batch norm folded for inference")
+/// Serialized: its profile tests reset and read the process-wide ``Profiler`` totals.
+@Suite("Convolution and batch norm folded for inference", .serialized)
 struct ConvolutionBatchNormFoldingTests {
   /// A batch norm with parameters and running statistics away from the identity.
   static func batchNorm(_ channels: Int, _ rng: inout RandomGenerator) -> BatchNorm2d {
@@ -115,5 +116,23 @@ struct ConvolutionBatchNormFoldingTests {
       #expect("\(error)".contains("channel 1"))
     }
     #expect(throws: TensorError.self) { try fold(variance: [1, 1], channels: 2) }
+  }
+
+  /// The profile charges a linear layer's matrix products to its tape entries (forward: one
+  /// product; backward: one per input that wants a gradient), so that `bench --budget` counts
+  /// them in the layer's floor.
+  @Test func profileCountsALinearLayersProducts() throws {
+    var rng = RandomGenerator(seed: 5)
+    let layer = Linear(inputFeatures: 6, outputFeatures: 5, bias: true, using: &rng)
+    let x = Tensor.randomNormal([4, 6], using: &rng)
+    Profiler.reset()
+    try Profiler.recording(true) { try layer(x).sum().backward() }
+    func flops(_ phase: String) -> Double {
+      Profiler.entries().filter { $0.phase == phase && $0.operation == "linear" }
+        .reduce(0) { $0 + $1.flops }
+    }
+    // Only the weight wants a gradient: x is no parameter.
+    #expect(flops("forward") == 2 * 4 * 5 * 6)
+    #expect(flops("backward") == 2 * 4 * 5 * 6)
   }
 }
