@@ -242,12 +242,48 @@ extension DepthwiseKernel {
     }
   }
 
+  /// Planes of at most this many vectors run their backward as two passes: the input gradient
+  /// by the forward kernel, the weight gradient channel by channel
+  /// (``flatWeightGradient(_:input:outputGrad:weightGrad:)``). Batch 128, `acon bench-op
+  /// --split --best`, two rounds alternating: backward 0.30-0.33 -> 0.20-0.22 ms on 4x4 planes
+  /// (96 channels), 0.34-0.35 -> 0.26-0.30 on 7x7 (48); no faster on 14x14 (13 vectors), and
+  /// slower on 28x28, whose second pass over `dy` comes from memory.
+  static let flatWeightGradientByChannelVectors = 8
+
   /// ``backward(_:input:weight:outputGrad:inputGrad:weightGrad:)`` of a layer that
   /// ``runsFlat(_:)``. The input gradient is the correlation of `dy` with the flipped filter
-  /// (same padding, same masks). Each worker takes a contiguous run of planes and keeps the
-  /// weight gradient's lane sums per channel, folded into Float64 every few images; the
-  /// workers' sums are added in worker order.
+  /// (same padding, same masks): on planes of up to ``flatWeightGradientByChannelVectors``
+  /// vectors the forward kernel's, with the weight gradient channel by channel; larger planes
+  /// run both in one pass (``flatBackwardByPlanes(_:input:weight:outputGrad:inputGrad:weightGrad:)``).
   static func flatBackward(
+    _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    outputGrad dy: UnsafePointer<Float>, inputGrad dx: UnsafeMutablePointer<Float>?,
+    weightGrad dw: UnsafeMutablePointer<Float>?
+  ) {
+    let vectors = (g.height * g.width + WideFloat.scalarCount - 1) / WideFloat.scalarCount
+    if vectors > flatWeightGradientByChannelVectors {
+      flatBackwardByPlanes(
+        g, input: x, weight: weight, outputGrad: dy, inputGrad: dx, weightGrad: dw)
+      return
+    }
+    if let dx {
+      let channels = g.inChannels
+      let flipped = UnsafeMutablePointer<Float>.allocate(capacity: channels * 9)
+      defer { flipped.deallocate() }
+      for c in 0..<channels {
+        for t in 0..<9 { flipped[c * 9 + t] = weight[c * 9 + 8 - t] }
+      }
+      flatForward(g, input: dy, weight: flipped, bias: nil, output: dx)
+    }
+    if let dw { flatWeightGradient(g, input: x, outputGrad: dy, weightGrad: dw) }
+  }
+
+  /// ``flatBackward(_:input:weight:outputGrad:inputGrad:weightGrad:)`` on planes of more than
+  /// ``flatWeightGradientByChannelVectors`` vectors, in one pass over `dy`: each worker takes a
+  /// contiguous run of planes, writes each plane's input gradient and adds its weight
+  /// gradient's lane sums to its channel's, folded into Float64 every few images; the workers'
+  /// sums are added in worker order.
+  static func flatBackwardByPlanes(
     _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     outputGrad dy: UnsafePointer<Float>, inputGrad dx: UnsafeMutablePointer<Float>?,
     weightGrad dw: UnsafeMutablePointer<Float>?
@@ -283,6 +319,76 @@ extension DepthwiseKernel {
             flatAccumulateWeightGradient(xp, dy: gp, taps: taps, sums: lanesSums + c * 9)
           }
         }
+      }
+    }
+  }
+
+  /// `dw[c][t] = sum over images and positions of dy * x at tap t`, for a layer that
+  /// ``runsFlat(_:)``, on ``forEachChannelPlane(batch:channels:vectors:weightGrad:scratch:_:)``.
+  /// (The stride-2 layers keep the plane-by-plane frame: their backward split each input plane
+  /// into phases either way, and channel by channel it ran 10-20% slower on 7x7 inputs.)
+  static func flatWeightGradient(
+    _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>,
+    weightGrad dw: UnsafeMutablePointer<Float>
+  ) {
+    let taps = FlatTaps(height: g.height, width: g.width)
+    let plane = taps.plane
+    let items = g.batch * g.inChannels
+    let (xEnd, dyEnd) = (x + items * plane, dy + items * plane)
+    forEachChannelPlane(
+      batch: g.batch, channels: g.inChannels, vectors: taps.vectors, weightGrad: dw,
+      scratch: 2 * taps.scratchCount
+    ) { item, lanes, scratch in
+      let o = item * plane
+      readablePlane(
+        dy + o, start: dy, end: dyEnd, taps: taps, scratch: scratch + taps.scratchCount
+      ) { gp in
+        readablePlane(x + o, start: x, end: xEnd, taps: taps, scratch: scratch) { xp in
+          flatAccumulateWeightGradient(xp, dy: gp, taps: taps, sums: lanes)
+        }
+      }
+    }
+  }
+
+  /// The frame of a depthwise weight gradient computed channel by channel: each worker takes
+  /// whole channels and calls `body(item, lanes, scratch)` on a channel's planes image by image,
+  /// `body` adding the plane's nine sums to the nine vectors at `lanes`, a buffer of the
+  /// worker's own that stays in L1; they go into Float64 every few images (about 128 vectors
+  /// of `vectors` per plane in each lane between folds), and each weight is computed by one
+  /// worker in a fixed order, whatever the number of workers. `scratch` is `scratch` zeroed
+  /// floats of the worker's own. (Plane by plane across the channels, as
+  /// ``forEachWorkerPlane(items:channels:plane:weightGrad:scratch:_:)`` goes, every channel's
+  /// nine sums, 576 bytes, went out to the cache and back with each plane: on 4x4 to 14x14
+  /// planes their stores took a quarter of the backward pass.)
+  static func forEachChannelPlane(
+    batch: Int, channels: Int, vectors: Int, weightGrad dw: UnsafeMutablePointer<Float>,
+    scratch scratchCount: Int,
+    _ body: (
+      _ item: Int, _ lanes: UnsafeMutablePointer<WideFloat>, _ scratch: UnsafeMutablePointer<Float>
+    ) -> Void
+  ) {
+    let imagesPerFold = max(1, 128 / max(1, vectors))
+    let chunk = max(1, 2048 / max(1, batch * vectors))
+    Parallel.forRanges(channels, minimumChunk: chunk) { range in
+      let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
+      scratch.update(repeating: 0, count: scratchCount)
+      let lanes = UnsafeMutablePointer<WideFloat>.allocate(capacity: 9)
+      let totals = UnsafeMutablePointer<Double>.allocate(capacity: 9)
+      defer {
+        scratch.deallocate()
+        lanes.deallocate()
+        totals.deallocate()
+      }
+      for c in range {
+        totals.initialize(repeating: 0, count: 9)
+        for first in stride(from: 0, to: batch, by: imagesPerFold) {
+          lanes.initialize(repeating: WideFloat(repeating: 0), count: 9)
+          for n in first..<min(batch, first + imagesPerFold) {
+            body(n * channels + c, lanes, scratch)
+          }
+          for t in 0..<9 { totals[t] += LaneSums.reduced(lanes[t]) }
+        }
+        for t in 0..<9 { dw[c * 9 + t] = Float(totals[t]) }
       }
     }
   }

@@ -210,6 +210,10 @@ struct ConvolutionKernelTests {
       geometry(2, 2, 3, 5, 2, 3, 3, p: 1, groups: 2),
       geometry(40, 24, 2, 2, 24, 3, 3, p: 1, groups: 24),
       geometry(24, 16, 14, 14, 16, 3, 3, p: 1, groups: 16),
+      // Flat planes whose weight gradient runs channel by channel, over more images than one
+      // fold of its lane sums holds (128 vectors): 4x4 and 7x7.
+      geometry(136, 3, 4, 4, 3, 3, 3, p: 1, groups: 3),
+      geometry(40, 5, 7, 7, 5, 3, 3, p: 1, groups: 5),
       // Flat stride 2 (3x3, padding 1, at most 256 outputs): odd and even sides, one input
       // pixel, rows of more than sixteen floats, 32x32, many small planes across workers.
       geometry(2, 2, 1, 1, 2, 3, 3, s: 2, p: 1, groups: 2),
