@@ -120,10 +120,9 @@ extension BatchNormKernel {
               let sumDyXhat = sumDyXc[j] * Double(invStd[ch])
               dbias?[ch] = Float(sumDy[j])
               dweight?[ch] = Float(sumDyXhat)
-              k[j] = (weight?[ch] ?? 1) * invStd[ch]
-              let a = Float(sumDy[j] / count)
-              let bq = Float(sumDyXhat / count) * invStd[ch]
-              (q[j], r[j]) = (-k[j] * bq, -k[j] * a)
+              (k[j], q[j], r[j]) = trainingCoefficients(
+                weight: weight?[ch] ?? 1, invStd: invStd[ch], sumDy: sumDy[j],
+                sumDyXhat: sumDyXhat, count: count)
             }
             for b in 0..<n {
               let o = b * c + range.lowerBound

@@ -275,13 +275,10 @@ public enum DepthwiseKernel {
     let chunks = max(1, min(Parallel.workers, items / max(1, 2048 / max(1, outPlane))))
     let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks * channels * taps)
     partial.update(repeating: 0, count: chunks * channels * taps)
-    let flipped = UnsafeMutablePointer<Float>.allocate(capacity: channels * taps)
+    let flipped = flippedFilters(weight, channels: channels, taps: taps)
     defer {
       partial.deallocate()
       flipped.deallocate()
-    }
-    for c in 0..<channels {
-      for t in 0..<taps { flipped[c * taps + t] = weight[c * taps + taps - 1 - t] }
     }
     Parallel.forEach(chunks) { chunk in
       let xbuf = dw != nil ? scratch(xLayout.count) : nil
@@ -591,5 +588,19 @@ public enum DepthwiseKernel {
         row: buffer + (iy + p) * rs, columns: p, p + g.width, into: dx + iy * g.width,
         mayOverrun: (g.height - 1 - iy) * g.width)
     }
+  }
+}
+
+extension DepthwiseKernel {
+  /// Each channel's filter of `taps` weights in reverse order (the input gradient of a stride-1
+  /// layer correlates `dy` with it); the caller deallocates it.
+  static func flippedFilters(
+    _ weight: UnsafePointer<Float>, channels: Int, taps: Int
+  ) -> UnsafeMutablePointer<Float> {
+    let flipped = UnsafeMutablePointer<Float>.allocate(capacity: channels * taps)
+    for c in 0..<channels {
+      for t in 0..<taps { flipped[c * taps + t] = weight[c * taps + taps - 1 - t] }
+    }
+    return flipped
   }
 }

@@ -267,12 +267,8 @@ extension DepthwiseKernel {
       return
     }
     if let dx {
-      let channels = g.inChannels
-      let flipped = UnsafeMutablePointer<Float>.allocate(capacity: channels * 9)
+      let flipped = flippedFilters(weight, channels: g.inChannels, taps: 9)
       defer { flipped.deallocate() }
-      for c in 0..<channels {
-        for t in 0..<9 { flipped[c * 9 + t] = weight[c * 9 + 8 - t] }
-      }
       flatForward(g, input: dy, weight: flipped, bias: nil, output: dx)
     }
     if let dw { flatWeightGradient(g, input: x, outputGrad: dy, weightGrad: dw) }
@@ -293,13 +289,10 @@ extension DepthwiseKernel {
     let plane = taps.plane
     let items = g.batch * channels
     let (xEnd, dyEnd) = (x + items * plane, dy + items * plane)
-    let flipped = UnsafeMutablePointer<Float>.allocate(capacity: channels * 9)
+    let flipped = flippedFilters(weight, channels: channels, taps: 9)
     defer {
       taps.deallocate()
       flipped.deallocate()
-    }
-    for c in 0..<channels {
-      for t in 0..<9 { flipped[c * 9 + t] = weight[c * 9 + 8 - t] }
     }
     forEachWorkerPlane(
       items: items, channels: channels, plane: plane, weightGrad: dw, scratch: 2 * taps.scratchCount

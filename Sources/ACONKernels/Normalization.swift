@@ -341,6 +341,20 @@ public enum BatchNormKernel {
     }
   }
 
+  /// The coefficients of one channel's input gradient in training mode, from the batch norm's
+  /// sums over its `count` values: `dx = k * (g - a - (x - mean) * b)` is computed as
+  /// `g * k + ((x - mean) * q + r)`, where centring `x` first keeps `x * q` and `mean * q`, two
+  /// numbers of the input's magnitude, from cancelling.
+  @inlinable @inline(__always)
+  public static func trainingCoefficients(
+    weight: Float, invStd inv: Float, sumDy: Double, sumDyXhat: Double, count: Double
+  ) -> (k: Float, q: Float, r: Float) {
+    let k = weight * inv
+    let a = Float(sumDy / count)
+    let bq = Float(sumDyXhat / count) * inv
+    return (k, -k * bq, -k * a)
+  }
+
   /// One channel's `dx` in training mode from its sums (see
   /// ``backwardTraining(_:_:dx:batch:channels:plane:mean:invStd:weight:bias:relu:dweight:dbias:)``).
   @inlinable @inline(__always)
@@ -349,12 +363,8 @@ public enum BatchNormKernel {
     n: Int, plane: Int, stride: Int, mean mu: Float, invStd inv: Float, weight: Float,
     sumDy: Double, sumDyXhat: Double, count: Double, relu: Bool, scale: Float, shift: Float
   ) {
-    // dx = k * (g - a - (x - mean) * b), written as g * k + ((x - mean) * q + r): centring x
-    // first keeps x * q and mean * q, two numbers of the input's magnitude, from cancelling.
-    let k = weight * inv
-    let a = Float(sumDy / count)
-    let bq = Float(sumDyXhat / count) * inv
-    let (q, r) = (-k * bq, -k * a)
+    let (k, q, r) = trainingCoefficients(
+      weight: weight, invStd: inv, sumDy: sumDy, sumDyXhat: sumDyXhat, count: count)
     let (kv, qv, rv) = (WideFloat(repeating: k), WideFloat(repeating: q), WideFloat(repeating: r))
     let mv = WideFloat(repeating: mu)
     let sv = WideFloat(repeating: scale)

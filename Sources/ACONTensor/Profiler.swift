@@ -85,13 +85,22 @@ public enum Profiler {
   public static func add(
     _ phase: String, _ operation: String, seconds: Double, flops: Double = 0, bytes: Double = 0
   ) {
+    update(phase, operation) { e in
+      e.seconds += seconds
+      e.calls += 1
+      e.flops += flops
+      e.bytes += bytes
+    }
+  }
+
+  /// Changes the total of `operation` in `phase` (made empty first if there is none) under the
+  /// lock.
+  private static func update(_ phase: String, _ operation: String, _ change: (inout Entry) -> Void)
+  {
     pthread_mutex_lock(&lock)
     let key = phase + "\u{0}" + operation
     var e = totals[key] ?? Entry(phase: phase, operation: operation, seconds: 0, calls: 0)
-    e.seconds += seconds
-    e.calls += 1
-    e.flops += flops
-    e.bytes += bytes
+    change(&e)
     totals[key] = e
     pthread_mutex_unlock(&lock)
   }
@@ -101,12 +110,7 @@ public enum Profiler {
   /// their floor counts the products.
   public static func addWork(_ phase: String, _ operation: String, flops: Double) {
     guard isEnabled else { return }
-    pthread_mutex_lock(&lock)
-    let key = phase + "\u{0}" + operation
-    var e = totals[key] ?? Entry(phase: phase, operation: operation, seconds: 0, calls: 0)
-    e.flops += flops
-    totals[key] = e
-    pthread_mutex_unlock(&lock)
+    update(phase, operation) { $0.flops += flops }
   }
 
   /// Charges the forward time since the previous mark to `operation`.

@@ -506,14 +506,11 @@ public final class CPUBackend: ComputeBackend {
       let sumDzXhat = sumDzXc * Double(inv[ch])
       dbp[ch] = Float(sumDz)
       dwp[ch] = Float(sumDzXhat)
-      let k = w[ch] * inv[ch]
-      kp[ch] = k
       if training {
-        let a = Float(sumDz / count)
-        let bq = Float(sumDzXhat / count) * inv[ch]
-        (qp[ch], rp[ch]) = (-k * bq, -k * a)
+        (kp[ch], qp[ch], rp[ch]) = BatchNormKernel.trainingCoefficients(
+          weight: w[ch], invStd: inv[ch], sumDy: sumDz, sumDyXhat: sumDzXhat, count: count)
       } else {
-        (qp[ch], rp[ch]) = (0, 0)
+        (kp[ch], qp[ch], rp[ch]) = (w[ch] * inv[ch], 0, 0)
       }
     }
     // dx from dz, in place: dx = (dz + constant) k + (x - mean) q + r per plane; centring x
