@@ -200,6 +200,10 @@ public enum PointwiseKernel {
   /// four by four weights at a time: sixteen accumulators over the positions of a run of
   /// images small enough to stay in cache, kept in the worker's scratch from one run to the
   /// next, then summed across lanes. Each weight is computed by one worker, in a fixed order.
+  ///
+  /// A plane that ends with one or two floats past its whole vectors (7x7: one of sixteen)
+  /// would spend a whole vector of multiply-adds per image on them; those positions are first
+  /// gathered image by image (``tailsByImage``) and summed sixteen images to a vector.
   public static func weightGradient(
     _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>,
     weightGrad dw: UnsafeMutablePointer<Float>
@@ -213,6 +217,23 @@ public enum PointwiseKernel {
     let (wholeVectors, tailLanes) = positions.quotientAndRemainder(dividingBy: lanes)
     let (outBlocks, inBlocks) = (cout / 4, cin / 4)
     let chunk = max(1, chunkBytes / (4 * (cin + cout) * positions))
+    // A tail of one or two floats (7x7 planes at either width) runs across the images.
+    let tailsAcrossImages = tailLanes > 0 && tailLanes <= 2
+    let paddedImages = (images + lanes - 1) / lanes * lanes
+    let (dyTails, xTails) =
+      tailsAcrossImages
+      ? (
+        tailsByImage(
+          dy, images: images, channels: cout, positions: positions, tailLanes: tailLanes,
+          paddedImages: paddedImages),
+        tailsByImage(
+          x, images: images, channels: cin, positions: positions, tailLanes: tailLanes,
+          paddedImages: paddedImages)
+      ) : (nil, nil)
+    defer {
+      dyTails?.deallocate()
+      xTails?.deallocate()
+    }
     Parallel.forRanges(outBlocks * inBlocks, minimumChunk: 1) { range in
       // Sixteen vectors of partial sums per block.
       let scratch = UnsafeMutablePointer<WideFloat>.allocate(capacity: 16 * range.count)
@@ -239,7 +260,7 @@ public enum PointwiseKernel {
               gq += lanes
               xq += lanes
             }
-            if tailLanes > 0 {
+            if tailLanes > 0 && !tailsAcrossImages {
               // A partial vector's lanes past the plane read as zero (even a NaN there adds
               // nothing); lane by lane where a vector would cross the end of the buffer.
               func read(_ q: UnsafePointer<Float>, _ end: UnsafePointer<Float>) -> WideFloat {
@@ -258,12 +279,48 @@ public enum PointwiseKernel {
       for item in range {
         let (ob, ib) = item.quotientAndRemainder(dividingBy: inBlocks)
         let sums = scratch + 16 * (item - range.lowerBound)
+        if let dyTails, let xTails {
+          var block = BlockSums(loading: sums)
+          for t in 0..<tailLanes {
+            let gq = dyTails + (t * cout + 4 * ob) * paddedImages
+            let xq = xTails + (t * cin + 4 * ib) * paddedImages
+            for n in stride(from: 0, to: paddedImages, by: lanes) {
+              block.accumulate(
+                loadWide(gq + n), loadWide(gq + paddedImages + n),
+                loadWide(gq + 2 * paddedImages + n), loadWide(gq + 3 * paddedImages + n),
+                loadWide(xq + n), loadWide(xq + paddedImages + n),
+                loadWide(xq + 2 * paddedImages + n), loadWide(xq + 3 * paddedImages + n))
+            }
+          }
+          block.store(to: sums)
+        }
         for r in 0..<4 {
           let row = dw + (4 * ob + r) * cin + 4 * ib
           for c in 0..<4 { row[c] = horizontalSum(sums[4 * r + c]) }
         }
       }
     }
+  }
+
+  /// The last `tailLanes` floats of every plane of `[images, channels, positions]`, as
+  /// `[tailLanes, channels, paddedImages]`: each position and channel's floats of all images
+  /// side by side, zero past the last image (a buffer the caller frees).
+  static func tailsByImage(
+    _ planes: UnsafePointer<Float>, images: Int, channels: Int, positions: Int, tailLanes: Int,
+    paddedImages: Int
+  ) -> UnsafeMutablePointer<Float> {
+    let tails = UnsafeMutablePointer<Float>.allocate(capacity: tailLanes * channels * paddedImages)
+    let first = positions - tailLanes
+    Parallel.forRanges(tailLanes * channels, minimumChunk: max(1, 4096 / paddedImages)) { rows in
+      for row in rows {
+        let (t, c) = row.quotientAndRemainder(dividingBy: channels)
+        let dst = tails + row * paddedImages
+        let src = planes + c * positions + first + t
+        for n in 0..<images { dst[n] = src[n * channels * positions] }
+        (dst + images).update(repeating: 0, count: paddedImages - images)
+      }
+    }
+    return tails
   }
 
   /// The first `lanes` floats at `p` (fewer than a vector), the rest zero, read one by one.
