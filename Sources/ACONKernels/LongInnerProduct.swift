@@ -151,6 +151,18 @@ struct BlockSums {
     (p[12], p[13], p[14], p[15]) = (s30, s31, s32, s33)
   }
 
+  /// Adds the products of the vectors at `a`, `a + stride`, `a + 2 stride`, `a + 3 stride` (the
+  /// block's four rows) and the same four of `b` (its columns): operands laid out at a fixed
+  /// distance, such as four channel planes.
+  @inline(__always)
+  mutating func accumulate(
+    rows a: UnsafePointer<Float>, columns b: UnsafePointer<Float>, stride: Int
+  ) {
+    accumulate(
+      loadWide(a), loadWide(a + stride), loadWide(a + 2 * stride), loadWide(a + 3 * stride),
+      loadWide(b), loadWide(b + stride), loadWide(b + 2 * stride), loadWide(b + 3 * stride))
+  }
+
   /// Adds the products of one vector of each of the block's four rows `a` and four columns `b`.
   @inline(__always)
   mutating func accumulate(

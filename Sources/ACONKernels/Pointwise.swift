@@ -220,16 +220,13 @@ public enum PointwiseKernel {
     // A tail of one or two floats (7x7 planes at either width) runs across the images.
     let tailsAcrossImages = tailLanes > 0 && tailLanes <= 2
     let paddedImages = (images + lanes - 1) / lanes * lanes
-    let (dyTails, xTails) =
-      tailsAcrossImages
-      ? (
-        tailsByImage(
-          dy, images: images, channels: cout, positions: positions, tailLanes: tailLanes,
-          paddedImages: paddedImages),
-        tailsByImage(
-          x, images: images, channels: cin, positions: positions, tailLanes: tailLanes,
-          paddedImages: paddedImages)
-      ) : (nil, nil)
+    func tails(_ planes: UnsafePointer<Float>, channels: Int) -> UnsafeMutablePointer<Float>? {
+      guard tailsAcrossImages else { return nil }
+      return tailsByImage(
+        planes, images: images, channels: channels, positions: positions, tailLanes: tailLanes,
+        paddedImages: paddedImages)
+    }
+    let (dyTails, xTails) = (tails(dy, channels: cout), tails(x, channels: cin))
     defer {
       dyTails?.deallocate()
       xTails?.deallocate()
@@ -253,10 +250,7 @@ public enum PointwiseKernel {
             var gq = dy + (n * cout + o0) * positions
             var xq = x + (n * cin + i0) * positions
             for _ in 0..<wholeVectors {
-              block.accumulate(
-                loadWide(gq), loadWide(gq + positions), loadWide(gq + 2 * positions),
-                loadWide(gq + 3 * positions), loadWide(xq), loadWide(xq + positions),
-                loadWide(xq + 2 * positions), loadWide(xq + 3 * positions))
+              block.accumulate(rows: gq, columns: xq, stride: positions)
               gq += lanes
               xq += lanes
             }
@@ -285,11 +279,7 @@ public enum PointwiseKernel {
             let gq = dyTails + (t * cout + 4 * ob) * paddedImages
             let xq = xTails + (t * cin + 4 * ib) * paddedImages
             for n in stride(from: 0, to: paddedImages, by: lanes) {
-              block.accumulate(
-                loadWide(gq + n), loadWide(gq + paddedImages + n),
-                loadWide(gq + 2 * paddedImages + n), loadWide(gq + 3 * paddedImages + n),
-                loadWide(xq + n), loadWide(xq + paddedImages + n),
-                loadWide(xq + 2 * paddedImages + n), loadWide(xq + 3 * paddedImages + n))
+              block.accumulate(rows: gq + n, columns: xq + n, stride: paddedImages)
             }
           }
           block.store(to: sums)
