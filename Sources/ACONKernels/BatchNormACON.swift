@@ -178,6 +178,9 @@ extension ACONKernel {
   /// the beta gradient stays per plane, each in its own slot. A plane that is not whole vectors
   /// ends with a vector shifted back to end with it, its lanes of the vector before masked out:
   /// nothing outside the plane is read or written (the next plane may be another worker's).
+  ///
+  /// The order of the visits follows ``ChannelVisits/forLayer(batch:channels:plane:)``; every
+  /// order adds each sum's terms in the same sequence, so the results do not depend on it.
   static func normalizedBackwardByChannel<G: GateFunction>(
     _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>,
     _ geo: Geometry, _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
@@ -190,6 +193,7 @@ extension ACONKernel {
     let betaPerSample = layout.sampleStride != 0
     // About 128 vectors per lane summed in Float between folds, whatever the plane's size.
     let imagesPerFold = max(1, 128 / ((plane + lanes - 1) / lanes))
+    let visits = ChannelVisits.forLayer(batch: batch, channels: channels, plane: plane)
     let (all, lastLanes) = (
       WideLaneMask(repeating: -1), ~wideLaneMask(keepingFirst: lanes - plane % lanes)
     )
@@ -197,59 +201,66 @@ extension ACONKernel {
     (sums + 3 * channels).update(repeating: 0, count: 3 * channels * (batch - 1))
     (normSums + 2 * channels).update(repeating: 0, count: 2 * channels * (batch - 1))
     Parallel.forRanges(channels, minimumChunk: max(1, 16384 / (batch * plane))) { range in
-      for c in range {
-        let (d, p2v) = (WideFloat(repeating: p1[c] - p2[c]), WideFloat(repeating: p2[c]))
-        let bdChannel = WideFloat(repeating: beta[c * layout.channelStride]) * d
-        let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
-        let mv = WideFloat(repeating: mean[c])
-        var (gxt, gx, dbeta, sumDz, sumDzCentered) = (0.0, 0.0, 0.0, 0.0, 0.0)
-        for images in stride(from: 0, to: batch, by: imagesPerFold) {
-          // backwardPlane's loop, across the channel's planes.
-          var acc1 = WideFloat(repeating: 0)
-          var acc2 = WideFloat(repeating: 0)
-          var acc3 = WideFloat(repeating: 0)
-          var acc4 = WideFloat(repeating: 0)
-          var acc5 = WideFloat(repeating: 0)
-          for n in images..<min(batch, images + imagesPerFold) {
-            let q = n * channels + c
-            let o = q * plane
-            let bd =
-              betaPerSample
-              ? WideFloat(repeating: beta[n * layout.sampleStride + c * layout.channelStride]) * d
-              : bdChannel
-            var planeDbeta = WideFloat(repeating: 0)
-            var i = 0
-            while i < plane {
-              // The mask is chosen, not computed, in the loop (see ACONKernel.forwardPlane).
-              let last = i + lanes > plane
-              let (at, keep) = last ? (o + plane - lanes, lastLanes) : (o + i, all)
-              let xv = masked(NormalizedInput.read(x + at, sv, hv), keep)
-              let gv = masked(loadWide(g + at), keep)
-              let (dzv, t, slope, dxv) = backwardTerms(xv, gv, d, p2v, bd, G.self)
-              storeWide(last ? select(keep, dzv, loadWide(dz + at)) : dzv, dz + at)
-              let gxv = gv * xv
-              acc1 = acc1.addingProduct(gxv, t)
-              acc2 += gxv
-              planeDbeta = planeDbeta.addingProduct(gv * dxv, dxv * slope)
-              acc4 += dzv
-              acc5 = acc5.addingProduct(dzv, masked(loadWide(x + at) - mv, keep))
-              i += lanes
-            }
-            if betaPerSample {
-              sums[3 * q + 2] = horizontalSum(planeDbeta)
-            } else {
-              acc3 += planeDbeta
+      // Per channel of a block: its five lane sums within the fold, then their Float64 totals.
+      let laneSums = ChannelVisits.LaneBuffer(count: 5 * visits.blockChannels)
+      defer { laneSums.free() }
+      var totals = [Double](repeating: 0, count: 5 * visits.blockChannels)
+      for block in visits.blocks(of: range) {
+        for j in 0..<(5 * block.count) { totals[j] = 0 }
+        for fold in stride(from: 0, to: batch, by: imagesPerFold) {
+          let foldImages = fold..<min(batch, fold + imagesPerFold)
+          laneSums.zero(count: 5 * block.count)
+          for images in visits.groups(of: foldImages) {
+            for c in block {
+              let a = laneSums.start + 5 * (c - block.lowerBound)
+              let (d, p2v) = (WideFloat(repeating: p1[c] - p2[c]), WideFloat(repeating: p2[c]))
+              let bdChannel = WideFloat(repeating: beta[c * layout.channelStride]) * d
+              let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
+              let mv = WideFloat(repeating: mean[c])
+              var (acc1, acc2, acc3, acc4, acc5) = (a[0], a[1], a[2], a[3], a[4])
+              for n in images {
+                let q = n * channels + c
+                let o = q * plane
+                let bd =
+                  betaPerSample
+                  ? WideFloat(repeating: beta[n * layout.sampleStride + c * layout.channelStride])
+                    * d
+                  : bdChannel
+                var planeDbeta = WideFloat(repeating: 0)
+                var i = 0
+                while i < plane {
+                  // The mask is chosen, not computed, in the loop (see ACONKernel.forwardPlane).
+                  let last = i + lanes > plane
+                  let (at, keep) = last ? (o + plane - lanes, lastLanes) : (o + i, all)
+                  let xv = masked(NormalizedInput.read(x + at, sv, hv), keep)
+                  let gv = masked(loadWide(g + at), keep)
+                  let (dzv, t, slope, dxv) = backwardTerms(xv, gv, d, p2v, bd, G.self)
+                  storeWide(last ? select(keep, dzv, loadWide(dz + at)) : dzv, dz + at)
+                  let gxv = gv * xv
+                  acc1 = acc1.addingProduct(gxv, t)
+                  acc2 += gxv
+                  planeDbeta = planeDbeta.addingProduct(gv * dxv, dxv * slope)
+                  acc4 += dzv
+                  acc5 = acc5.addingProduct(dzv, masked(loadWide(x + at) - mv, keep))
+                  i += lanes
+                }
+                if betaPerSample {
+                  sums[3 * q + 2] = horizontalSum(planeDbeta)
+                } else {
+                  acc3 += planeDbeta
+                }
+              }
+              (a[0], a[1], a[2], a[3], a[4]) = (acc1, acc2, acc3, acc4, acc5)
             }
           }
-          gxt += LaneSums.reduced(acc1)
-          gx += LaneSums.reduced(acc2)
-          dbeta += LaneSums.reduced(acc3)
-          sumDz += LaneSums.reduced(acc4)
-          sumDzCentered += LaneSums.reduced(acc5)
+          for j in 0..<(5 * block.count) { totals[j] += LaneSums.reduced(laneSums.start[j]) }
         }
-        (sums[3 * c], sums[3 * c + 1]) = (Float(gxt), Float(gx))
-        if !betaPerSample { sums[3 * c + 2] = Float(dbeta) }
-        (normSums[2 * c], normSums[2 * c + 1]) = (Float(sumDz), Float(sumDzCentered))
+        for c in block {
+          let t = 5 * (c - block.lowerBound)
+          (sums[3 * c], sums[3 * c + 1]) = (Float(totals[t]), Float(totals[t + 1]))
+          if !betaPerSample { sums[3 * c + 2] = Float(totals[t + 2]) }
+          (normSums[2 * c], normSums[2 * c + 1]) = (Float(totals[t + 3]), Float(totals[t + 4]))
+        }
       }
     }
   }

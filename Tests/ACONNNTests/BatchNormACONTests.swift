@@ -72,18 +72,29 @@ struct BatchNormACONTests {
   /// Planes of every size class of the fused backward: a channel at a time across the images up
   /// to 16 vectors (13x13 ends with a partial vector, 16x16 is the largest), plane by plane
   /// beyond (17x17); meta-ACON's beta per sample (channel- and layer-wise) keeps its gradient
-  /// per plane in both.
+  /// per plane in both. Small planes of many channels (4x4 and 7x7, 8192 floats an image and
+  /// more) take blocks of channels a few images at a time: blocks of which the last is partial,
+  /// and a last group of images shorter than the others.
   @Test(
     arguments: ["acon-c", "acon-c-hard", "meta-acon", "meta-acon-layer"],
-    [[2, 3, 13, 13], [2, 3, 16, 16], [2, 3, 17, 17]])
+    [[2, 3, 13, 13], [2, 3, 16, 16], [2, 3, 17, 17], [5, 520, 4, 4], [6, 171, 7, 7]])
   func fusedMatchesSeparateLayersOnLargerPlanes(_ name: String, _ shape: [Int]) throws {
     var rng = RandomGenerator(seed: 12)
     let x = try Tensor.randomNormal(shape, std: 2, using: &rng) + Tensor(scalar: 0.4)
-    let fused = try Self.run(Self.pair(name, channels: 3, seed: 4), x, training: true)
+    let channels = shape[1]
+    let fused = try Self.run(Self.pair(name, channels: channels, seed: 4), x, training: true)
     let separate = try withoutLayerFusion {
-      try Self.run(Self.pair(name, channels: 3, seed: 4), x, training: true)
+      try Self.run(Self.pair(name, channels: channels, seed: 4), x, training: true)
     }
     for ((key, a), (_, b)) in zip(fused, separate) {
+      if name == "meta-acon" && key.hasSuffix("fc1.bias") {
+        // fc1's bias feeds a batch norm in training mode: its gradient is zero but for
+        // rounding, which over 171 channels reaches 2e-4 either way (the same bits in every
+        // visiting order): both must be that noise, not a gradient.
+        #expect(maxAbsDifference(a, Tensor.zeros(a.shape)) <= 1e-3, "\(shape) \(key)")
+        #expect(maxAbsDifference(b, Tensor.zeros(b.shape)) <= 1e-3, "\(shape) \(key)")
+        continue
+      }
       let scale = max(1, b.scalars.map { abs($0) }.max() ?? 0)
       #expect(maxAbsDifference(a, b) <= 2e-5 * scale, "\(name) \(shape) \(key)")
     }
