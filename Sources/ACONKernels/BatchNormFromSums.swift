@@ -15,7 +15,8 @@ extension BatchNormKernel {
       for ch in range {
         let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
         trainingInputGradient(
-          x + ch * plane, dy + ch * plane, dx + ch * plane, n: n, plane: plane, stride: stride,
+          x + ch * plane, dy + ch * plane, dx + ch * plane, rows: 0..<n, plane: plane,
+          stride: stride,
           mean: mean[ch], invStd: invStd[ch], weight: weight?[ch] ?? 1,
           sumDy: Double(sumDy[ch]), sumDyXhat: Double(sumDyXhat[ch]), count: Double(count),
           relu: relu, scale: scale, shift: shift)

@@ -101,8 +101,10 @@ public enum BatchNormKernel {
     }
   }
 
-  /// ``statistics(_:batch:channels:plane:mean:variance:centredPlaneMeans:)`` a channel at a
-  /// time (any plane; planes of one float run ``statisticsOfRows(_:batch:channels:mean:variance:centredPlaneMeans:)``).
+  /// ``statistics(_:batch:channels:plane:mean:variance:centredPlaneMeans:)`` channel by channel,
+  /// or on small planes of many channels in blocks of channels a few images at a time
+  /// (``ChannelVisits``; the same bits either way; planes of one float run
+  /// ``statisticsOfRows(_:batch:channels:mean:variance:centredPlaneMeans:)``).
   static func statisticsByChannel(
     _ x: UnsafePointer<Float>, batch n: Int, channels c: Int, plane: Int,
     mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>,
@@ -111,37 +113,61 @@ public enum BatchNormKernel {
     let count = Double(n * plane)
     let stride = c * plane
     let end = x + n * stride
+    let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
-      for ch in range {
-        let base = x + ch * plane
-        let provisional = Float(planeMean(base, plane: plane, end: end))
-        // Lane sums over a few rows at a time, then into Float64 (see LaneSums).
-        var (linear, squares) = (0.0, 0.0)
-        for rows in LaneSums.rowBlocks(n, plane: plane) {
-          var (linearLanes, squareLanes) = (WideFloat(repeating: 0), WideFloat(repeating: 0))
-          for b in rows {
-            let row = rowDeviations(base + b * stride, plane: plane, mean: provisional, end: end)
-            if let centredPlaneMeans {
-              let sum = LaneSums.reduced(row.linear) + Double(row.restLinear)
-              centredPlaneMeans[b * c + ch] = Float(sum / Double(plane))
-            }
-            linearLanes += row.linear
-            squareLanes += row.squares
-            linear += Double(row.restLinear)
-            squares += Double(row.restSquares)
-          }
-          linear += LaneSums.reduced(linearLanes)
-          squares += LaneSums.reduced(squareLanes)
+      // Per channel of a block: its provisional mean, its two lane sums within a row block,
+      // and their Float64 totals.
+      let laneSums = ChannelVisits.LaneBuffer(count: 2 * visits.blockChannels)
+      defer { laneSums.free() }
+      var provisionals = [Float](repeating: 0, count: visits.blockChannels)
+      var totals = [Double](repeating: 0, count: 2 * visits.blockChannels)
+      for block in visits.blocks(of: range) {
+        for ch in block {
+          let j = ch - block.lowerBound
+          provisionals[j] = Float(planeMean(x + ch * plane, plane: plane, end: end))
+          (totals[2 * j], totals[2 * j + 1]) = (0, 0)
         }
-        let correction = linear / count
-        let mu = Double(provisional) + correction
-        mean[ch] = Float(mu)
-        variance[ch] = Float(max(0, squares / count - correction * correction))
-        if let centredPlaneMeans {
-          // From the provisional mean to the stored one (a difference of two floats, exact).
-          let shift = Double(provisional) - Double(mean[ch])
-          for b in 0..<n {
-            centredPlaneMeans[b * c + ch] = Float(Double(centredPlaneMeans[b * c + ch]) + shift)
+        // Lane sums over a few rows at a time, then into Float64 (see LaneSums).
+        for rows in LaneSums.rowBlocks(n, plane: plane) {
+          laneSums.zero(count: 2 * block.count)
+          for images in visits.groups(of: rows) {
+            for ch in block {
+              let j = ch - block.lowerBound
+              let base = x + ch * plane
+              let lanes = laneSums.start + 2 * j
+              var (linearLanes, squareLanes) = (lanes[0], lanes[1])
+              var (linear, squares) = (totals[2 * j], totals[2 * j + 1])
+              for b in images {
+                let row = rowDeviations(
+                  base + b * stride, plane: plane, mean: provisionals[j], end: end)
+                if let centredPlaneMeans {
+                  let sum = LaneSums.reduced(row.linear) + Double(row.restLinear)
+                  centredPlaneMeans[b * c + ch] = Float(sum / Double(plane))
+                }
+                linearLanes += row.linear
+                squareLanes += row.squares
+                linear += Double(row.restLinear)
+                squares += Double(row.restSquares)
+              }
+              (lanes[0], lanes[1]) = (linearLanes, squareLanes)
+              (totals[2 * j], totals[2 * j + 1]) = (linear, squares)
+            }
+          }
+          for j in 0..<(2 * block.count) { totals[j] += LaneSums.reduced(laneSums.start[j]) }
+        }
+        for ch in block {
+          let j = ch - block.lowerBound
+          let correction = totals[2 * j] / count
+          let mu = Double(provisionals[j]) + correction
+          mean[ch] = Float(mu)
+          variance[ch] = Float(max(0, totals[2 * j + 1] / count - correction * correction))
+          if let centredPlaneMeans {
+            // From the provisional mean to the stored one (a difference of two floats, exact).
+            let shift = Double(provisionals[j]) - Double(mean[ch])
+            for b in 0..<n {
+              centredPlaneMeans[b * c + ch] = Float(
+                Double(centredPlaneMeans[b * c + ch]) + shift)
+            }
           }
         }
       }
@@ -179,8 +205,8 @@ public enum BatchNormKernel {
     }
   }
 
-  /// ``normalize(_:_:batch:channels:plane:mean:invStd:weight:bias:relu:residual:)`` a channel at
-  /// a time (any plane).
+  /// ``normalize(_:_:batch:channels:plane:mean:invStd:weight:bias:relu:residual:)`` channel by
+  /// channel, or in blocks of channels a few images at a time (``ChannelVisits``).
   static func normalizeByChannel(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch n: Int, channels c: Int,
     plane: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
@@ -188,38 +214,48 @@ public enum BatchNormKernel {
     residual: UnsafePointer<Float>?
   ) {
     let stride = c * plane
-    let zero = Float8(repeating: 0)
+    let lanes = WideFloat.scalarCount
+    let zero = WideFloat(repeating: 0)
+    let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
-      for ch in range {
-        let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
-        let sv = Float8(repeating: scale)
-        let hv = Float8(repeating: shift)
-        for b in 0..<n {
-          let src = x + b * stride + ch * plane
-          let dst = y + b * stride + ch * plane
-          if let residual {
-            let res = residual + b * stride + ch * plane
-            forEachVector(plane) { i, lanes in
-              var v =
-                hv.addingProduct(load8(src + i, lanes: lanes), sv) + load8(res + i, lanes: lanes)
-              if relu { v = v.replacing(with: zero, where: v .< zero) }
-              store8(v, dst + i, lanes: lanes)
+      for block in visits.blocks(of: range) {
+        for images in visits.groups(of: 0..<n) {
+          for ch in block {
+            let (scale, shift) = affine(
+              ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
+            let sv = WideFloat(repeating: scale)
+            let hv = WideFloat(repeating: shift)
+            for b in images {
+              let src = x + b * stride + ch * plane
+              let dst = y + b * stride + ch * plane
+              if let residual {
+                let res = residual + b * stride + ch * plane
+                let (sv8, hv8) = (Float8(repeating: scale), Float8(repeating: shift))
+                let zero8 = Float8(repeating: 0)
+                forEachVector(plane) { i, lanes in
+                  var v =
+                    hv8.addingProduct(load8(src + i, lanes: lanes), sv8)
+                    + load8(res + i, lanes: lanes)
+                  if relu { v = v.replacing(with: zero8, where: v .< zero8) }
+                  store8(v, dst + i, lanes: lanes)
+                }
+                continue
+              }
+              var i = 0
+              while i + lanes <= plane {
+                var v = hv.addingProduct(loadWide(src + i), sv)
+                if relu { v = v.replacing(with: zero, where: v .< zero) }
+                storeWide(v, dst + i)
+                i += lanes
+              }
+              while i < plane {
+                // The same fused multiply-add as the vector body, so a pullback that recomputes
+                // the ReLU's gate sees exactly the forward values.
+                let v = shift.addingProduct(src[i], scale)
+                dst[i] = relu && v < 0 ? 0 : v
+                i += 1
+              }
             }
-            continue
-          }
-          var i = 0
-          while i + 8 <= plane {
-            var v = hv.addingProduct(load8(src + i), sv)
-            if relu { v = v.replacing(with: zero, where: v .< zero) }
-            store8(v, dst + i)
-            i += 8
-          }
-          while i < plane {
-            // The same fused multiply-add as the vector body, so a pullback that recomputes
-            // the ReLU's gate sees exactly the forward values.
-            let v = shift.addingProduct(src[i], scale)
-            dst[i] = relu && v < 0 ? 0 : v
-            i += 1
           }
         }
       }
@@ -228,61 +264,82 @@ public enum BatchNormKernel {
 
   /// Per-channel `sum(g)` and `sum(g * (x - mean))`, in Float64, for the backward passes.
   /// With `relu`, `g` is `dy` gated by the fused ReLU (zero where `x * scale + shift <= 0`).
-  @inlinable @inline(__always)
+  @inline(__always)
   static func gradientSums(
     _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, n: Int, plane: Int, stride: Int,
     mean: Float, relu: Bool, scale: Float, shift: Float
   ) -> (Double, Double) {
-    var (sumDy, sumDyXc) = (0.0, 0.0)
-    let lanes = WideFloat.scalarCount
+    var sums = (0.0, 0.0)
+    // Lane sums over a few rows at a time, then into Float64 (see LaneSums).
+    for rows in LaneSums.rowBlocks(n, plane: plane) {
+      var lanes = GradientLanes()
+      addGradientSums(
+        x, dy, rows: rows, plane: plane, stride: stride, mean: mean, relu: relu, scale: scale,
+        shift: shift, lanes: &lanes, tails: &sums)
+      sums.0 += LaneSums.reduced(lanes.dy0 + lanes.dy1)
+      sums.1 += LaneSums.reduced(lanes.dyXc0 + lanes.dyXc1)
+    }
+    return sums
+  }
+
+  /// The lane sums of `g` and `g * (x - mean)`, two accumulators per sum (see rowDeviations).
+  struct GradientLanes {
+    var dy0 = WideFloat(repeating: 0)
+    var dy1 = WideFloat(repeating: 0)
+    var dyXc0 = WideFloat(repeating: 0)
+    var dyXc1 = WideFloat(repeating: 0)
+  }
+
+  /// Adds one channel's rows `rows` to its lane sums; each row's floats past its whole vectors
+  /// go into `tails` in Float64, row by row.
+  @inline(__always)
+  static func addGradientSums(
+    _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, rows: Range<Int>, plane: Int,
+    stride: Int, mean: Float, relu: Bool, scale: Float, shift: Float,
+    lanes: inout GradientLanes, tails: inout (Double, Double)
+  ) {
+    let count = WideFloat.scalarCount
     let m = WideFloat(repeating: mean)
     let sv = WideFloat(repeating: scale)
     let hv = WideFloat(repeating: shift)
     let zero = WideFloat(repeating: 0)
-    // Lane sums over a few rows at a time, two accumulators per sum (see rowDeviations), then
-    // into Float64 (see LaneSums).
-    for rows in LaneSums.rowBlocks(n, plane: plane) {
-      var (a1, b1) = (zero, zero)
-      var (a2, b2) = (zero, zero)
-      for b in rows {
-        let xr = x + b * stride
-        let gr = dy + b * stride
-        var i = 0
-        while i + 2 * lanes <= plane {
-          let (x0, x1) = (loadWide(xr + i), loadWide(xr + i + lanes))
-          var (g0, g1) = (loadWide(gr + i), loadWide(gr + i + lanes))
-          if relu {
-            g0 = g0.replacing(with: zero, where: hv.addingProduct(x0, sv) .<= zero)
-            g1 = g1.replacing(with: zero, where: hv.addingProduct(x1, sv) .<= zero)
-          }
-          a1 += g0
-          b1 += g1
-          a2 = a2.addingProduct(g0, x0 - m)
-          b2 = b2.addingProduct(g1, x1 - m)
-          i += 2 * lanes
+    var (a1, b1, a2, b2) = (lanes.dy0, lanes.dy1, lanes.dyXc0, lanes.dyXc1)
+    for b in rows {
+      let xr = x + b * stride
+      let gr = dy + b * stride
+      var i = 0
+      while i + 2 * count <= plane {
+        let (x0, x1) = (loadWide(xr + i), loadWide(xr + i + count))
+        var (g0, g1) = (loadWide(gr + i), loadWide(gr + i + count))
+        if relu {
+          g0 = g0.replacing(with: zero, where: hv.addingProduct(x0, sv) .<= zero)
+          g1 = g1.replacing(with: zero, where: hv.addingProduct(x1, sv) .<= zero)
         }
-        if i + lanes <= plane {
-          let xv = loadWide(xr + i)
-          var g = loadWide(gr + i)
-          if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
-          a1 += g
-          a2 = a2.addingProduct(g, xv - m)
-          i += lanes
-        }
-        var t1: Float = 0
-        var t2: Float = 0
-        while i < plane {
-          let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
-          t1 += g
-          t2 += g * (xr[i] - mean)
-          i += 1
-        }
-        (sumDy, sumDyXc) = (sumDy + Double(t1), sumDyXc + Double(t2))
+        a1 += g0
+        b1 += g1
+        a2 = a2.addingProduct(g0, x0 - m)
+        b2 = b2.addingProduct(g1, x1 - m)
+        i += 2 * count
       }
-      sumDy += LaneSums.reduced(a1 + b1)
-      sumDyXc += LaneSums.reduced(a2 + b2)
+      if i + count <= plane {
+        let xv = loadWide(xr + i)
+        var g = loadWide(gr + i)
+        if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
+        a1 += g
+        a2 = a2.addingProduct(g, xv - m)
+        i += count
+      }
+      var t1: Float = 0
+      var t2: Float = 0
+      while i < plane {
+        let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
+        t1 += g
+        t2 += g * (xr[i] - mean)
+        i += 1
+      }
+      tails = (tails.0 + Double(t1), tails.1 + Double(t2))
     }
-    return (sumDy, sumDyXc)
+    lanes = GradientLanes(dy0: a1, dy1: b1, dyXc0: a2, dyXc1: b2)
   }
 
   /// Backward of batch norm in training mode, through the batch statistics, in one read of
@@ -312,7 +369,8 @@ public enum BatchNormKernel {
   }
 
   /// ``backwardTraining(_:_:dx:batch:channels:plane:mean:invStd:weight:bias:relu:dweight:dbias:)``
-  /// a channel at a time (any plane).
+  /// channel by channel, or in blocks of channels a few images at a time (``ChannelVisits``;
+  /// the same bits either way): a block's sums, then its `dx`.
   static func backwardTrainingByChannel(
     _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
     batch n: Int, channels c: Int, plane: Int, mean: UnsafePointer<Float>,
@@ -321,22 +379,56 @@ public enum BatchNormKernel {
   ) {
     let stride = c * plane
     let count = Double(n * plane)
+    let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
-      for ch in range {
-        let mu = mean[ch]
-        let inv = invStd[ch]
-        let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
-        let (sumDy, sumDyXc) = gradientSums(
-          x + ch * plane, dy + ch * plane, n: n, plane: plane, stride: stride, mean: mu,
-          relu: relu, scale: scale, shift: shift)
-        let sumDyXhat = sumDyXc * Double(inv)
-        dbias?[ch] = Float(sumDy)
-        dweight?[ch] = Float(sumDyXhat)
+      // Per channel of a block: its four lane sums within a row block, then the two Float64
+      // sums.
+      let laneSums = ChannelVisits.LaneBuffer(count: 4 * visits.blockChannels)
+      defer { laneSums.free() }
+      var totals = [Double](repeating: 0, count: 2 * visits.blockChannels)
+      for block in visits.blocks(of: range) {
+        for j in 0..<(2 * block.count) { totals[j] = 0 }
+        for rows in LaneSums.rowBlocks(n, plane: plane) {
+          laneSums.zero(count: 4 * block.count)
+          for images in visits.groups(of: rows) {
+            for ch in block {
+              let j = ch - block.lowerBound
+              let (scale, shift) = affine(
+                ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
+              let l = laneSums.start + 4 * j
+              var lanes = GradientLanes(dy0: l[0], dy1: l[1], dyXc0: l[2], dyXc1: l[3])
+              var tails = (totals[2 * j], totals[2 * j + 1])
+              addGradientSums(
+                x + ch * plane, dy + ch * plane, rows: images, plane: plane, stride: stride,
+                mean: mean[ch], relu: relu, scale: scale, shift: shift, lanes: &lanes,
+                tails: &tails)
+              (l[0], l[1], l[2], l[3]) = (lanes.dy0, lanes.dy1, lanes.dyXc0, lanes.dyXc1)
+              (totals[2 * j], totals[2 * j + 1]) = tails
+            }
+          }
+          for j in 0..<block.count {
+            let l = laneSums.start + 4 * j
+            totals[2 * j] += LaneSums.reduced(l[0] + l[1])
+            totals[2 * j + 1] += LaneSums.reduced(l[2] + l[3])
+          }
+        }
+        for ch in block {
+          let j = ch - block.lowerBound
+          dbias?[ch] = Float(totals[2 * j])
+          dweight?[ch] = Float(totals[2 * j + 1] * Double(invStd[ch]))
+        }
         guard let dx else { continue }
-        trainingInputGradient(
-          x + ch * plane, dy + ch * plane, dx + ch * plane, n: n, plane: plane, stride: stride,
-          mean: mu, invStd: inv, weight: weight?[ch] ?? 1, sumDy: sumDy, sumDyXhat: sumDyXhat,
-          count: count, relu: relu, scale: scale, shift: shift)
+        for images in visits.groups(of: 0..<n) {
+          for ch in block {
+            let j = ch - block.lowerBound
+            let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
+            trainingInputGradient(
+              x + ch * plane, dy + ch * plane, dx + ch * plane, rows: images, plane: plane,
+              stride: stride, mean: mean[ch], invStd: invStd[ch], weight: weight?[ch] ?? 1,
+              sumDy: totals[2 * j], sumDyXhat: totals[2 * j + 1] * Double(invStd[ch]),
+              count: count, relu: relu, scale: scale, shift: shift)
+          }
+        }
       }
     }
   }
@@ -360,7 +452,7 @@ public enum BatchNormKernel {
   @inlinable @inline(__always)
   static func trainingInputGradient(
     _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
-    n: Int, plane: Int, stride: Int, mean mu: Float, invStd inv: Float, weight: Float,
+    rows: Range<Int>, plane: Int, stride: Int, mean mu: Float, invStd inv: Float, weight: Float,
     sumDy: Double, sumDyXhat: Double, count: Double, relu: Bool, scale: Float, shift: Float
   ) {
     let (k, q, r) = trainingCoefficients(
@@ -371,7 +463,7 @@ public enum BatchNormKernel {
     let hv = WideFloat(repeating: shift)
     let zero = WideFloat(repeating: 0)
     let lanes = WideFloat.scalarCount
-    for b in 0..<n {
+    for b in rows {
       let xr = x + b * stride
       let gr = dy + b * stride
       let dr = dx + b * stride
@@ -432,7 +524,8 @@ public enum BatchNormKernel {
         guard let dx else { continue }
         let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
         trainingInputGradient(
-          x + ch * plane, dz + ch * plane, dx + ch * plane, n: n, plane: plane, stride: stride,
+          x + ch * plane, dz + ch * plane, dx + ch * plane, rows: 0..<n, plane: plane,
+          stride: stride,
           mean: mu, invStd: inv, weight: weight?[ch] ?? 1, sumDy: sumDy, sumDyXhat: sumDyXhat,
           count: count, relu: false, scale: scale, shift: shift)
       }

@@ -50,10 +50,13 @@ struct NormalizationKernelTests {
 
   /// The provisional mean is the first image's plane mean: a first image far from the others
   /// (here a thousand times their spread) must not cost the variance its precision, on planes
-  /// of whole vectors, with a partial vector, and of one value ([N, C] input).
-  @Test(arguments: [64, 13, 1])
-  func statisticsAreAccurateWhenTheFirstImageIsFarFromTheMean(plane: Int) {
-    let (n, c) = (8, 3)
+  /// of whole vectors, with a partial vector, and of one value ([N, C] input); and on small
+  /// planes of many channels, which the kernels visit in blocks of channels a few images at a
+  /// time (the last block and the last group of images partial).
+  @Test(arguments: [(8, 3, 64), (8, 3, 13), (8, 3, 1), (6, 171, 49), (5, 520, 16)])
+  func statisticsAreAccurateWhenTheFirstImageIsFarFromTheMean(
+    _ n: Int, _ c: Int, _ plane: Int
+  ) {
     var x = Self.values(n * c * plane, seed: 7)
     for i in 0..<(c * plane) { x[i] += 1000 }
     let (mean, variance) = Self.kernelStatistics(x, batch: n, channels: c, plane: plane)
@@ -64,12 +67,18 @@ struct NormalizationKernelTests {
     }
   }
 
-  @Test func normalizeAndBackwardAgreeWithScalarFormulas() {
-    // plane 13: vector body plus a scalar tail.
-    let (n, c, plane) = (3, 5, 13)
+  /// Plane 13: a vector body plus a scalar tail; 7x7 and 4x4 planes of 171 and 520 channels:
+  /// blocks of channels a few images at a time. With `relu`, the ReLU fused after the batch
+  /// norm (and its gate in the backward); with `residual`, a shortcut added before it.
+  @Test(arguments: [(3, 5, 13), (6, 171, 49), (5, 520, 16)], [false, true])
+  func normalizeAndBackwardAgreeWithScalarFormulas(
+    _ geometry: (Int, Int, Int), _ relu: Bool
+  ) {
+    let (n, c, plane) = geometry
     let count = n * c * plane
     let x = Self.values(count, seed: 2)
     let dy = Self.values(count, seed: 3)
+    let residual = Self.values(count, seed: 6)
     let weight = Self.values(c, seed: 4)
     let bias = Self.values(c, seed: 5)
     var mean = [Float](repeating: 0, count: c)
@@ -80,39 +89,52 @@ struct NormalizationKernelTests {
     var y = [Float](repeating: 0, count: count)
     BatchNormKernel.normalize(
       x, &y, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd, weight: weight,
-      bias: bias)
+      bias: bias, relu: relu)
+    var withResidual = [Float](repeating: 0, count: count)
+    BatchNormKernel.normalize(
+      x, &withResidual, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd,
+      weight: weight, bias: bias, relu: relu, residual: residual)
     var dx = [Float](repeating: 0, count: count)
     var dw = [Float](repeating: 0, count: c)
     var db = [Float](repeating: 0, count: c)
     BatchNormKernel.backwardTraining(
       x, dy, dx: &dx, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd,
-      weight: weight, bias: bias, relu: false, dweight: &dw, dbias: &db)
+      weight: weight, bias: bias, relu: relu, dweight: &dw, dbias: &db)
     let m = Double(n * plane)
+    var worst = (y: 0.0, residual: 0.0, sums: 0.0, dx: 0.0)
     for ch in 0..<c {
       var sumDy = 0.0
       var sumDyXhat = 0.0
+      // The upstream gradient gated by the fused ReLU (which passes where its input is > 0).
+      func gated(_ k: Int, _ z: Double) -> Double { relu && z <= 0 ? 0 : Double(dy[k]) }
       for b in 0..<n {
         for i in 0..<plane {
           let k = (b * c + ch) * plane + i
           let xhat = Double(x[k] - mean[ch]) * Double(invStd[ch])
-          #expect(abs(Double(y[k]) - (xhat * Double(weight[ch]) + Double(bias[ch]))) < 1e-5)
-          sumDy += Double(dy[k])
-          sumDyXhat += Double(dy[k]) * xhat
+          let z = xhat * Double(weight[ch]) + Double(bias[ch])
+          worst.y = max(worst.y, abs(Double(y[k]) - (relu ? max(0, z) : z)))
+          let zr = z + Double(residual[k])
+          worst.residual = max(
+            worst.residual, abs(Double(withResidual[k]) - (relu ? max(0, zr) : zr)))
+          sumDy += gated(k, Double(y[k]))
+          sumDyXhat += gated(k, Double(y[k])) * xhat
         }
       }
-      #expect(abs(Double(db[ch]) - sumDy) < 1e-4)
-      #expect(abs(Double(dw[ch]) - sumDyXhat) < 1e-4)
+      worst.sums = max(worst.sums, abs(Double(db[ch]) - sumDy), abs(Double(dw[ch]) - sumDyXhat))
       for b in 0..<n {
         for i in 0..<plane {
           let k = (b * c + ch) * plane + i
           let xhat = Double(x[k] - mean[ch]) * Double(invStd[ch])
           let expected =
             Double(weight[ch]) * Double(invStd[ch])
-            * (Double(dy[k]) - sumDy / m - xhat * sumDyXhat / m)
-          #expect(abs(Double(dx[k]) - expected) < 1e-4)
+            * (gated(k, Double(y[k])) - sumDy / m - xhat * sumDyXhat / m)
+          worst.dx = max(worst.dx, abs(Double(dx[k]) - expected))
         }
       }
     }
+    #expect(worst.y < 1e-5 && worst.residual < 1e-5, "\(geometry) \(worst)")
+    #expect(worst.sums < 1e-4, "\(geometry) \(worst)")
+    #expect(worst.dx < 1e-4, "\(geometry) \(worst)")
     // Evaluation-mode backward: dx = dy * weight * invStd; outputs may be skipped.
     BatchNormKernel.backwardEval(
       x, dy, dx: &dx, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd,
