@@ -202,14 +202,18 @@ extension ACONKernel {
     (normSums + 2 * channels).update(repeating: 0, count: 2 * channels * (batch - 1))
     Parallel.forRanges(channels, minimumChunk: max(1, 16384 / (batch * plane))) { range in
       // Per channel of a block: its five lane sums within the fold, then their Float64 totals.
-      let laneSums = ChannelVisits.LaneBuffer(count: 5 * visits.blockChannels)
-      defer { laneSums.free() }
-      var totals = [Double](repeating: 0, count: 5 * visits.blockChannels)
+      let laneSums = ChannelVisits.Scratch(count: 5 * visits.blockChannels, WideFloat())
+      let totalSums = ChannelVisits.Scratch(count: 5 * visits.blockChannels, 0.0)
+      defer {
+        laneSums.free()
+        totalSums.free()
+      }
+      let totals = totalSums.start
       for block in visits.blocks(of: range) {
-        for j in 0..<(5 * block.count) { totals[j] = 0 }
+        totalSums.fill(0, count: 5 * block.count)
         for fold in stride(from: 0, to: batch, by: imagesPerFold) {
           let foldImages = fold..<min(batch, fold + imagesPerFold)
-          laneSums.zero(count: 5 * block.count)
+          laneSums.fill(WideFloat(), count: 5 * block.count)
           for images in visits.groups(of: foldImages) {
             for c in block {
               let a = laneSums.start + 5 * (c - block.lowerBound)

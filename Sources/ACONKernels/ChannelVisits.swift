@@ -28,30 +28,40 @@ struct ChannelVisits {
     return ChannelVisits(blockChannels: 1, imagesPerGroup: Int.max)
   }
 
+  /// Whether channels are visited in blocks (else channel by channel).
+  var visitsBlocks: Bool { imagesPerGroup != Int.max }
+
   /// `range` in blocks of ``blockChannels`` channels.
-  func blocks(of range: Range<Int>) -> [Range<Int>] {
-    stride(from: range.lowerBound, to: range.upperBound, by: blockChannels).map {
-      $0..<min(range.upperBound, $0 + blockChannels)
+  @inline(__always)
+  func blocks(of range: Range<Int>) -> LazyMapSequence<StrideTo<Int>, Range<Int>> {
+    let size = blockChannels
+    return stride(from: range.lowerBound, to: range.upperBound, by: size).lazy.map {
+      $0..<min(range.upperBound, $0 + size)
     }
   }
 
-  /// `images` in groups of ``imagesPerGroup``.
-  func groups(of images: Range<Int>) -> [Range<Int>] {
-    guard imagesPerGroup < images.count else { return [images] }
-    return stride(from: images.lowerBound, to: images.upperBound, by: imagesPerGroup).map {
-      $0..<min(images.upperBound, $0 + imagesPerGroup)
+  /// `images` in groups of ``imagesPerGroup`` (one group for channel by channel).
+  @inline(__always)
+  func groups(of images: Range<Int>) -> LazyMapSequence<StrideTo<Int>, Range<Int>> {
+    let size = max(1, min(imagesPerGroup, images.count))
+    return stride(from: images.lowerBound, to: images.upperBound, by: size).lazy.map {
+      $0..<min(images.upperBound, $0 + size)
     }
   }
 
-  /// A block's vector sums between two groups of images. On the heap: in a stack buffer, the
-  /// loads of the sums sometimes waited on the stores of the layer's output (2x slower in 6 of
-  /// 8 runs of `[128, 96, 4, 4]`, the stack's place within its page changing from run to run).
-  struct LaneBuffer {
-    let start: UnsafeMutablePointer<WideFloat>
+  /// A block's vector sums between two groups of images, and its other per-channel numbers
+  /// (one allocation per worker and call). On the heap: in a stack buffer, the loads of the
+  /// sums sometimes waited on the stores of the layer's output (2x slower in 6 of 8 runs of
+  /// `[128, 96, 4, 4]`, the stack's place within its page changing from run to run).
+  struct Scratch<Element> {
+    let start: UnsafeMutablePointer<Element>
 
-    init(count: Int) { start = .allocate(capacity: max(1, count)) }
+    init(count: Int, _ value: Element) {
+      start = .allocate(capacity: max(1, count))
+      start.initialize(repeating: value, count: max(1, count))
+    }
 
-    func zero(count: Int) { start.update(repeating: WideFloat(repeating: 0), count: count) }
+    func fill(_ value: Element, count: Int) { start.update(repeating: value, count: count) }
 
     func free() { start.deallocate() }
   }

@@ -101,6 +101,32 @@ public enum BatchNormKernel {
     }
   }
 
+  /// Adds one channel's rows `rows` (row `b` at `base + b * stride`) to its lane sums of
+  /// `x - provisional` and its square, the rows' floats past their whole vectors to `totals`
+  /// in Float64; with `planeMeans`, writes each row's mean of `x - provisional` at
+  /// `planeMeans[b * planeMeansStride]`.
+  @inline(__always)
+  static func addDeviations(
+    _ base: UnsafePointer<Float>, rows: Range<Int>, stride: Int, plane: Int,
+    end: UnsafePointer<Float>, provisional: Float, planeMeans: UnsafeMutablePointer<Float>?,
+    planeMeansStride: Int, lanes: inout (WideFloat, WideFloat), totals: inout (Double, Double)
+  ) {
+    var (linear, squares) = lanes
+    var (restLinear, restSquares) = totals
+    for b in rows {
+      let row = rowDeviations(base + b * stride, plane: plane, mean: provisional, end: end)
+      if let planeMeans {
+        let sum = LaneSums.reduced(row.linear) + Double(row.restLinear)
+        planeMeans[b * planeMeansStride] = Float(sum / Double(plane))
+      }
+      linear += row.linear
+      squares += row.squares
+      restLinear += Double(row.restLinear)
+      restSquares += Double(row.restSquares)
+    }
+    (lanes, totals) = ((linear, squares), (restLinear, restSquares))
+  }
+
   /// ``statistics(_:batch:channels:plane:mean:variance:centredPlaneMeans:)`` channel by channel,
   /// or on small planes of many channels in blocks of channels a few images at a time
   /// (``ChannelVisits``; the same bits either way; planes of one float run
@@ -110,65 +136,78 @@ public enum BatchNormKernel {
     mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>,
     centredPlaneMeans: UnsafeMutablePointer<Float>?
   ) {
-    let count = Double(n * plane)
     let stride = c * plane
     let end = x + n * stride
     let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
+    @inline(__always) func finish(_ ch: Int, provisional: Float, totals: (Double, Double)) {
+      let count = Double(n * plane)
+      let correction = totals.0 / count
+      mean[ch] = Float(Double(provisional) + correction)
+      variance[ch] = Float(max(0, totals.1 / count - correction * correction))
+      guard let centredPlaneMeans else { return }
+      // From the provisional mean to the stored one (a difference of two floats, exact).
+      let shift = Double(provisional) - Double(mean[ch])
+      for b in 0..<n {
+        centredPlaneMeans[b * c + ch] = Float(Double(centredPlaneMeans[b * c + ch]) + shift)
+      }
+    }
+    let zero = WideFloat(repeating: 0)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
+      guard visits.visitsBlocks else {
+        for ch in range {
+          let provisional = Float(planeMean(x + ch * plane, plane: plane, end: end))
+          var totals = (0.0, 0.0)
+          // Lane sums over a few rows at a time, then into Float64 (see LaneSums).
+          for rows in LaneSums.rowBlocks(n, plane: plane) {
+            var lanes = (zero, zero)
+            addDeviations(
+              x + ch * plane, rows: rows, stride: stride, plane: plane, end: end,
+              provisional: provisional, planeMeans: centredPlaneMeans.map { $0 + ch },
+              planeMeansStride: c, lanes: &lanes, totals: &totals)
+            totals.0 += LaneSums.reduced(lanes.0)
+            totals.1 += LaneSums.reduced(lanes.1)
+          }
+          finish(ch, provisional: provisional, totals: totals)
+        }
+        return
+      }
       // Per channel of a block: its provisional mean, its two lane sums within a row block,
       // and their Float64 totals.
-      let laneSums = ChannelVisits.LaneBuffer(count: 2 * visits.blockChannels)
-      defer { laneSums.free() }
-      var provisionals = [Float](repeating: 0, count: visits.blockChannels)
-      var totals = [Double](repeating: 0, count: 2 * visits.blockChannels)
+      let laneSums = ChannelVisits.Scratch(count: 2 * visits.blockChannels, zero)
+      let provisionalMeans = ChannelVisits.Scratch(count: visits.blockChannels, Float(0))
+      let totalSums = ChannelVisits.Scratch(count: 2 * visits.blockChannels, 0.0)
+      defer {
+        laneSums.free()
+        provisionalMeans.free()
+        totalSums.free()
+      }
+      let (sums, provisionals, totals) = (laneSums.start, provisionalMeans.start, totalSums.start)
       for block in visits.blocks(of: range) {
         for ch in block {
-          let j = ch - block.lowerBound
-          provisionals[j] = Float(planeMean(x + ch * plane, plane: plane, end: end))
-          (totals[2 * j], totals[2 * j + 1]) = (0, 0)
+          provisionals[ch - block.lowerBound] = Float(
+            planeMean(x + ch * plane, plane: plane, end: end))
         }
-        // Lane sums over a few rows at a time, then into Float64 (see LaneSums).
+        totalSums.fill(0, count: 2 * block.count)
         for rows in LaneSums.rowBlocks(n, plane: plane) {
-          laneSums.zero(count: 2 * block.count)
+          laneSums.fill(zero, count: 2 * block.count)
           for images in visits.groups(of: rows) {
             for ch in block {
               let j = ch - block.lowerBound
-              let base = x + ch * plane
-              let lanes = laneSums.start + 2 * j
-              var (linearLanes, squareLanes) = (lanes[0], lanes[1])
-              var (linear, squares) = (totals[2 * j], totals[2 * j + 1])
-              for b in images {
-                let row = rowDeviations(
-                  base + b * stride, plane: plane, mean: provisionals[j], end: end)
-                if let centredPlaneMeans {
-                  let sum = LaneSums.reduced(row.linear) + Double(row.restLinear)
-                  centredPlaneMeans[b * c + ch] = Float(sum / Double(plane))
-                }
-                linearLanes += row.linear
-                squareLanes += row.squares
-                linear += Double(row.restLinear)
-                squares += Double(row.restSquares)
-              }
-              (lanes[0], lanes[1]) = (linearLanes, squareLanes)
-              (totals[2 * j], totals[2 * j + 1]) = (linear, squares)
+              var lanes = (sums[2 * j], sums[2 * j + 1])
+              var channelTotals = (totals[2 * j], totals[2 * j + 1])
+              addDeviations(
+                x + ch * plane, rows: images, stride: stride, plane: plane, end: end,
+                provisional: provisionals[j], planeMeans: centredPlaneMeans.map { $0 + ch },
+                planeMeansStride: c, lanes: &lanes, totals: &channelTotals)
+              (sums[2 * j], sums[2 * j + 1]) = lanes
+              (totals[2 * j], totals[2 * j + 1]) = channelTotals
             }
           }
-          for j in 0..<(2 * block.count) { totals[j] += LaneSums.reduced(laneSums.start[j]) }
+          for j in 0..<(2 * block.count) { totals[j] += LaneSums.reduced(sums[j]) }
         }
         for ch in block {
           let j = ch - block.lowerBound
-          let correction = totals[2 * j] / count
-          let mu = Double(provisionals[j]) + correction
-          mean[ch] = Float(mu)
-          variance[ch] = Float(max(0, totals[2 * j + 1] / count - correction * correction))
-          if let centredPlaneMeans {
-            // From the provisional mean to the stored one (a difference of two floats, exact).
-            let shift = Double(provisionals[j]) - Double(mean[ch])
-            for b in 0..<n {
-              centredPlaneMeans[b * c + ch] = Float(
-                Double(centredPlaneMeans[b * c + ch]) + shift)
-            }
-          }
+          finish(ch, provisional: provisionals[j], totals: (totals[2 * j], totals[2 * j + 1]))
         }
       }
     }
@@ -380,16 +419,42 @@ public enum BatchNormKernel {
     let stride = c * plane
     let count = Double(n * plane)
     let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
+    // One channel's `dx` over `rows` from its two sums.
+    @inline(__always) func inputGradient(_ ch: Int, _ rows: Range<Int>, _ sums: (Double, Double)) {
+      guard let dx else { return }
+      let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
+      trainingInputGradient(
+        x + ch * plane, dy + ch * plane, dx + ch * plane, rows: rows, plane: plane,
+        stride: stride, mean: mean[ch], invStd: invStd[ch], weight: weight?[ch] ?? 1,
+        sumDy: sums.0, sumDyXhat: sums.1 * Double(invStd[ch]), count: count, relu: relu,
+        scale: scale, shift: shift)
+    }
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
+      guard visits.visitsBlocks else {
+        for ch in range {
+          let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
+          let sums = gradientSums(
+            x + ch * plane, dy + ch * plane, n: n, plane: plane, stride: stride, mean: mean[ch],
+            relu: relu, scale: scale, shift: shift)
+          dbias?[ch] = Float(sums.0)
+          dweight?[ch] = Float(sums.1 * Double(invStd[ch]))
+          inputGradient(ch, 0..<n, sums)
+        }
+        return
+      }
       // Per channel of a block: its four lane sums within a row block, then the two Float64
       // sums.
-      let laneSums = ChannelVisits.LaneBuffer(count: 4 * visits.blockChannels)
-      defer { laneSums.free() }
-      var totals = [Double](repeating: 0, count: 2 * visits.blockChannels)
+      let laneSums = ChannelVisits.Scratch(count: 4 * visits.blockChannels, WideFloat())
+      let totalSums = ChannelVisits.Scratch(count: 2 * visits.blockChannels, 0.0)
+      defer {
+        laneSums.free()
+        totalSums.free()
+      }
+      let totals = totalSums.start
       for block in visits.blocks(of: range) {
-        for j in 0..<(2 * block.count) { totals[j] = 0 }
+        totalSums.fill(0, count: 2 * block.count)
         for rows in LaneSums.rowBlocks(n, plane: plane) {
-          laneSums.zero(count: 4 * block.count)
+          laneSums.fill(WideFloat(), count: 4 * block.count)
           for images in visits.groups(of: rows) {
             for ch in block {
               let j = ch - block.lowerBound
@@ -417,16 +482,11 @@ public enum BatchNormKernel {
           dbias?[ch] = Float(totals[2 * j])
           dweight?[ch] = Float(totals[2 * j + 1] * Double(invStd[ch]))
         }
-        guard let dx else { continue }
+        guard dx != nil else { continue }
         for images in visits.groups(of: 0..<n) {
           for ch in block {
             let j = ch - block.lowerBound
-            let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
-            trainingInputGradient(
-              x + ch * plane, dy + ch * plane, dx + ch * plane, rows: images, plane: plane,
-              stride: stride, mean: mean[ch], invStd: invStd[ch], weight: weight?[ch] ?? 1,
-              sumDy: totals[2 * j], sumDyXhat: totals[2 * j + 1] * Double(invStd[ch]),
-              count: count, relu: relu, scale: scale, shift: shift)
+            inputGradient(ch, images, (totals[2 * j], totals[2 * j + 1]))
           }
         }
       }
