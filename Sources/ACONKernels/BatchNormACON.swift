@@ -202,21 +202,17 @@ extension ACONKernel {
     (normSums + 2 * channels).update(repeating: 0, count: 2 * channels * (batch - 1))
     Parallel.forRanges(channels, minimumChunk: max(1, 16384 / (batch * plane))) { range in
       // Per channel of a block: its five lane sums within the fold, then their Float64 totals.
-      let laneSums = ChannelVisits.Scratch(count: 5 * visits.blockChannels, WideFloat())
-      let totalSums = ChannelVisits.Scratch(count: 5 * visits.blockChannels, 0.0)
-      defer {
-        laneSums.free()
-        totalSums.free()
-      }
-      let totals = totalSums.start
+      let blockSums = ChannelVisits.Sums(visits, lanesPerChannel: 5, totalsPerChannel: 5)
+      defer { blockSums.free() }
+      let totals = blockSums.totals
       for block in visits.blocks(of: range) {
-        totalSums.fill(0, count: 5 * block.count)
+        blockSums.startBlock(block)
         for fold in stride(from: 0, to: batch, by: imagesPerFold) {
           let foldImages = fold..<min(batch, fold + imagesPerFold)
-          laneSums.fill(WideFloat(), count: 5 * block.count)
+          blockSums.startFold(block)
           for images in visits.groups(of: foldImages) {
             for c in block {
-              let a = laneSums.start + 5 * (c - block.lowerBound)
+              let a = blockSums.lanes + 5 * (c - block.lowerBound)
               let (d, p2v) = (WideFloat(repeating: p1[c] - p2[c]), WideFloat(repeating: p2[c]))
               let bdChannel = WideFloat(repeating: beta[c * layout.channelStride]) * d
               let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
@@ -257,7 +253,7 @@ extension ACONKernel {
               (a[0], a[1], a[2], a[3], a[4]) = (acc1, acc2, acc3, acc4, acc5)
             }
           }
-          for j in 0..<(5 * block.count) { totals[j] += LaneSums.reduced(laneSums.start[j]) }
+          for j in 0..<(5 * block.count) { totals[j] += LaneSums.reduced(blockSums.lanes[j]) }
         }
         for c in block {
           let t = 5 * (c - block.lowerBound)

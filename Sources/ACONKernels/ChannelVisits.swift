@@ -49,20 +49,35 @@ struct ChannelVisits {
     }
   }
 
-  /// A block's vector sums between two groups of images, and its other per-channel numbers
-  /// (one allocation per worker and call). On the heap: in a stack buffer, the loads of the
-  /// sums sometimes waited on the stores of the layer's output (2x slower in 6 of 8 runs of
-  /// `[128, 96, 4, 4]`, the stack's place within its page changing from run to run).
-  struct Scratch<Element> {
-    let start: UnsafeMutablePointer<Element>
+  /// One worker's sums for a block of channels: `lanesPerChannel` vector sums per channel
+  /// within a fold of images (``lanes``, zeroed by ``startFold(_:)``) and `totalsPerChannel`
+  /// Float64 numbers per channel across the folds (``totals``, zeroed by ``startBlock(_:)``).
+  /// On the heap: in a stack buffer, the loads of the sums sometimes waited on the stores of the
+  /// layer's output (2x slower in 6 of 8 runs of `[128, 96, 4, 4]`, the stack's place within its
+  /// page changing from run to run).
+  struct Sums {
+    let lanes: UnsafeMutablePointer<WideFloat>
+    let totals: UnsafeMutablePointer<Double>
+    let lanesPerChannel: Int
+    let totalsPerChannel: Int
 
-    init(count: Int, _ value: Element) {
-      start = .allocate(capacity: max(1, count))
-      start.initialize(repeating: value, count: max(1, count))
+    init(_ visits: ChannelVisits, lanesPerChannel: Int, totalsPerChannel: Int) {
+      (self.lanesPerChannel, self.totalsPerChannel) = (lanesPerChannel, totalsPerChannel)
+      lanes = .allocate(capacity: lanesPerChannel * visits.blockChannels)
+      totals = .allocate(capacity: totalsPerChannel * visits.blockChannels)
     }
 
-    func fill(_ value: Element, count: Int) { start.update(repeating: value, count: count) }
+    func startBlock(_ block: Range<Int>) {
+      totals.initialize(repeating: 0, count: totalsPerChannel * block.count)
+    }
 
-    func free() { start.deallocate() }
+    func startFold(_ block: Range<Int>) {
+      lanes.initialize(repeating: WideFloat(repeating: 0), count: lanesPerChannel * block.count)
+    }
+
+    func free() {
+      lanes.deallocate()
+      totals.deallocate()
+    }
   }
 }

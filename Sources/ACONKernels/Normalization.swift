@@ -171,43 +171,42 @@ public enum BatchNormKernel {
         }
         return
       }
-      // Per channel of a block: its provisional mean, its two lane sums within a row block,
-      // and their Float64 totals.
-      let laneSums = ChannelVisits.Scratch(count: 2 * visits.blockChannels, zero)
-      let provisionalMeans = ChannelVisits.Scratch(count: visits.blockChannels, Float(0))
-      let totalSums = ChannelVisits.Scratch(count: 2 * visits.blockChannels, 0.0)
-      defer {
-        laneSums.free()
-        provisionalMeans.free()
-        totalSums.free()
-      }
-      let (sums, provisionals, totals) = (laneSums.start, provisionalMeans.start, totalSums.start)
+      // Per channel of a block: its two lane sums within a row block, and their Float64
+      // totals beside its provisional mean.
+      let blockSums = ChannelVisits.Sums(visits, lanesPerChannel: 2, totalsPerChannel: 3)
+      defer { blockSums.free() }
+      let (sums, totals) = (blockSums.lanes, blockSums.totals)
       for block in visits.blocks(of: range) {
+        blockSums.startBlock(block)
         for ch in block {
-          provisionals[ch - block.lowerBound] = Float(
-            planeMean(x + ch * plane, plane: plane, end: end))
+          totals[3 * (ch - block.lowerBound) + 2] = planeMean(
+            x + ch * plane, plane: plane, end: end)
         }
-        totalSums.fill(0, count: 2 * block.count)
         for rows in LaneSums.rowBlocks(n, plane: plane) {
-          laneSums.fill(zero, count: 2 * block.count)
+          blockSums.startFold(block)
           for images in visits.groups(of: rows) {
             for ch in block {
               let j = ch - block.lowerBound
               var lanes = (sums[2 * j], sums[2 * j + 1])
-              var channelTotals = (totals[2 * j], totals[2 * j + 1])
+              var channelTotals = (totals[3 * j], totals[3 * j + 1])
               addDeviations(
                 x + ch * plane, rows: images, stride: stride, plane: plane, end: end,
-                provisional: provisionals[j], planeMeans: centredPlaneMeans.map { $0 + ch },
-                planeMeansStride: c, lanes: &lanes, totals: &channelTotals)
+                provisional: Float(totals[3 * j + 2]),
+                planeMeans: centredPlaneMeans.map { $0 + ch }, planeMeansStride: c,
+                lanes: &lanes, totals: &channelTotals)
               (sums[2 * j], sums[2 * j + 1]) = lanes
-              (totals[2 * j], totals[2 * j + 1]) = channelTotals
+              (totals[3 * j], totals[3 * j + 1]) = channelTotals
             }
           }
-          for j in 0..<(2 * block.count) { totals[j] += LaneSums.reduced(sums[j]) }
+          for j in 0..<block.count {
+            totals[3 * j] += LaneSums.reduced(sums[2 * j])
+            totals[3 * j + 1] += LaneSums.reduced(sums[2 * j + 1])
+          }
         }
         for ch in block {
           let j = ch - block.lowerBound
-          finish(ch, provisional: provisionals[j], totals: (totals[2 * j], totals[2 * j + 1]))
+          finish(
+            ch, provisional: Float(totals[3 * j + 2]), totals: (totals[3 * j], totals[3 * j + 1]))
         }
       }
     }
@@ -444,23 +443,19 @@ public enum BatchNormKernel {
       }
       // Per channel of a block: its four lane sums within a row block, then the two Float64
       // sums.
-      let laneSums = ChannelVisits.Scratch(count: 4 * visits.blockChannels, WideFloat())
-      let totalSums = ChannelVisits.Scratch(count: 2 * visits.blockChannels, 0.0)
-      defer {
-        laneSums.free()
-        totalSums.free()
-      }
-      let totals = totalSums.start
+      let blockSums = ChannelVisits.Sums(visits, lanesPerChannel: 4, totalsPerChannel: 2)
+      defer { blockSums.free() }
+      let totals = blockSums.totals
       for block in visits.blocks(of: range) {
-        totalSums.fill(0, count: 2 * block.count)
+        blockSums.startBlock(block)
         for rows in LaneSums.rowBlocks(n, plane: plane) {
-          laneSums.fill(WideFloat(), count: 4 * block.count)
+          blockSums.startFold(block)
           for images in visits.groups(of: rows) {
             for ch in block {
               let j = ch - block.lowerBound
               let (scale, shift) = affine(
                 ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
-              let l = laneSums.start + 4 * j
+              let l = blockSums.lanes + 4 * j
               var lanes = GradientLanes(dy0: l[0], dy1: l[1], dyXc0: l[2], dyXc1: l[3])
               var tails = (totals[2 * j], totals[2 * j + 1])
               addGradientSums(
@@ -472,7 +467,7 @@ public enum BatchNormKernel {
             }
           }
           for j in 0..<block.count {
-            let l = laneSums.start + 4 * j
+            let l = blockSums.lanes + 4 * j
             totals[2 * j] += LaneSums.reduced(l[0] + l[1])
             totals[2 * j + 1] += LaneSums.reduced(l[2] + l[3])
           }
