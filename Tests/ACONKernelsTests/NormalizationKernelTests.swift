@@ -135,6 +135,13 @@ struct NormalizationKernelTests {
     #expect(worst.y < 1e-5 && worst.residual < 1e-5, "\(geometry) \(worst)")
     #expect(worst.sums < 1e-4, "\(geometry) \(worst)")
     #expect(worst.dx < 1e-4, "\(geometry) \(worst)")
+    // The same input gradient from the sums alone (a data-parallel step's path).
+    var fromSums = [Float](repeating: 0, count: count)
+    BatchNormKernel.inputGradientFromSums(
+      x, dy, dx: &fromSums, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd,
+      weight: weight, bias: bias, relu: relu, sumDy: db, sumDyXhat: dw, count: n * plane)
+    let fromSumsError = zip(fromSums, dx).map { abs($0 - $1) }.max() ?? 0
+    #expect(fromSumsError < 1e-6, "\(geometry) from sums: \(fromSumsError)")
     // Evaluation-mode backward: dx = dy * weight * invStd; outputs may be skipped.
     BatchNormKernel.backwardEval(
       x, dy, dx: &dx, batch: n, channels: c, plane: plane, mean: mean, invStd: invStd,
