@@ -14,18 +14,13 @@ extension BatchNormKernel {
     // Channel by channel, or in blocks of channels a few images at a time (ChannelVisits).
     let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
-      for block in visits.blocks(of: range) {
-        for images in visits.groups(of: 0..<n) {
-          for ch in block {
-            let (scale, shift) = affine(
-              ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
-            trainingInputGradient(
-              x + ch * plane, dy + ch * plane, dx + ch * plane, rows: images, plane: plane,
-              stride: stride, mean: mean[ch], invStd: invStd[ch], weight: weight?[ch] ?? 1,
-              sumDy: Double(sumDy[ch]), sumDyXhat: Double(sumDyXhat[ch]), count: Double(count),
-              relu: relu, scale: scale, shift: shift)
-          }
-        }
+      visits.forEach(channelsIn: range, images: 0..<n) { ch, images in
+        let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
+        trainingInputGradient(
+          x + ch * plane, dy + ch * plane, dx + ch * plane, rows: images, plane: plane,
+          stride: stride, mean: mean[ch], invStd: invStd[ch], weight: weight?[ch] ?? 1,
+          sumDy: Double(sumDy[ch]), sumDyXhat: Double(sumDyXhat[ch]), count: Double(count),
+          relu: relu, scale: scale, shift: shift)
       }
     }
   }

@@ -16,8 +16,10 @@ struct ChannelVisits {
   let imagesPerGroup: Int
 
   /// Channel by channel, unless the planes are at most 64 floats and an image holds at least
-  /// 8192 (32 KB): then blocks of channels, four images at a time. Measured on
-  /// `bench-activation`'s fused backward (Zen 5): `[128, 1024, 4, 4]` 4.4-5.0 -> 1.6-1.8 ms,
+  /// 8192 (32 KB): then blocks of channels, four images at a time. Measured on the fused
+  /// backward kernel called alone, in one process alternating with the channel-by-channel
+  /// order, with separate input, gradient and output buffers (Zen 5): `[128, 1024, 4, 4]`
+  /// 4.4-5.0 -> 1.6-1.8 ms,
   /// `[128, 512, 4, 4]` 1.00 -> 0.76, `[32, 1024, 7, 7]` 1.3-1.6 -> 1.1-1.2; on
   /// `[128, 96, 4, 4]`, `[128, 192, 4, 4]` and `[128, 96, 7, 7]` the blocks ran 5-10% slower,
   /// and on 14x14 planes (`[32, 244, 14, 14]`) 5% slower.
@@ -46,6 +48,20 @@ struct ChannelVisits {
     let size = max(1, min(imagesPerGroup, images.count))
     return stride(from: images.lowerBound, to: images.upperBound, by: size).lazy.map {
       $0..<min(images.upperBound, $0 + size)
+    }
+  }
+
+  /// Calls `body(channel, images)` for every channel of `range` and group of `images`, in this
+  /// order's sequence: for the passes that sum nothing (normalize, an input gradient from its
+  /// sums), where the order changes the speed alone.
+  @inline(__always)
+  func forEach(
+    channelsIn range: Range<Int>, images: Range<Int>, _ body: (Int, Range<Int>) -> Void
+  ) {
+    for block in blocks(of: range) {
+      for group in groups(of: images) {
+        for channel in block { body(channel, group) }
+      }
     }
   }
 

@@ -256,44 +256,37 @@ public enum BatchNormKernel {
     let zero = WideFloat(repeating: 0)
     let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
-      for block in visits.blocks(of: range) {
-        for images in visits.groups(of: 0..<n) {
-          for ch in block {
-            let (scale, shift) = affine(
-              ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
-            let sv = WideFloat(repeating: scale)
-            let hv = WideFloat(repeating: shift)
-            for b in images {
-              let src = x + b * stride + ch * plane
-              let dst = y + b * stride + ch * plane
-              if let residual {
-                let res = residual + b * stride + ch * plane
-                let (sv8, hv8) = (Float8(repeating: scale), Float8(repeating: shift))
-                let zero8 = Float8(repeating: 0)
-                forEachVector(plane) { i, lanes in
-                  var v =
-                    hv8.addingProduct(load8(src + i, lanes: lanes), sv8)
-                    + load8(res + i, lanes: lanes)
-                  if relu { v = v.replacing(with: zero8, where: v .< zero8) }
-                  store8(v, dst + i, lanes: lanes)
-                }
-                continue
-              }
-              var i = 0
-              while i + lanes <= plane {
-                var v = hv.addingProduct(loadWide(src + i), sv)
-                if relu { v = v.replacing(with: zero, where: v .< zero) }
-                storeWide(v, dst + i)
-                i += lanes
-              }
-              while i < plane {
-                // The same fused multiply-add as the vector body, so a pullback that recomputes
-                // the ReLU's gate sees exactly the forward values.
-                let v = shift.addingProduct(src[i], scale)
-                dst[i] = relu && v < 0 ? 0 : v
-                i += 1
-              }
+      visits.forEach(channelsIn: range, images: 0..<n) { ch, images in
+        let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
+        let (sv, hv) = (WideFloat(repeating: scale), WideFloat(repeating: shift))
+        let (sv8, hv8) = (Float8(repeating: scale), Float8(repeating: shift))
+        let zero8 = Float8(repeating: 0)
+        for b in images {
+          let src = x + b * stride + ch * plane
+          let dst = y + b * stride + ch * plane
+          if let residual {
+            let res = residual + b * stride + ch * plane
+            forEachVector(plane) { i, lanes in
+              var v =
+                hv8.addingProduct(load8(src + i, lanes: lanes), sv8) + load8(res + i, lanes: lanes)
+              if relu { v = v.replacing(with: zero8, where: v .< zero8) }
+              store8(v, dst + i, lanes: lanes)
             }
+            continue
+          }
+          var i = 0
+          while i + lanes <= plane {
+            var v = hv.addingProduct(loadWide(src + i), sv)
+            if relu { v = v.replacing(with: zero, where: v .< zero) }
+            storeWide(v, dst + i)
+            i += lanes
+          }
+          while i < plane {
+            // The same fused multiply-add as the vector body, so a pullback that recomputes
+            // the ReLU's gate sees exactly the forward values.
+            let v = shift.addingProduct(src[i], scale)
+            dst[i] = relu && v < 0 ? 0 : v
+            i += 1
           }
         }
       }
@@ -418,7 +411,11 @@ public enum BatchNormKernel {
     let stride = c * plane
     let count = Double(n * plane)
     let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
-    // One channel's `dx` over `rows` from its two sums.
+    // One channel's parameter gradients, and its `dx` over `rows`, from its two sums.
+    @inline(__always) func parameterGradients(_ ch: Int, _ sums: (Double, Double)) {
+      dbias?[ch] = Float(sums.0)
+      dweight?[ch] = Float(sums.1 * Double(invStd[ch]))
+    }
     @inline(__always) func inputGradient(_ ch: Int, _ rows: Range<Int>, _ sums: (Double, Double)) {
       guard let dx else { return }
       let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
@@ -435,8 +432,7 @@ public enum BatchNormKernel {
           let sums = gradientSums(
             x + ch * plane, dy + ch * plane, n: n, plane: plane, stride: stride, mean: mean[ch],
             relu: relu, scale: scale, shift: shift)
-          dbias?[ch] = Float(sums.0)
-          dweight?[ch] = Float(sums.1 * Double(invStd[ch]))
+          parameterGradients(ch, sums)
           inputGradient(ch, 0..<n, sums)
         }
         return
@@ -474,15 +470,12 @@ public enum BatchNormKernel {
         }
         for ch in block {
           let j = ch - block.lowerBound
-          dbias?[ch] = Float(totals[2 * j])
-          dweight?[ch] = Float(totals[2 * j + 1] * Double(invStd[ch]))
+          parameterGradients(ch, (totals[2 * j], totals[2 * j + 1]))
         }
         guard dx != nil else { continue }
-        for images in visits.groups(of: 0..<n) {
-          for ch in block {
-            let j = ch - block.lowerBound
-            inputGradient(ch, images, (totals[2 * j], totals[2 * j + 1]))
-          }
+        visits.forEach(channelsIn: block, images: 0..<n) { ch, images in
+          let j = ch - block.lowerBound
+          inputGradient(ch, images, (totals[2 * j], totals[2 * j + 1]))
         }
       }
     }
