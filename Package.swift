@@ -163,7 +163,7 @@ let package = Package(
       name: "ACONKernelsTests", dependencies: ["ACONKernels", "ACONTensor", "ACONTestSupport"],
       swiftSettings: commonFlags),
     .testTarget(
-      name: "ACONTensorTests", dependencies: ["ACONTensor", "ACONTestSupport"],
+      name: "ACONTensorTests", dependencies: ["ACONTensor", "ACONKernels", "ACONTestSupport"],
       resources: [.copy("Golden")], swiftSettings: commonFlags),
     .testTarget(
       name: "ACONNNTests",

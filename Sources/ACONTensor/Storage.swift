@@ -69,6 +69,13 @@ public final class BufferPool: @unchecked Sendable {
     Glibc.free(p)
   }
 
+  /// How many buffers of exactly `count` floats the pool holds for reuse.
+  package func cachedBufferCount(floats count: Int) -> Int {
+    pthread_mutex_lock(&lock)
+    defer { pthread_mutex_unlock(&lock) }
+    return free[max(count, 1)]?.count ?? 0
+  }
+
   /// Releases every cached buffer to the system.
   public func trim() {
     pthread_mutex_lock(&lock)

@@ -1,3 +1,4 @@
+import ACONKernels
 import ACONTensor
 import ACONTestSupport
 import Foundation
@@ -20,6 +21,32 @@ struct ConvolutionTests {
         t[0], weight: t[1], bias: bias ? t[2] : nil, stride: stride, padding: padding,
         dilation: dilation, groups: groups)
     }
+  }
+
+  /// A convolution's backward takes the scratch buffer its forward gave back to the pool (one
+  /// size for both, the larger) instead of keeping a buffer of each size for good.
+  @Test func backwardReusesTheForwardScratch() throws {
+    // A Winograd layer (its forward and backward scratch differ) of a shape no other test uses.
+    let g = ConvGeometry(
+      batch: 3, inChannels: 40, height: 9, width: 9, outChannels: 24, kernelHeight: 3,
+      kernelWidth: 3, stride: 1, padding: 1)
+    try #require(ConvolutionKernel.runsWinograd(g))
+    let forward = ConvolutionKernel.forwardWorkspaceCount(g)
+    let backward = ConvolutionKernel.backwardWorkspaceCount(g)
+    let (smaller, larger) = (min(forward, backward), max(forward, backward))
+    try #require(smaller > 0 && smaller != larger)
+    // Neither size is one of the layer's tensors.
+    let tensorSizes: Set<Int> = [3 * 40 * 81, 3 * 24 * 81, 24 * 40 * 9, 24]
+    #expect(!tensorSizes.contains(smaller) && !tensorSizes.contains(larger))
+    var rng = RandomGenerator(seed: 11)
+    let x = Parameter(Tensor.randomNormal([3, 40, 9, 9], using: &rng))
+    let w = Parameter(Tensor.randomNormal([24, 40, 3, 3], std: 0.1, using: &rng))
+    let b = Parameter(Tensor.randomNormal([24], using: &rng))
+    for _ in 0..<2 {
+      try Tensor.conv2d(x.value, weight: w.value, bias: b.value, padding: 1).sum().backward()
+    }
+    #expect(BufferPool.shared.cachedBufferCount(floats: larger) == 1)
+    #expect(BufferPool.shared.cachedBufferCount(floats: smaller) == 0)
   }
 
   @Test func general3x3Gradients() throws {
