@@ -46,19 +46,26 @@ public enum WinogradKernel {
 
   /// The output tile's side for `g`: 2 or 4 as ``KernelOptions/winogradTile`` says, or chosen.
   ///
-  /// F(4x4, 3x3) takes images of at least 36 of its tiles (outputs from about 24x24) where its
-  /// products are at least a quarter fewer than F(2x2, 3x3)'s. On smaller images its products
-  /// are too thin and its filters (36 positions, not 16) too many bytes per tile: ResNet-50's
-  /// layers at batch 8 (`acon bench-op --winograd-tile`), forward + backward, 64 channels at
-  /// 56x56 and 128 at 28x28 ran 1.2-1.4x faster with F(4x4), 256 at 14x14 no faster, 512 at 7x7
-  /// 10% slower.
+  /// F(4x4, 3x3) runs where its products are at least a quarter fewer than F(2x2, 3x3)'s and
+  /// are wide enough: images of at least 36 of its tiles (outputs from about 24x24), or layers
+  /// of 256 channels and more whose batch holds at least 32 of its tiles. Otherwise its products
+  /// are too thin and its filters (36 positions, not 16) too many bytes per tile. Measured with
+  /// `acon bench-op --winograd-tile 2|4 --best`, forward + backward, 3 rounds alternating:
+  /// 64 channels at 56x56 and 128 at 28x28 ran 1.2-1.4x faster with F(4x4) at batch 8; 512 at 7x7
+  /// 22.3-22.6 -> 19.7-19.8 ms at batch 8 and 79 -> 59 at batch 32, but 16.4 -> 17.6 at batch 4;
+  /// 256 at 14x14 16.0-16.2 -> 14.9-15.0 at batch 8, 10.5-10.8 -> 9.4-9.6 at batch 4, level at
+  /// batch 2; 256 at 7x7 7.7-8.8 -> 6.7-7.3 at batch 8; while at batch 8 64 channels at 7x7 (0.87
+  /// -> 1.31), 64 at 14x14 (1.6 -> 1.9) and 128 at 14x14 (4.6-4.8 -> 4.8-4.9) ran slower.
   public static func tileSize(_ g: ConvGeometry) -> Int {
     let chosen = KernelOptions.current.winogradTile
     if chosen == 2 || chosen == 4 { return chosen }
     func tiles(_ tile: Int) -> Int {
       ((g.outHeight + tile - 1) / tile) * ((g.outWidth + tile - 1) / tile)
     }
-    return tiles(4) >= 36 && 4 * 36 * tiles(4) <= 3 * 16 * tiles(2) ? 4 : 2
+    let fewerProducts = 4 * 36 * tiles(4) <= 3 * 16 * tiles(2)
+    let largeImages = tiles(4) >= 36
+    let wideLayer = min(g.inChannels, g.outChannels) >= 256 && g.batch * tiles(4) >= 32
+    return fewerProducts && (largeImages || wideLayer) ? 4 : 2
   }
 
   /// Whether the workers share `g`'s products by positions, each over every tile of the batch,

@@ -480,8 +480,9 @@ struct WinogradKernelTests {
     #expect(!WinogradKernel.sharesPositions(geometry(8, 128, 28, 28, 128, p: 1)))
   }
 
-  /// The automatic choice: F(4x4) on images of at least 36 of its tiles where its products
-  /// are at least a quarter fewer.
+  /// The automatic choice: F(4x4) where its products are at least a quarter fewer, on images
+  /// of at least 36 of its tiles or in layers of 256 channels and more whose batch holds at
+  /// least 32 of its tiles.
   @Test func tileChoice() {
     #expect(WinogradKernel.tileSize(geometry(1, 64, 56, 56, 64, p: 1)) == 4)
     #expect(WinogradKernel.tileSize(geometry(1, 64, 28, 28, 64, p: 1)) == 4)
@@ -494,6 +495,14 @@ struct WinogradKernelTests {
     #expect(WinogradKernel.tileSize(geometry(1, 64, 6, 6, 64, p: 1)) == 2)
     #expect(WinogradKernel.tileSize(geometry(1, 64, 5, 5, 64, p: 1)) == 2)
     #expect(WinogradKernel.tileSize(geometry(1, 64, 2, 2, 64, p: 1)) == 2)
+    // Wide layers on small images: by the tiles of the whole batch.
+    #expect(WinogradKernel.tileSize(geometry(8, 512, 7, 7, 512, p: 1)) == 4)  // 32 tiles
+    #expect(WinogradKernel.tileSize(geometry(4, 512, 7, 7, 512, p: 1)) == 2)  // 16 tiles
+    #expect(WinogradKernel.tileSize(geometry(2, 256, 14, 14, 256, p: 1)) == 4)
+    #expect(WinogradKernel.tileSize(geometry(1, 256, 14, 14, 256, p: 1)) == 2)
+    #expect(WinogradKernel.tileSize(geometry(8, 512, 7, 7, 128, p: 1)) == 2)  // thin output
+    #expect(WinogradKernel.tileSize(geometry(8, 128, 14, 14, 128, p: 1)) == 2)
+    #expect(WinogradKernel.tileSize(geometry(32, 256, 6, 6, 256, p: 1)) == 2)  // as many products
   }
 
   /// Blocks of one tile row (the smallest) give the same layer within rounding, and each block
