@@ -179,27 +179,16 @@ public final class CPUBackend: ComputeBackend {
   public func convolutionForward(
     _ g: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?, into out: Tensor
   ) {
-    let workspaceCount = ConvolutionKernel.forwardWorkspaceCount(g)
-    // Pooled scratch: a training loop asks for the same size every step.
-    let workspace = workspaceCount > 0 ? out.empty([sharedWorkspaceCount(g)]) : nil
     let operands = input.count + weight.count + out.count
-    Profiler.time(
-      "kernel fwd", kind(g), flops: 2 * Double(g.multiplyAdds), bytes: Double(4 * operands)
-    ) {
-      withExtendedLifetime(workspace) {
+    ScratchArena.withScratch(ConvolutionKernel.forwardWorkspaceCount(g)) { workspace in
+      Profiler.time(
+        "kernel fwd", kind(g), flops: 2 * Double(g.multiplyAdds), bytes: Double(4 * operands)
+      ) {
         ConvolutionKernel.forward(
           g, input: input.data, weight: weight.data, bias: bias?.data, output: out.mutableData,
-          workspace: workspace?.mutableData ?? out.mutableData)
+          workspace: workspace ?? out.mutableData)
       }
     }
-  }
-
-  /// One scratch size for a layer's forward and backward, the larger of the two: the pool keys
-  /// buffers by size, so a training step's backward takes the buffer its forward gave back
-  /// instead of keeping a second one for good (ResNet-50 at batch 8: peak RSS 1220 -> 1198 MB;
-  /// the inference benchmarks' peak RSS did not change).
-  func sharedWorkspaceCount(_ g: ConvGeometry) -> Int {
-    max(ConvolutionKernel.forwardWorkspaceCount(g), ConvolutionKernel.backwardWorkspaceCount(g))
   }
 
   public func convolutionAccumulatesInputGradient(_ g: ConvGeometry) -> Bool {
@@ -211,24 +200,22 @@ public final class CPUBackend: ComputeBackend {
     inputGradient dx: Tensor?, accumulatingInputGradient: Bool, weightGradient dw: Tensor?,
     biasGradient db: Tensor?
   ) {
-    let count = ConvolutionKernel.backwardWorkspaceCount(g)
-    let workspace =
-      count > 0 && (dx != nil || dw != nil) ? dy.empty([sharedWorkspaceCount(g)]) : nil
+    let count = dx != nil || dw != nil ? ConvolutionKernel.backwardWorkspaceCount(g) : 0
     // An unused pointer argument still needs a valid address; dy's storage serves.
     let anyPointer = dy.data
     // One product per gradient asked for; operands: x, w and dy read, dx and dw written.
     let products = (dx != nil ? 1 : 0) + (dw != nil ? 1 : 0)
     let operands =
       dy.count + (input?.count ?? 0) + (weight?.count ?? 0) + (dx?.count ?? 0) + (dw?.count ?? 0)
-    Profiler.time(
-      "kernel bwd", kind(g), flops: Double(2 * products * g.multiplyAdds),
-      bytes: Double(4 * operands)
-    ) {
-      withExtendedLifetime(workspace) {
+    ScratchArena.withScratch(count) { workspace in
+      Profiler.time(
+        "kernel bwd", kind(g), flops: Double(2 * products * g.multiplyAdds),
+        bytes: Double(4 * operands)
+      ) {
         ConvolutionKernel.backward(
           g, input: input?.data ?? anyPointer, weight: weight?.data ?? anyPointer,
           outputGrad: dy.data, inputGrad: dx?.mutableData, weightGrad: dw?.mutableData,
-          biasGrad: db?.mutableData, workspace: workspace?.mutableData ?? dy.mutableData,
+          biasGrad: db?.mutableData, workspace: workspace ?? dy.mutableData,
           accumulatingInputGrad: accumulatingInputGradient)
       }
     }
