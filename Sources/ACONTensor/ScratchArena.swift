@@ -43,6 +43,7 @@ package final class ScratchArena {
       guard status == 0, let raw else { fatalError("out of memory allocating \(n) floats") }
       buffer = raw.bindMemory(to: Float.self, capacity: n)
       capacity = n
+      BufferPool.shared.countSystemAllocation()
     }
     let scratch = buffer!
     if BufferPool.poisons { scratch.update(repeating: .nan, count: n) }

@@ -17,7 +17,8 @@ public final class BufferPool: @unchecked Sendable {
   private var lock = pthread_mutex_t()
   /// Buffers beyond this many cached bytes are returned to the system.
   public var capacityBytes = 4 << 30
-  /// Number of buffers obtained from the system (a test of steady-state allocation reads it).
+  /// Number of buffers obtained from the system, the scratch arenas' included (`acon bench`
+  /// reports how many its timed steps took: none in a steady training loop).
   public private(set) var systemAllocations = 0
   /// Bytes handed out by `take` and not yet given back: the memory tensors hold right now
   /// (benchmarks read it to measure what a tape keeps alive for backward).
@@ -67,6 +68,14 @@ public final class BufferPool: @unchecked Sendable {
     }
     pthread_mutex_unlock(&lock)
     Glibc.free(p)
+  }
+
+  /// Counts a buffer obtained from the system outside the pool (``ScratchArena``'s) in
+  /// ``systemAllocations``.
+  package func countSystemAllocation() {
+    pthread_mutex_lock(&lock)
+    systemAllocations += 1
+    pthread_mutex_unlock(&lock)
   }
 
   /// How many buffers of exactly `count` floats the pool holds for reuse.

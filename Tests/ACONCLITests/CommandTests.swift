@@ -75,6 +75,19 @@ struct CommandTests {
     #expect(table.stdout.contains("layer1.0.conv1.weight"))
   }
 
+  /// A steady training loop takes no buffer from the system after its first steps: tensors come
+  /// back from the pool, convolution workspaces (Winograd's, the unfolded columns, the wide 1x1
+  /// weight gradient's) from the thread's scratch arena.
+  @Test func benchTimedStepsTakeNothingFromTheSystem() throws {
+    let r = try runACON([
+      "bench", "--model", "resnet50", "--activation", "acon-c", "--batch-size", "2",
+      "--input-size", "64", "--steps", "2", "--warmup", "2", "--json",
+    ])
+    #expect(r.status == 0, "\(r.stderr)")
+    let json = try lastJSONLine(r.stdout)
+    #expect(json["timed_system_allocations"] as? Int == 0, "\(json)")
+  }
+
   /// `bench --budget` prints one Markdown row per op kind, convolutions by kernel path, with
   /// the work each must do, and a whole-step row whose FLOPs are the network's forward and
   /// backward matrix products.
