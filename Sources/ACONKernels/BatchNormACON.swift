@@ -179,7 +179,7 @@ extension ACONKernel {
   /// ends with a vector shifted back to end with it, its lanes of the vector before masked out:
   /// nothing outside the plane is read or written (the next plane may be another worker's).
   ///
-  /// The order of the visits follows ``ChannelVisits/forLayer(batch:channels:plane:)``; every
+  /// The order of the visits follows ``ChannelVisits/forLayer(channels:plane:)``; every
   /// order adds each sum's terms in the same sequence, so the results do not depend on it.
   static func normalizedBackwardByChannel<G: GateFunction>(
     _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>,
@@ -193,7 +193,7 @@ extension ACONKernel {
     let betaPerSample = layout.sampleStride != 0
     // About 128 vectors per lane summed in Float between folds, whatever the plane's size.
     let imagesPerFold = max(1, 128 / ((plane + lanes - 1) / lanes))
-    let visits = ChannelVisits.forLayer(batch: batch, channels: channels, plane: plane)
+    let visits = ChannelVisits.forLayer(channels: channels, plane: plane)
     let (all, lastLanes) = (
       WideLaneMask(repeating: -1), ~wideLaneMask(keepingFirst: lanes - plane % lanes)
     )

@@ -12,7 +12,7 @@ extension BatchNormKernel {
   ) {
     let stride = c * plane
     // Channel by channel, or in blocks of channels a few images at a time (ChannelVisits).
-    let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
+    let visits = ChannelVisits.forLayer(channels: c, plane: plane)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
       visits.forEach(channelsIn: range, images: 0..<n) { ch, images in
         let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)

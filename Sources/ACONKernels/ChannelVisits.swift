@@ -19,11 +19,11 @@ struct ChannelVisits {
   /// 8192 (32 KB): then blocks of channels, four images at a time. Measured on the fused
   /// backward kernel called alone, in one process alternating with the channel-by-channel
   /// order, with separate input, gradient and output buffers (Zen 5): `[128, 1024, 4, 4]`
-  /// 4.4-5.0 -> 1.6-1.8 ms,
-  /// `[128, 512, 4, 4]` 1.00 -> 0.76, `[32, 1024, 7, 7]` 1.3-1.6 -> 1.1-1.2; on
-  /// `[128, 96, 4, 4]`, `[128, 192, 4, 4]` and `[128, 96, 7, 7]` the blocks ran 5-10% slower,
-  /// and on 14x14 planes (`[32, 244, 14, 14]`) 5% slower.
-  static func forLayer(batch: Int, channels: Int, plane: Int) -> ChannelVisits {
+  /// 4.4-5.0 -> 1.6-1.8 ms, `[128, 512, 4, 4]` 1.00 -> 0.76, `[32, 1024, 7, 7]` 1.3-1.6 ->
+  /// 1.1-1.2; on `[128, 96, 4, 4]`, `[128, 192, 4, 4]` and `[128, 96, 7, 7]` the blocks ran
+  /// 5-10% slower, and on 14x14 planes (`[32, 244, 14, 14]`) 5% slower. The batch size does
+  /// not enter: a group of four images is as long whatever the batch.
+  static func forLayer(channels: Int, plane: Int) -> ChannelVisits {
     if plane <= 64 && channels * plane >= 8192 {
       return ChannelVisits(blockChannels: max(1, 4096 / plane), imagesPerGroup: 4)
     }

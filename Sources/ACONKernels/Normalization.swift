@@ -138,7 +138,7 @@ public enum BatchNormKernel {
   ) {
     let stride = c * plane
     let end = x + n * stride
-    let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
+    let visits = ChannelVisits.forLayer(channels: c, plane: plane)
     @inline(__always) func finish(_ ch: Int, provisional: Float, totals: (Double, Double)) {
       let count = Double(n * plane)
       let correction = totals.0 / count
@@ -254,7 +254,7 @@ public enum BatchNormKernel {
     let stride = c * plane
     let lanes = WideFloat.scalarCount
     let zero = WideFloat(repeating: 0)
-    let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
+    let visits = ChannelVisits.forLayer(channels: c, plane: plane)
     Parallel.forRanges(c, minimumChunk: channelChunk(batch: n, plane: plane)) { range in
       visits.forEach(channelsIn: range, images: 0..<n) { ch, images in
         let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
@@ -410,7 +410,7 @@ public enum BatchNormKernel {
   ) {
     let stride = c * plane
     let count = Double(n * plane)
-    let visits = ChannelVisits.forLayer(batch: n, channels: c, plane: plane)
+    let visits = ChannelVisits.forLayer(channels: c, plane: plane)
     // One channel's parameter gradients, and its `dx` over `rows`, from its two sums.
     @inline(__always) func parameterGradients(_ ch: Int, _ sums: (Double, Double)) {
       dbias?[ch] = Float(sums.0)
@@ -573,9 +573,8 @@ public enum BatchNormKernel {
         let (scale, shift) = affine(ch, mean: mean, invStd: invStd, weight: weight, bias: bias)
         trainingInputGradient(
           x + ch * plane, dz + ch * plane, dx + ch * plane, rows: 0..<n, plane: plane,
-          stride: stride,
-          mean: mu, invStd: inv, weight: weight?[ch] ?? 1, sumDy: sumDy, sumDyXhat: sumDyXhat,
-          count: count, relu: false, scale: scale, shift: shift)
+          stride: stride, mean: mu, invStd: inv, weight: weight?[ch] ?? 1, sumDy: sumDy,
+          sumDyXhat: sumDyXhat, count: count, relu: false, scale: scale, shift: shift)
       }
     }
   }
