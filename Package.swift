@@ -20,6 +20,16 @@ struct InstructionSet {
   /// 4 that plus AVX-512 F/CD/BW/DQ/VL.
   var x86Level: Int
 
+  /// Whether the target has fused multiply-add instructions: every arm64 CPU does; on x86-64,
+  /// levels 3 and 4 (a CPU name not listed below counts as the baseline).
+  var hasFusedMultiplyAdd: Bool {
+    #if arch(x86_64)
+      return x86Level >= 3
+    #else
+      return true
+    #endif
+  }
+
   static func chosen() -> InstructionSet {
     let override = ProcessInfo.processInfo.environment["ACON_TARGET_CPU"] ?? ""
     #if arch(x86_64)
@@ -60,11 +70,11 @@ struct InstructionSet {
     let avx512 = [
       "skylake-avx512", "skx", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
       "icelake-server", "rocketlake", "tigerlake", "sapphirerapids", "emeraldrapids",
-      "graniterapids", "znver4", "znver5",
+      "graniterapids", "znver4", "znver5", "x86-64-v4",
     ]
     let avx2 = [
       "haswell", "core-avx2", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake",
-      "znver1", "znver2", "znver3",
+      "znver1", "znver2", "znver3", "x86-64-v3",
     ]
     return avx512.contains(cpu) ? 4 : avx2.contains(cpu) ? 3 : 0
   }
@@ -74,9 +84,12 @@ let instructionSet = InstructionSet.chosen()
 // `ACON_VECTOR16`: the kernels' wide loops use 16-float vectors (`WideFloat` in ACONKernels),
 // decided by the same level as the start-up check and `InstructionSet.compiled`, so the vector
 // width and the instruction set cannot disagree.
+// `ACON_UNFUSED_MULTIPLY_ADD`: the kernels' `plusProduct` is a multiply and an add, not a call
+// to libm's `fmaf` per lane, on targets without FMA (see Sources/ACONKernels/MultiplyAdd.swift).
 let vectorFlags: [SwiftSetting] =
   (instructionSet.targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? [])
   + (instructionSet.x86Level >= 4 ? [.define("ACON_VECTOR16")] : [])
+  + (instructionSet.hasFusedMultiplyAdd ? [] : [.define("ACON_UNFUSED_MULTIPLY_ADD")])
   + [.swiftLanguageMode(.v5)]
 let commonFlags: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 

@@ -80,7 +80,7 @@ public enum ACONKernel {
   static func forwardVector<G: GateFunction>(
     _ x: Float8, _ d: Float8, _ p2: Float8, _ beta: Float8, _: G.Type
   ) -> Float8 {
-    x * p2.addingProduct(d, G.value(beta * d * x))
+    x * p2.plusProduct(d, G.value(beta * d * x))
   }
 
   /// ``forwardVector(_:_:_:_:_:)`` for sixteen lanes.
@@ -89,7 +89,7 @@ public enum ACONKernel {
     _ x: SIMD16<Float>, _ d: SIMD16<Float>, _ p2: SIMD16<Float>, _ beta: SIMD16<Float>,
     _: G.Type
   ) -> SIMD16<Float> {
-    x * p2.addingProduct(d, G.value(beta * d * x))
+    x * p2.plusProduct(d, G.value(beta * d * x))
   }
 
   // Each loop below holds exactly one copy of the vector body and handles the tail in the
@@ -236,9 +236,9 @@ public enum ACONKernel {
     let dxv = d * x
     let u = beta * dxv
     let (h, slope) = G.valueAndSlope(u)
-    let t = h.addingProduct(u, slope)
+    let t = h.plusProduct(u, slope)
     let gx = g * x
-    return (g * p2.addingProduct(d, t), gx * t, gx, (g * dxv) * (dxv * slope))
+    return (g * p2.plusProduct(d, t), gx * t, gx, (g * dxv) * (dxv * slope))
   }
 
   /// ``backwardVector(_:_:_:_:_:_:)``'s terms at ``WideFloat``'s width, for the loops that fuse
@@ -252,8 +252,8 @@ public enum ACONKernel {
     let dxv = d * x
     let u = betaD * x
     let (h, slope) = G.valueAndSlope(u)
-    let t = h.addingProduct(u, slope)
-    return (g * p2.addingProduct(d, t), t, slope, dxv)
+    let t = h.plusProduct(u, slope)
+    return (g * p2.plusProduct(d, t), t, slope, dxv)
   }
 
   /// One plane with a broadcast beta (every parameter: one value in every lane), at
@@ -298,12 +298,12 @@ public enum ACONKernel {
       let (dz, t, slope, dxv) = backwardTerms(xv, gv, d, p2, bd, G.self)
       storeWide(partial ? select(keep, dz, loadWide(dx + i)) : dz, dx + i)
       let gx = gv * xv
-      acc1 = acc1.addingProduct(gx, t)
+      acc1 = acc1.plusProduct(gx, t)
       acc2 += gx
-      acc3 = acc3.addingProduct(gv * dxv, dxv * slope)
+      acc3 = acc3.plusProduct(gv * dxv, dxv * slope)
       if M.normalizes {
         acc4 += dz
-        acc5 = acc5.addingProduct(dz, masked(loadWide(x + i) - mean, keep))
+        acc5 = acc5.plusProduct(dz, masked(loadWide(x + i) - mean, keep))
       }
       i = i &+ lanes
     }
@@ -438,7 +438,7 @@ public enum ACONKernel {
   ) {
     ElementwiseKernel.zip(a, b, y, count: count) { a, b in
       let e = a - b
-      return b.addingProduct(e, fastSigmoid(e))
+      return b.plusProduct(e, fastSigmoid(e))
     }
   }
 
@@ -453,7 +453,7 @@ public enum ACONKernel {
         let e = load8(a + o + i, lanes: lanes) - load8(b + o + i, lanes: lanes)
         let gv = load8(g + o + i, lanes: lanes)
         let s = fastSigmoid(e)
-        let t = s.addingProduct(e, s - s * s)
+        let t = s.plusProduct(e, s - s * s)
         let dav = gv * t
         store8(dav, da + o + i, lanes: lanes)
         store8(gv - dav, db + o + i, lanes: lanes)
@@ -511,13 +511,13 @@ enum NormalizedInput: PlaneInput {
   @usableFromInline static var normalizes: Bool { true }
   @_transparent @usableFromInline
   static func read(_ p: UnsafePointer<Float>, _ scale: Float8, _ shift: Float8) -> Float8 {
-    shift.addingProduct(load8(p), scale)
+    shift.plusProduct(load8(p), scale)
   }
   @_transparent @usableFromInline
   static func read(
     _ p: UnsafePointer<Float>, _ scale: SIMD16<Float>, _ shift: SIMD16<Float>
   ) -> SIMD16<Float> {
-    shift.addingProduct(UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self), scale)
+    shift.plusProduct(UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self), scale)
   }
 }
 

@@ -47,9 +47,9 @@ extension ACONKernel {
         let (xp, yp) = (x + q * plane, y + q * plane)
         let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
         writePlane(yp, count: plane, mayOverrun: false) {
-          hv.addingProduct(loadWide(xp + $0), sv)
+          hv.plusProduct(loadWide(xp + $0), sv)
         } scalar: {
-          hv[0].addingProduct(xp[$0], sv[0])
+          hv[0].plusProduct(xp[$0], sv[0])
         }
         forwardPlane(
           yp, yp, plane, Float8(repeating: p1[c] - p2[c]), Float8(repeating: p2[c]),
@@ -88,7 +88,7 @@ extension ACONKernel {
       var i = 0
       while i < plane {
         let keep = plane - i >= lanes ? all : tail
-        let z = masked(hv.addingProduct(loadWide(x + o + i), sv), keep)
+        let z = masked(hv.plusProduct(loadWide(x + o + i), sv), keep)
         storeWide(forwardVector(z, d, p2v, b, G.self), y + o + i, keeping: keep)
         i += lanes
       }
@@ -237,11 +237,11 @@ extension ACONKernel {
                   let (dzv, t, slope, dxv) = backwardTerms(xv, gv, d, p2v, bd, G.self)
                   storeWide(last ? select(keep, dzv, loadWide(dz + at)) : dzv, dz + at)
                   let gxv = gv * xv
-                  acc1 = acc1.addingProduct(gxv, t)
+                  acc1 = acc1.plusProduct(gxv, t)
                   acc2 += gxv
-                  planeDbeta = planeDbeta.addingProduct(gv * dxv, dxv * slope)
+                  planeDbeta = planeDbeta.plusProduct(gv * dxv, dxv * slope)
                   acc4 += dzv
-                  acc5 = acc5.addingProduct(dzv, masked(loadWide(x + at) - mv, keep))
+                  acc5 = acc5.plusProduct(dzv, masked(loadWide(x + at) - mv, keep))
                   i += lanes
                 }
                 if betaPerSample {
@@ -287,9 +287,9 @@ extension BatchNormKernel {
         let (xr, gr, dr) = (x + p * plane, dz + p * plane, dx + p * plane)
         let mayOverrun = partialVectorFits(plane: plane, following: planes.upperBound - p - 1)
         writePlane(dr, count: plane, mayOverrun: mayOverrun) {
-          rv.addingProduct(loadWide(xr + $0) - mv, qv).addingProduct(loadWide(gr + $0), kv)
+          rv.plusProduct(loadWide(xr + $0) - mv, qv).plusProduct(loadWide(gr + $0), kv)
         } scalar: {
-          rv[0].addingProduct(xr[$0] - mv[0], qv[0]).addingProduct(gr[$0], kv[0])
+          rv[0].plusProduct(xr[$0] - mv[0], qv[0]).plusProduct(gr[$0], kv[0])
         }
       }
     }

@@ -64,7 +64,7 @@ extension BatchNormKernel {
         for b in 0..<n {
           let o = b * c + range.lowerBound
           for j in 0..<range.count {
-            var v = shift[j].addingProduct(x[o + j], scale[j])
+            var v = shift[j].plusProduct(x[o + j], scale[j])
             if let residual { v += residual[o + j] }
             y[o + j] = relu && v < 0 ? 0 : v
           }
@@ -91,7 +91,7 @@ extension BatchNormKernel {
           sumDy.update(repeating: 0, count: 2 * width)
           // gradientSums: g gated by the fused ReLU, both sums in Float64 row by row.
           @inline(__always) func gated(_ o: Int, _ j: Int) -> Float {
-            relu && shift[j].addingProduct(x[o + j], scale[j]) <= 0 ? 0 : dy[o + j]
+            relu && shift[j].plusProduct(x[o + j], scale[j]) <= 0 ? 0 : dy[o + j]
           }
           for b in 0..<n {
             let o = b * c + range.lowerBound

@@ -371,15 +371,15 @@ public enum DepthwiseKernel {
         while ox < outWidth {
           // Three partial sums, one per filter row: three short dependency chains instead of
           // one of nine fused multiply-adds.
-          var a0 = b.addingProduct(load8(r0 + o0 + ox), w0)
+          var a0 = b.plusProduct(load8(r0 + o0 + ox), w0)
           var a1 = load8(r1 + o0 + ox) * w3
           var a2 = load8(r2 + o0 + ox) * w6
-          a0 = a0.addingProduct(load8(r0 + o1 + ox), w1)
-          a1 = a1.addingProduct(load8(r1 + o1 + ox), w4)
-          a2 = a2.addingProduct(load8(r2 + o1 + ox), w7)
-          a0 = a0.addingProduct(load8(r0 + o2 + ox), w2)
-          a1 = a1.addingProduct(load8(r1 + o2 + ox), w5)
-          a2 = a2.addingProduct(load8(r2 + o2 + ox), w8)
+          a0 = a0.plusProduct(load8(r0 + o1 + ox), w1)
+          a1 = a1.plusProduct(load8(r1 + o1 + ox), w4)
+          a2 = a2.plusProduct(load8(r2 + o1 + ox), w7)
+          a0 = a0.plusProduct(load8(r0 + o2 + ox), w2)
+          a1 = a1.plusProduct(load8(r1 + o2 + ox), w5)
+          a2 = a2.plusProduct(load8(r2 + o2 + ox), w8)
           storeRow8(
             a0 + a1 + a2, dst + ox, lanes: outWidth - ox,
             mayOverrun: (oy * outWidth + ox + 8) <= outPlane)
@@ -400,7 +400,7 @@ public enum DepthwiseKernel {
           for i in 0..<kh {
             let r = row + i * d * rs + ox
             for j in 0..<kw {
-              acc = acc.addingProduct(load8(r + offsets[j]), Float8(repeating: w[i * kw + j]))
+              acc = acc.plusProduct(load8(r + offsets[j]), Float8(repeating: w[i * kw + j]))
             }
           }
           storeRow8(
@@ -440,15 +440,15 @@ public enum DepthwiseKernel {
         while ox < ow {
           // Lanes past the row's end load as zero, so they add nothing.
           let gv = loadRow8(gy + ox, lanes: ow - ox, end: dyEnd)
-          a0 = a0.addingProduct(load8(r0 + o0 + ox), gv)
-          a1 = a1.addingProduct(load8(r0 + o1 + ox), gv)
-          a2 = a2.addingProduct(load8(r0 + o2 + ox), gv)
-          a3 = a3.addingProduct(load8(r1 + o0 + ox), gv)
-          a4 = a4.addingProduct(load8(r1 + o1 + ox), gv)
-          a5 = a5.addingProduct(load8(r1 + o2 + ox), gv)
-          a6 = a6.addingProduct(load8(r2 + o0 + ox), gv)
-          a7 = a7.addingProduct(load8(r2 + o1 + ox), gv)
-          a8 = a8.addingProduct(load8(r2 + o2 + ox), gv)
+          a0 = a0.plusProduct(load8(r0 + o0 + ox), gv)
+          a1 = a1.plusProduct(load8(r0 + o1 + ox), gv)
+          a2 = a2.plusProduct(load8(r0 + o2 + ox), gv)
+          a3 = a3.plusProduct(load8(r1 + o0 + ox), gv)
+          a4 = a4.plusProduct(load8(r1 + o1 + ox), gv)
+          a5 = a5.plusProduct(load8(r1 + o2 + ox), gv)
+          a6 = a6.plusProduct(load8(r2 + o0 + ox), gv)
+          a7 = a7.plusProduct(load8(r2 + o1 + ox), gv)
+          a8 = a8.plusProduct(load8(r2 + o2 + ox), gv)
           ox += 8
         }
       }
@@ -472,7 +472,7 @@ public enum DepthwiseKernel {
           let gy = dy + oy * ow
           var ox = 0
           while ox < ow {
-            acc = acc.addingProduct(load8(r + ox), loadRow8(gy + ox, lanes: ow - ox, end: dyEnd))
+            acc = acc.plusProduct(load8(r + ox), loadRow8(gy + ox, lanes: ow - ox, end: dyEnd))
             ox += 8
           }
         }
@@ -527,13 +527,13 @@ public enum DepthwiseKernel {
           let row = top - (i - rowPhase) / 2 * rs + m
           var j = evenPhase
           while j < kw {
-            even = even.addingProduct(
+            even = even.plusProduct(
               load8(row + evenBase - (j - evenPhase) / 2), Float8(repeating: w[i * kw + j]))
             j += 2
           }
           j = oddPhase
           while j < kw {
-            odd = odd.addingProduct(
+            odd = odd.plusProduct(
               load8(row + oddBase - (j - oddPhase) / 2), Float8(repeating: w[i * kw + j]))
             j += 2
           }
@@ -575,7 +575,7 @@ public enum DepthwiseKernel {
           while ox < ow {
             // Lanes past the row's end add zero (into slack the layout reserves).
             let gv = loadRow8(gy + ox, lanes: ow - ox, end: dyEnd)
-            store8(load8(r + ox).addingProduct(gv, wv), r + ox)
+            store8(load8(r + ox).plusProduct(gv, wv), r + ox)
             ox += 8
           }
         }

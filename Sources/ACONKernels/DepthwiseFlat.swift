@@ -131,15 +131,15 @@ extension DepthwiseKernel {
     // needs no mask: its lanes past the plane are never stored.
     @inline(__always) func vector(_ v: Int) -> WideFloat {
       let (q, m) = (src + v * lanes, taps.masks + v * 9)
-      var a0 = b.addingProduct(masked(loadWide(q - width - 1), m[0]), w0)
+      var a0 = b.plusProduct(masked(loadWide(q - width - 1), m[0]), w0)
       var a1 = loadWide(q) * w4
       var a2 = masked(loadWide(q + width - 1), m[6]) * w6
-      a0 = a0.addingProduct(masked(loadWide(q - width), m[1]), w1)
-      a1 = a1.addingProduct(masked(loadWide(q - 1), m[3]), w3)
-      a2 = a2.addingProduct(masked(loadWide(q + width), m[7]), w7)
-      a0 = a0.addingProduct(masked(loadWide(q - width + 1), m[2]), w2)
-      a1 = a1.addingProduct(masked(loadWide(q + 1), m[5]), w5)
-      a2 = a2.addingProduct(masked(loadWide(q + width + 1), m[8]), w8)
+      a0 = a0.plusProduct(masked(loadWide(q - width), m[1]), w1)
+      a1 = a1.plusProduct(masked(loadWide(q - 1), m[3]), w3)
+      a2 = a2.plusProduct(masked(loadWide(q + width), m[7]), w7)
+      a0 = a0.plusProduct(masked(loadWide(q - width + 1), m[2]), w2)
+      a1 = a1.plusProduct(masked(loadWide(q + 1), m[5]), w5)
+      a2 = a2.plusProduct(masked(loadWide(q + width + 1), m[8]), w8)
       return a0 + a1 + a2
     }
     storeFlatPlane(out, count: taps.plane, mayOverrun: mayOverrun, vector)
@@ -202,15 +202,15 @@ extension DepthwiseKernel {
       // The centre tap's mask keeps the lanes inside the plane: past it, x and dy hold other
       // planes' values (a NaN there times a cleared lane would still be NaN), so dy is masked.
       let g = masked(loadWide(dy + v * lanes), m[4])
-      s0 = s0.addingProduct(masked(loadWide(q - width - 1), m[0]), g)
-      s1 = s1.addingProduct(masked(loadWide(q - width), m[1]), g)
-      s2 = s2.addingProduct(masked(loadWide(q - width + 1), m[2]), g)
-      s3 = s3.addingProduct(masked(loadWide(q - 1), m[3]), g)
-      s4 = s4.addingProduct(masked(loadWide(q), m[4]), g)
-      s5 = s5.addingProduct(masked(loadWide(q + 1), m[5]), g)
-      s6 = s6.addingProduct(masked(loadWide(q + width - 1), m[6]), g)
-      s7 = s7.addingProduct(masked(loadWide(q + width), m[7]), g)
-      s8 = s8.addingProduct(masked(loadWide(q + width + 1), m[8]), g)
+      s0 = s0.plusProduct(masked(loadWide(q - width - 1), m[0]), g)
+      s1 = s1.plusProduct(masked(loadWide(q - width), m[1]), g)
+      s2 = s2.plusProduct(masked(loadWide(q - width + 1), m[2]), g)
+      s3 = s3.plusProduct(masked(loadWide(q - 1), m[3]), g)
+      s4 = s4.plusProduct(masked(loadWide(q), m[4]), g)
+      s5 = s5.plusProduct(masked(loadWide(q + 1), m[5]), g)
+      s6 = s6.plusProduct(masked(loadWide(q + width - 1), m[6]), g)
+      s7 = s7.plusProduct(masked(loadWide(q + width), m[7]), g)
+      s8 = s8.plusProduct(masked(loadWide(q + width + 1), m[8]), g)
     }
     (sums[0], sums[1], sums[2], sums[3]) = (s0, s1, s2, s3)
     (sums[4], sums[5], sums[6], sums[7], sums[8]) = (s4, s5, s6, s7, s8)

@@ -180,15 +180,15 @@ extension DepthwiseKernel {
     @inline(__always) func vector(_ v: Int) -> WideFloat {
       let q = v * lanes
       let m = planes.masks + v * PhasePlanes.masksPerVector
-      var a0 = b.addingProduct(masked(loadWide(oo + q - ow - 1), m[0]), w0)
+      var a0 = b.plusProduct(masked(loadWide(oo + q - ow - 1), m[0]), w0)
       var a1 = loadWide(ee + q) * w4
       var a2 = masked(loadWide(oo + q - 1), m[2]) * w6
-      a0 = a0.addingProduct(masked(loadWide(oe + q - ow), m[1]), w1)
-      a1 = a1.addingProduct(masked(loadWide(eo + q - 1), m[2]), w3)
-      a2 = a2.addingProduct(loadWide(oe + q), w7)
-      a0 = a0.addingProduct(masked(loadWide(oo + q - ow), m[1]), w2)
-      a1 = a1.addingProduct(loadWide(eo + q), w5)
-      a2 = a2.addingProduct(loadWide(oo + q), w8)
+      a0 = a0.plusProduct(masked(loadWide(oe + q - ow), m[1]), w1)
+      a1 = a1.plusProduct(masked(loadWide(eo + q - 1), m[2]), w3)
+      a2 = a2.plusProduct(loadWide(oe + q), w7)
+      a0 = a0.plusProduct(masked(loadWide(oo + q - ow), m[1]), w2)
+      a1 = a1.plusProduct(loadWide(eo + q), w5)
+      a2 = a2.plusProduct(loadWide(oo + q), w8)
       return a0 + a1 + a2
     }
     storeFlatPlane(out, count: planes.plane, mayOverrun: mayOverrun, vector)
@@ -220,15 +220,15 @@ extension DepthwiseKernel {
       let m = planes.masks + v * PhasePlanes.masksPerVector
       // Past the plane dy holds other planes' values (maybe NaN): masked; the phases are zero.
       let g = masked(loadWide(dy + q), m[3])
-      s0 = s0.addingProduct(masked(loadWide(oo + q - ow - 1), m[0]), g)
-      s1 = s1.addingProduct(masked(loadWide(oe + q - ow), m[1]), g)
-      s2 = s2.addingProduct(masked(loadWide(oo + q - ow), m[1]), g)
-      s3 = s3.addingProduct(masked(loadWide(eo + q - 1), m[2]), g)
-      s4 = s4.addingProduct(loadWide(ee + q), g)
-      s5 = s5.addingProduct(loadWide(eo + q), g)
-      s6 = s6.addingProduct(masked(loadWide(oo + q - 1), m[2]), g)
-      s7 = s7.addingProduct(loadWide(oe + q), g)
-      s8 = s8.addingProduct(loadWide(oo + q), g)
+      s0 = s0.plusProduct(masked(loadWide(oo + q - ow - 1), m[0]), g)
+      s1 = s1.plusProduct(masked(loadWide(oe + q - ow), m[1]), g)
+      s2 = s2.plusProduct(masked(loadWide(oo + q - ow), m[1]), g)
+      s3 = s3.plusProduct(masked(loadWide(eo + q - 1), m[2]), g)
+      s4 = s4.plusProduct(loadWide(ee + q), g)
+      s5 = s5.plusProduct(loadWide(eo + q), g)
+      s6 = s6.plusProduct(masked(loadWide(oo + q - 1), m[2]), g)
+      s7 = s7.plusProduct(loadWide(oe + q), g)
+      s8 = s8.plusProduct(loadWide(oo + q), g)
     }
     (sums[0], sums[1], sums[2], sums[3]) = (s0, s1, s2, s3)
     (sums[4], sums[5], sums[6], sums[7], sums[8]) = (s4, s5, s6, s7, s8)
@@ -257,10 +257,10 @@ extension DepthwiseKernel {
       let below = masked(loadWide(dy + q + ow), m[5])
       let corner = masked(loadWide(dy + q + ow + 1), m[6])
       storeWide(here * w4, ee + q)
-      storeWide((here * w5).addingProduct(right, w3), eo + q)
-      storeWide((here * w7).addingProduct(below, w1), oe + q)
-      let a = (here * w8).addingProduct(right, w6)
-      storeWide(a.addingProduct(below, w2).addingProduct(corner, w0), oo + q)
+      storeWide((here * w5).plusProduct(right, w3), eo + q)
+      storeWide((here * w7).plusProduct(below, w1), oe + q)
+      let a = (here * w8).plusProduct(right, w6)
+      storeWide(a.plusProduct(below, w2).plusProduct(corner, w0), oo + q)
     }
   }
 

@@ -105,7 +105,7 @@ public enum ElementwiseKernel {
     alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int
   ) {
     let a = Float8(repeating: alpha)
-    zip(x, UnsafePointer(y), y, count: count) { x, y in y.addingProduct(a, x) }
+    zip(x, UnsafePointer(y), y, count: count) { x, y in y.plusProduct(a, x) }
   }
 
   /// `y = max(x, 0)`.

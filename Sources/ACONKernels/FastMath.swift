@@ -12,19 +12,19 @@ public func fastExp(_ input: Float8) -> Float8 {
   x = x.replacing(with: -87.0, where: x .< -87.0)
   // n = round(x / ln 2), by the 1.5 * 2^23 rounding trick.
   let shifter = Float8(repeating: 12_582_912.0)
-  // Fused multiply-adds throughout (`addingProduct`): half the instructions of mul + add.
-  let t = shifter.addingProduct(x, Float8(repeating: 1.442_695_04))
+  // Fused multiply-adds throughout (`plusProduct`): half the instructions of mul + add.
+  let t = shifter.plusProduct(x, Float8(repeating: 1.442_695_04))
   let n = t - shifter
   // r = x - n ln 2, in two parts for accuracy.
-  var r = x.addingProduct(n, Float8(repeating: -0.693_359_375))
-  r = r.addingProduct(n, Float8(repeating: 2.121_944_4e-4))
-  var p = Float8(repeating: 1.398_199_95e-3).addingProduct(Float8(repeating: 1.987_569_15e-4), r)
-  p = Float8(repeating: 8.333_451_9e-3).addingProduct(p, r)
-  p = Float8(repeating: 4.166_579_59e-2).addingProduct(p, r)
-  p = Float8(repeating: 1.666_666_55e-1).addingProduct(p, r)
-  p = Float8(repeating: 5.000_000_12e-1).addingProduct(p, r)
+  var r = x.plusProduct(n, Float8(repeating: -0.693_359_375))
+  r = r.plusProduct(n, Float8(repeating: 2.121_944_4e-4))
+  var p = Float8(repeating: 1.398_199_95e-3).plusProduct(Float8(repeating: 1.987_569_15e-4), r)
+  p = Float8(repeating: 8.333_451_9e-3).plusProduct(p, r)
+  p = Float8(repeating: 4.166_579_59e-2).plusProduct(p, r)
+  p = Float8(repeating: 1.666_666_55e-1).plusProduct(p, r)
+  p = Float8(repeating: 5.000_000_12e-1).plusProduct(p, r)
   let r2 = r * r
-  let y = (r + Float8(repeating: 1)).addingProduct(p, r2)
+  let y = (r + Float8(repeating: 1)).plusProduct(p, r2)
   // 2^n from the exponent bits; n lies in [-126, 127] after the clamp.
   let bits = unsafeBitCast(t, to: SIMD8<Int32>.self) &- SIMD8<Int32>(repeating: 0x4B40_0000)
   let scale = unsafeBitCast((bits &+ SIMD8<Int32>(repeating: 127)) &<< 23, to: Float8.self)
@@ -188,17 +188,17 @@ public func fastExp(_ input: SIMD16<Float>) -> SIMD16<Float> {
   var x = input.replacing(with: 88.0, where: input .> 88.0)
   x = x.replacing(with: -87.0, where: x .< -87.0)
   let shifter = V(repeating: 12_582_912.0)
-  let t = shifter.addingProduct(x, V(repeating: 1.442_695_04))
+  let t = shifter.plusProduct(x, V(repeating: 1.442_695_04))
   let n = t - shifter
-  var r = x.addingProduct(n, V(repeating: -0.693_359_375))
-  r = r.addingProduct(n, V(repeating: 2.121_944_4e-4))
-  var p = V(repeating: 1.398_199_95e-3).addingProduct(V(repeating: 1.987_569_15e-4), r)
-  p = V(repeating: 8.333_451_9e-3).addingProduct(p, r)
-  p = V(repeating: 4.166_579_59e-2).addingProduct(p, r)
-  p = V(repeating: 1.666_666_55e-1).addingProduct(p, r)
-  p = V(repeating: 5.000_000_12e-1).addingProduct(p, r)
+  var r = x.plusProduct(n, V(repeating: -0.693_359_375))
+  r = r.plusProduct(n, V(repeating: 2.121_944_4e-4))
+  var p = V(repeating: 1.398_199_95e-3).plusProduct(V(repeating: 1.987_569_15e-4), r)
+  p = V(repeating: 8.333_451_9e-3).plusProduct(p, r)
+  p = V(repeating: 4.166_579_59e-2).plusProduct(p, r)
+  p = V(repeating: 1.666_666_55e-1).plusProduct(p, r)
+  p = V(repeating: 5.000_000_12e-1).plusProduct(p, r)
   let r2 = r * r
-  let y = (r + V(repeating: 1)).addingProduct(p, r2)
+  let y = (r + V(repeating: 1)).plusProduct(p, r2)
   let bits = unsafeBitCast(t, to: SIMD16<Int32>.self) &- SIMD16<Int32>(repeating: 0x4B40_0000)
   let scale = unsafeBitCast((bits &+ SIMD16<Int32>(repeating: 127)) &<< 23, to: V.self)
   return y * scale

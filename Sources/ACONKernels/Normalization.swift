@@ -45,22 +45,22 @@ public enum BatchNormKernel {
       linear0 += d0
       linear1 += d1
       if withSquares {
-        squares0 = squares0.addingProduct(d0, d0)
-        squares1 = squares1.addingProduct(d1, d1)
+        squares0 = squares0.plusProduct(d0, d0)
+        squares1 = squares1.plusProduct(d1, d1)
       }
       i += 2 * lanes
     }
     if i + lanes <= plane {
       let d = loadWide(row + i) - m
       linear0 += d
-      if withSquares { squares0 = squares0.addingProduct(d, d) }
+      if withSquares { squares0 = squares0.plusProduct(d, d) }
       i += lanes
     }
     if i < plane && row + i + lanes <= end {
       // The lanes past the row become zero deviations.
       let d = masked(loadWide(row + i) - m, wideLaneMask(keepingFirst: plane - i))
       linear1 += d
-      if withSquares { squares1 = squares1.addingProduct(d, d) }
+      if withSquares { squares1 = squares1.plusProduct(d, d) }
       i = plane
     }
     var (restLinear, restSquares): (Float, Float) = (0, 0)
@@ -268,7 +268,7 @@ public enum BatchNormKernel {
             let res = residual + b * stride + ch * plane
             forEachVector(plane) { i, lanes in
               var v =
-                hv8.addingProduct(load8(src + i, lanes: lanes), sv8) + load8(res + i, lanes: lanes)
+                hv8.plusProduct(load8(src + i, lanes: lanes), sv8) + load8(res + i, lanes: lanes)
               if relu { v = v.replacing(with: zero8, where: v .< zero8) }
               store8(v, dst + i, lanes: lanes)
             }
@@ -276,7 +276,7 @@ public enum BatchNormKernel {
           }
           var i = 0
           while i + lanes <= plane {
-            var v = hv.addingProduct(loadWide(src + i), sv)
+            var v = hv.plusProduct(loadWide(src + i), sv)
             if relu { v = v.replacing(with: zero, where: v .< zero) }
             storeWide(v, dst + i)
             i += lanes
@@ -284,7 +284,7 @@ public enum BatchNormKernel {
           while i < plane {
             // The same fused multiply-add as the vector body, so a pullback that recomputes
             // the ReLU's gate sees exactly the forward values.
-            let v = shift.addingProduct(src[i], scale)
+            let v = shift.plusProduct(src[i], scale)
             dst[i] = relu && v < 0 ? 0 : v
             i += 1
           }
@@ -343,27 +343,27 @@ public enum BatchNormKernel {
         let (x0, x1) = (loadWide(xr + i), loadWide(xr + i + count))
         var (g0, g1) = (loadWide(gr + i), loadWide(gr + i + count))
         if relu {
-          g0 = g0.replacing(with: zero, where: hv.addingProduct(x0, sv) .<= zero)
-          g1 = g1.replacing(with: zero, where: hv.addingProduct(x1, sv) .<= zero)
+          g0 = g0.replacing(with: zero, where: hv.plusProduct(x0, sv) .<= zero)
+          g1 = g1.replacing(with: zero, where: hv.plusProduct(x1, sv) .<= zero)
         }
         a1 += g0
         b1 += g1
-        a2 = a2.addingProduct(g0, x0 - m)
-        b2 = b2.addingProduct(g1, x1 - m)
+        a2 = a2.plusProduct(g0, x0 - m)
+        b2 = b2.plusProduct(g1, x1 - m)
         i += 2 * count
       }
       if i + count <= plane {
         let xv = loadWide(xr + i)
         var g = loadWide(gr + i)
-        if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
+        if relu { g = g.replacing(with: zero, where: hv.plusProduct(xv, sv) .<= zero) }
         a1 += g
-        a2 = a2.addingProduct(g, xv - m)
+        a2 = a2.plusProduct(g, xv - m)
         i += count
       }
       var t1: Float = 0
       var t2: Float = 0
       while i < plane {
-        let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
+        let g = relu && shift.plusProduct(xr[i], scale) <= 0 ? 0 : gr[i]
         t1 += g
         t2 += g * (xr[i] - mean)
         i += 1
@@ -519,12 +519,12 @@ public enum BatchNormKernel {
       while i + lanes <= plane {
         let xv = loadWide(xr + i)
         var g = loadWide(gr + i)
-        if relu { g = g.replacing(with: zero, where: hv.addingProduct(xv, sv) .<= zero) }
-        storeWide(rv.addingProduct(xv - mv, qv).addingProduct(g, kv), dr + i)
+        if relu { g = g.replacing(with: zero, where: hv.plusProduct(xv, sv) .<= zero) }
+        storeWide(rv.plusProduct(xv - mv, qv).plusProduct(g, kv), dr + i)
         i += lanes
       }
       while i < plane {
-        let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
+        let g = relu && shift.plusProduct(xr[i], scale) <= 0 ? 0 : gr[i]
         dr[i] = g * k + ((xr[i] - mu) * q + r)
         i += 1
       }
@@ -561,7 +561,7 @@ public enum BatchNormKernel {
               with: zero, where: load8(y + o + i, lanes: lanes) .<= zero)
             store8(g, dz + o + i, lanes: lanes)
             a1 += g
-            a2 = a2.addingProduct(g, load8(x + o + i, lanes: lanes) - m)
+            a2 = a2.plusProduct(g, load8(x + o + i, lanes: lanes) - m)
           }
           sumDy += Double(horizontalSum(a1))
           sumDyXc += Double(horizontalSum(a2))
@@ -614,13 +614,13 @@ public enum BatchNormKernel {
           while i + 8 <= plane {
             var g = load8(gr + i)
             if relu {
-              g = g.replacing(with: zero, where: hv.addingProduct(load8(xr + i), sv) .<= zero)
+              g = g.replacing(with: zero, where: hv.plusProduct(load8(xr + i), sv) .<= zero)
             }
             store8(g * kv, dr + i)
             i += 8
           }
           while i < plane {
-            let g = relu && shift.addingProduct(xr[i], scale) <= 0 ? 0 : gr[i]
+            let g = relu && shift.plusProduct(xr[i], scale) <= 0 ? 0 : gr[i]
             dr[i] = g * k
             i += 1
           }

@@ -14,13 +14,13 @@ public enum OptimizerKernel {
       let o = range.lowerBound
       forEachVector(range.count) { i, l in
         let pv = load8(p + o + i, lanes: l)
-        let gv = load8(g + o + i, lanes: l).addingProduct(decay, pv)
+        let gv = load8(g + o + i, lanes: l).plusProduct(decay, pv)
         var step = gv
         if let buf {
-          step = gv.addingProduct(mu, load8(buf + o + i, lanes: l))
+          step = gv.plusProduct(mu, load8(buf + o + i, lanes: l))
           store8(step, buf + o + i, lanes: l)
         }
-        store8(pv.addingProduct(rate, step), p + o + i, lanes: l)
+        store8(pv.plusProduct(rate, step), p + o + i, lanes: l)
       }
     }
   }
@@ -47,7 +47,7 @@ public enum OptimizerKernel {
       let o = range.lowerBound
       forEachVector(range.count) { i, l in
         var pv = load8(p + o + i, lanes: l)
-        let gv = load8(g + o + i, lanes: l).addingProduct(l2, pv)
+        let gv = load8(g + o + i, lanes: l).plusProduct(l2, pv)
         let mv = b1 * load8(m + o + i, lanes: l) + (one - b1) * gv
         let vv = b2 * load8(v + o + i, lanes: l) + (one - b2) * gv * gv
         store8(mv, m + o + i, lanes: l)

@@ -85,7 +85,7 @@ extension ACONKernel {
     var i = 0
     while i &+ 8 <= count {
       let xv = load8(x + i)
-      let beta = fastSigmoid(b.addingProduct(xv, w))
+      let beta = fastSigmoid(b.plusProduct(xv, w))
       store8(forwardVector(xv, d, p2, beta, G.self), y + i)
       i = i &+ 8
     }
@@ -127,17 +127,17 @@ extension ACONKernel {
     while i &+ 8 <= count {
       let xv = load8(x + i)
       let gv = load8(g + i)
-      let s = fastSigmoid(b.addingProduct(xv, w))
+      let s = fastSigmoid(b.plusProduct(xv, w))
       let dxv = d * xv
       let u = s * dxv
       let (h, slope) = G.valueAndSlope(u)
-      let t = h.addingProduct(u, slope)
+      let t = h.plusProduct(u, slope)
       let e = (gv * dxv) * (dxv * slope) * (s * (one - s))
-      store8((gv * p2.addingProduct(d, t)).addingProduct(e, w), dx + i)
+      store8((gv * p2.plusProduct(d, t)).plusProduct(e, w), dx + i)
       let gx = gv * xv
-      a1 = a1.addingProduct(gx, t)
+      a1 = a1.plusProduct(gx, t)
       a2 += gx
-      a3 = a3.addingProduct(e, xv)
+      a3 = a3.plusProduct(e, xv)
       a4 += e
       i = i &+ 8
     }

@@ -167,10 +167,10 @@ public enum PointwiseKernel {
     for k in 0..<depth {
       let w = load8(a + k * rows)
       let column = input + k * positions
-      s0 = s0.addingProduct(w, Float8(repeating: column[0]))
-      if count > 1 { s1 = s1.addingProduct(w, Float8(repeating: column[1])) }
-      if count > 2 { s2 = s2.addingProduct(w, Float8(repeating: column[2])) }
-      if count > 3 { s3 = s3.addingProduct(w, Float8(repeating: column[3])) }
+      s0 = s0.plusProduct(w, Float8(repeating: column[0]))
+      if count > 1 { s1 = s1.plusProduct(w, Float8(repeating: column[1])) }
+      if count > 2 { s2 = s2.plusProduct(w, Float8(repeating: column[2])) }
+      if count > 3 { s3 = s3.plusProduct(w, Float8(repeating: column[3])) }
     }
     for j in 0..<rowBlock {
       let row = output + j * positions
@@ -344,14 +344,14 @@ struct EightRowSums {
   /// Adds `v` times each of the eight weights at `w`.
   @inline(__always)
   mutating func accumulate(_ v: WideFloat, weights w: UnsafePointer<Float>) {
-    r0 = r0.addingProduct(v, WideFloat(repeating: w[0]))
-    r1 = r1.addingProduct(v, WideFloat(repeating: w[1]))
-    r2 = r2.addingProduct(v, WideFloat(repeating: w[2]))
-    r3 = r3.addingProduct(v, WideFloat(repeating: w[3]))
-    r4 = r4.addingProduct(v, WideFloat(repeating: w[4]))
-    r5 = r5.addingProduct(v, WideFloat(repeating: w[5]))
-    r6 = r6.addingProduct(v, WideFloat(repeating: w[6]))
-    r7 = r7.addingProduct(v, WideFloat(repeating: w[7]))
+    r0 = r0.plusProduct(v, WideFloat(repeating: w[0]))
+    r1 = r1.plusProduct(v, WideFloat(repeating: w[1]))
+    r2 = r2.plusProduct(v, WideFloat(repeating: w[2]))
+    r3 = r3.plusProduct(v, WideFloat(repeating: w[3]))
+    r4 = r4.plusProduct(v, WideFloat(repeating: w[4]))
+    r5 = r5.plusProduct(v, WideFloat(repeating: w[5]))
+    r6 = r6.plusProduct(v, WideFloat(repeating: w[6]))
+    r7 = r7.plusProduct(v, WideFloat(repeating: w[7]))
   }
 
   /// Stores the eight rows whole, `rowStride` floats apart from `out`.

@@ -460,7 +460,7 @@ public final class CPUBackend: ComputeBackend {
   ) {
     let c = scale.count
     let (mp, xp, sp, bp) = (means.mutableData, centredPlaneMeans.data, scale.data, bias.data)
-    for q in 0..<means.count { mp[q] = bp[q % c].addingProduct(xp[q], sp[q % c]) }
+    for q in 0..<means.count { mp[q] = bp[q % c].plusProduct(xp[q], sp[q % c]) }
   }
 
   public func batchNormAfterACONBackward(
