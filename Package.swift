@@ -70,11 +70,11 @@ struct InstructionSet {
     let avx512 = [
       "skylake-avx512", "skx", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
       "icelake-server", "rocketlake", "tigerlake", "sapphirerapids", "emeraldrapids",
-      "graniterapids", "znver4", "znver5", "x86-64-v4",
+      "graniterapids", "znver4", "znver5",
     ]
     let avx2 = [
       "haswell", "core-avx2", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake",
-      "znver1", "znver2", "znver3", "x86-64-v3",
+      "znver1", "znver2", "znver3",
     ]
     return avx512.contains(cpu) ? 4 : avx2.contains(cpu) ? 3 : 0
   }
