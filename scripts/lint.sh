@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 paths=(Sources Tests Package.swift)
 if [ -d Examples ]; then paths+=(Examples); fi
 swift format lint --strict --recursive --parallel "${paths[@]}"
-# The code's own rule: multiply-adds go through `plusProduct` (Sources/ACONKernels/MultiplyAdd.swift),
-# never the standard library's always-fused `addingProduct`, which a build without FMA
-# (`ACON_TARGET_CPU=generic`) turns into a call to libm's `fmaf` per lane.
+# The code's own rule: multiply-adds go through `plusProduct`
+# (Sources/ACONKernels/MultiplyAdd.swift), never the standard library's always-fused
+# `addingProduct`, which a build without FMA (`ACON_TARGET_CPU=generic`) turns into a call to
+# libm's `fmaf` per lane.
 if grep -rn --include='*.swift' 'addingProduct(' Sources | grep -v '^Sources/ACONKernels/MultiplyAdd.swift:'; then
   echo "lint: use plusProduct (Sources/ACONKernels/MultiplyAdd.swift), not addingProduct" >&2
   exit 1
