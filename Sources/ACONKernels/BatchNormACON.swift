@@ -310,3 +310,163 @@ extension BatchNormKernel {
     }
   }
 }
+
+/// The fused batch norm + ACON with the max pool after it (ShuffleNetV2's stem: 3x3 max pool,
+/// stride 2, over 24 channels of 112x112 at 224): each plane is normalised and activated into
+/// a buffer of the worker's, a band of rows at a time, and pooled from there, so the activation,
+/// four times the pool's output, is never written to memory nor read back; backward, each
+/// plane's gradient is scattered from the pooled one into such a buffer and read from there.
+///
+/// Bytes per input element, against the fused layer and then the pool: forward 4 (the
+/// statistics) + 4 + 2 (the pooled output and positions, a quarter of the elements, 4 bytes
+/// each) = 10 instead of 12 + 6 = 18; backward 4 + 2 + 4 (x, the pooled gradient and
+/// positions, dz) then 12 (dx from dz) = 22 instead of 6 (the pool's) + 24 = 30. What it saves
+/// is memory (the activation and its gradient are never stored), not time: on the stem's
+/// layer these passes are bound by the sigmoid's and the pool's instructions about as much
+/// as by the bytes, and the step runs level with the two ops.
+extension ACONKernel {
+  /// Whether ``forwardAfterBatchNormThenMaxPool(_:pooled:indices:geometry:pool:scale:shift:p1:p2:beta:layout:gate:)``
+  /// serves a layer of this geometry: planes the fused backward visits one at a time (not
+  /// ``runsByChannel(_:_:)``), whose sums it then forms exactly as the layer and the pool run
+  /// apart would.
+  public static func fusesMaxPool(_ geometry: Geometry) -> Bool {
+    !runsByChannel(geometry, .perChannel)
+  }
+
+  /// `pooled = maxPool(acon(x * scale + shift))` and the pool's `indices` (as
+  /// ``PoolingKernel/maxForward(_:_:indices:planes:geometry:)`` writes them), beta per plane.
+  /// The same bits as the two kernels one after the other.
+  public static func forwardAfterBatchNormThenMaxPool(
+    _ x: UnsafePointer<Float>, pooled: UnsafeMutablePointer<Float>,
+    indices: UnsafeMutablePointer<Int32>, geometry geo: Geometry, pool: PoolGeometry,
+    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, p1: UnsafePointer<Float>,
+    p2: UnsafePointer<Float>, beta: UnsafePointer<Float>, layout: BetaLayout,
+    gate: Gate = .sigmoid
+  ) {
+    precondition(layout.elementStride == 0, "the fused batch norm + ACON takes beta per plane")
+    precondition(pool.height * pool.width == geo.plane, "the pool's planes are not the layer's")
+    switch gate {
+    case .sigmoid:
+      normalizedPooledForward(
+        x, pooled, indices, geo, pool, scale, shift, p1, p2, beta, layout, SigmoidGate.self)
+    case .hardSigmoid:
+      normalizedPooledForward(
+        x, pooled, indices, geo, pool, scale, shift, p1, p2, beta, layout, HardSigmoidGate.self)
+    }
+  }
+
+  static func normalizedPooledForward<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ pooled: UnsafeMutablePointer<Float>,
+    _ indices: UnsafeMutablePointer<Int32>, _ geo: Geometry, _ pool: PoolGeometry,
+    _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>, _ p1: UnsafePointer<Float>,
+    _ p2: UnsafePointer<Float>, _ beta: UnsafePointer<Float>, _ layout: BetaLayout, _: G.Type
+  ) {
+    let (channels, plane) = (geo.channels, geo.plane)
+    let outPlane = pool.outputHeight * pool.outputWidth
+    let lanes = WideFloat.scalarCount
+    let rowsPerBand = max(1, 2048 / (pool.width * pool.stride))
+    Parallel.forRanges(geo.batch * channels, minimumChunk: max(1, 4096 / plane)) { planes in
+      // One activated plane, and a vector after it that its last partial vector may overrun.
+      let activated = UnsafeMutablePointer<Float>.allocate(capacity: plane + lanes)
+      defer { activated.deallocate() }
+      for q in planes {
+        let (n, c) = q.quotientAndRemainder(dividingBy: channels)
+        let xp = x + q * plane
+        let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
+        let (d, p2v) = (Float8(repeating: p1[c] - p2[c]), Float8(repeating: p2[c]))
+        let b = Float8(repeating: beta[n * layout.sampleStride + c * layout.channelStride])
+        // Bands of output rows whose input rows (about 8 KB) stay in L1 from their activation
+        // to their pooling: whole planes (50 KB at 112x112) went through L2 three times, and
+        // the fused pass ran slower than the two kernels apart.
+        var ready = 0
+        for first in stride(from: 0, to: pool.outputHeight, by: rowsPerBand) {
+          let rows = first..<min(pool.outputHeight, first + rowsPerBand)
+          let needed = min(
+            pool.height, (rows.upperBound - 1) * pool.stride - pool.padding + pool.kernel)
+          if needed > ready {
+            // As the fused layer's last planes of a run: normalised into the buffer, then
+            // activated there in place (one kernel for both: in one loop with the pool's,
+            // LLVM split the sigmoid into scalar pieces and the forward ran 4x slower).
+            let (from, count) = (ready * pool.width, (needed - ready) * pool.width)
+            let (source, target) = (xp + from, activated + from)
+            writePlane(target, count: count, mayOverrun: false) {
+              hv.plusProduct(loadWide(source + $0), sv)
+            } scalar: {
+              hv[0].plusProduct(source[$0], sv[0])
+            }
+            forwardPlane(target, target, count, d, p2v, b, true, G.self)
+            ready = needed
+          }
+          PoolingKernel.maxPlane(
+            activated, pooled + q * outPlane, indices + q * outPlane, pool, KeepsPositions.self,
+            outputRows: rows)
+        }
+      }
+    }
+  }
+
+  /// The first pass of the fused pullback
+  /// (``backwardAfterBatchNorm(_:_:dz:geometry:scale:shift:mean:p1:p2:beta:layout:gate:planeSums:normSums:)``)
+  /// for the layer of ``forwardAfterBatchNormThenMaxPool(_:pooled:indices:geometry:pool:scale:shift:p1:p2:beta:layout:gate:)``,
+  /// from the gradient at the pool's output and its `indices`: the same `dz` and sums, in the
+  /// same bits, as that pass given the pool's input gradient.
+  public static func backwardAfterBatchNormThroughMaxPool(
+    _ x: UnsafePointer<Float>, pooledGradient: UnsafePointer<Float>,
+    indices: UnsafePointer<Int32>, dz: UnsafeMutablePointer<Float>, geometry geo: Geometry,
+    pool: PoolGeometry, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+    mean: UnsafePointer<Float>, p1: UnsafePointer<Float>, p2: UnsafePointer<Float>,
+    beta: UnsafePointer<Float>, layout: BetaLayout, gate: Gate = .sigmoid,
+    planeSums: UnsafeMutablePointer<Float>, normSums: UnsafeMutablePointer<Float>
+  ) {
+    precondition(layout.elementStride == 0, "the fused batch norm + ACON takes beta per plane")
+    precondition(fusesMaxPool(geo), "planes of \(geo.plane) floats run channel by channel")
+    precondition(pool.height * pool.width == geo.plane, "the pool's planes are not the layer's")
+    switch gate {
+    case .sigmoid:
+      normalizedPooledBackward(
+        x, pooledGradient, indices, dz, geo, pool, scale, shift, mean, p1, p2, beta, layout,
+        SigmoidGate.self, planeSums, normSums)
+    case .hardSigmoid:
+      normalizedPooledBackward(
+        x, pooledGradient, indices, dz, geo, pool, scale, shift, mean, p1, p2, beta, layout,
+        HardSigmoidGate.self, planeSums, normSums)
+    }
+  }
+
+  static func normalizedPooledBackward<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ gp: UnsafePointer<Float>, _ indices: UnsafePointer<Int32>,
+    _ dz: UnsafeMutablePointer<Float>, _ geo: Geometry, _ pool: PoolGeometry,
+    _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>, _ mean: UnsafePointer<Float>,
+    _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>, _ beta: UnsafePointer<Float>,
+    _ layout: BetaLayout, _: G.Type, _ sums: UnsafeMutablePointer<Float>,
+    _ normSums: UnsafeMutablePointer<Float>
+  ) {
+    let (channels, plane) = (geo.channels, geo.plane)
+    let outPlane = pool.outputHeight * pool.outputWidth
+    // The chunks of normalizedBackwardLoop, so that each plane's last partial vector is read
+    // the same way (masked in place or through a padded copy) and the sums come out the same.
+    Parallel.forRanges(geo.batch * channels, minimumChunk: max(1, 16384 / plane)) { planes in
+      // The plane's gradient, and a vector of zeros after it for a masked last vector's reads.
+      let lanes = WideFloat.scalarCount
+      let gradient = UnsafeMutablePointer<Float>.allocate(capacity: plane + lanes)
+      defer { gradient.deallocate() }
+      (gradient + plane).update(repeating: 0, count: lanes)
+      for q in planes {
+        let (n, c) = q.quotientAndRemainder(dividingBy: channels)
+        let o = q * plane
+        PoolingKernel.scatterPlane(
+          gp + q * outPlane, indices: indices + q * outPlane, gradient, inPlane: plane,
+          outPlane: outPlane)
+        let b = beta[n * layout.sampleStride + c * layout.channelStride]
+        let s = backwardPlane(
+          x + o, gradient, dz + o, plane, Float8(repeating: p1[c] - p2[c]),
+          Float8(repeating: p2[c]), Float8(repeating: b), Float8(repeating: scale[c]),
+          Float8(repeating: shift[c]), Float8(repeating: mean[c]),
+          partialVectorFits(plane: plane, following: planes.upperBound - q - 1),
+          G.self, NormalizedInput.self)
+        (sums[3 * q], sums[3 * q + 1], sums[3 * q + 2]) = (s.gxt, s.gx, s.dbeta)
+        (normSums[2 * q], normSums[2 * q + 1]) = (s.dz, s.dzCentered)
+      }
+    }
+  }
+}

@@ -118,77 +118,87 @@ public enum PoolingKernel {
     indices: UnsafeMutablePointer<Int32>?, planes: Int, geometry g: PoolGeometry,
     _: Positions.Type
   ) {
+    let inPlane = g.height * g.width
+    let outPlane = g.outputHeight * g.outputWidth
+    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
+      for p in range {
+        maxPlane(
+          x + p * inPlane, y + p * outPlane, indices.map { $0 + p * outPlane }, g, Positions.self)
+      }
+    }
+  }
+
+  /// One plane of ``maxForward(_:_:indices:planes:geometry:_:)`` (`indices` nil unless
+  /// `Positions` keeps them), or its output rows `outputRows` (they read only input rows
+  /// `outputRows.lowerBound * stride - padding` up to the last window's end).
+  @inline(__always)
+  static func maxPlane<Positions: MaxPoolPositions>(
+    _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
+    _ idx: UnsafeMutablePointer<Int32>?, _ g: PoolGeometry, _: Positions.Type,
+    outputRows: Range<Int>? = nil
+  ) {
     let keepsPositions = Positions.kept
     let (oh, ow) = (g.outputHeight, g.outputWidth)
     let (w, s, k) = (g.width, g.stride, g.kernel)
-    let inPlane = g.height * w
-    let outPlane = oh * ow
     // Columns 0..<vectorStart and vectorEnd..<ow one at a time, the rest a vector at a time.
     let lanes = WideFloat.scalarCount
     let (vectorStart, vectorEnd) = g.vectorColumns(lanes: lanes)
     var laneOffsets = WideLaneMask()
     for l in 0..<lanes { laneOffsets[l] = Int32(l * s) }
-    Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
-      for p in range {
-        let src = x + p * inPlane
-        let dst = y + p * outPlane
-        let idx = indices.map { $0 + p * outPlane }
-        for i in 0..<oh {
-          let rows = g.window(i, side: g.height)
-          @inline(__always) func scalar(_ j: Int) {
-            let cols = g.window(j, side: w)
-            var best = rows.lowerBound * w + cols.lowerBound
-            var value = -Float.infinity
-            for r in rows {
-              let row = src + r * w
-              for c in cols {
-                let v = row[c]
-                let better = v > value || v.isNaN
-                value = better ? v : value
-                if keepsPositions { best = better ? r * w + c : best }
-              }
-            }
-            dst[i * ow + j] = value
-            if keepsPositions { idx.unsafelyUnwrapped[i * ow + j] = Int32(best) }
+    for i in outputRows ?? 0..<oh {
+      let rows = g.window(i, side: g.height)
+      @inline(__always) func scalar(_ j: Int) {
+        let cols = g.window(j, side: w)
+        var best = rows.lowerBound * w + cols.lowerBound
+        var value = -Float.infinity
+        for r in rows {
+          let row = src + r * w
+          for c in cols {
+            let v = row[c]
+            let better = v > value || v.isNaN
+            value = better ? v : value
+            if keepsPositions { best = better ? r * w + c : best }
           }
-          for j in 0..<vectorStart { scalar(j) }
-          var block = vectorStart
-          while block < vectorEnd {
-            let j = min(block, vectorEnd - lanes)
-            let first = j * s - g.padding
-            var value = WideFloat(repeating: -.infinity)
-            var best = WideLaneMask(repeating: Int32(rows.lowerBound * w + first)) &+ laneOffsets
-            for r in rows {
-              let row = src + (r &* w &+ first)
-              let rowPosition =
-                WideLaneMask(repeating: Int32(truncatingIfNeeded: r &* w &+ first)) &+ laneOffsets
-              @inline(__always) func step(_ kc: Int) {
-                let v = s == 1 ? loadWide(row + kc) : loadStridedWide(row + kc)
-                let better = (v .> value) .| (v .!= v)
-                value.replace(with: v, where: better)
-                if keepsPositions {
-                  best.replace(with: rowPosition &+ Int32(truncatingIfNeeded: kc), where: better)
-                }
-              }
-              if k == 3 {
-                // The common window (ShuffleNetV2 and ResNet stems), unrolled.
-                step(0)
-                step(1)
-                step(2)
-              } else {
-                for kc in 0..<k { step(kc) }
-              }
-            }
-            storeWide(value, dst + i * ow + j)
-            if keepsPositions {
-              UnsafeMutableRawPointer(idx.unsafelyUnwrapped + i * ow + j).storeBytes(
-                of: best, as: WideLaneMask.self)
-            }
-            block += lanes
-          }
-          for j in vectorEnd..<ow { scalar(j) }
         }
+        dst[i * ow + j] = value
+        if keepsPositions { idx.unsafelyUnwrapped[i * ow + j] = Int32(best) }
       }
+      for j in 0..<vectorStart { scalar(j) }
+      var block = vectorStart
+      while block < vectorEnd {
+        let j = min(block, vectorEnd - lanes)
+        let first = j * s - g.padding
+        var value = WideFloat(repeating: -.infinity)
+        var best = WideLaneMask(repeating: Int32(rows.lowerBound * w + first)) &+ laneOffsets
+        for r in rows {
+          let row = src + (r &* w &+ first)
+          let rowPosition =
+            WideLaneMask(repeating: Int32(truncatingIfNeeded: r &* w &+ first)) &+ laneOffsets
+          @inline(__always) func step(_ kc: Int) {
+            let v = s == 1 ? loadWide(row + kc) : loadStridedWide(row + kc)
+            let better = (v .> value) .| (v .!= v)
+            value.replace(with: v, where: better)
+            if keepsPositions {
+              best.replace(with: rowPosition &+ Int32(truncatingIfNeeded: kc), where: better)
+            }
+          }
+          if k == 3 {
+            // The common window (ShuffleNetV2 and ResNet stems), unrolled.
+            step(0)
+            step(1)
+            step(2)
+          } else {
+            for kc in 0..<k { step(kc) }
+          }
+        }
+        storeWide(value, dst + i * ow + j)
+        if keepsPositions {
+          UnsafeMutableRawPointer(idx.unsafelyUnwrapped + i * ow + j).storeBytes(
+            of: best, as: WideLaneMask.self)
+        }
+        block += lanes
+      }
+      for j in vectorEnd..<ow { scalar(j) }
     }
   }
 
@@ -202,13 +212,22 @@ public enum PoolingKernel {
     let outPlane = g.outputHeight * g.outputWidth
     Parallel.forRanges(planes, minimumChunk: planeChunk(g)) { range in
       for p in range {
-        let d = dx + p * inPlane
-        d.update(repeating: 0, count: inPlane)
-        let g = dy + p * outPlane
-        let idx = indices + p * outPlane
-        for o in 0..<outPlane { d[Int(idx[o])] += g[o] }
+        scatterPlane(
+          dy + p * outPlane, indices: indices + p * outPlane, dx + p * inPlane,
+          inPlane: inPlane, outPlane: outPlane)
       }
     }
+  }
+
+  /// One plane of ``maxBackward(_:indices:_:planes:geometry:)``: `dx` (`inPlane` floats)
+  /// overwritten with the `outPlane` gradients `dy` added at their maxima.
+  @inline(__always)
+  static func scatterPlane(
+    _ dy: UnsafePointer<Float>, indices: UnsafePointer<Int32>, _ dx: UnsafeMutablePointer<Float>,
+    inPlane: Int, outPlane: Int
+  ) {
+    dx.update(repeating: 0, count: inPlane)
+    for o in 0..<outPlane { dx[Int(indices[o])] += dy[o] }
   }
 
   /// Average pooling with `count_include_pad = true`: every window divides by `kernel^2`

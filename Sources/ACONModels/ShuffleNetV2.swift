@@ -91,8 +91,7 @@ public final class ShuffleNetV2: Module {
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {
-    var y = try firstConv(x)
-    if let maxPool { y = try maxPool(y) }
+    var y = try maxPool.map { try firstConv.forward(x, thenMaxPool: $0) } ?? firstConv(x)
     y = try convLast(try features(y))
     // Global average pooling: the reference's AvgPool2d(7) at 224, any input size here.
     y = try y.spatialMean()

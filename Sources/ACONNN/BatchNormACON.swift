@@ -38,6 +38,16 @@ public protocol FusesAfterBatchNorm: Module {
   /// `self(batchNorm(x))` as one op, or nil where this input has no fused path (the caller
   /// then runs the two layers separately).
   func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor) throws -> Tensor?
+  /// `pool(self(batchNorm(x)))` as one op, or nil where this input has none (the caller then
+  /// runs the three layers). Default: nil.
+  func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, thenMaxPool pool: MaxPool2d)
+    throws -> Tensor?
+}
+
+extension FusesAfterBatchNorm {
+  public func forward(
+    afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, thenMaxPool pool: MaxPool2d
+  ) throws -> Tensor? { nil }
 }
 
 extension BatchNorm2d {
@@ -53,6 +63,20 @@ extension BatchNorm2d {
     return try activation(self(x))
   }
 
+  /// `pool(activation(self(x)))`: one fused op when ``LayerFusion`` is on and the activation
+  /// has a fused path with a max pool, else as ``forward(_:then:)`` and then the pool. Same
+  /// values, gradients and running-statistics updates either way.
+  public func forward(_ x: Tensor, then activation: Module, thenMaxPool pool: MaxPool2d) throws
+    -> Tensor
+  {
+    if LayerFusion.isEnabled, let fusable = activation as? FusesAfterBatchNorm,
+      let y = try fusable.forward(afterBatchNorm: self, x, thenMaxPool: pool)
+    {
+      return y
+    }
+    return try pool(try forward(x, then: activation))
+  }
+
   /// `relu(self(x))`, fused when ``LayerFusion`` is on.
   public func forwardThenReLU(_ x: Tensor) throws -> Tensor {
     LayerFusion.isEnabled ? try forwardWithReLU(x) : try self(x).relu()
@@ -66,14 +90,25 @@ extension BatchNorm2d {
 
   /// The fused batch norm + ACON of this layer's state (see
   /// ``ACONTensor/Tensor/batchNormAcon(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:p1:p2:beta:gate:generator:)``).
+  /// With `pool`, the fused op with the max pool after it
+  /// (``ACONTensor/Tensor/batchNormAconMaxPool(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:p1:p2:beta:gate:generator:poolKernelSize:poolStride:poolPadding:)``).
   func forwardAcon(
     _ x: Tensor, p1: Tensor, p2: Tensor, beta: Tensor?, gate: ACONGate,
-    generator: ((Tensor) throws -> Tensor)?
+    generator: ((Tensor) throws -> Tensor)?, pool: MaxPool2d? = nil
   ) throws -> Tensor {
-    let y = try Tensor.batchNormAcon(
-      x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
-      runningVariance: runningVariance.value, training: isTraining, momentum: momentum,
-      epsilon: epsilon, p1: p1, p2: p2, beta: beta, gate: gate, generator: generator)
+    let y: Tensor
+    if let pool {
+      y = try Tensor.batchNormAconMaxPool(
+        x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
+        runningVariance: runningVariance.value, training: isTraining, momentum: momentum,
+        epsilon: epsilon, p1: p1, p2: p2, beta: beta, gate: gate, generator: generator,
+        poolKernelSize: pool.kernelSize, poolStride: pool.stride, poolPadding: pool.padding)
+    } else {
+      y = try Tensor.batchNormAcon(
+        x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
+        runningVariance: runningVariance.value, training: isTraining, momentum: momentum,
+        epsilon: epsilon, p1: p1, p2: p2, beta: beta, gate: gate, generator: generator)
+    }
     if isTraining { batchesTracked.increment() }
     return y
   }
@@ -87,24 +122,48 @@ extension ReLU: FusesAfterBatchNorm {
 
 extension AconC: FusesAfterBatchNorm {
   public func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor) throws -> Tensor? {
+    try forward(afterBatchNorm: batchNorm, x, pool: nil)
+  }
+
+  public func forward(
+    afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, thenMaxPool pool: MaxPool2d
+  ) throws -> Tensor? {
+    try forward(afterBatchNorm: batchNorm, x, pool: pool)
+  }
+
+  private func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, pool: MaxPool2d?)
+    throws -> Tensor?
+  {
     // Statistics across replicas: the two layers run separately (the fused op has no such path).
     guard x.rank == 4, !(batchNorm.isTraining && BatchNormReplicas.reducer != nil) else {
       return nil
     }
     try checkActivationInput("AconC", x, channels: channels)
     return try batchNorm.forwardAcon(
-      x, p1: p1.value, p2: p2.value, beta: beta.value, gate: gate, generator: nil)
+      x, p1: p1.value, p2: p2.value, beta: beta.value, gate: gate, generator: nil, pool: pool)
   }
 }
 
 extension MetaAconC: FusesAfterBatchNorm {
   public func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor) throws -> Tensor? {
+    try forward(afterBatchNorm: batchNorm, x, pool: nil)
+  }
+
+  public func forward(
+    afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, thenMaxPool pool: MaxPool2d
+  ) throws -> Tensor? {
+    try forward(afterBatchNorm: batchNorm, x, pool: pool)
+  }
+
+  private func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, pool: MaxPool2d?)
+    throws -> Tensor?
+  {
     guard x.rank == 4, generator != .pixel,
       !(batchNorm.isTraining && BatchNormReplicas.reducer != nil)
     else { return nil }
     try checkActivationInput("MetaAconC", x, channels: channels)
     try checkBatch(x)
     return try batchNorm.forwardAcon(
-      x, p1: p1.value, p2: p2.value, beta: nil, gate: gate, generator: planeGenerator)
+      x, p1: p1.value, p2: p2.value, beta: nil, gate: gate, generator: planeGenerator, pool: pool)
   }
 }

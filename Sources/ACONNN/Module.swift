@@ -205,19 +205,35 @@ public final class Sequential: Module {
   /// where one exists, and in inference a convolution and the batch norm after it as one
   /// convolution (see ``LayerFusion``).
   public override func forward(_ x: Tensor) throws -> Tensor {
+    try forward(x, layers: layers.count)
+  }
+
+  /// `pool(self(x))`. Where the last two layers are a batch norm and an activation, the three
+  /// run as ``BatchNorm2d/forward(_:then:thenMaxPool:)`` does (one op when fused).
+  public func forward(_ x: Tensor, thenMaxPool pool: MaxPool2d) throws -> Tensor {
+    let n = layers.count
+    if n >= 2, let batchNorm = layers[n - 2] as? BatchNorm2d, layers[n - 1] is FusesAfterBatchNorm {
+      return try batchNorm.forward(
+        try forward(x, layers: n - 2), then: layers[n - 1], thenMaxPool: pool)
+    }
+    return try pool(try forward(x))
+  }
+
+  /// The first `count` layers.
+  private func forward(_ x: Tensor, layers count: Int) throws -> Tensor {
     var y = x
     var i = 0
-    while i < layers.count {
+    while i < count {
       // A convolution and an evaluation-mode batch norm with no fusable activation after it
       // (that pair runs fused below) fold into one convolution in inference.
-      if i + 1 < layers.count, let conv = layers[i] as? Conv2d,
+      if i + 1 < count, let conv = layers[i] as? Conv2d,
         let batchNorm = layers[i + 1] as? BatchNorm2d,
-        !(i + 2 < layers.count && layers[i + 2] is FusesAfterBatchNorm),
+        !(i + 2 < count && layers[i + 2] is FusesAfterBatchNorm),
         let folded = try conv.forward(y, foldingEvaluation: batchNorm)
       {
         y = folded
         i += 2
-      } else if i + 1 < layers.count, let batchNorm = layers[i] as? BatchNorm2d {
+      } else if i + 1 < count, let batchNorm = layers[i] as? BatchNorm2d {
         y = try batchNorm.forward(y, then: layers[i + 1])
         i += 2
       } else {

@@ -1,3 +1,5 @@
+import ACONKernels
+
 /// Batch norm followed by ACON-C (or meta-ACON channel-wise) as one differentiable op.
 extension Tensor {
   /// Batch norm followed by ACON-C (or meta-ACON channel-wise) as one op:
@@ -18,6 +20,49 @@ extension Tensor {
     _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVariance: Tensor,
     training: Bool, momentum: Float, epsilon: Float, p1: Tensor, p2: Tensor, beta: Tensor?,
     gate: ACONGate = .sigmoid, generator: ((Tensor) throws -> Tensor)? = nil
+  ) throws -> Tensor {
+    try batchNormAcon(
+      x, weight: weight, bias: bias, runningMean: runningMean, runningVariance: runningVariance,
+      training: training, momentum: momentum, epsilon: epsilon, p1: p1, p2: p2, beta: beta,
+      gate: gate, generator: generator, pool: nil)
+  }
+
+  /// `maxPool2d(batchNormAcon(x, ...), kernelSize:stride:padding:)`: the same values,
+  /// gradients and running-statistics updates as the two ops in turn (see
+  /// ``batchNormAcon(_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:p1:p2:beta:gate:generator:)``
+  /// and ``maxPool2d(_:kernelSize:stride:padding:)``), as one op where the backend has the
+  /// fused path (``ComputeBackend/fusesMaxPoolAfterBatchNormACON(_:pool:)``) and gradients are
+  /// recorded: the activation is then pooled as it is formed and never stored, and its gradient
+  /// is formed plane by plane from the pooled one (ShuffleNetV2's stem).
+  ///
+  /// - Throws: `TensorError` as either op throws.
+  public static func batchNormAconMaxPool(
+    _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVariance: Tensor,
+    training: Bool, momentum: Float, epsilon: Float, p1: Tensor, p2: Tensor, beta: Tensor?,
+    gate: ACONGate = .sigmoid, generator: ((Tensor) throws -> Tensor)? = nil,
+    poolKernelSize kernelSize: Int, poolStride stride: Int? = nil, poolPadding padding: Int = 0
+  ) throws -> Tensor {
+    let pool = try poolGeometry(
+      "batchNorm_acon_maxPool", x, kernelSize: kernelSize, stride: stride, padding: padding)
+    guard GradientMode.isEnabled, x.device.backend.fusesMaxPoolAfterBatchNormACON(x, pool: pool)
+    else {
+      let y = try batchNormAcon(
+        x, weight: weight, bias: bias, runningMean: runningMean,
+        runningVariance: runningVariance, training: training, momentum: momentum,
+        epsilon: epsilon, p1: p1, p2: p2, beta: beta, gate: gate, generator: generator)
+      return try maxPool2d(y, kernelSize: kernelSize, stride: stride, padding: padding)
+    }
+    return try batchNormAcon(
+      x, weight: weight, bias: bias, runningMean: runningMean, runningVariance: runningVariance,
+      training: training, momentum: momentum, epsilon: epsilon, p1: p1, p2: p2, beta: beta,
+      gate: gate, generator: generator, pool: pool)
+  }
+
+  /// Both ops above: with `pool`, the output is the pooled activation.
+  static func batchNormAcon(
+    _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVariance: Tensor,
+    training: Bool, momentum: Float, epsilon: Float, p1: Tensor, p2: Tensor, beta: Tensor?,
+    gate: ACONGate, generator: ((Tensor) throws -> Tensor)?, pool: PoolGeometry?
   ) throws -> Tensor {
     let op = "batchNorm_acon"
     if training && BatchNormReplicas.reducer != nil {
@@ -69,27 +114,44 @@ extension Tensor {
       betaUsed = beta!
     }
     let (_, layout) = try aconPlan(op, x, p1, p2, betaUsed)
-    let out = x.empty(x.shape)
-    backend.aconAfterBatchNormForward(
-      x, scale: scale, shift: shift, p1: p1, p2: p2, beta: betaUsed, layout: layout, gate: gate,
-      into: out)
+    let out: Tensor
+    var indices: Tensor?
+    if let pool {
+      out = x.empty([n, c, pool.outputHeight, pool.outputWidth])
+      indices = x.empty(out.shape)
+      backend.aconAfterBatchNormMaxPoolForward(
+        x, scale: scale, shift: shift, p1: p1, p2: p2, beta: betaUsed, layout: layout,
+        gate: gate, pool: pool, into: out, indices: indices!)
+    } else {
+      out = x.empty(x.shape)
+      backend.aconAfterBatchNormForward(
+        x, scale: scale, shift: shift, p1: p1, p2: p2, beta: betaUsed, layout: layout,
+        gate: gate, into: out)
+    }
 
     let (sx, sw, s1, s2, sb) = (
       x.detached, weight.detached, p1.detached, p2.detached, betaUsed.detached
     )
     let needX = x.node != nil
     return record(
-      op + (training ? "(train)" : "(eval)"), output: out,
+      op + (pool != nil ? "_maxPool" : "") + (training ? "(train)" : "(eval)"), output: out,
       inputs: [x, weight, bias, p1, p2, betaUsed]
     ) { g in
       // Pass 1: dz (into dx's buffer) and the ACON's and the batch norm's sums per plane.
       let dx = g.empty(sx.shape)
       let normSums = g.empty([2 * n * c])
       let (dp1, dp2, dbeta) = (g.empty(s1.shape), g.empty(s2.shape), g.empty(sb.shape))
-      backend.aconAfterBatchNormBackward(
-        sx, gradient: g, scale: scale, shift: shift, mean: mean, p1: s1, p2: s2, beta: sb,
-        layout: layout, gate: gate, dz: dx, normSums: normSums, p1Gradient: dp1, p2Gradient: dp2,
-        betaGradient: dbeta)
+      if let pool, let indices {
+        backend.aconAfterBatchNormBackward(
+          sx, pooledGradient: g, indices: indices, pool: pool, scale: scale, shift: shift,
+          mean: mean, p1: s1, p2: s2, beta: sb, layout: layout, gate: gate, dz: dx,
+          normSums: normSums, p1Gradient: dp1, p2Gradient: dp2, betaGradient: dbeta)
+      } else {
+        backend.aconAfterBatchNormBackward(
+          sx, gradient: g, scale: scale, shift: shift, mean: mean, p1: s1, p2: s2, beta: sb,
+          layout: layout, gate: gate, dz: dx, normSums: normSums, p1Gradient: dp1,
+          p2Gradient: dp2, betaGradient: dbeta)
+      }
       // meta-ACON: through the generator to the pooled means; their gradient reaches z as a
       // constant per plane, dmean / (H W).
       var pooledGradient: Tensor?

@@ -111,6 +111,32 @@ import Testing
     }
   }
 
+  /// The fused batch norm + ACON + max pool (ShuffleNetV2's stem), ACON-C and meta-ACON, on
+  /// planes the CPU backend fuses: larger than 16 vectors (17x17, whose last vector is
+  /// partial) and smaller than one (3x3, many of them, so that both workers take a run).
+  @Test(arguments: [[2, 6, 17, 17], [40, 6, 3, 3]])
+  func batchNormAconMaxPool(_ shape: [Int]) throws {
+    for meta in [false, true] {
+      try expectAgreement("batchNormAconMaxPool \(shape), meta-ACON \(meta)") { rng in
+        let (mean, variance) = (Tensor.randomNormal([6], using: &rng), Tensor.ones([6]))
+        let w = Parameter(Tensor.randomNormal([6, 6, 1, 1], std: 0.3, using: &rng))
+        let generator: ((Tensor) throws -> Tensor)? =
+          meta ? { try Tensor.conv2d($0, weight: w.value, bias: nil).sigmoid() } : nil
+        let out = try forwardBackward(
+          [shape, [6], [6], [6], [6]] + (meta ? [] : [[1, 6, 1, 1]]), rng: &rng
+        ) {
+          try Tensor.batchNormAconMaxPool(
+            $0[0], weight: $0[1], bias: $0[2], runningMean: mean, runningVariance: variance,
+            training: true, momentum: 0.1, epsilon: 1e-5, p1: $0[3], p2: $0[4],
+            beta: meta ? nil : $0[5], generator: generator, poolKernelSize: 3, poolStride: 2,
+            poolPadding: 1)
+        }
+        return out + (meta ? [("generator weight gradient", w.grad!)] : [])
+          + [("running mean", mean)]
+      }
+    }
+  }
+
   /// Planes whose last vector is partial (7x7, 14x14), enough of them that both workers take a
   /// run: each plane ends on one masked vector that reads into the planes after it and writes
   /// them back unchanged, where those are the same run's (for 2x2 and 1x1 planes, several; the

@@ -615,6 +615,10 @@ public final class ReferenceBackend: ComputeBackend {
     store(dzs, dx)
   }
 
+  /// Yes, through the protocol's default methods (the layer, then the pool, through a
+  /// temporary): the fused op's bookkeeping is then checked against the CPU backend's kernels.
+  public func fusesMaxPoolAfterBatchNormACON(_ x: Tensor, pool: PoolGeometry) -> Bool { true }
+
   public func aconAfterBatchNormForward(
     _ x: Tensor, scale: Tensor, shift: Tensor, p1: Tensor, p2: Tensor, beta: Tensor,
     layout: ACONKernel.BetaLayout, gate: ACONGate, into out: Tensor

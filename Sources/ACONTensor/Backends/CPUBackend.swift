@@ -447,6 +447,43 @@ public final class CPUBackend: ComputeBackend {
       dbeta: dbeta.mutableData, dbetaCount: beta.count, layout: layout)
   }
 
+  public func fusesMaxPoolAfterBatchNormACON(_ x: Tensor, pool: PoolGeometry) -> Bool {
+    ACONKernel.fusesMaxPool(geometry(x))
+  }
+
+  public func aconAfterBatchNormMaxPoolForward(
+    _ x: Tensor, scale: Tensor, shift: Tensor, p1: Tensor, p2: Tensor, beta: Tensor,
+    layout: ACONKernel.BetaLayout, gate: ACONGate, pool: PoolGeometry, into pooled: Tensor,
+    indices: Tensor
+  ) {
+    indices.mutableData.withMemoryRebound(to: Int32.self, capacity: indices.count) { i in
+      ACONKernel.forwardAfterBatchNormThenMaxPool(
+        x.data, pooled: pooled.mutableData, indices: i, geometry: geometry(x), pool: pool,
+        scale: scale.data, shift: shift.data, p1: p1.data, p2: p2.data, beta: beta.data,
+        layout: layout, gate: gate.kernelGate)
+    }
+  }
+
+  public func aconAfterBatchNormBackward(
+    _ x: Tensor, pooledGradient: Tensor, indices: Tensor, pool: PoolGeometry, scale: Tensor,
+    shift: Tensor, mean: Tensor, p1: Tensor, p2: Tensor, beta: Tensor,
+    layout: ACONKernel.BetaLayout, gate: ACONGate, dz: Tensor, normSums: Tensor,
+    p1Gradient dp1: Tensor, p2Gradient dp2: Tensor, betaGradient dbeta: Tensor
+  ) {
+    let geometry = geometry(x)
+    let sums = x.empty([3 * geometry.batch * geometry.channels])
+    indices.data.withMemoryRebound(to: Int32.self, capacity: indices.count) { i in
+      ACONKernel.backwardAfterBatchNormThroughMaxPool(
+        x.data, pooledGradient: pooledGradient.data, indices: i, dz: dz.mutableData,
+        geometry: geometry, pool: pool, scale: scale.data, shift: shift.data, mean: mean.data,
+        p1: p1.data, p2: p2.data, beta: beta.data, layout: layout, gate: gate.kernelGate,
+        planeSums: sums.mutableData, normSums: normSums.mutableData)
+    }
+    ACONKernel.reduceParameterGradients(
+      planeSums: sums.data, geometry: geometry, dp1: dp1.mutableData, dp2: dp2.mutableData,
+      dbeta: dbeta.mutableData, dbetaCount: beta.count, layout: layout)
+  }
+
   public func batchNormAffine(
     mean: Tensor, invStd: Tensor, weight: Tensor, bias: Tensor, scale: Tensor, shift: Tensor
   ) {

@@ -172,6 +172,28 @@ public protocol ComputeBackend: AnyObject, Sendable {
     _ x: Tensor, gradient g: Tensor, scale: Tensor, shift: Tensor, mean: Tensor, p1: Tensor,
     p2: Tensor, beta: Tensor, layout: ACONKernel.BetaLayout, gate: ACONGate, dz: Tensor,
     normSums: Tensor, p1Gradient dp1: Tensor, p2Gradient dp2: Tensor, betaGradient dbeta: Tensor)
+  /// Whether this backend runs the max pool after a fused batch norm + ACON on `x` as part of
+  /// it (``aconAfterBatchNormMaxPoolForward(_:scale:shift:p1:p2:beta:layout:gate:pool:into:indices:)``
+  /// and ``aconAfterBatchNormBackward(_:pooledGradient:indices:pool:scale:shift:mean:p1:p2:beta:layout:gate:dz:normSums:p1Gradient:p2Gradient:betaGradient:)``);
+  /// otherwise the op runs the layer and ``maxPoolForward(_:planes:geometry:into:indices:)``
+  /// apart. Default: false.
+  func fusesMaxPoolAfterBatchNormACON(_ x: Tensor, pool: PoolGeometry) -> Bool
+  /// `maxPool(acon(scale[c] * x + shift[c]))` into `pooled`, with the pool's `indices` (as
+  /// ``maxPoolForward(_:planes:geometry:into:indices:)`` keeps them). Default: the two ops in
+  /// turn through a temporary.
+  func aconAfterBatchNormMaxPoolForward(
+    _ x: Tensor, scale: Tensor, shift: Tensor, p1: Tensor, p2: Tensor, beta: Tensor,
+    layout: ACONKernel.BetaLayout, gate: ACONGate, pool: PoolGeometry, into pooled: Tensor,
+    indices: Tensor)
+  /// ``aconAfterBatchNormBackward(_:gradient:scale:shift:mean:p1:p2:beta:layout:gate:dz:normSums:p1Gradient:p2Gradient:betaGradient:)``
+  /// for the layer of ``aconAfterBatchNormMaxPoolForward(_:scale:shift:p1:p2:beta:layout:gate:pool:into:indices:)``,
+  /// from the gradient at the pool's output. Default: the pool's backward into a temporary,
+  /// then that pass.
+  func aconAfterBatchNormBackward(
+    _ x: Tensor, pooledGradient: Tensor, indices: Tensor, pool: PoolGeometry, scale: Tensor,
+    shift: Tensor, mean: Tensor, p1: Tensor, p2: Tensor, beta: Tensor,
+    layout: ACONKernel.BetaLayout, gate: ACONGate, dz: Tensor, normSums: Tensor,
+    p1Gradient dp1: Tensor, p2Gradient dp2: Tensor, betaGradient dbeta: Tensor)
   /// The batch norm as an affine map per channel: `scale = invStd * weight`,
   /// `shift = bias - mean * scale`.
   func batchNormAffine(
@@ -255,4 +277,37 @@ public final class DropoutMask: @unchecked Sendable {
   }
 
   deinit { bits.deallocate() }
+}
+
+extension ComputeBackend {
+  public func fusesMaxPoolAfterBatchNormACON(_ x: Tensor, pool: PoolGeometry) -> Bool { false }
+
+  public func aconAfterBatchNormMaxPoolForward(
+    _ x: Tensor, scale: Tensor, shift: Tensor, p1: Tensor, p2: Tensor, beta: Tensor,
+    layout: ACONKernel.BetaLayout, gate: ACONGate, pool: PoolGeometry, into pooled: Tensor,
+    indices: Tensor
+  ) {
+    let activated = x.empty(x.shape)
+    aconAfterBatchNormForward(
+      x, scale: scale, shift: shift, p1: p1, p2: p2, beta: beta, layout: layout, gate: gate,
+      into: activated)
+    maxPoolForward(
+      activated, planes: x.shape[0] * x.shape[1], geometry: pool, into: pooled, indices: indices)
+  }
+
+  public func aconAfterBatchNormBackward(
+    _ x: Tensor, pooledGradient: Tensor, indices: Tensor, pool: PoolGeometry, scale: Tensor,
+    shift: Tensor, mean: Tensor, p1: Tensor, p2: Tensor, beta: Tensor,
+    layout: ACONKernel.BetaLayout, gate: ACONGate, dz: Tensor, normSums: Tensor,
+    p1Gradient dp1: Tensor, p2Gradient dp2: Tensor, betaGradient dbeta: Tensor
+  ) {
+    let gradient = x.empty(x.shape)
+    maxPoolBackward(
+      pooledGradient, indices: indices, planes: x.shape[0] * x.shape[1], geometry: pool,
+      into: gradient)
+    aconAfterBatchNormBackward(
+      x, gradient: gradient, scale: scale, shift: shift, mean: mean, p1: p1, p2: p2, beta: beta,
+      layout: layout, gate: gate, dz: dz, normSums: normSums, p1Gradient: dp1, p2Gradient: dp2,
+      betaGradient: dbeta)
+  }
 }
