@@ -87,7 +87,7 @@ public final class ResNet: Module {
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {
-    var y = try bn1.forwardThenReLU(try conv1(x))
+    var y = try bn1.forwardThenReLU(try conv1.forward(x, before: bn1))
     if let maxPool { y = try maxPool(y) }
     for stage in layers { y = try stage(y) }
     return try fc(try y.spatialMean().flattened())
@@ -123,7 +123,8 @@ public final class BasicBlock: Module {
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {
-    let out = try conv2(try bn1.forward(try conv1(x), then: acon1))
+    let out = try conv2.forward(
+      try bn1.forward(try conv1.forward(x, before: bn1), then: acon1), before: bn2)
     let identity = try downsample.map { try $0(x) } ?? x
     if acon2 is ReLU { return try bn2.forward(out, addingThenReLU: identity) }
     return try acon2(try bn2(out) + identity)
@@ -162,9 +163,9 @@ public final class Bottleneck: Module {
   }
 
   public override func forward(_ x: Tensor) throws -> Tensor {
-    var out = try bn1.forwardThenReLU(try conv1(x))
-    out = try bn2.forward(try conv2(out), then: acon)
+    var out = try bn1.forwardThenReLU(try conv1.forward(x, before: bn1))
+    out = try bn2.forward(try conv2.forward(out, before: bn2), then: acon)
     let identity = try downsample.map { try $0(x) } ?? x
-    return try bn3.forward(try conv3(out), addingThenReLU: identity)
+    return try bn3.forward(try conv3.forward(out, before: bn3), addingThenReLU: identity)
   }
 }

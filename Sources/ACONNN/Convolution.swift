@@ -82,6 +82,19 @@ public final class Conv2d: Module {
       dilation: dilation, groups: groups)
   }
 
+  /// `self(x)` for the batch norm `batchNorm` to take next (and nothing else): with
+  /// ``LayerFusion`` on and the batch norm in training mode, the bias's gradient is exactly zero
+  /// (the batch norm takes every per-channel constant out again) and is given as zeros rather
+  /// than summed from the output gradient
+  /// (`Tensor.conv2d(_:weight:bias:stride:padding:dilation:groups:biasGradientIsZero:)`).
+  public func forward(_ x: Tensor, before batchNorm: BatchNorm2d) throws -> Tensor {
+    try Tensor.conv2d(
+      x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
+      dilation: dilation, groups: groups,
+      biasGradientIsZero: LayerFusion.isEnabled && batchNorm.isTraining
+        && batchNorm.channels == outputChannels)
+  }
+
   /// `batchNorm(self(x))` as one convolution with the batch norm folded into its weights
   /// (`Tensor.conv2dThenBatchNormEvaluation`) where that is exact up to rounding and nothing
   /// needs a gradient: layer fusion on, the batch norm in evaluation mode, no gradient

@@ -202,8 +202,9 @@ public final class Sequential: Module {
   }
 
   /// Runs the layers in order; a batch norm and the activation after it run as one fused op
-  /// where one exists, and in inference a convolution and the batch norm after it as one
-  /// convolution (see ``LayerFusion``).
+  /// where one exists, a convolution before a training-mode batch norm gives its bias the
+  /// exact zero gradient without summing it (``Conv2d/forward(_:before:)``), and in inference a
+  /// convolution and the batch norm after it run as one convolution (see ``LayerFusion``).
   public override func forward(_ x: Tensor) throws -> Tensor {
     try forward(x, layers: layers.count)
   }
@@ -233,7 +234,15 @@ public final class Sequential: Module {
       {
         y = folded
         i += 2
-      } else if i + 1 < count, let batchNorm = layers[i] as? BatchNorm2d {
+      } else if i + 1 < layers.count, let conv = layers[i] as? Conv2d,
+        let batchNorm = layers[i + 1] as? BatchNorm2d
+      {
+        // (The batch norm may lie past `count`: forward(_:thenMaxPool:) runs it next.)
+        y = try conv.forward(y, before: batchNorm)
+        i += 1
+      } else if i + 1 < count, let batchNorm = layers[i] as? BatchNorm2d,
+        layers[i + 1] is FusesAfterBatchNorm
+      {
         y = try batchNorm.forward(y, then: layers[i + 1])
         i += 2
       } else {

@@ -22,20 +22,27 @@ extension Tensor {
   ///
   /// The pullback keeps only `x` and `weight`, and computes only the gradients of the inputs
   /// that record them.
+  ///
+  /// With `biasGradientIsZero`, the pullback gives the bias a gradient of zeros without reading
+  /// the output gradient. That is the bias's exact gradient where the output goes only to a
+  /// batch norm in training mode, which takes every per-channel constant out again (ResNet's and
+  /// ShuffleNetV2's convolutions, which carry a bias as the reference's do); computed, it is
+  /// rounding noise, at the cost of a pass over the output gradient.
   public static func conv2d(
     _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
-    dilation: Int = 1, groups: Int = 1
+    dilation: Int = 1, groups: Int = 1, biasGradientIsZero: Bool = false
   ) throws -> Tensor {
     try conv2d(
       x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation,
-      groups: groups, countedAs: weight)
+      groups: groups, countedAs: weight, biasGradientIsZero: biasGradientIsZero)
   }
 
-  /// ``conv2d(_:weight:bias:stride:padding:dilation:groups:)``, counted by ``OperationCounter``
-  /// as a layer of weight `countedWeight` (the parameter a folded weight was made from).
+  /// ``conv2d(_:weight:bias:stride:padding:dilation:groups:biasGradientIsZero:)``, counted by
+  /// ``OperationCounter`` as a layer of weight `countedWeight` (the parameter a folded weight
+  /// was made from).
   static func conv2d(
     _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int, padding: Int, dilation: Int,
-    groups: Int, countedAs countedWeight: Tensor
+    groups: Int, countedAs countedWeight: Tensor, biasGradientIsZero: Bool = false
   ) throws -> Tensor {
     let g = try convGeometry(
       x: x.shape, weight: weight.shape, bias: bias?.shape, stride: stride, padding: padding,
@@ -63,9 +70,11 @@ extension Tensor {
         ? dy.empty([g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth])
         : nil
       let db = needB ? dy.empty([g.outChannels]) : nil
+      if let db, biasGradientIsZero { backend.fill(db, with: 0) }
       backend.convolutionBackward(
         g, input: savedX, weight: savedW, outputGradient: dy, inputGradient: dx,
-        accumulatingInputGradient: soFar != nil, weightGradient: dw, biasGradient: db)
+        accumulatingInputGradient: soFar != nil, weightGradient: dw,
+        biasGradient: biasGradientIsZero ? nil : db)
       var grads: [Tensor?] = [dx, dw]
       if hasBias { grads.append(db) }
       return grads
