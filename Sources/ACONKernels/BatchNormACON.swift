@@ -140,19 +140,33 @@ extension ACONKernel {
     let (channels, plane) = (geo.channels, geo.plane)
     Parallel.forRanges(geo.batch * channels, minimumChunk: max(1, 16384 / plane)) { planes in
       for q in planes {
-        let (n, c) = q.quotientAndRemainder(dividingBy: channels)
-        let o = q * plane
-        let b = beta[n * layout.sampleStride + c * layout.channelStride]
-        let s = backwardPlane(
-          x + o, g + o, dz + o, plane, Float8(repeating: p1[c] - p2[c]),
-          Float8(repeating: p2[c]), Float8(repeating: b), Float8(repeating: scale[c]),
-          Float8(repeating: shift[c]), Float8(repeating: mean[c]),
-          partialVectorFits(plane: plane, following: planes.upperBound - q - 1),
-          G.self, NormalizedInput.self)
-        (sums[3 * q], sums[3 * q + 1], sums[3 * q + 2]) = (s.gxt, s.gx, s.dbeta)
-        (normSums[2 * q], normSums[2 * q + 1]) = (s.dz, s.dzCentered)
+        normalizedPlaneBackward(
+          x, g + q * plane, dz, q, geo, scale, shift, mean, p1, p2, beta, layout,
+          partialVectorFits(plane: plane, following: planes.upperBound - q - 1), G.self, sums,
+          normSums)
       }
     }
+  }
+
+  /// Plane `q` of the fused backward's first pass, plane by plane: its gradient read from `g`
+  /// (the plane's own), `dz` and its five sums written at `q`'s places.
+  @inline(__always)
+  static func normalizedPlaneBackward<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>,
+    _ q: Int, _ geo: Geometry, _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
+    _ mean: UnsafePointer<Float>, _ p1: UnsafePointer<Float>, _ p2: UnsafePointer<Float>,
+    _ beta: UnsafePointer<Float>, _ layout: BetaLayout, _ mayOverrun: Bool, _: G.Type,
+    _ sums: UnsafeMutablePointer<Float>, _ normSums: UnsafeMutablePointer<Float>
+  ) {
+    let (n, c) = q.quotientAndRemainder(dividingBy: geo.channels)
+    let o = q * geo.plane
+    let b = beta[n * layout.sampleStride + c * layout.channelStride]
+    let s = backwardPlane(
+      x + o, g, dz + o, geo.plane, Float8(repeating: p1[c] - p2[c]), Float8(repeating: p2[c]),
+      Float8(repeating: b), Float8(repeating: scale[c]), Float8(repeating: shift[c]),
+      Float8(repeating: mean[c]), mayOverrun, G.self, NormalizedInput.self)
+    (sums[3 * q], sums[3 * q + 1], sums[3 * q + 2]) = (s.gxt, s.gx, s.dbeta)
+    (normSums[2 * q], normSums[2 * q + 1]) = (s.dz, s.dzCentered)
   }
 }
 
@@ -452,20 +466,13 @@ extension ACONKernel {
       defer { gradient.deallocate() }
       (gradient + plane).update(repeating: 0, count: lanes)
       for q in planes {
-        let (n, c) = q.quotientAndRemainder(dividingBy: channels)
-        let o = q * plane
         PoolingKernel.scatterPlane(
           gp + q * outPlane, indices: indices + q * outPlane, gradient, inPlane: plane,
           outPlane: outPlane)
-        let b = beta[n * layout.sampleStride + c * layout.channelStride]
-        let s = backwardPlane(
-          x + o, gradient, dz + o, plane, Float8(repeating: p1[c] - p2[c]),
-          Float8(repeating: p2[c]), Float8(repeating: b), Float8(repeating: scale[c]),
-          Float8(repeating: shift[c]), Float8(repeating: mean[c]),
-          partialVectorFits(plane: plane, following: planes.upperBound - q - 1),
-          G.self, NormalizedInput.self)
-        (sums[3 * q], sums[3 * q + 1], sums[3 * q + 2]) = (s.gxt, s.gx, s.dbeta)
-        (normSums[2 * q], normSums[2 * q + 1]) = (s.dz, s.dzCentered)
+        normalizedPlaneBackward(
+          x, gradient, dz, q, geo, scale, shift, mean, p1, p2, beta, layout,
+          partialVectorFits(plane: plane, following: planes.upperBound - q - 1), G.self, sums,
+          normSums)
       }
     }
   }

@@ -120,18 +120,28 @@ extension ReLU: FusesAfterBatchNorm {
   }
 }
 
-extension AconC: FusesAfterBatchNorm {
+/// The ACON activations, whose fused op takes a max pool after it too: both entry points of
+/// ``FusesAfterBatchNorm`` through one method.
+protocol FusesWithMaxPoolAfterBatchNorm: FusesAfterBatchNorm {
+  /// `pool(self(batchNorm(x)))` (`pool` nil: `self(batchNorm(x))`) as one op, or nil.
+  func fusedForward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, pool: MaxPool2d?)
+    throws -> Tensor?
+}
+
+extension FusesWithMaxPoolAfterBatchNorm {
   public func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor) throws -> Tensor? {
-    try forward(afterBatchNorm: batchNorm, x, pool: nil)
+    try fusedForward(afterBatchNorm: batchNorm, x, pool: nil)
   }
 
   public func forward(
     afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, thenMaxPool pool: MaxPool2d
   ) throws -> Tensor? {
-    try forward(afterBatchNorm: batchNorm, x, pool: pool)
+    try fusedForward(afterBatchNorm: batchNorm, x, pool: pool)
   }
+}
 
-  private func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, pool: MaxPool2d?)
+extension AconC: FusesWithMaxPoolAfterBatchNorm {
+  func fusedForward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, pool: MaxPool2d?)
     throws -> Tensor?
   {
     // Statistics across replicas: the two layers run separately (the fused op has no such path).
@@ -144,18 +154,8 @@ extension AconC: FusesAfterBatchNorm {
   }
 }
 
-extension MetaAconC: FusesAfterBatchNorm {
-  public func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor) throws -> Tensor? {
-    try forward(afterBatchNorm: batchNorm, x, pool: nil)
-  }
-
-  public func forward(
-    afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, thenMaxPool pool: MaxPool2d
-  ) throws -> Tensor? {
-    try forward(afterBatchNorm: batchNorm, x, pool: pool)
-  }
-
-  private func forward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, pool: MaxPool2d?)
+extension MetaAconC: FusesWithMaxPoolAfterBatchNorm {
+  func fusedForward(afterBatchNorm batchNorm: BatchNorm2d, _ x: Tensor, pool: MaxPool2d?)
     throws -> Tensor?
   {
     guard x.rank == 4, generator != .pixel,

@@ -16,6 +16,8 @@ extension Tensor {
   ///   - padding: zeros added on every side (at least 0).
   ///   - dilation: spacing between filter taps (at least 1).
   ///   - groups: input and output channels are split into this many independent groups.
+  ///   - biasGradientIsZero: give the bias a gradient of zeros (see below) instead of summing
+  ///     the output gradient.
   /// - Throws: `TensorError.shapeMismatch` naming "conv2d" when the shapes do not fit,
   ///   `TensorError.invalidArgument` for a stride, dilation or group count below 1 or a
   ///   negative padding.
@@ -24,7 +26,7 @@ extension Tensor {
   /// that record them.
   ///
   /// With `biasGradientIsZero`, the pullback gives the bias a gradient of zeros without reading
-  /// the output gradient. That is the bias's exact gradient where the output goes only to a
+  /// the output gradient: the bias's exact gradient where the output goes only to a
   /// batch norm in training mode, which takes every per-channel constant out again (ResNet's and
   /// ShuffleNetV2's convolutions, which carry a bias as the reference's do); computed, it is
   /// rounding noise, at the cost of a pass over the output gradient.
