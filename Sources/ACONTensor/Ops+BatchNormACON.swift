@@ -117,11 +117,12 @@ extension Tensor {
     let out: Tensor
     var indices: Tensor?
     if let pool {
-      out = x.empty([n, c, pool.outputHeight, pool.outputWidth])
-      indices = x.empty(out.shape)
+      let positions = x.empty([n, c, pool.outputHeight, pool.outputWidth])
+      out = x.empty(positions.shape)
       backend.aconAfterBatchNormMaxPoolForward(
         x, scale: scale, shift: shift, p1: p1, p2: p2, beta: betaUsed, layout: layout,
-        gate: gate, pool: pool, into: out, indices: indices!)
+        gate: gate, pool: pool, into: out, indices: positions)
+      indices = positions
     } else {
       out = x.empty(x.shape)
       backend.aconAfterBatchNormForward(
