@@ -112,9 +112,10 @@ import Testing
   }
 
   /// The fused batch norm + ACON + max pool (ShuffleNetV2's stem), ACON-C and meta-ACON, on
-  /// planes the CPU backend fuses: larger than 16 vectors (17x17, whose last vector is
-  /// partial) and smaller than one (3x3, many of them, so that both workers take a run).
-  @Test(arguments: [[2, 6, 17, 17], [40, 6, 3, 3]])
+  /// planes the CPU backend fuses at either vector width: larger than 16 vectors (17x17, whose
+  /// last vector is partial) and smaller than one (2x3, many of them, so that both workers take
+  /// a run).
+  @Test(arguments: [[2, 6, 17, 17], [40, 6, 2, 3]])
   func batchNormAconMaxPool(_ shape: [Int]) throws {
     for meta in [false, true] {
       try expectAgreement("batchNormAconMaxPool \(shape), meta-ACON \(meta)") { rng in
