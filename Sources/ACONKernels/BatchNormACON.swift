@@ -43,19 +43,30 @@ extension ACONKernel {
         // The run's last planes, whose partial vector may not run past the run: normalise the
         // plane into y, then activate it in place while it is still in L1.
         let (n, c) = q.quotientAndRemainder(dividingBy: channels)
-        let b = beta[n * layout.sampleStride + c * layout.channelStride]
-        let (xp, yp) = (x + q * plane, y + q * plane)
-        let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
-        writePlane(yp, count: plane, mayOverrun: false) {
-          hv.plusProduct(loadWide(xp + $0), sv)
-        } scalar: {
-          hv[0].plusProduct(xp[$0], sv[0])
-        }
-        forwardPlane(
-          yp, yp, plane, Float8(repeating: p1[c] - p2[c]), Float8(repeating: p2[c]),
-          Float8(repeating: b), false, G.self)
+        normalizeThenActivate(
+          x + q * plane, y + q * plane, plane, scale[c], shift[c], p1[c] - p2[c], p2[c],
+          beta[n * layout.sampleStride + c * layout.channelStride], false, G.self)
       }
     }
+  }
+
+  /// `count` floats of one plane normalised into `y`, then activated there in place while they
+  /// are still in L1 (`mayOverrun`: as ``forwardPlane(_:_:_:_:_:_:_:_:)``, for `y` only; `x` is
+  /// never read past `count`).
+  @inline(__always)
+  static func normalizeThenActivate<G: GateFunction>(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int, _ scale: Float,
+    _ shift: Float, _ d: Float, _ p2: Float, _ beta: Float, _ mayOverrun: Bool, _: G.Type
+  ) {
+    let (sv, hv) = (WideFloat(repeating: scale), WideFloat(repeating: shift))
+    writePlane(y, count: count, mayOverrun: false) {
+      hv.plusProduct(loadWide(x + $0), sv)
+    } scalar: {
+      hv[0].plusProduct(x[$0], sv[0])
+    }
+    forwardPlane(
+      y, y, count, Float8(repeating: d), Float8(repeating: p2), Float8(repeating: beta),
+      mayOverrun, G.self)
   }
 
   /// The planes of one worker's run as one loop, each vector normalised in registers as it is
@@ -386,9 +397,7 @@ extension ACONKernel {
       for q in planes {
         let (n, c) = q.quotientAndRemainder(dividingBy: channels)
         let xp = x + q * plane
-        let (sv, hv) = (WideFloat(repeating: scale[c]), WideFloat(repeating: shift[c]))
-        let (d, p2v) = (Float8(repeating: p1[c] - p2[c]), Float8(repeating: p2[c]))
-        let b = Float8(repeating: beta[n * layout.sampleStride + c * layout.channelStride])
+        let b = beta[n * layout.sampleStride + c * layout.channelStride]
         // Bands of output rows whose input rows (about 8 KB) stay in L1 from their activation
         // to their pooling: whole planes (50 KB at 112x112) went through L2 three times, and
         // the fused pass ran slower than the two kernels apart.
@@ -398,17 +407,13 @@ extension ACONKernel {
           let needed = min(
             pool.height, (rows.upperBound - 1) * pool.stride - pool.padding + pool.kernel)
           if needed > ready {
-            // As the fused layer's last planes of a run: normalised into the buffer, then
-            // activated there in place (one kernel for both: in one loop with the pool's,
-            // LLVM split the sigmoid into scalar pieces and the forward ran 4x slower).
-            let (from, count) = (ready * pool.width, (needed - ready) * pool.width)
-            let (source, target) = (xp + from, activated + from)
-            writePlane(target, count: count, mayOverrun: false) {
-              hv.plusProduct(loadWide(source + $0), sv)
-            } scalar: {
-              hv[0].plusProduct(source[$0], sv[0])
-            }
-            forwardPlane(target, target, count, d, p2v, b, true, G.self)
+            // As the fused layer's last planes of a run (in one loop with the pool's, LLVM
+            // split the sigmoid into scalar pieces and the forward ran 2x slower); the buffer
+            // has room for the last vector's overrun.
+            let from = ready * pool.width
+            normalizeThenActivate(
+              xp + from, activated + from, (needed - ready) * pool.width, scale[c], shift[c],
+              p1[c] - p2[c], p2[c], b, true, G.self)
             ready = needed
           }
           PoolingKernel.maxPlane(
