@@ -95,6 +95,27 @@ public final class Conv2d: Module {
         && batchNorm.channels == outputChannels)
   }
 
+  /// `self(batchNorm(x))` as one op with the batch norm folded into this 1x1 layer
+  /// (`Tensor.batchNormThenConv2d`), where ``LayerFusion`` is on, the batch norm is in
+  /// training mode and this layer is a 1x1 convolution without padding or groups over the batch
+  /// norm's channels; `next` is the batch norm this layer feeds, if any (its bias then gets the
+  /// exact zero gradient, as in ``forward(_:before:)``). Nil otherwise: run the two layers.
+  public func forward(
+    _ x: Tensor, after batchNorm: BatchNorm2d, before next: BatchNorm2d?
+  ) throws -> Tensor? {
+    guard LayerFusion.isEnabled, batchNorm.isTraining, kernelSize == 1, padding == 0,
+      dilation == 1, groups == 1, batchNorm.channels == inputChannels
+    else { return nil }
+    let y = try Tensor.batchNormThenConv2d(
+      x, batchNormWeight: batchNorm.weight.value, batchNormBias: batchNorm.bias.value,
+      runningMean: batchNorm.runningMean.value, runningVariance: batchNorm.runningVariance.value,
+      training: true, momentum: batchNorm.momentum, epsilon: batchNorm.epsilon,
+      weight: weight.value, bias: bias?.value, stride: stride,
+      biasGradientIsZero: next.map { $0.isTraining && $0.channels == outputChannels } ?? false)
+    batchNorm.batchesTracked.increment()
+    return y
+  }
+
   /// `batchNorm(self(x))` as one convolution with the batch norm folded into its weights
   /// (`Tensor.conv2dThenBatchNormEvaluation`) where that is exact up to rounding and nothing
   /// needs a gradient: layer fusion on, the batch norm in evaluation mode, no gradient

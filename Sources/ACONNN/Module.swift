@@ -203,8 +203,10 @@ public final class Sequential: Module {
 
   /// Runs the layers in order; a batch norm and the activation after it run as one fused op
   /// where one exists, a convolution before a training-mode batch norm gives its bias the
-  /// exact zero gradient without summing it (``Conv2d/forward(_:before:)``), and in inference a
-  /// convolution and the batch norm after it run as one convolution (see ``LayerFusion``).
+  /// exact zero gradient without summing it (``Conv2d/forward(_:before:)``), a training-mode
+  /// batch norm folds into the 1x1 convolution after it (``Conv2d/forward(_:after:before:)``),
+  /// and in inference a convolution and the batch norm after it run as one convolution (see
+  /// ``LayerFusion``).
   public override func forward(_ x: Tensor) throws -> Tensor {
     try forward(x, layers: layers.count)
   }
@@ -240,6 +242,13 @@ public final class Sequential: Module {
         // (The batch norm may lie past `count`: forward(_:thenMaxPool:) runs it next.)
         y = try conv.forward(y, before: batchNorm)
         i += 1
+      } else if i + 1 < count, let batchNorm = layers[i] as? BatchNorm2d,
+        let conv = layers[i + 1] as? Conv2d,
+        let folded = try conv.forward(
+          y, after: batchNorm, before: i + 2 < layers.count ? layers[i + 2] as? BatchNorm2d : nil)
+      {
+        y = folded
+        i += 2
       } else if i + 1 < count, let batchNorm = layers[i] as? BatchNorm2d,
         layers[i + 1] is FusesAfterBatchNorm
       {

@@ -24,10 +24,28 @@ extension Tensor {
     training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5, fusedReLU: Bool = false
   ) throws -> Tensor {
     let op = fusedReLU ? "batchNormReLU" : "batchNorm"
-    let (out, mean, invStd, _, c, _) = try normalizedForward(
-      op, x, residual: nil, weight: weight, bias: bias, runningMean: runningMean,
-      runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon,
-      relu: fusedReLU)
+    let (mean, invStd) = try batchNormStatistics(
+      op, x, weight: weight, bias: bias, runningMean: runningMean,
+      runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon)
+    return batchNorm(
+      x, mean: mean, invStd: invStd, weight: weight, bias: bias, training: training,
+      fusedReLU: fusedReLU)
+  }
+
+  /// The batch norm op from its statistics (see
+  /// ``batchNormStatistics(_:_:weight:bias:runningMean:runningVariance:training:momentum:epsilon:centredPlaneMeans:)``,
+  /// which has checked the arguments and updated the running statistics): the normalising pass
+  /// and the pullback.
+  static func batchNorm(
+    _ x: Tensor, mean: Tensor, invStd: Tensor, weight: Tensor?, bias: Tensor?, training: Bool,
+    fusedReLU: Bool
+  ) -> Tensor {
+    let op = fusedReLU ? "batchNormReLU" : "batchNorm"
+    let c = x.shape[1]
+    let out = x.empty(x.shape)
+    backend(op, x, weight, bias).batchNormNormalize(
+      x, mean: mean, invStd: invStd, weight: weight, bias: bias, relu: fusedReLU, residual: nil,
+      into: out)
 
     var inputs = [x]
     if let weight { inputs.append(weight) }

@@ -74,6 +74,22 @@ import Testing
     }
   }
 
+  @Test func batchNormThenConvolution() throws {
+    for training in [true, false] {
+      try expectAgreement("batchNormThenConv2d training \(training)") { rng in
+        let (mean, variance) = (Tensor.zeros([6]), Tensor.ones([6]))
+        let out = try forwardBackward(
+          [[3, 6, 4, 5], [6], [6], [5, 6, 1, 1], [5]], positive: [1], rng: &rng
+        ) {
+          try Tensor.batchNormThenConv2d(
+            $0[0], batchNormWeight: $0[1], batchNormBias: $0[2], runningMean: mean,
+            runningVariance: variance, training: training, weight: $0[3], bias: $0[4])
+        }
+        return out + [("running mean", mean), ("running variance", variance)]
+      }
+    }
+  }
+
   @Test func batchNormAddReLU() throws {
     for training in [true, false] {
       try expectAgreement("batchNormAddReLU training \(training)") { rng in
