@@ -186,7 +186,9 @@ func printBudget(title: String, steps: Int, median: Double, mean: Double, rates:
     var floor: Double = 0
   }
   var rows: [String: Row] = [:]
-  // The conv2d tape entries hold the kernel time (rows by path) plus their glue, counted apart.
+  // The tape entries of convolutions (conv2d, and batchNorm_conv1x1: a batch norm folded into
+  // a 1x1 layer) hold the kernel time (rows by path, the folded batch norm's its own) plus
+  // their glue, counted apart.
   var convolutionTape = 0.0
   var convolutionKernels = 0.0
   for e in Profiler.entries() {
@@ -197,7 +199,7 @@ func printBudget(title: String, steps: Int, median: Double, mean: Double, rates:
       name = e.operation
       convolutionKernels += perStep
     case "forward", "backward":
-      if e.operation == "conv2d" {
+      if e.operation == "conv2d" || e.operation.hasPrefix("batchNorm_conv1x1") {
         convolutionTape += perStep
         continue
       }
@@ -250,7 +252,7 @@ func printBudget(title: String, steps: Int, median: Double, mean: Double, rates:
   }
   print(
     String(
-      format: "| convolution glue (conv2d ops less their kernels) | %.2f | | | | | |",
+      format: "| convolution glue (convolution ops less their kernels) | %.2f | | | | | |",
       (convolutionTape - convolutionKernels) * 1e3))
   let rest = mean - accounted - max(0, convolutionTape - convolutionKernels)
   print(

@@ -50,9 +50,16 @@ extension Tensor {
         operation: op, shapes: [x.shape, weight.shape],
         detail: "folds a batch norm into a 1x1 convolution only")
     }
-    let (mean, invStd) = try batchNormStatistics(
-      op, x, weight: batchNormWeight, bias: batchNormBias, runningMean: runningMean,
-      runningVariance: runningVariance, training: training, momentum: momentum, epsilon: epsilon)
+    // The batch norm's share of the op, timed apart from the convolution's kernels (which the
+    // backend times) for `acon bench --budget`: its statistics read x once forward; backward
+    // reads x and the convolution's input gradient and writes x's.
+    let normBytes = Double(4 * x.count)
+    let (mean, invStd) = try Profiler.time("kernel fwd", batchNormKernelRow, bytes: normBytes) {
+      try batchNormStatistics(
+        op, x, weight: batchNormWeight, bias: batchNormBias, runningMean: runningMean,
+        runningVariance: runningVariance, training: training, momentum: momentum,
+        epsilon: epsilon)
+    }
     let backend = backend(op, x, batchNormWeight, batchNormBias, weight, bias)
     let (cin, cout) = (g.inChannels, g.outChannels)
 
@@ -121,13 +128,19 @@ extension Tensor {
       let (dGamma, dBeta) = (
         needGamma ? dy.empty([cin]) : nil, needBeta ? dy.empty([cin]) : nil
       )
-      backend.batchNormBackward(
-        savedX, gradient: normalisedGradient, training: training, mean: mean, invStd: invStd,
-        weight: gamma, bias: beta, relu: false, replicas: replicas, inputGradient: dx,
-        weightGradient: dGamma, biasGradient: dBeta)
+      Profiler.time("kernel bwd", batchNormKernelRow, bytes: 3 * normBytes) {
+        backend.batchNormBackward(
+          savedX, gradient: normalisedGradient, training: training, mean: mean, invStd: invStd,
+          weight: gamma, bias: beta, relu: false, replicas: replicas, inputGradient: dx,
+          weightGradient: dGamma, biasGradient: dBeta)
+      }
       var grads: [Tensor?] = [dx, dGamma, dBeta, scaledWeightGradient]
       if hasBias { grads.append(outputSums) }
       return grads
     }
   }
+
+  /// The profiler's row for the batch norm inside
+  /// ``batchNormThenConv2d(_:batchNormWeight:batchNormBias:runningMean:runningVariance:training:momentum:epsilon:weight:bias:stride:biasGradientIsZero:)``.
+  public static let batchNormKernelRow = "batchNorm before conv 1x1"
 }

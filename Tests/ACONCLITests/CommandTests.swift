@@ -105,7 +105,9 @@ struct CommandTests {
       }
     }
     #expect(r.stdout.contains("GFLOP/s and copy"))
-    for name in ["conv 1x1", "conv depthwise", "batchNorm_acon(train)"] {
+    for name in [
+      "conv 1x1", "conv depthwise", "batchNorm_acon(train)", Tensor.batchNormKernelRow,
+    ] {
       let cells = try #require(row(name), "no row \(name) in \(r.stdout)")
       // name, forward ms, backward ms, GFLOP, MB, floor ms, measured / floor
       #expect(cells.count == 7, "\(cells)")
@@ -114,6 +116,8 @@ struct CommandTests {
     let oneByOne = try #require(row("conv 1x1"))
     #expect((Double(oneByOne[3]) ?? 0) > 0)
     #expect(row("conv2d") == nil, "conv2d is split by kernel path")
+    // The folded batch norm's op is split alike: its convolution under "conv 1x1".
+    #expect(!rows.contains { $0.hasPrefix("| batchNorm_conv1x1") }, "\(rows)")
     #expect(rows.contains { $0.contains("whole step") })
   }
 
