@@ -12,23 +12,49 @@
 /// training step (batch 32, `acon bench --profile`): 7.5-8.5 ms through the column matrix, 4.9-5.6
 /// here.
 ///
+/// A stride-1 stem (the small-image networks': Fashion-MNIST's one channel of 28x28) runs the
+/// same way, each tap a row of the input with a zero on either side, read from one float
+/// before, at and after the output column. Fashion-MNIST's stem in its training step (batch
+/// 128, `acon bench --profile`, 2 rounds alternating): 1.02-1.06 ms through the column matrix
+/// (a product of inner dimension 9), 0.50-0.52 here; 0.84-0.88 while a row's last, partial
+/// vector (12 of 16 floats at 28 wide) was stored float by float.
+///
 /// The gradients stay on the general path: a weight gradient computed the same way from the
 /// split rows (4 x 4 blocks of lane sums per row) took as long in the step as the column matrix
 /// with ``LongInnerProduct``, and a stem's image needs no input gradient.
 public enum StemKernel {
-  /// Whether `g` runs here: 3x3, stride 2, padding 1, no dilation, one group, at most four
-  /// input channels, output channels in blocks of eight, and 16-float vectors (the only width
-  /// measured against the general path).
+  /// Whether `g` runs here: 3x3, stride 2 or 1, padding 1, no dilation, one group, at most
+  /// four input channels, output channels in blocks of eight, and 16-float vectors (the only
+  /// width measured against the general path).
   public static func applies(_ g: ConvGeometry) -> Bool {
-    WideFloat.scalarCount == 16 && g.kernelHeight == 3 && g.kernelWidth == 3 && g.stride == 2
-      && g.padding == 1 && g.dilation == 1 && g.groups == 1 && g.inChannels <= 4
-      && g.outChannels % 8 == 0 && g.outWidth >= 1 && g.outHeight >= 1
+    WideFloat.scalarCount == 16 && g.kernelHeight == 3 && g.kernelWidth == 3
+      && (g.stride == 2 || g.stride == 1) && g.padding == 1 && g.dilation == 1 && g.groups == 1
+      && g.inChannels <= 4 && g.outChannels % 8 == 0 && g.outWidth >= 1 && g.outHeight >= 1
   }
 
   /// Floats of one tap row: the output row rounded up to whole vectors, and one vector more
-  /// (the odd columns are stored one float in, and a vector may start at the last column).
+  /// (the odd columns, or at stride 1 the row, are stored one float in, and a vector may start
+  /// at the last column and read two floats past it).
   static func rowFloats(_ g: ConvGeometry) -> Int {
     (g.outWidth + 15) / 16 * 16 + 16
+  }
+
+  /// Input row `iy` of channel `c` of image `n` one float in, `padded[1 + ix] = x[ix]`, zero
+  /// before and after it and for rows in the padding (stride 1).
+  @inline(__always)
+  static func padRow(
+    _ g: ConvGeometry, _ x: UnsafePointer<Float>, image n: Int, channel c: Int, row iy: Int,
+    into padded: UnsafeMutablePointer<Float>
+  ) {
+    let floats = rowFloats(g)
+    guard iy >= 0 && iy < g.height else {
+      padded.update(repeating: 0, count: floats)
+      return
+    }
+    padded[0] = 0
+    (padded + 1).update(
+      from: x + ((n * g.inChannels + c) * g.height + iy) * g.width, count: g.width)
+    (padded + 1 + g.width).update(repeating: 0, count: floats - 1 - g.width)
   }
 
   /// Splits input row `iy` of channel `c` of image `n` into its even columns (`even[ox] =
@@ -64,14 +90,28 @@ public enum StemKernel {
     }
   }
 
-  /// The tap rows of output row `oy` of image `n` into `taps` (`cin x 3` pairs of rows) and,
-  /// in `tap[t]` for `t = (c * 3 + ky) * 3 + kx` (the weight's order), where each tap starts.
+  /// The tap rows of output row `oy` of image `n` into `taps` (`cin x 3` pairs of rows at
+  /// stride 2, `cin x 3` padded rows at stride 1) and, in `tap[t]` for `t = (c * 3 + ky) * 3 +
+  /// kx` (the weight's order), where each tap starts.
   @inline(__always)
   static func splitTaps(
     _ g: ConvGeometry, _ x: UnsafePointer<Float>, image n: Int, outputRow oy: Int,
     taps: UnsafeMutablePointer<Float>, tap: UnsafeMutablePointer<UnsafePointer<Float>>
   ) {
     let floats = rowFloats(g)
+    if g.stride == 1 {
+      for c in 0..<g.inChannels {
+        for ky in 0..<3 {
+          let first = (c * 3 + ky) * 3
+          let padded = taps + (c * 3 + ky) * floats
+          padRow(g, x, image: n, channel: c, row: oy - 1 + ky, into: padded)
+          (tap[first], tap[first + 1], tap[first + 2]) = (
+            UnsafePointer(padded), UnsafePointer(padded + 1), UnsafePointer(padded + 2)
+          )
+        }
+      }
+      return
+    }
     for c in 0..<g.inChannels {
       for ky in 0..<3 {
         let pair = (c * 3 + ky) * 3
@@ -90,7 +130,7 @@ public enum StemKernel {
     _ g: ConvGeometry, input x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>
   ) {
-    precondition(applies(g), "not a stride-2 3x3 stem: \(g)")
+    precondition(applies(g), "not a 3x3 stem: \(g)")
     let (cout, depth, outW) = (g.outChannels, 9 * g.inChannels, g.outWidth)
     let lanes = WideFloat.scalarCount
     let rowsPerImage = g.outHeight
@@ -119,11 +159,26 @@ public enum StemKernel {
               if ox + lanes <= outW {
                 sums.store(to: out + ox, rowStride: planeStride)
               } else {
-                // A row's last, partial vector goes lane by lane: the floats after it are the
-                // next row's, another item's.
+                // A row's last, partial vector goes in pieces that end with it (eight floats,
+                // four, then one by one): the floats after it are the next row's, another
+                // item's.
+                let left = outW - ox
                 for j in 0..<8 {
-                  let v = sums.row(j)
-                  for l in 0..<(outW - ox) { out[j * planeStride + ox + l] = v[l] }
+                  let (v, p) = (sums.row(j), out + j * planeStride + ox)
+                  var l = 0
+                  if left >= 8 {
+                    store8(v.lowHalf, p)
+                    l = 8
+                  }
+                  if left - l >= 4 {
+                    let four = l == 0 ? v.lowHalf.lowHalf : v.highHalf.lowHalf
+                    UnsafeMutableRawPointer(p + l).storeBytes(of: four, as: SIMD4<Float>.self)
+                    l += 4
+                  }
+                  while l < left {
+                    p[l] = v[l]
+                    l += 1
+                  }
                 }
               }
               ox += lanes

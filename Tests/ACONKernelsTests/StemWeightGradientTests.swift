@@ -55,6 +55,28 @@ struct StemWeightGradientTests {
     }
   }
 
+  /// The stride-1 3x3 stems of one to four channels (the small-image networks'; ``StemKernel``
+  /// where vectors are 16 floats wide): Fashion-MNIST's 1x28x28 into 24 channels, rows of whole
+  /// vectors (16, 32 wide) and not, rows shorter than a vector, a 1x1 image.
+  @Test func strideOneStemsMatchReference() {
+    let cases = [
+      geometry(2, 1, 28, 28, 24, 3, 3, p: 1),
+      geometry(3, 3, 17, 31, 8, 3, 3, p: 1),
+      geometry(2, 4, 9, 16, 16, 3, 3, p: 1),
+      geometry(1, 2, 5, 3, 8, 3, 3, p: 1),
+      geometry(2, 1, 4, 32, 8, 3, 3, p: 1),
+      geometry(3, 2, 1, 1, 8, 3, 3, p: 1),
+    ]
+    for (k, g) in cases.enumerated() {
+      #expect(StemKernel.applies(g) == (WideFloat.scalarCount == 16))
+      for bias in [false, true] {
+        let failures = checkAgainstReference(
+          g, bias: bias, seed: UInt64(780 + 2 * k + (bias ? 1 : 0)))
+        #expect(failures.isEmpty, "\(failures)")
+      }
+    }
+  }
+
   /// Where vectors are 16 floats wide, a stem's weight gradient unfolds each image a run of
   /// output rows at a time: runs of whole vectors and not (45 and 40 columns a row), a short
   /// last run (one row), 3x3 and ResNet's 7x7 taps, one image per worker and several.
