@@ -321,6 +321,34 @@ public func load8(_ p: UnsafePointer<Float>, lanes: Int = 8) -> Float8 {
   return v
 }
 
+/// Stores the first `count` floats of `v` (fewer than a vector) to `p` and nothing past them,
+/// in pieces of eight and four floats and then one by one: for a row's last vector where the
+/// floats after it are another thread's.
+@inlinable @inline(__always)
+public func storeWidePrefix(_ v: WideFloat, _ p: UnsafeMutablePointer<Float>, count: Int) {
+  var l = 0
+  #if ACON_VECTOR16
+    if count >= 8 {
+      store8(v.lowHalf, p)
+      l = 8
+    }
+    if count - l >= 4 {
+      let four = l == 0 ? v.lowHalf.lowHalf : v.highHalf.lowHalf
+      UnsafeMutableRawPointer(p + l).storeBytes(of: four, as: SIMD4<Float>.self)
+      l += 4
+    }
+  #else
+    if count >= 4 {
+      UnsafeMutableRawPointer(p).storeBytes(of: v.lowHalf, as: SIMD4<Float>.self)
+      l = 4
+    }
+  #endif
+  while l < count {
+    p[l] = v[l]
+    l += 1
+  }
+}
+
 /// Stores the first `lanes` floats of `v` to `p`.
 @inlinable @inline(__always)
 public func store8(_ v: Float8, _ p: UnsafeMutablePointer<Float>, lanes: Int = 8) {

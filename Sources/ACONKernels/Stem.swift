@@ -162,23 +162,8 @@ public enum StemKernel {
                 // A row's last, partial vector goes in pieces that end with it (eight floats,
                 // four, then one by one): the floats after it are the next row's, another
                 // item's.
-                let left = outW - ox
                 for j in 0..<8 {
-                  let (v, p) = (sums.row(j), out + j * planeStride + ox)
-                  var l = 0
-                  if left >= 8 {
-                    store8(v.lowHalf, p)
-                    l = 8
-                  }
-                  if left - l >= 4 {
-                    let four = l == 0 ? v.lowHalf.lowHalf : v.highHalf.lowHalf
-                    UnsafeMutableRawPointer(p + l).storeBytes(of: four, as: SIMD4<Float>.self)
-                    l += 4
-                  }
-                  while l < left {
-                    p[l] = v[l]
-                    l += 1
-                  }
+                  storeWidePrefix(sums.row(j), out + j * planeStride + ox, count: outW - ox)
                 }
               }
               ox += lanes
