@@ -90,9 +90,14 @@ public final class Conv2d: Module {
   public func forward(_ x: Tensor, before batchNorm: BatchNorm2d) throws -> Tensor {
     try Tensor.conv2d(
       x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
-      dilation: dilation, groups: groups,
-      biasGradientIsZero: LayerFusion.isEnabled && batchNorm.isTraining
-        && batchNorm.channels == outputChannels)
+      dilation: dilation, groups: groups, biasGradientIsZero: biasGradientIsZero(before: batchNorm))
+  }
+
+  /// Whether this layer's output going to `batchNorm` (and only there) makes its bias gradient
+  /// exactly zero: layer fusion on and the batch norm training over this layer's channels.
+  private func biasGradientIsZero(before batchNorm: BatchNorm2d?) -> Bool {
+    guard let batchNorm else { return false }
+    return LayerFusion.isEnabled && batchNorm.isTraining && batchNorm.channels == outputChannels
   }
 
   /// `self(batchNorm(x))` as one op with the batch norm folded into this 1x1 layer
@@ -111,7 +116,7 @@ public final class Conv2d: Module {
       runningMean: batchNorm.runningMean.value, runningVariance: batchNorm.runningVariance.value,
       training: true, momentum: batchNorm.momentum, epsilon: batchNorm.epsilon,
       weight: weight.value, bias: bias?.value, stride: stride,
-      biasGradientIsZero: next.map { $0.isTraining && $0.channels == outputChannels } ?? false)
+      biasGradientIsZero: biasGradientIsZero(before: next))
     batchNorm.batchesTracked.increment()
     return y
   }
